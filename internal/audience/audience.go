@@ -1,0 +1,270 @@
+// Package audience compiles a job's audience (CONTRACT.md section 3) into one
+// SQL query that streams the candidates in (notifly_user_id,
+// notifly_device_id) byte order.
+//
+// Every value, attribute name, event name and id reaches PostgreSQL as a bind
+// parameter: the SQL text is built only from this package's own fragments and
+// the quoted table names of a validated project id.
+package audience
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/schema"
+)
+
+// Seoul is the time zone of event windows.
+var Seoul = mustLoad("Asia/Seoul")
+
+func mustLoad(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		// time/tzdata is linked into the binary (cmd/segpub), so this
+		// only fails on a broken build.
+		panic(fmt.Sprintf("load time zone %s: %v", name, err))
+	}
+	return loc
+}
+
+// Columns of the compiled query, in order. Device columns are present only
+// when the query has them (device channels).
+const (
+	ColUserID = iota
+	ColExternalUserID
+	ColEmail
+	ColPhone
+	ColProperties
+	ColBucket
+	ColPrevious
+	ColDeviceID
+	ColExternalDeviceID
+	ColToken
+	ColPlatform
+	ColOSVersion
+	ColAppVersion
+	ColSDKVersion
+	ColSDKType
+	ColDeviceUpdatedAt
+)
+
+// Spec says what to compile.
+type Spec struct {
+	Tables   schema.Tables
+	Channel  job.Channel
+	Audience job.Audience
+	// CampaignID is the campaign whose earlier deliveries mark
+	// previously_received users.
+	CampaignID string
+	// ExcludePrevious fills the previous-recipient column; otherwise it is
+	// false for every row.
+	ExcludePrevious bool
+	// Reference is the run's reference time.
+	Reference time.Time
+	// Render renders {"template": ...} values. Templates are rejected when
+	// it is nil.
+	Render func(src string) (string, error)
+	// WithProperties selects user_properties; a size-only run does not need
+	// them, and they are the widest column.
+	WithProperties bool
+	// ExternalIDs, when set, replaces the audience's own id list (for a
+	// CSV chunk whose user_id values are looked up).
+	ExternalIDs []string
+	// After and Before bound the users streamed, exclusively, in byte order
+	// of notifly_user_id: resuming a run, or one partition of it.
+	After, Before string
+}
+
+// Query is a compiled statement and its parameters.
+type Query struct {
+	SQL  string
+	Args []any
+	// Device reports whether the rows carry device columns.
+	Device bool
+}
+
+// Compile builds the audience query. Errors are job rejections with the
+// offending condition's path.
+func Compile(s Spec) (*Query, error) {
+	b := &builder{spec: s}
+	return b.compile()
+}
+
+type builder struct {
+	spec Spec
+	args []any
+}
+
+// arg binds v and returns its placeholder.
+func (b *builder) arg(v any) string {
+	b.args = append(b.args, v)
+	return "$" + strconv.Itoa(len(b.args))
+}
+
+func (b *builder) compile() (*Query, error) {
+	s := b.spec
+	t := s.Tables
+	device := s.Channel.IsDevice()
+	var sb strings.Builder
+	sb.WriteString("SELECT u.notifly_user_id, u.external_user_id, u.email, u.phone_number, ")
+	if s.WithProperties {
+		sb.WriteString("u.user_properties, ")
+	} else {
+		sb.WriteString("NULL::jsonb, ")
+	}
+	sb.WriteString("u.random_bucket_number, ")
+	if s.ExcludePrevious {
+		fmt.Fprintf(&sb, "EXISTS (SELECT 1 FROM %s r WHERE r.campaign_id = %s AND r.notifly_user_id = u.notifly_user_id)",
+			t.DeliveryResult, b.arg(s.CampaignID))
+	} else {
+		sb.WriteString("false")
+	}
+	if device {
+		sb.WriteString(", d.notifly_device_id, d.external_device_id, d.device_token, d.platform, d.os_version, d.app_version, d.sdk_version, d.sdk_type, d.updated_at")
+	}
+	fmt.Fprintf(&sb, "\nFROM %s u", t.User)
+
+	groups := s.Audience.Groups
+	where, err := b.groupsWhere(groups)
+	if err != nil {
+		return nil, err
+	}
+	if device {
+		on := `d.notifly_user_id COLLATE "C" = u.notifly_user_id COLLATE "C" AND d.platform = ANY(` + b.arg(s.Channel.Platforms()) + "::text[])"
+		pair, err := b.pairQualifies(groups, "d")
+		if err != nil {
+			return nil, err
+		}
+		if pair != "" {
+			on += " AND (" + pair + ")"
+		}
+		fmt.Fprintf(&sb, "\nLEFT JOIN %s d ON %s", t.Device, on)
+	}
+	var conds []string
+	ids := s.ExternalIDs
+	if ids == nil && s.Audience.Type == job.AudienceUserIDs {
+		ids = s.Audience.UserIDs
+	}
+	if ids != nil {
+		conds = append(conds, "u.external_user_id = ANY("+b.arg(ids)+"::text[])")
+	}
+	if s.After != "" {
+		conds = append(conds, `u.notifly_user_id COLLATE "C" > `+b.arg(s.After))
+	}
+	if s.Before != "" {
+		conds = append(conds, `u.notifly_user_id COLLATE "C" < `+b.arg(s.Before))
+	}
+	if where != "" {
+		conds = append(conds, "("+where+")")
+	}
+	if len(conds) > 0 {
+		sb.WriteString("\nWHERE ")
+		sb.WriteString(strings.Join(conds, "\n  AND "))
+	}
+	sb.WriteString("\nORDER BY u.notifly_user_id COLLATE \"C\"")
+	if device {
+		sb.WriteString(", d.notifly_device_id COLLATE \"C\"")
+	}
+	return &Query{SQL: sb.String(), Args: b.args, Device: device}, nil
+}
+
+// groupsWhere is the user-level qualification: some group holds on some
+// (user, device) pair. A group with device conditions needs a device that
+// satisfies them (the null device of a user without devices satisfies none).
+func (b *builder) groupsWhere(groups []job.Group) (string, error) {
+	if len(groups) == 0 {
+		return "", nil
+	}
+	ors := make([]string, 0, len(groups))
+	for _, g := range groups {
+		userPart, devPart, err := b.group(g, "dx")
+		if err != nil {
+			return "", err
+		}
+		parts := userPart
+		if len(devPart) > 0 {
+			parts = append(parts, fmt.Sprintf(`EXISTS (SELECT 1 FROM %s dx WHERE dx.notifly_user_id COLLATE "C" = u.notifly_user_id COLLATE "C" AND %s)`,
+				b.spec.Tables.Device, strings.Join(devPart, " AND ")))
+		}
+		ors = append(ors, andAll(parts))
+	}
+	return strings.Join(ors, "\n   OR "), nil
+}
+
+// pairQualifies is the per-device qualification for device channels: the
+// pair (u, alias) satisfies some group. It is "" when no group has device
+// conditions, as the user-level WHERE then already implies it for every
+// device of the user.
+func (b *builder) pairQualifies(groups []job.Group, alias string) (string, error) {
+	hasDevice := false
+	for _, g := range groups {
+		for _, c := range g.Conditions {
+			if c.Kind == job.KindDevice {
+				hasDevice = true
+			}
+		}
+	}
+	if !hasDevice {
+		return "", nil
+	}
+	ors := make([]string, 0, len(groups))
+	for _, g := range groups {
+		userPart, devPart, err := b.group(g, alias)
+		if err != nil {
+			return "", err
+		}
+		ors = append(ors, andAll(append(userPart, devPart...)))
+	}
+	return strings.Join(ors, " OR "), nil
+}
+
+func andAll(parts []string) string {
+	if len(parts) == 0 {
+		return "true"
+	}
+	return "(" + strings.Join(parts, " AND ") + ")"
+}
+
+// group compiles a group's conditions, split into user-level ones and device
+// ones (on the device alias).
+func (b *builder) group(g job.Group, alias string) (userPart, devPart []string, err error) {
+	for _, c := range g.Conditions {
+		var expr string
+		mark := len(b.args)
+		switch c.Kind {
+		case job.KindUser:
+			expr, err = b.userCond(c)
+		case job.KindDevice:
+			expr, err = b.deviceCond(c, alias)
+		case job.KindEvent:
+			expr, err = b.eventCond(c)
+		case job.KindDelivery:
+			expr = b.deliveryCond(c)
+		default:
+			err = job.Rejectf(c.Path+".kind", "unknown condition kind %q", c.Kind)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		switch expr {
+		case "NOT true":
+			expr = "false"
+		case "NOT false":
+			expr = "true"
+		}
+		if expr == "true" || expr == "false" {
+			// A condition that folded to a constant binds nothing:
+			// PostgreSQL rejects parameters the text does not use.
+			b.args = b.args[:mark]
+		}
+		if c.Kind == job.KindDevice {
+			devPart = append(devPart, expr)
+		} else {
+			userPart = append(userPart, expr)
+		}
+	}
+	return userPart, devPart, nil
+}

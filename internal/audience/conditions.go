@@ -1,0 +1,324 @@
+package audience
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segpub/segpub/internal/job"
+)
+
+// operand is what a condition compares: a JSON property, a column, a
+// version column or an event sum. access returns an SQL expression of the
+// given value type and a guard that must hold before the expression may be
+// evaluated; ok=false when the operand never has that type (a type mismatch,
+// which makes the condition false, or true for the negative operators).
+type operand interface {
+	access(t job.ValueType) (expr, guard string, ok bool)
+	exists() string
+}
+
+// jsonProp is a key of user_properties. The guard checks the stored JSON
+// type first, so a cast never fails on bad data.
+type jsonProp struct{ key string }
+
+func (p jsonProp) val() string { return "(u.user_properties -> " + p.key + ")" }
+
+func (p jsonProp) access(t job.ValueType) (string, string, bool) {
+	switch t {
+	case job.ValueString:
+		return "(u.user_properties ->> " + p.key + ")", "jsonb_typeof" + p.val() + " = 'string'", true
+	case job.ValueNumber:
+		return p.val() + "::numeric", "jsonb_typeof" + p.val() + " = 'number'", true
+	case job.ValueBool:
+		return p.val() + "::boolean", "jsonb_typeof" + p.val() + " = 'boolean'", true
+	}
+	return "", "", false
+}
+
+// A JSON null counts as missing.
+func (p jsonProp) exists() string {
+	return "coalesce(jsonb_typeof" + p.val() + " <> 'null', false)"
+}
+
+// textCol is a text column; NULL is missing.
+type textCol struct{ col string }
+
+func (c textCol) access(t job.ValueType) (string, string, bool) {
+	return c.col, "", t == job.ValueString
+}
+func (c textCol) exists() string { return "(" + c.col + " IS NOT NULL)" }
+
+// numberExpr is a numeric expression that is never NULL.
+type numberExpr struct{ expr string }
+
+func (n numberExpr) access(t job.ValueType) (string, string, bool) {
+	return n.expr, "", t == job.ValueNumber
+}
+func (n numberExpr) exists() string { return "true" }
+
+var sqlOps = map[job.Operator]string{
+	job.OpEq: "=", job.OpNe: "<>", job.OpGt: ">", job.OpGe: ">=", job.OpLt: "<", job.OpLe: "<=",
+}
+
+// constant is the value of a condition whose operand can never match: false,
+// or true for the negative operators.
+func constant(op job.Operator) string {
+	if op.Negative() {
+		return "true"
+	}
+	return "false"
+}
+
+func (b *builder) param(v job.Value) string {
+	switch v.Type {
+	case job.ValueNumber:
+		return "(" + b.arg(v.Str) + "::text)::numeric"
+	case job.ValueBool:
+		return b.arg(v.Bool) + "::boolean"
+	}
+	return b.arg(v.Str) + "::text"
+}
+
+// resolve renders a template value into a string value.
+func (b *builder) resolve(v job.Value, path string) (job.Value, error) {
+	switch v.Type {
+	case job.ValueTemplate:
+		if b.spec.Render == nil {
+			return v, job.Rejectf(path, "templates are not available here")
+		}
+		out, err := b.spec.Render(v.Str)
+		if err != nil {
+			return v, job.Rejectf(path, "%v", err)
+		}
+		return job.Value{Type: job.ValueString, Str: out}, nil
+	case job.ValueArray:
+		items := make([]job.Value, len(v.Items))
+		for i, it := range v.Items {
+			r, err := b.resolve(it, fmt.Sprintf("%s[%d]", path, i))
+			if err != nil {
+				return v, err
+			}
+			items[i] = r
+		}
+		return job.Value{Type: job.ValueArray, Items: items}, nil
+	}
+	return v, nil
+}
+
+// compare compiles a typed comparison. The result is never NULL.
+func (b *builder) compare(o operand, c job.Condition) (string, error) {
+	v, err := b.resolve(c.Value, c.Path+".value")
+	if err != nil {
+		return "", err
+	}
+	neg := constant(c.Operator)
+	switch c.Operator {
+	case job.OpExists:
+		return o.exists(), nil
+	case job.OpNotExists:
+		return "NOT " + o.exists(), nil
+	case job.OpIn, job.OpNotIn:
+		in := b.inList(o, v.Items)
+		if c.Operator == job.OpNotIn {
+			return "NOT " + in, nil
+		}
+		return in, nil
+	case job.OpContains:
+		expr, guard, ok := o.access(job.ValueString)
+		if !ok || v.Type != job.ValueString {
+			return neg, nil
+		}
+		return guarded(guard, "strpos("+expr+", "+b.param(v)+") > 0", neg), nil
+	}
+	expr, guard, ok := o.access(v.Type)
+	if !ok {
+		return neg, nil
+	}
+	if v.Type == job.ValueString {
+		expr += ` COLLATE "C"`
+	}
+	return guarded(guard, expr+" "+sqlOps[c.Operator]+" "+b.param(v), neg), nil
+}
+
+// inList is true when the operand equals one of the items of its own type.
+func (b *builder) inList(o operand, items []job.Value) string {
+	byType := map[job.ValueType][]job.Value{}
+	for _, it := range items {
+		byType[it.Type] = append(byType[it.Type], it)
+	}
+	var ors []string
+	for _, t := range []job.ValueType{job.ValueString, job.ValueNumber, job.ValueBool} {
+		list := byType[t]
+		if len(list) == 0 {
+			continue
+		}
+		expr, guard, ok := o.access(t)
+		if !ok {
+			continue
+		}
+		var arr string
+		switch t {
+		case job.ValueString:
+			s := make([]string, len(list))
+			for i, it := range list {
+				s[i] = it.Str
+			}
+			arr = b.arg(s) + "::text[]"
+		case job.ValueNumber:
+			s := make([]string, len(list))
+			for i, it := range list {
+				s[i] = it.Str
+			}
+			arr = b.arg(s) + "::text[]::numeric[]"
+		case job.ValueBool:
+			s := make([]bool, len(list))
+			for i, it := range list {
+				s[i] = it.Bool
+			}
+			arr = b.arg(s) + "::boolean[]"
+		}
+		ors = append(ors, guarded(guard, expr+" = ANY("+arr+")", "false"))
+	}
+	if len(ors) == 0 {
+		return "false"
+	}
+	return "(" + strings.Join(ors, " OR ") + ")"
+}
+
+// guarded evaluates cmp only where guard holds, and turns NULL (missing or
+// mismatched) into ifNull.
+func guarded(guard, cmp, ifNull string) string {
+	if guard == "" {
+		return "coalesce(" + cmp + ", " + ifNull + ")"
+	}
+	return "coalesce(CASE WHEN " + guard + " THEN " + cmp + " END, " + ifNull + ")"
+}
+
+var userColumnExprs = map[string]string{
+	"$email":            "u.email",
+	"$phone_number":     "u.phone_number",
+	"$external_user_id": "u.external_user_id",
+}
+
+func (b *builder) userCond(c job.Condition) (string, error) {
+	if col, ok := userColumnExprs[c.Attribute]; ok {
+		return b.compare(textCol{col}, c)
+	}
+	if c.Attribute == "$random_bucket_number" {
+		return b.compare(numberExpr{"u.random_bucket_number"}, c)
+	}
+	return b.compare(jsonProp{b.arg(c.Attribute) + "::text"}, c)
+}
+
+func (b *builder) deviceCond(c job.Condition, alias string) (string, error) {
+	col := alias + "." + c.Attribute // attribute is one of job.DeviceAttributes
+	switch c.Attribute {
+	case "os_version", "app_version", "sdk_version":
+		return b.versionCond(col, c)
+	}
+	return b.compare(textCol{col}, c)
+}
+
+// versionPattern is the shape of a comparable version: dot-separated digits.
+const versionPattern = `'^[0-9]+(\.[0-9]+)*$'`
+
+// versionCond compares versions part by part, numerically, missing parts
+// being 0. Both sides are normalized to numeric arrays without trailing zero
+// parts, so PostgreSQL's array ordering is version ordering.
+func (b *builder) versionCond(col string, c job.Condition) (string, error) {
+	switch c.Operator {
+	case job.OpContains, job.OpExists, job.OpNotExists:
+		return b.compare(textCol{col}, c)
+	}
+	v, err := b.resolve(c.Value, c.Path+".value")
+	if err != nil {
+		return "", err
+	}
+	norm := "string_to_array(regexp_replace(" + col + `, '(\.0+)+$', ''), '.')::numeric[]`
+	guard := col + " ~ " + versionPattern
+	eq := func(item job.Value) (string, bool) {
+		parts, ok := versionParts(item)
+		if !ok {
+			return "", false
+		}
+		return norm + " = " + b.arg(parts) + "::text[]::numeric[]", true
+	}
+	switch c.Operator {
+	case job.OpIn, job.OpNotIn:
+		var ors []string
+		for _, it := range v.Items {
+			if e, ok := eq(it); ok {
+				ors = append(ors, e)
+			}
+		}
+		in := "false"
+		if len(ors) > 0 {
+			in = guarded(guard, "("+strings.Join(ors, " OR ")+")", "false")
+		}
+		if c.Operator == job.OpNotIn {
+			return "NOT " + in, nil
+		}
+		return in, nil
+	}
+	parts, ok := versionParts(v)
+	if !ok {
+		return constant(c.Operator), nil
+	}
+	return guarded(guard, norm+" "+sqlOps[c.Operator]+" "+b.arg(parts)+"::text[]::numeric[]", constant(c.Operator)), nil
+}
+
+// versionParts splits a version value into its numeric parts without
+// trailing zeros; ok=false when the value is not dot-separated digits.
+func versionParts(v job.Value) ([]string, bool) {
+	if v.Type != job.ValueString || v.Str == "" {
+		return nil, false
+	}
+	parts := strings.Split(v.Str, ".")
+	for _, p := range parts {
+		if p == "" {
+			return nil, false
+		}
+		for i := 0; i < len(p); i++ {
+			if p[i] < '0' || p[i] > '9' {
+				return nil, false
+			}
+		}
+	}
+	for len(parts) > 1 && strings.Trim(parts[len(parts)-1], "0") == "" {
+		parts = parts[:len(parts)-1]
+	}
+	return parts, true
+}
+
+// eventCond compares the sum of an event's counts over the window; a user
+// without rows has the sum 0.
+func (b *builder) eventCond(c job.Condition) (string, error) {
+	window := ""
+	if c.WithinDays > 0 {
+		ref := b.spec.Reference.In(Seoul)
+		to := time.Date(ref.Year(), ref.Month(), ref.Day(), 0, 0, 0, 0, time.UTC)
+		from := to.AddDate(0, 0, -(c.WithinDays - 1))
+		window = " AND e.dt BETWEEN " + b.arg(from.Format(time.DateOnly)) + "::text::date AND " + b.arg(to.Format(time.DateOnly)) + "::text::date"
+	}
+	sum := fmt.Sprintf("(SELECT coalesce(sum(e.count), 0) FROM %s e WHERE e.notifly_user_id = u.notifly_user_id AND e.name = %s::text%s)",
+		b.spec.Tables.EventCounts, b.arg(c.Event), window)
+	return b.compare(numberExpr{sum}, c)
+}
+
+// deliveryCond tests for a delivery_result row of a campaign, within
+// within_days×24 hours before the reference time when given.
+func (b *builder) deliveryCond(c job.Condition) string {
+	window := ""
+	if c.WithinDays > 0 {
+		ref := b.spec.Reference.UTC()
+		from := ref.Add(-time.Duration(c.WithinDays) * 24 * time.Hour)
+		window = " AND r.created_at >= " + b.arg(from) + "::timestamptz AND r.created_at <= " + b.arg(ref) + "::timestamptz"
+	}
+	exists := fmt.Sprintf("EXISTS (SELECT 1 FROM %s r WHERE r.campaign_id = %s::text AND r.notifly_user_id = u.notifly_user_id%s)",
+		b.spec.Tables.DeliveryResult, b.arg(c.CampaignID), window)
+	if c.Received {
+		return exists
+	}
+	return "NOT " + exists
+}

@@ -1,0 +1,161 @@
+// Package cli is segpub's command line. main is a thin wrapper around Main,
+// so every command can be run and checked from tests.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Exit codes (CONTRACT.md section 8).
+const (
+	ExitOK       = 0
+	ExitFailure  = 1
+	ExitRejected = 2
+)
+
+// Env is what a command sees of its process.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+}
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *Env, args []string) int
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"size":    {"print the audience size and skip reasons of a job", runSize},
+		"publish": {"run a job, publishing its channel messages to --out", runPublish},
+		"seed":    {"create a project's tables and fill them with synthetic data", runSeed},
+		"migrate": {"create the secondary indexes the audience queries use", runMigrate},
+	}
+}
+
+// Main runs one command and returns the process exit code.
+func Main(ctx context.Context, args []string, env *Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.Stderr, cmds)
+		if len(args) == 0 {
+			return ExitFailure
+		}
+		return ExitOK
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "segpub: unknown command %q\n", args[0])
+		usage(env.Stderr, cmds)
+		return ExitFailure
+	}
+	return cmd.run(ctx, env, args[1:])
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "usage: segpub <command> [flags]\n\ncommands:")
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'segpub <command> -h' for a command's flags.")
+}
+
+// common holds the flags every database command shares.
+type common struct {
+	databaseURL string
+	verbose     bool
+}
+
+func (c *common) register(fs *flag.FlagSet, env *Env) {
+	fs.StringVar(&c.databaseURL, "database-url", env.Getenv("SEGPUB_DATABASE_URL"), "audience database URL (default $SEGPUB_DATABASE_URL)")
+	fs.BoolVar(&c.verbose, "v", false, "log debug detail")
+}
+
+func (c *common) logger(env *Env) *slog.Logger {
+	level := slog.LevelInfo
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
+	if c.databaseURL == "" {
+		return nil, errors.New("no database: pass --database-url or set SEGPUB_DATABASE_URL")
+	}
+	cfg, err := pgxpool.ParseConfig(c.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "segpub"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database %s: %w", redact(c.databaseURL), err)
+	}
+	return pool, nil
+}
+
+// redact hides a URL's password in messages.
+func redact(u string) string {
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, env *Env) (ok bool, code int) {
+	fs.SetOutput(env.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, ExitOK
+		}
+		return false, ExitFailure
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "segpub %s: unexpected arguments: %s\n", fs.Name(), strings.Join(fs.Args(), " "))
+		return false, ExitFailure
+	}
+	return true, 0
+}
+
+func printJSON(w io.Writer, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Results are plain structs; this cannot fail.
+		panic(err)
+	}
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+func fail(env *Env, name string, err error) int {
+	fmt.Fprintf(env.Stderr, "segpub %s: %v\n", name, err)
+	return ExitFailure
+}

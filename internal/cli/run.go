@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/segpub/segpub/internal/filesink"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
+)
+
+func runSize(ctx context.Context, env *Env, args []string) int {
+	return runJob(ctx, env, "size", args)
+}
+
+func runPublish(ctx context.Context, env *Env, args []string) int {
+	return runJob(ctx, env, "publish", args)
+}
+
+// runJob is `segpub size` and `segpub publish`. size always counts; publish
+// does what the job's action says, so a calculate-size job run with publish
+// still publishes nothing.
+func runJob(ctx context.Context, env *Env, name string, args []string) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	jobPath := fs.String("job", "", "job file (JSON), or - for standard input")
+	out := ""
+	if name == "publish" {
+		fs.StringVar(&out, "out", "", "destination URL, {channel} replaced by the channel name (file:///dir/{channel}.ndjson)")
+	}
+	if ok, code := parseFlags(fs, args, env); !ok {
+		return code
+	}
+	if *jobPath == "" {
+		fmt.Fprintf(env.Stderr, "segpub %s: --job is required\n", name)
+		return ExitFailure
+	}
+	log := c.logger(env)
+	data, err := readJob(*jobPath, env.Stdin)
+	if err != nil {
+		return fail(env, name, err)
+	}
+	env2 := jobResult{env: env, name: name}
+	j, err := job.Parse(data)
+	if err != nil {
+		return env2.report(&publish.Result{Action: actionFor(name), Status: publish.StatusRejected, Error: err.Error(), Variants: map[string]int64{}}, err)
+	}
+	if name == "size" {
+		j.Action = job.ActionCalculateSize
+	}
+	var sink *filesink.Sink
+	if j.Action == job.ActionPublish {
+		if out == "" {
+			fmt.Fprintf(env.Stderr, "segpub %s: --out is required\n", name)
+			return ExitFailure
+		}
+		if sink, err = filesink.New(out); err != nil {
+			return fail(env, name, err)
+		}
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return fail(env, name, err)
+	}
+	defer pool.Close()
+	runner, err := publish.New(publish.Config{Pool: pool, Logger: log})
+	if err != nil {
+		return fail(env, name, err)
+	}
+	var s publish.Sink
+	if sink != nil {
+		s = sink
+	}
+	res, err := runner.Run(ctx, j, s)
+	if sink != nil {
+		if cerr := sink.Close(); cerr != nil && err == nil {
+			err = cerr
+			res.Status, res.Error = publish.StatusFailed, cerr.Error()
+		}
+	}
+	if err == nil {
+		log.Info("job done", "request_id", res.RequestID, "action", res.Action, "candidates", res.Candidates, "published", res.Published, "duration_ms", res.DurationMS)
+	}
+	return env2.report(res, err)
+}
+
+func actionFor(name string) job.Action {
+	if name == "size" {
+		return job.ActionCalculateSize
+	}
+	return job.ActionPublish
+}
+
+type jobResult struct {
+	env  *Env
+	name string
+}
+
+// report prints the result and maps the outcome to an exit code: 2 for a
+// rejected job, with its reason on standard error, 1 for any other failure.
+func (r jobResult) report(res *publish.Result, err error) int {
+	printJSON(r.env.Stdout, res)
+	switch {
+	case err == nil:
+		return ExitOK
+	case job.IsRejection(err):
+		fmt.Fprintf(r.env.Stderr, "segpub %s: rejected: %v\n", r.name, err)
+		return ExitRejected
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(r.env.Stderr, "segpub %s: interrupted\n", r.name)
+		return ExitFailure
+	default:
+		fmt.Fprintf(r.env.Stderr, "segpub %s: %v\n", r.name, err)
+		return ExitFailure
+	}
+}
+
+func readJob(path string, stdin io.Reader) ([]byte, error) {
+	if path == "-" {
+		data, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read job from standard input: %w", err)
+		}
+		return data, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read job: %w", err)
+	}
+	return data, nil
+}

@@ -1,0 +1,99 @@
+// Package dbtest gives tests a real PostgreSQL: a shared pool and, per test,
+// a project of its own (fresh tables under a unique project id) that is
+// dropped when the test ends, so tests run in parallel without seeing each
+// other's rows.
+package dbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/schema"
+)
+
+// DefaultURL is used when SEGPUB_TEST_DATABASE_URL is not set; it matches a
+// stock local server with trust authentication.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// URL returns the test database URL.
+func URL() string {
+	if u := os.Getenv("SEGPUB_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+var (
+	poolOnce sync.Once
+	pool     *pgxpool.Pool
+	poolErr  error
+)
+
+// Pool returns a pool shared by all tests of the package. A test fails (it
+// is not skipped) when the database is unreachable: these suites exist to
+// run against a real server.
+func Pool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	poolOnce.Do(func() {
+		cfg, err := pgxpool.ParseConfig(URL())
+		if err != nil {
+			poolErr = err
+			return
+		}
+		cfg.MaxConns = 16
+		pool, poolErr = pgxpool.NewWithConfig(context.Background(), cfg)
+		if poolErr == nil {
+			poolErr = pool.Ping(context.Background())
+		}
+	})
+	if poolErr != nil {
+		tb.Fatalf("connect to test database %s: %v (set SEGPUB_TEST_DATABASE_URL, or run .ci/run which starts one)", URL(), poolErr)
+	}
+	return pool
+}
+
+// NewProjectID returns a project id no other test uses.
+func NewProjectID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return "t_" + hex.EncodeToString(b[:])
+}
+
+// Project creates the contract's tables for a fresh project and drops them
+// when the test ends. It returns the project's tables.
+func Project(tb testing.TB) schema.Tables {
+	tb.Helper()
+	p := Pool(tb)
+	tables, err := schema.For(NewProjectID())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, stmt := range tables.CreateStatements(true) {
+		if _, err := p.Exec(ctx, stmt); err != nil {
+			tb.Fatalf("create tables: %v", err)
+		}
+	}
+	tb.Cleanup(func() {
+		for _, stmt := range tables.DropStatements() {
+			_, _ = p.Exec(context.Background(), stmt)
+		}
+	})
+	return tables
+}
+
+// Exec runs statements and fails the test on the first error.
+func Exec(tb testing.TB, sql string, args ...any) {
+	tb.Helper()
+	if _, err := Pool(tb).Exec(context.Background(), sql, args...); err != nil {
+		tb.Fatalf("exec %q: %v", sql, err)
+	}
+}

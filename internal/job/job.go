@@ -1,0 +1,208 @@
+// Package job parses and validates the job message (CONTRACT.md sections 2
+// and 3). Parsing is strict: unknown fields, wrong types and unknown
+// operators are rejections whose error names the JSON path, so an operator can
+// fix the job without reading code.
+package job
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Action is what a job asks for.
+type Action string
+
+const (
+	ActionPublish       Action = "publish"
+	ActionCalculateSize Action = "calculate-size"
+)
+
+// Channel is a channel's wire name.
+type Channel string
+
+const (
+	ChannelPush            Channel = "push_notification"
+	ChannelWebPush         Channel = "web_push_notification"
+	ChannelKakaoAlimtalk   Channel = "kakao_alimtalk"
+	ChannelKakaoFriendtalk Channel = "kakao_friendtalk"
+	ChannelText            Channel = "text_message"
+	ChannelEmail           Channel = "email"
+)
+
+// Channels lists every channel in a stable order.
+var Channels = []Channel{ChannelPush, ChannelWebPush, ChannelKakaoAlimtalk, ChannelKakaoFriendtalk, ChannelText, ChannelEmail}
+
+// IsDevice reports whether the channel's destination is a device token.
+func (c Channel) IsDevice() bool { return c == ChannelPush || c == ChannelWebPush }
+
+// IsPhone reports whether the channel's destination is a phone number.
+func (c Channel) IsPhone() bool {
+	return c == ChannelText || c == ChannelKakaoAlimtalk || c == ChannelKakaoFriendtalk
+}
+
+// Platforms returns the device platforms a device channel reaches.
+func (c Channel) Platforms() []string {
+	switch c {
+	case ChannelPush:
+		return []string{"android", "ios"}
+	case ChannelWebPush:
+		return []string{"web"}
+	}
+	return nil
+}
+
+// Job is a validated job message.
+type Job struct {
+	Version   int
+	Action    Action
+	RequestID string
+	ProjectID string
+	// ScheduledAt is the reference time; zero when the job did not give one
+	// (the runner then uses the time it received the job).
+	ScheduledAt time.Time
+	Campaign    Campaign
+}
+
+// Campaign is the job's campaign.
+type Campaign struct {
+	ID       string
+	Channel  Channel
+	Audience Audience
+	// Message is the campaign's message as compact JSON; nil when absent.
+	Message         json.RawMessage
+	ExperimentID    string
+	VariantMessages map[string]json.RawMessage
+	Throttle        *Throttle
+	// ExcludePreviousRecipients skips users with any delivery_result row
+	// for this campaign.
+	ExcludePreviousRecipients bool
+}
+
+// Throttle splits published messages into timed waves.
+type Throttle struct {
+	MaxPerInterval  int64
+	IntervalMinutes int64
+}
+
+// AudienceType is the kind of audience.
+type AudienceType string
+
+const (
+	AudienceAll     AudienceType = "all"
+	AudienceSegment AudienceType = "segment"
+	AudienceUserIDs AudienceType = "user_ids"
+	AudienceCSV     AudienceType = "csv"
+)
+
+// Audience describes who a campaign is for.
+type Audience struct {
+	Type AudienceType
+	// Groups are OR-ed; the conditions inside one group are AND-ed.
+	Groups  []Group
+	UserIDs []string
+	URL     string
+}
+
+// Group is one AND-ed list of conditions.
+type Group struct {
+	Conditions []Condition
+}
+
+// ConditionKind is what a condition looks at.
+type ConditionKind string
+
+const (
+	KindUser     ConditionKind = "user"
+	KindDevice   ConditionKind = "device"
+	KindEvent    ConditionKind = "event"
+	KindDelivery ConditionKind = "delivery"
+)
+
+// Operator compares a property with a condition's value.
+type Operator string
+
+const (
+	OpEq        Operator = "="
+	OpNe        Operator = "!="
+	OpGt        Operator = ">"
+	OpGe        Operator = ">="
+	OpLt        Operator = "<"
+	OpLe        Operator = "<="
+	OpIn        Operator = "in"
+	OpNotIn     Operator = "not_in"
+	OpExists    Operator = "exists"
+	OpNotExists Operator = "not_exists"
+	OpContains  Operator = "contains"
+)
+
+var operators = map[Operator]bool{
+	OpEq: true, OpNe: true, OpGt: true, OpGe: true, OpLt: true, OpLe: true,
+	OpIn: true, OpNotIn: true, OpExists: true, OpNotExists: true, OpContains: true,
+}
+
+// Negative reports whether a missing or mismatched property makes the
+// condition true rather than false (CONTRACT.md section 3).
+func (o Operator) Negative() bool { return o == OpNe || o == OpNotIn || o == OpNotExists }
+
+// Condition is one condition of a group. Which fields are set depends on
+// Kind; the parser guarantees the combination is valid.
+type Condition struct {
+	// Path is the condition's JSON path, for errors found after parsing.
+	Path       string
+	Kind       ConditionKind
+	Attribute  string // user, device
+	Event      string // event
+	CampaignID string // delivery
+	WithinDays int    // event, delivery; 0 = no window
+	Received   bool   // delivery
+	Operator   Operator
+	Value      Value
+}
+
+// ValueType is the JSON type of a condition value.
+type ValueType int
+
+const (
+	ValueNone ValueType = iota
+	ValueString
+	ValueNumber
+	ValueBool
+	ValueArray
+	ValueTemplate
+)
+
+// Value is a condition's value.
+type Value struct {
+	Type ValueType
+	// Str holds a string, a number's literal text, or a template's source.
+	Str   string
+	Bool  bool
+	Items []Value
+}
+
+// Error is a rejection: the job is invalid and is never retried. Path is the
+// JSON path of the offending value ("" for the whole message).
+type Error struct {
+	Path string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// Rejectf returns a rejection at path.
+func Rejectf(path, format string, args ...any) error {
+	return &Error{Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// IsRejection reports whether err is (or wraps) a rejection.
+func IsRejection(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}

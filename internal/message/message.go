@@ -1,0 +1,323 @@
+// Package message encodes channel messages (CONTRACT.md section 7) and their
+// idempotency keys. Encoding appends into a caller's buffer: a large run
+// encodes millions of messages, and reflection-based encoding per message
+// would dominate its CPU time.
+package message
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/segpub/segpub/internal/job"
+)
+
+// Recipient is one candidate's data as read from the database or a CSV row.
+// Byte slices are nil for SQL NULL.
+type Recipient struct {
+	UserID         []byte
+	ExternalUserID []byte
+	Email          []byte
+	Phone          []byte
+	// Properties is user_properties as JSON text; nil when not loaded or
+	// when the recipient has no database user.
+	Properties []byte
+
+	HasDevice        bool
+	DeviceID         []byte
+	ExternalDeviceID []byte
+	Token            []byte
+	Platform         []byte
+	OSVersion        []byte
+	AppVersion       []byte
+	SDKVersion       []byte
+	SDKType          []byte
+	DeviceUpdatedAt  time.Time
+
+	// CSV is the CSV row as a JSON object, nil unless the audience is a CSV.
+	CSV []byte
+	// HasUser is false for CSV recipients that come from the file alone.
+	HasUser bool
+}
+
+// Encoder encodes the messages of one run.
+type Encoder struct {
+	channel job.Channel
+	// keyPrefix is "project\ncampaign\nrequest\nchannel\n", the fixed part
+	// of every idempotency key's input.
+	keyPrefix []byte
+	// head is everything between the idempotency key and variant_id.
+	head     []byte
+	messages map[string][]byte
+	base     []byte
+	keyBuf   []byte
+}
+
+// NewEncoder prepares the fixed parts of a run's messages. variantMessages
+// replace the campaign's message for recipients of that variant.
+func NewEncoder(j *job.Job) *Encoder {
+	c := j.Campaign
+	e := &Encoder{channel: c.Channel, messages: map[string][]byte{}}
+	e.keyPrefix = fmt.Appendf(nil, "%s\n%s\n%s\n%s\n", j.ProjectID, c.ID, j.RequestID, c.Channel)
+	h := []byte(`","request_id":`)
+	h = AppendString(h, j.RequestID)
+	h = append(h, `,"project_id":`...)
+	h = AppendString(h, j.ProjectID)
+	h = append(h, `,"campaign_id":`...)
+	h = AppendString(h, c.ID)
+	h = append(h, `,"channel":`...)
+	h = AppendString(h, string(c.Channel))
+	h = append(h, `,"variant_id":`...)
+	e.head = h
+	e.base = c.Message
+	if e.base == nil {
+		e.base = []byte("null")
+	}
+	for id, m := range c.VariantMessages {
+		e.messages[id] = m
+	}
+	return e
+}
+
+// Key computes the idempotency key of a destination: the SHA-256 of the
+// fixed prefix and the destination. The first 8 bytes double as the
+// destination's de-duplication fingerprint, so each candidate is hashed once.
+func (e *Encoder) Key(dest []byte) (sum [sha256.Size]byte) {
+	e.keyBuf = append(append(e.keyBuf[:0], e.keyPrefix...), dest...)
+	return sha256.Sum256(e.keyBuf)
+}
+
+// Fingerprint returns the 64-bit de-duplication fingerprint of a key.
+func Fingerprint(sum [sha256.Size]byte) uint64 { return binary.BigEndian.Uint64(sum[:8]) }
+
+// Append encodes one channel message. dest is the published destination
+// (normalized phone, trimmed email or token); sendAt is pre-formatted.
+func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, sendAt []byte, r *Recipient, dest []byte) []byte {
+	buf = append(buf, `{"idempotency_key":"`...)
+	buf = hex.AppendEncode(buf, key[:])
+	buf = append(buf, e.head...)
+	msg := e.base
+	if variantID == "" {
+		buf = append(buf, "null"...)
+	} else {
+		buf = AppendString(buf, variantID)
+		if m, ok := e.messages[variantID]; ok {
+			msg = m
+		}
+	}
+	buf = append(buf, `,"send_at":"`...)
+	buf = append(buf, sendAt...)
+	buf = append(buf, `","recipient":{"notifly_user_id":`...)
+	buf = appendNullable(buf, r.UserID)
+	buf = append(buf, `,"external_user_id":`...)
+	buf = appendNullable(buf, r.ExternalUserID)
+	switch {
+	case e.channel == job.ChannelEmail:
+		buf = append(buf, `,"email":`...)
+		buf = appendBytes(buf, dest)
+	case e.channel.IsPhone():
+		buf = append(buf, `,"phone_number":`...)
+		buf = appendBytes(buf, dest)
+	case e.channel.IsDevice():
+		buf = append(buf, `,"device":{"notifly_device_id":`...)
+		buf = appendNullable(buf, r.DeviceID)
+		buf = append(buf, `,"device_token":`...)
+		buf = appendBytes(buf, dest)
+		buf = append(buf, `,"platform":`...)
+		buf = appendNullable(buf, r.Platform)
+		buf = append(buf, `,"os_version":`...)
+		buf = appendNullable(buf, r.OSVersion)
+		buf = append(buf, `,"app_version":`...)
+		buf = appendNullable(buf, r.AppVersion)
+		buf = append(buf, `,"sdk_version":`...)
+		buf = appendNullable(buf, r.SDKVersion)
+		buf = append(buf, `,"sdk_type":`...)
+		buf = appendNullable(buf, r.SDKType)
+		buf = append(buf, '}')
+	}
+	buf = append(buf, `},"personalization":{"user":`...)
+	buf = appendUser(buf, r)
+	buf = append(buf, `,"device":`...)
+	buf = appendDevice(buf, r)
+	buf = append(buf, `,"csv":`...)
+	if r.CSV == nil {
+		buf = append(buf, "null"...)
+	} else {
+		buf = append(buf, r.CSV...)
+	}
+	buf = append(buf, `},"message":`...)
+	buf = append(buf, msg...)
+	return append(buf, '}')
+}
+
+// userKeys are the column values personalization.user adds to the
+// properties; they win over properties of the same name.
+var userKeys = [][]byte{[]byte(`"$email"`), []byte(`"$phone_number"`), []byte(`"external_user_id"`)}
+
+// appendUser writes user_properties plus $email, $phone_number and
+// external_user_id. The properties' JSON text is spliced in as it comes from
+// PostgreSQL; only when it already holds one of the added keys is it decoded,
+// so the object never has a key twice.
+func appendUser(buf []byte, r *Recipient) []byte {
+	if !r.HasUser {
+		return append(buf, "null"...)
+	}
+	buf = append(buf, `{"$email":`...)
+	buf = appendNullable(buf, r.Email)
+	buf = append(buf, `,"$phone_number":`...)
+	buf = appendNullable(buf, r.Phone)
+	buf = append(buf, `,"external_user_id":`...)
+	buf = appendNullable(buf, r.ExternalUserID)
+	props := bytes.TrimSpace(r.Properties)
+	if len(props) < 2 || props[0] != '{' {
+		// Not an object (bad data written by another service): the
+		// properties are left out rather than failing the run.
+		return append(buf, '}')
+	}
+	for _, k := range userKeys {
+		if bytes.Contains(props, k) {
+			return appendPropsSlow(buf, props)
+		}
+	}
+	inner := bytes.TrimSpace(props[1 : len(props)-1])
+	if len(inner) > 0 {
+		buf = append(buf, ',')
+		buf = append(buf, inner...)
+	}
+	return append(buf, '}')
+}
+
+func appendPropsSlow(buf []byte, props []byte) []byte {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(props, &m); err != nil {
+		return append(buf, '}')
+	}
+	delete(m, "$email")
+	delete(m, "$phone_number")
+	delete(m, "external_user_id")
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		buf = append(buf, ',')
+		buf = AppendString(buf, k)
+		buf = append(buf, ':')
+		buf = append(buf, m[k]...)
+	}
+	return append(buf, '}')
+}
+
+func appendDevice(buf []byte, r *Recipient) []byte {
+	if !r.HasDevice {
+		return append(buf, "null"...)
+	}
+	buf = append(buf, `{"notifly_device_id":`...)
+	buf = appendNullable(buf, r.DeviceID)
+	buf = append(buf, `,"notifly_user_id":`...)
+	buf = appendNullable(buf, r.UserID)
+	buf = append(buf, `,"external_device_id":`...)
+	buf = appendNullable(buf, r.ExternalDeviceID)
+	buf = append(buf, `,"device_token":`...)
+	buf = appendNullable(buf, r.Token)
+	buf = append(buf, `,"platform":`...)
+	buf = appendNullable(buf, r.Platform)
+	buf = append(buf, `,"os_version":`...)
+	buf = appendNullable(buf, r.OSVersion)
+	buf = append(buf, `,"app_version":`...)
+	buf = appendNullable(buf, r.AppVersion)
+	buf = append(buf, `,"sdk_version":`...)
+	buf = appendNullable(buf, r.SDKVersion)
+	buf = append(buf, `,"sdk_type":`...)
+	buf = appendNullable(buf, r.SDKType)
+	buf = append(buf, `,"updated_at":"`...)
+	buf = r.DeviceUpdatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+	return append(buf, `"}`...)
+}
+
+// AppendSendAt formats a send time as the messages carry it.
+func AppendSendAt(buf []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(buf, time.RFC3339Nano)
+}
+
+func appendNullable(buf, b []byte) []byte {
+	if b == nil {
+		return append(buf, "null"...)
+	}
+	return appendBytes(buf, b)
+}
+
+// AppendString appends s as a JSON string.
+func AppendString(buf []byte, s string) []byte { return appendBytes(buf, []byte(s)) }
+
+const hexDigits = "0123456789abcdef"
+
+// appendBytes appends b as a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced by U+FFFD so the output is
+// always valid JSON.
+func appendBytes(buf, b []byte) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			buf = append(buf, b[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, b[start:i]...)
+			buf = append(buf, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			// Valid JSON, but JavaScript consumers choke on them raw.
+			buf = append(buf, b[start:i]...)
+			buf = append(buf, `\u202`...)
+			buf = append(buf, hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, b[start:]...)
+	return append(buf, '"')
+}
+
+// AppendCSVRow encodes a CSV row as a JSON object in header order.
+func AppendCSVRow(buf []byte, header []string, values []string) []byte {
+	buf = append(buf, '{')
+	for i, h := range header {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = AppendString(buf, h)
+		buf = append(buf, ':')
+		buf = AppendString(buf, values[i])
+	}
+	return append(buf, '}')
+}

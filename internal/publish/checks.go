@@ -1,0 +1,211 @@
+package publish
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/segpub/segpub/internal/contact"
+	"github.com/segpub/segpub/internal/dedup"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/message"
+)
+
+// checker applies the contract's checks to candidates in order, giving each
+// exactly one skip reason or publishing it: unknown_user,
+// previously_received, control_group, no_contact, invalid_contact,
+// duplicate_destination. Candidates arrive in (notifly_user_id,
+// notifly_device_id) order (file order for CSV), so the first candidate of a
+// destination is the one the contract says wins.
+type checker struct {
+	p         *plan
+	channel   job.Channel
+	enc       *message.Encoder
+	seen      *dedup.Set
+	batchSize int
+
+	// published counts messages so far; it numbers throttle waves.
+	published int64
+	// wave caches the formatted send_at of the current throttle wave.
+	wave       int64
+	waveSendAt []byte
+
+	candidates atomic.Int64
+	lastUser   []byte
+}
+
+func newChecker(p *plan, batchSize int) *checker {
+	c := &checker{
+		p:         p,
+		channel:   p.job.Campaign.Channel,
+		enc:       message.NewEncoder(p.job),
+		seen:      dedup.New(0),
+		batchSize: batchSize,
+		wave:      -1,
+	}
+	return c
+}
+
+func (c *checker) sendAt(k int64) []byte {
+	th := c.p.job.Campaign.Throttle
+	w := int64(0)
+	if th != nil {
+		w = k / th.MaxPerInterval
+	}
+	if w != c.wave || c.waveSendAt == nil {
+		at := c.p.reference
+		if th != nil {
+			at = at.Add(time.Duration(w*th.IntervalMinutes) * time.Minute)
+		}
+		c.waveSendAt = message.AppendSendAt(c.waveSendAt[:0], at)
+		c.wave = w
+	}
+	return c.waveSendAt
+}
+
+func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- *rowBatch, out chan<- *Batch, freeOut <-chan *Batch, res *Result) error {
+	var cur *Batch
+	take := func() error {
+		select {
+		case cur = <-freeOut:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cur.Data = cur.Data[:0]
+		cur.Messages = cur.Messages[:0]
+		cur.First = c.published
+		cur.After = ""
+		cur.Rows = 0
+		return nil
+	}
+	flush := func(after string, rows int64) error {
+		cur.After, cur.Rows = after, rows
+		// Bodies are sliced after encoding finished: Data may have
+		// moved while it grew.
+		off := 0
+		for i := range cur.Messages {
+			n := len(cur.Messages[i].Body)
+			cur.Messages[i].Body = cur.Data[off : off+n]
+			cur.Messages[i].Key = cur.Data[off+20 : off+84]
+			off += n + 1
+		}
+		select {
+		case out <- cur:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return take()
+	}
+	if err := take(); err != nil {
+		return err
+	}
+	var lastRow int64
+	after := func() string {
+		if c.p.csv != nil {
+			return ""
+		}
+		return string(c.lastUser)
+	}
+	for rb := range in {
+		for i := range rb.rows {
+			cand := &rb.rows[i]
+			// Cut batches only where a user (or CSV row) starts, so a
+			// batch's position never splits a user's devices.
+			if cand.Start && len(cur.Messages) >= c.batchSize {
+				if err := flush(after(), lastRow); err != nil {
+					return err
+				}
+			}
+			c.check(cand, cur, res)
+			c.lastUser = append(c.lastUser[:0], cand.UserID...)
+			lastRow = cand.Row
+		}
+		select {
+		case freeRows <- rb:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return flush(after(), lastRow)
+}
+
+// check classifies one candidate and encodes its message when it is
+// published.
+func (c *checker) check(cand *candidate, cur *Batch, res *Result) {
+	c.candidates.Add(1)
+	res.Candidates++
+	if cand.Unknown {
+		res.Skipped.UnknownUser++
+		return
+	}
+	if cand.Previous {
+		res.Skipped.PreviouslyReceived++
+		return
+	}
+	variantID := ""
+	if c.p.split != nil {
+		v := c.p.split.Of(cand.Bucket)
+		if v != nil && v.Control {
+			res.Skipped.ControlGroup++
+			return
+		}
+		if v != nil {
+			variantID = v.ID
+		}
+	}
+	dest, key, st := c.destination(cand)
+	switch st {
+	case contact.Missing:
+		res.Skipped.NoContact++
+		return
+	case contact.Invalid:
+		res.Skipped.InvalidContact++
+		return
+	}
+	sum := c.enc.Key(key)
+	if !c.seen.Add(message.Fingerprint(sum)) {
+		res.Skipped.DuplicateDestination++
+		return
+	}
+	k := c.published
+	c.published++
+	res.Published++
+	if variantID != "" {
+		res.Variants[variantID]++
+	}
+	if !c.p.publish {
+		return
+	}
+	start := len(cur.Data)
+	cur.Data = c.enc.Append(cur.Data, sum, variantID, c.sendAt(k), &cand.Recipient, dest)
+	cur.Messages = append(cur.Messages, Message{Body: cur.Data[start:]})
+	cur.Data = append(cur.Data, '\n')
+}
+
+// destination returns the published destination and its de-duplication key.
+func (c *checker) destination(cand *candidate) (dest, key []byte, st contact.Status) {
+	switch {
+	case c.channel == job.ChannelEmail:
+		raw, null := cand.Email, cand.Email == nil
+		if cand.CSV != nil {
+			raw, null = cand.Contact, cand.Contact == nil
+		}
+		return contact.Email(raw, null)
+	case c.channel.IsPhone():
+		raw, null := cand.Phone, cand.Phone == nil
+		if cand.CSV != nil {
+			raw, null = cand.Contact, cand.Contact == nil
+		}
+		dest, st = contact.Phone(raw, null)
+		return dest, dest, st
+	default:
+		if !cand.HasDevice {
+			return nil, nil, contact.Missing
+		}
+		dest, st = contact.Token(cand.Token, cand.Token == nil)
+		return dest, dest, st
+	}
+}

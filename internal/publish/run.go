@@ -1,0 +1,248 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/segpub/segpub/internal/audience"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/message"
+	"github.com/segpub/segpub/internal/render"
+	"github.com/segpub/segpub/internal/schema"
+	"github.com/segpub/segpub/internal/variant"
+)
+
+// candidate is one row of a source: a user, a (user, device) pair, a listed
+// id not in the database, or a CSV row.
+type candidate struct {
+	message.Recipient
+	// Unknown marks a listed id or CSV user_id with no user.
+	Unknown bool
+	// Previous marks a user with an earlier delivery of the campaign
+	// (only filled when the job excludes previous recipients).
+	Previous bool
+	Bucket   int
+	// Contact is the CSV row's email or phone_number value.
+	Contact []byte
+	// Start marks the first candidate of a user (or CSV row): batches
+	// are cut only there.
+	Start bool
+	// Row is the 1-based CSV data row the candidate comes from.
+	Row int64
+}
+
+// rowBatch is a batch of candidates whose byte slices point into arena.
+type rowBatch struct {
+	rows  []candidate
+	arena []byte
+}
+
+func newRowBatch() *rowBatch {
+	return &rowBatch{rows: make([]candidate, 0, rowBatchSize), arena: make([]byte, 0, 256<<10)}
+}
+
+const rowBatchSize = 1024
+
+func (b *rowBatch) reset() {
+	clear(b.rows)
+	b.rows = b.rows[:0]
+	b.arena = b.arena[:0]
+}
+
+// copy keeps v in the batch's arena; nil (SQL NULL) stays nil and an empty
+// value stays non-nil.
+func (b *rowBatch) copy(v []byte) []byte {
+	if v == nil {
+		return nil
+	}
+	start := len(b.arena)
+	b.arena = append(b.arena, v...)
+	return b.arena[start:len(b.arena):len(b.arena)]
+}
+
+func (b *rowBatch) full() bool { return len(b.rows) >= rowBatchSize || len(b.arena) >= 224<<10 }
+
+// plan is everything a run needs, prepared and validated before anything is
+// published.
+type plan struct {
+	job       *job.Job
+	tables    schema.Tables
+	reference time.Time
+	split     *variant.Split
+	// query streams the audience (nil for CSV audiences).
+	query *audience.Query
+	spec  audience.Spec
+	// unknown is the number of listed ids with no user.
+	unknown int64
+	csv     *csvPlan
+	publish bool
+}
+
+// Run runs a job: for action publish, it publishes every message to sink;
+// for calculate-size it only counts (sink may be nil). A rejected job
+// returns an error for which job.IsRejection is true, before publishing
+// anything.
+func (r *Runner) Run(ctx context.Context, j *job.Job, sink Sink) (*Result, error) {
+	start := time.Now()
+	res := &Result{RequestID: j.RequestID, Action: j.Action, Variants: map[string]int64{}}
+	p, err := r.prepare(ctx, j)
+	if err != nil {
+		return r.finish(res, start, err)
+	}
+	if p.publish && sink == nil {
+		return r.finish(res, start, errors.New("publish: no sink for a publish job"))
+	}
+	if p.split != nil {
+		for _, v := range p.split.Variants {
+			if !v.Control {
+				res.Variants[v.ID] = 0
+			}
+		}
+	}
+	err = r.execute(ctx, p, sink, res)
+	return r.finish(res, start, err)
+}
+
+func (r *Runner) finish(res *Result, start time.Time, err error) (*Result, error) {
+	res.DurationMS = time.Since(start).Milliseconds()
+	switch {
+	case err == nil:
+		res.Status = StatusCompleted
+	case job.IsRejection(err):
+		res.Status = StatusRejected
+		res.Error = err.Error()
+	default:
+		res.Status = StatusFailed
+		res.Error = err.Error()
+	}
+	return res, err
+}
+
+func (r *Runner) prepare(ctx context.Context, j *job.Job) (*plan, error) {
+	tables, err := schema.For(j.ProjectID)
+	if err != nil {
+		return nil, job.Rejectf("project_id", "%v", err)
+	}
+	p := &plan{job: j, tables: tables, reference: j.ScheduledAt, publish: j.Action == job.ActionPublish}
+	if p.reference.IsZero() {
+		p.reference = r.cfg.Now()
+	}
+	c := j.Campaign
+	if c.ExperimentID != "" {
+		vs, err := variant.Load(ctx, r.cfg.Pool, tables.Variants, c.ExperimentID)
+		if err != nil {
+			return nil, err
+		}
+		if len(vs) == 0 {
+			return nil, job.Rejectf("campaign.experiment_id", "experiment %q has no variants", c.ExperimentID)
+		}
+		if p.split, err = variant.New(vs); err != nil {
+			return nil, job.Rejectf("campaign.experiment_id", "experiment %q: %v", c.ExperimentID, err)
+		}
+		for id := range c.VariantMessages {
+			known := false
+			for _, v := range p.split.Variants {
+				known = known || v.ID == id
+			}
+			if !known {
+				return nil, job.Rejectf("campaign.variant_messages."+id, "experiment %q has no variant %q", c.ExperimentID, id)
+			}
+		}
+	}
+	p.spec = audience.Spec{
+		Tables:          tables,
+		Channel:         c.Channel,
+		Audience:        c.Audience,
+		CampaignID:      c.ID,
+		ExcludePrevious: c.ExcludePreviousRecipients,
+		Reference:       p.reference,
+		Render:          render.New(p.reference).Render,
+		WithProperties:  p.publish,
+	}
+	if c.Audience.Type == job.AudienceCSV {
+		if p.csv, err = r.prepareCSV(ctx, p); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	if p.query, err = audience.Compile(p.spec); err != nil {
+		return nil, err
+	}
+	if c.Audience.Type == job.AudienceUserIDs {
+		if p.unknown, err = r.countUnknown(ctx, tables, c.Audience.UserIDs); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// countUnknown counts the distinct listed ids that match no user.
+func (r *Runner) countUnknown(ctx context.Context, t schema.Tables, ids []string) (int64, error) {
+	var n int64
+	err := r.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT x FROM unnest($1::text[]) x) l
+WHERE NOT EXISTS (SELECT 1 FROM `+t.User+` u WHERE u.external_user_id = l.x)`, ids).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count unknown user ids: %w", err)
+	}
+	return n, nil
+}
+
+// execute streams the audience through the checks to the sink.
+func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result) error {
+	g, gctx := errgroup.WithContext(ctx)
+	rowsCh := make(chan *rowBatch, 4)
+	freeRows := make(chan *rowBatch, 6)
+	for range cap(freeRows) {
+		freeRows <- newRowBatch()
+	}
+	outCh := make(chan *Batch, 4)
+	freeOut := make(chan *Batch, 6)
+	for range cap(freeOut) {
+		freeOut <- &Batch{Channel: p.job.Campaign.Channel}
+	}
+
+	g.Go(func() error {
+		defer close(rowsCh)
+		if p.csv != nil {
+			return r.streamCSV(gctx, p, rowsCh, freeRows)
+		}
+		return r.streamDB(gctx, p.query, rowsCh, freeRows)
+	})
+	ch := newChecker(p, r.cfg.BatchSize)
+	res.Candidates += p.unknown
+	res.Skipped.UnknownUser += p.unknown
+	g.Go(func() error {
+		defer close(outCh)
+		return ch.run(gctx, rowsCh, freeRows, outCh, freeOut, res)
+	})
+	g.Go(func() error {
+		for b := range outCh {
+			if p.publish && len(b.Messages) > 0 {
+				if err := sink.Publish(gctx, b); err != nil {
+					return fmt.Errorf("publish batch at message %d: %w", b.First, err)
+				}
+			}
+			if r.cfg.Progress != nil {
+				r.cfg.Progress(Progress{Candidates: ch.candidates.Load(), Published: b.First + int64(len(b.Messages))})
+			}
+			select {
+			case freeOut <- b:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if got := res.Published + res.Skipped.Total(); got != res.Candidates {
+		// The contract's invariant; a violation is a bug, not bad data.
+		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped", res.Candidates, res.Published, res.Skipped.Total())
+	}
+	return nil
+}

@@ -1,0 +1,295 @@
+package publish
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/segpub/segpub/internal/audience"
+	"github.com/segpub/segpub/internal/contact"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/message"
+)
+
+const csvPath = "campaign.audience.url"
+
+// csvChunk is how many CSV rows of a push audience are looked up in the
+// database at once (one query per chunk, never one per row).
+const csvChunk = 2000
+
+// csvPlan is a validated CSV audience.
+type csvPlan struct {
+	url    string
+	header []string
+	// contactCol is the email or phone_number column; -1 for device
+	// channels, whose recipients are the devices of userCol's users.
+	contactCol int
+	// userCol is the user_id column, -1 when absent.
+	userCol int
+	rows    int64
+}
+
+// OpenFile opens file:// URLs. A missing file is a rejection: the job names
+// something that does not exist, and retrying will not make it appear.
+func OpenFile(_ context.Context, rawURL string) (io.ReadCloser, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "file" {
+		return nil, job.Rejectf(csvPath, "cannot open %q here (file:// URLs only)", rawURL)
+	}
+	f, err := os.Open(u.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, job.Rejectf(csvPath, "no such file: %s", u.Path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open csv audience %s: %w", rawURL, err)
+	}
+	return f, nil
+}
+
+func newCSVReader(r io.Reader) *csv.Reader {
+	cr := csv.NewReader(r)
+	cr.ReuseRecord = true
+	return cr
+}
+
+// prepareCSV reads the whole file once before anything is published: a
+// malformed row halfway through must reject the job, not cut a campaign in
+// two.
+func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
+	url := p.job.Campaign.Audience.URL
+	rc, err := r.cfg.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	cr := newCSVReader(rc)
+	head, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, job.Rejectf(csvPath, "%s: empty file, want a header row", url)
+	}
+	if err != nil {
+		return nil, csvError(url, err)
+	}
+	cp := &csvPlan{url: url, header: make([]string, len(head)), contactCol: -1, userCol: -1}
+	seen := map[string]bool{}
+	for i, h := range head {
+		if i == 0 {
+			h = strings.TrimPrefix(h, "\ufeff") // spreadsheet exports start with a BOM
+		}
+		h = string(contact.Trim([]byte(h)))
+		if h == "" {
+			return nil, job.Rejectf(csvPath, "%s: header column %d has no name", url, i+1)
+		}
+		if seen[h] {
+			return nil, job.Rejectf(csvPath, "%s: header names column %q twice", url, h)
+		}
+		seen[h] = true
+		cp.header[i] = h
+		switch h {
+		case "user_id":
+			cp.userCol = i
+		case contactColumn(p.job.Campaign.Channel):
+			cp.contactCol = i
+		}
+	}
+	ch := p.job.Campaign.Channel
+	switch {
+	case ch.IsDevice() && cp.userCol < 0:
+		return nil, job.Rejectf(csvPath, "%s: a %s audience needs a user_id column", url, ch)
+	case !ch.IsDevice() && cp.contactCol < 0:
+		return nil, job.Rejectf(csvPath, "%s: a %s audience needs a %s column", url, ch, contactColumn(ch))
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		_, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, csvError(url, err)
+		}
+		cp.rows++
+	}
+	return cp, nil
+}
+
+func contactColumn(ch job.Channel) string {
+	switch {
+	case ch == job.ChannelEmail:
+		return "email"
+	case ch.IsPhone():
+		return "phone_number"
+	}
+	return ""
+}
+
+func csvError(url string, err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return job.Rejectf(csvPath, "%s: line %d: %v", url, pe.StartLine, pe.Err)
+	}
+	return fmt.Errorf("read csv audience %s: %w", url, err)
+}
+
+// streamCSV streams the file's rows in file order.
+func (r *Runner) streamCSV(ctx context.Context, p *plan, out chan<- *rowBatch, free <-chan *rowBatch) error {
+	cp := p.csv
+	rc, err := r.cfg.Open(ctx, cp.url)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	cr := newCSVReader(rc)
+	if _, err := cr.Read(); err != nil {
+		return csvError(cp.url, err)
+	}
+	device := p.job.Campaign.Channel.IsDevice()
+	b, err := takeRows(ctx, free)
+	if err != nil {
+		return err
+	}
+	var chunk [][]string
+	var n int64
+	var rowJSON []byte
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return csvError(cp.url, err)
+		}
+		n++
+		if n > cp.rows {
+			return fmt.Errorf("csv audience %s changed while it was read: more than %d rows", cp.url, cp.rows)
+		}
+		for i := range rec {
+			rec[i] = string(contact.Trim([]byte(rec[i])))
+		}
+		if device {
+			chunk = append(chunk, append([]string(nil), rec...))
+			if len(chunk) == csvChunk {
+				if b, err = r.emitDeviceChunk(ctx, p, chunk, n-int64(len(chunk)), b, out, free); err != nil {
+					return err
+				}
+				chunk = chunk[:0]
+			}
+			continue
+		}
+		rowJSON = message.AppendCSVRow(rowJSON[:0], cp.header, rec)
+		b.rows = append(b.rows, candidate{Start: true, Row: n})
+		c := &b.rows[len(b.rows)-1]
+		c.CSV = b.copy(rowJSON)
+		c.Contact = b.copy([]byte(rec[cp.contactCol]))
+		if cp.userCol >= 0 && rec[cp.userCol] != "" {
+			c.ExternalUserID = b.copy([]byte(rec[cp.userCol]))
+		}
+		if b.full() {
+			if err := sendRows(ctx, out, b); err != nil {
+				return err
+			}
+			if b, err = takeRows(ctx, free); err != nil {
+				return err
+			}
+		}
+	}
+	if len(chunk) > 0 {
+		if b, err = r.emitDeviceChunk(ctx, p, chunk, n-int64(len(chunk)), b, out, free); err != nil {
+			return err
+		}
+	}
+	if n != cp.rows {
+		return fmt.Errorf("csv audience %s changed while it was read: %d rows, then %d", cp.url, cp.rows, n)
+	}
+	if len(b.rows) > 0 {
+		return sendRows(ctx, out, b)
+	}
+	return nil
+}
+
+// emitDeviceChunk looks up the users of a chunk of rows with one query and
+// emits, row by row in file order, each user's devices of the channel (or
+// one device-less candidate, or an unknown one).
+func (r *Runner) emitDeviceChunk(ctx context.Context, p *plan, chunk [][]string, firstRow int64, b *rowBatch,
+	out chan<- *rowBatch, free <-chan *rowBatch) (*rowBatch, error) {
+	cp := p.csv
+	ids := make([]string, 0, len(chunk))
+	for _, rec := range chunk {
+		if id := rec[cp.userCol]; id != "" {
+			ids = append(ids, id)
+		}
+	}
+	spec := p.spec
+	spec.Audience = job.Audience{Type: job.AudienceAll}
+	spec.ExternalIDs = ids
+	q, err := audience.Compile(spec)
+	if err != nil {
+		return b, err
+	}
+	// The chunk's users are few (csvChunk rows at most), so they are
+	// collected before being re-ordered into file order.
+	byExt := map[string][]candidate{}
+	lookup := newRowBatch()
+	sub := make(chan *rowBatch, 1)
+	subFree := make(chan *rowBatch, 1)
+	done := make(chan error, 1)
+	go func() {
+		defer close(sub)
+		done <- r.streamDB(ctx, q, sub, subFree)
+	}()
+	subFree <- lookup
+	for rb := range sub {
+		for _, c := range rb.rows {
+			ext := string(c.ExternalUserID)
+			byExt[ext] = append(byExt[ext], c)
+		}
+		fresh := newRowBatch()
+		subFree <- fresh
+	}
+	if err := <-done; err != nil {
+		return b, err
+	}
+	var rowJSON []byte
+	for i, rec := range chunk {
+		rowJSON = message.AppendCSVRow(rowJSON[:0], cp.header, rec)
+		row := firstRow + int64(i) + 1
+		cands, ok := byExt[rec[cp.userCol]]
+		if !ok {
+			b.rows = append(b.rows, candidate{Unknown: true, Start: true, Row: row})
+			continue
+		}
+		for k, c := range cands {
+			c.Start = k == 0
+			c.Row = row
+			b.rows = append(b.rows, copyCandidate(b, c))
+			b.rows[len(b.rows)-1].CSV = b.copy(rowJSON)
+		}
+		if b.full() {
+			if err := sendRows(ctx, out, b); err != nil {
+				return b, err
+			}
+			if b, err = takeRows(ctx, free); err != nil {
+				return b, err
+			}
+		}
+	}
+	return b, nil
+}
+
+// copyCandidate copies c's byte slices into b's arena.
+func copyCandidate(b *rowBatch, c candidate) candidate {
+	r := &c.Recipient
+	for _, f := range []*[]byte{&r.UserID, &r.ExternalUserID, &r.Email, &r.Phone, &r.Properties,
+		&r.DeviceID, &r.ExternalDeviceID, &r.Token, &r.Platform, &r.OSVersion, &r.AppVersion, &r.SDKVersion, &r.SDKType, &c.Contact} {
+		*f = b.copy(*f)
+	}
+	return c
+}

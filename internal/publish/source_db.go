@@ -1,0 +1,143 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/segpub/segpub/internal/audience"
+)
+
+// resultFormats asks for text for every column but the device's updated_at,
+// which comes binary: text needs no decoding to be copied into messages, and
+// binary time is cheaper to parse than text.
+var resultFormats = func() pgx.QueryResultFormats {
+	f := make(pgx.QueryResultFormats, audience.ColDeviceUpdatedAt+1)
+	f[audience.ColDeviceUpdatedAt] = pgx.BinaryFormatCode
+	return f
+}()
+
+// streamDB runs the audience query once and streams its rows: one query,
+// read as PostgreSQL sends it, never paged with OFFSET and never held whole.
+func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *rowBatch, free <-chan *rowBatch) error {
+	conn, err := r.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+	formats := resultFormats
+	if !q.Device {
+		formats = formats[:audience.ColDeviceID]
+	}
+	args := append([]any{formats}, q.Args...)
+	rows, err := conn.Query(ctx, q.SQL, args...)
+	if err != nil {
+		return fmt.Errorf("query audience: %w", err)
+	}
+	defer rows.Close()
+	var prevUser []byte
+	b, err := takeRows(ctx, free)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		vals := rows.RawValues()
+		b.rows = append(b.rows, candidate{})
+		c := &b.rows[len(b.rows)-1]
+		if err := decodeRow(b, c, vals, q.Device); err != nil {
+			return err
+		}
+		c.Start = !bytes.Equal(c.UserID, prevUser)
+		prevUser = append(prevUser[:0], c.UserID...)
+		if b.full() {
+			if err := sendRows(ctx, out, b); err != nil {
+				return err
+			}
+			if b, err = takeRows(ctx, free); err != nil {
+				return err
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("stream audience: %w", err)
+	}
+	if len(b.rows) > 0 {
+		return sendRows(ctx, out, b)
+	}
+	return nil
+}
+
+func takeRows(ctx context.Context, free <-chan *rowBatch) (*rowBatch, error) {
+	select {
+	case b := <-free:
+		b.reset()
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func sendRows(ctx context.Context, out chan<- *rowBatch, b *rowBatch) error {
+	select {
+	case out <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// decodeRow fills c from one row of the audience query (columns as in
+// package audience).
+func decodeRow(b *rowBatch, c *candidate, v [][]byte, device bool) error {
+	c.HasUser = true
+	c.UserID = b.copy(v[audience.ColUserID])
+	c.ExternalUserID = b.copy(v[audience.ColExternalUserID])
+	c.Email = b.copy(v[audience.ColEmail])
+	c.Phone = b.copy(v[audience.ColPhone])
+	c.Properties = b.copy(v[audience.ColProperties])
+	bucket, err := strconv.Atoi(string(v[audience.ColBucket]))
+	if err != nil {
+		return fmt.Errorf("decode random_bucket_number of user %s: %w", v[audience.ColUserID], err)
+	}
+	c.Bucket = bucket
+	c.Previous = len(v[audience.ColPrevious]) == 1 && v[audience.ColPrevious][0] == 't'
+	if !device || v[audience.ColDeviceID] == nil {
+		return nil
+	}
+	c.HasDevice = true
+	c.DeviceID = b.copy(v[audience.ColDeviceID])
+	c.ExternalDeviceID = b.copy(v[audience.ColExternalDeviceID])
+	c.Token = b.copy(v[audience.ColToken])
+	c.Platform = b.copy(v[audience.ColPlatform])
+	c.OSVersion = b.copy(v[audience.ColOSVersion])
+	c.AppVersion = b.copy(v[audience.ColAppVersion])
+	c.SDKVersion = b.copy(v[audience.ColSDKVersion])
+	c.SDKType = b.copy(v[audience.ColSDKType])
+	c.DeviceUpdatedAt = pgTime(v[audience.ColDeviceUpdatedAt])
+	return nil
+}
+
+// pgEpochMicros is the zero of PostgreSQL's binary timestamps (2000-01-01)
+// in Unix microseconds.
+const pgEpochMicros = 946684800_000_000
+
+// pgTime decodes a binary timestamptz; ±infinity become the far ends of
+// time rather than failing the run.
+func pgTime(v []byte) time.Time {
+	if len(v) != 8 {
+		return time.Time{}
+	}
+	us := int64(binary.BigEndian.Uint64(v))
+	switch us {
+	case 1<<63 - 1:
+		return time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	case -1 << 63:
+		return time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.UnixMicro(us + pgEpochMicros).UTC()
+}
