@@ -255,16 +255,25 @@ func AppendString(buf []byte, s string) []byte { return appendBytes(buf, []byte(
 
 const hexDigits = "0123456789abcdef"
 
+// plain marks the ASCII bytes that go into a JSON string as they are.
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendBytes appends b as a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD so the output is
-// always valid JSON.
+// always valid JSON. Runs of plain ASCII, nearly all of a message, are
+// copied in one append.
 func appendBytes(buf, b []byte) []byte {
 	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(b); {
 		c := b[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if plain[c] {
 				i++
 				continue
 			}

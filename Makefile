@@ -1,0 +1,25 @@
+# segpub: `make demo` runs a job end to end; `make test` runs the tests.
+# Both start a local PostgreSQL (scripts/pg-ensure) when none is reachable.
+GO ?= go
+DB_URL = $(shell scripts/pg-ensure)
+
+.PHONY: build test vet fuzz demo bench
+
+build:
+	$(GO) build -o bin/segpub ./cmd/segpub
+
+test:
+	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} $(GO) test -count=1 -timeout 15m ./...
+
+vet:
+	$(GO) vet ./...
+
+# A short fuzzing run of job parsing and SQL compilation.
+fuzz:
+	$(GO) test ./internal/audience -run '^$$' -fuzz FuzzCompile -fuzztime 60s
+
+demo: build
+	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} scripts/demo
+
+bench: build
+	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} scripts/bench-publish
