@@ -103,14 +103,14 @@ func TestParseAudiences(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		`{"type":"all","groups":[]}`:                     "campaign.audience.groups: unknown field",
-		`{"type":"segment"}`:                             "campaign.audience.groups: required for a segment audience",
-		`{"type":"segment","groups":[]}`:                 "campaign.audience.groups: must not be empty",
+		`{"type":"all","groups":[]}`:                      "campaign.audience.groups: unknown field",
+		`{"type":"segment"}`:                              "campaign.audience.groups: required for a segment audience",
+		`{"type":"segment","groups":[]}`:                  "campaign.audience.groups: must not be empty",
 		`{"type":"segment","groups":[{"conditions":[]}]}`: "campaign.audience.groups[0].conditions: must not be empty",
-		`{"type":"user_ids"}`:                            "campaign.audience.user_ids: required",
-		`{"type":"user_ids","user_ids":[1]}`:             "campaign.audience.user_ids[0]: want a string, got a number",
-		`{"type":"csv","url":"http://x/y.csv"}`:          `campaign.audience.url: unsupported URL "http://x/y.csv"`,
-		`{"type":"csv"}`:                                 "campaign.audience.url: required",
+		`{"type":"user_ids"}`:                             "campaign.audience.user_ids: required",
+		`{"type":"user_ids","user_ids":[1]}`:              "campaign.audience.user_ids[0]: want a string, got a number",
+		`{"type":"csv","url":"http://x/y.csv"}`:           `campaign.audience.url: unsupported URL "http://x/y.csv"`,
+		`{"type":"csv"}`:                                  "campaign.audience.url: required",
 	}
 	for a, want := range bad {
 		_, err := Parse([]byte(strings.Replace(base, "%s", a, 1)))

@@ -153,7 +153,7 @@ func TestDevicePairs(t *testing.T) {
 func TestVariants(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.exec(`INSERT INTO `+b.tables.Variants+` (id, experiment_id, campaign_id, name, weight) VALUES
+	b.exec(`INSERT INTO ` + b.tables.Variants + ` (id, experiment_id, campaign_id, name, weight) VALUES
 ('vb', 'x1', 'cmp1', 'B', 1), ('va', 'x1', 'cmp1', 'A', 1), ('vc', 'x1', 'cmp1', 'control', 2), ('other', 'x2', 'cmp1', 'Z', 5)`)
 	// W=4: va [0,2500), vb [2500,5000), vc [5000,10000)
 	for i, bucket := range []int{0, 2499, 2500, 4999, 5000, 9999} {

@@ -129,7 +129,8 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job) (*plan, error) {
 	}
 	p := &plan{job: j, tables: tables, reference: j.ScheduledAt, publish: j.Action == job.ActionPublish}
 	if p.reference.IsZero() {
-		p.reference = r.cfg.Now()
+		// Whole seconds: send_at values stay readable.
+		p.reference = r.cfg.Now().Truncate(time.Second)
 	}
 	c := j.Campaign
 	if c.ExperimentID != "" {

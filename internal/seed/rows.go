@@ -83,7 +83,10 @@ func (g *gen) email(r interface{ Float64() float64 }, i int) (string, bool) {
 		return fmt.Sprintf("  User%d@Example.COM ", i), true
 	case p < 0.10:
 		// Shared with other users, differing only in case and spaces.
-		return fmt.Sprintf(" Shared%d@Example.com", i%997), true
+		if i%2 == 0 {
+			return fmt.Sprintf(" Shared%d@Example.com", i%97), true
+		}
+		return fmt.Sprintf("shared%d@example.COM\t", i%97), true
 	}
 	return fmt.Sprintf("user%d@example.com", i), true
 }

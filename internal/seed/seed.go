@@ -52,9 +52,9 @@ type Stats struct {
 
 // Experiment ids and campaigns the seeded data refers to.
 const (
-	ExperimentID     = "exp_ab"
+	ExperimentID       = "exp_ab"
 	ExperimentCampaign = "cmp_ab"
-	PreviousCampaign = "cmp_prev1"
+	PreviousCampaign   = "cmp_prev1"
 )
 
 // Run creates the tables and loads them.

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/segpub/segpub/internal/dbtest"
+)
+
+type cliRun struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, stdin string, args ...string) cliRun {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
+		if k == "SEGPUB_DATABASE_URL" {
+			return dbtest.URL()
+		}
+		return ""
+	}}
+	code := Main(context.Background(), args, env)
+	return cliRun{code, out.String(), errb.String()}
+}
+
+func TestSizeAndPublish(t *testing.T) {
+	t.Parallel()
+	tables := dbtest.Project(t)
+	dbtest.Exec(t, `INSERT INTO `+tables.User+` (notifly_user_id, email, random_bucket_number) VALUES ('u1', 'a@x.com', 1), ('u2', 'A@X.com ', 2), ('u3', NULL, 3)`)
+	jobText := fmt.Sprintf(`{"version":1,"action":"publish","request_id":"r","project_id":%q,"scheduled_at":"2026-11-24T18:00:00+09:00",
+"campaign":{"id":"c","channel":"email","audience":{"type":"all"},"message":{"s":1}}}`, tables.Project)
+	path := filepath.Join(t.TempDir(), "job.json")
+	if err := os.WriteFile(path, []byte(jobText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r := run(t, "", "size", "--job", path)
+	if r.code != ExitOK {
+		t.Fatalf("size: exit %d: %s", r.code, r.stderr)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("size output %q: %v", r.stdout, err)
+	}
+	if res["action"] != "calculate-size" || res["candidates"] != 3.0 || res["published"] != 1.0 {
+		t.Fatalf("size result %v", res)
+	}
+
+	dir := t.TempDir()
+	r = run(t, jobText, "publish", "--job", "-", "--out", "file://"+dir+"/{channel}.ndjson")
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"status":"completed"`) {
+		t.Fatalf("publish: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "email.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], `"email":"a@x.com"`) {
+		t.Fatalf("published file: %s", data)
+	}
+}
+
+// A rejected job exits 2 with the path on standard error and publishes
+// nothing; other failures exit 1.
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := "file://" + dir + "/{channel}.ndjson"
+	bad := `{"version":1,"action":"publish","request_id":"r","project_id":"p","campaign":{"id":"c","channel":"email","message":{},
+"audience":{"type":"segment","groups":[{"conditions":[{"kind":"user","attribute":"a","operator":"~=","value":1}]}]}}}`
+	r := run(t, bad, "publish", "--job", "-", "--out", out)
+	if r.code != ExitRejected || !strings.Contains(r.stderr, `campaign.audience.groups[0].conditions[0].operator: unknown operator "~="`) {
+		t.Fatalf("rejected: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `"status":"rejected"`) {
+		t.Fatalf("rejected result: %s", r.stdout)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("rejected job wrote %d files", len(entries))
+	}
+	if r := run(t, "{", "size", "--job", "-"); r.code != ExitRejected || !strings.Contains(r.stderr, "malformed JSON") {
+		t.Fatalf("malformed: exit %d, %q", r.code, r.stderr)
+	}
+	// A project whose tables do not exist is a failure, not a rejection.
+	missing := strings.Replace(strings.Replace(bad, `"~="`, `"="`, 1), `"project_id":"p"`, `"project_id":"no_such_project_x"`, 1)
+	if r := run(t, missing, "size", "--job", "-"); r.code != ExitFailure || !strings.Contains(r.stdout, `"status":"failed"`) {
+		t.Fatalf("missing tables: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "", "size"); r.code != ExitFailure || !strings.Contains(r.stderr, "--job is required") {
+		t.Fatalf("no --job: exit %d %q", r.code, r.stderr)
+	}
+	if r := run(t, "", "frobnicate"); r.code != ExitFailure || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: exit %d %q", r.code, r.stderr)
+	}
+	if r := run(t, "", "seed", "--project", "Bad-Id"); r.code != ExitFailure || !strings.Contains(r.stderr, "--project: invalid project id") {
+		t.Fatalf("seed bad project: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestMigrateIndexesIdempotent(t *testing.T) {
+	t.Parallel()
+	tables := dbtest.Project(t)
+	r := run(t, "", "migrate", "indexes", "--project", tables.Project)
+	if r.code != ExitOK || strings.Count(r.stdout, `"action":"created"`) != 3 {
+		t.Fatalf("first: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, "", "migrate", "indexes", "--project", tables.Project)
+	if r.code != ExitOK || strings.Count(r.stdout, `"action":"exists"`) != 3 {
+		t.Fatalf("second: exit %d %s", r.code, r.stdout)
+	}
+}
