@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/term"
 
+	"github.com/segpub/segpub/internal/bench"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
@@ -78,5 +80,47 @@ func runSeed(ctx context.Context, env *Env, args []string) int {
 		"project_id": *project, "users": stats.Users, "devices": stats.Devices, "events": stats.Events,
 		"deliveries": stats.Deliveries, "variants": stats.Variants, "duration_ms": stats.Duration.Milliseconds(),
 	})
+	return ExitOK
+}
+
+// runBench is `segpub bench`.
+func runBench(ctx context.Context, env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	project := fs.String("project", "bench1m", "project to measure (seeded when it has no tables)")
+	users := fs.Int("users", 1_000_000, "users to seed when the project has no tables")
+	runs := fs.Int("runs", 3, "repetitions of each measurement; the best is kept")
+	out := fs.String("out", os.TempDir()+"/segpub-bench", "working directory")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if ok, code := parseFlags(fs, args, env); !ok {
+		return code
+	}
+	if *runs < 1 {
+		return fail(env, "bench", fmt.Errorf("--runs: must be at least 1"))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(env, "bench", err)
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return fail(env, "bench", err)
+	}
+	defer pool.Close()
+	rep, err := bench.Run(ctx, bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, ProjectID: *project,
+		Users: *users, Runs: *runs, OutDir: *out, Logger: c.logger(env)})
+	if err != nil {
+		return fail(env, "bench", err)
+	}
+	if *asJSON {
+		printJSON(env.Stdout, rep)
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stdout, "project %s: %d users, %d devices; %d CPUs; %s\n\n", rep.ProjectID, rep.Users, rep.Devices, rep.CPUs, rep.Taken.Format(time.RFC3339))
+	fmt.Fprintf(env.Stdout, "| step | seconds | messages | messages/s | peak RSS MiB | vs COPY |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, m := range rep.Results {
+		fmt.Fprintf(env.Stdout, "| %s | %.2f | %d | %.0f | %.0f | %.2fx |\n", m.Name, m.Seconds, m.Messages, m.PerSecond, m.PeakRSSMB, m.VsCopy)
+	}
 	return ExitOK
 }

@@ -43,6 +43,7 @@ func commands() map[string]command {
 		"publish": {"run a job, publishing its channel messages to --out", runPublish},
 		"seed":    {"create a project's tables and fill them with synthetic data", runSeed},
 		"migrate": {"create the secondary indexes the audience queries use", runMigrate},
+		"bench":   {"measure publish and size against PostgreSQL's COPY of the same query", runBench},
 	}
 }
 
@@ -110,6 +111,11 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "segpub"
+	}
+	// segpub's queries stream whole tables once; JIT compiling them costs
+	// more than it saves. A URL that sets jit keeps its choice.
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -19,9 +19,10 @@ import (
 // Sink appends messages to the file its URL names for the batch's channel.
 type Sink struct {
 	pattern string
-	// syncEach makes every batch durable before it is acknowledged;
-	// otherwise files are synced when the sink is closed.
-	syncEach bool
+	// sync is when files are fsynced: "batch" (before each batch is
+	// acknowledged), "end" (when the sink is closed) or "" (never: the
+	// page cache is enough for tests, demos and side-by-side diffs).
+	sync string
 
 	mu    sync.Mutex
 	files map[job.Channel]*os.File
@@ -29,7 +30,7 @@ type Sink struct {
 
 // New parses a file:// URL whose path may contain {channel}. The query
 // parameter sync=batch fsyncs after every batch, for runs whose checkpoints
-// must never run ahead of the disk.
+// must never run ahead of the disk; sync=end fsyncs once at the end.
 func New(rawURL string) (*Sink, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -42,7 +43,13 @@ func New(rawURL string) (*Sink, error) {
 	if u.Opaque != "" || path == "" {
 		return nil, fmt.Errorf("output URL %q: want file:///absolute/path", rawURL)
 	}
-	return &Sink{pattern: path, syncEach: u.Query().Get("sync") == "batch", files: map[job.Channel]*os.File{}}, nil
+	mode := u.Query().Get("sync")
+	switch mode {
+	case "", "batch", "end":
+	default:
+		return nil, fmt.Errorf("output URL %q: sync=%q (want batch or end)", rawURL, mode)
+	}
+	return &Sink{pattern: path, sync: mode, files: map[job.Channel]*os.File{}}, nil
 }
 
 // Path returns the file a channel's messages go to.
@@ -78,7 +85,7 @@ func (s *Sink) Publish(_ context.Context, b *publish.Batch) error {
 	if _, err := f.Write(b.Data); err != nil {
 		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
-	if s.syncEach {
+	if s.sync == "batch" {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync %s: %w", f.Name(), err)
 		}
@@ -86,14 +93,16 @@ func (s *Sink) Publish(_ context.Context, b *publish.Batch) error {
 	return nil
 }
 
-// Close syncs and closes every file.
+// Close closes every file, syncing it first unless the URL said otherwise.
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var first error
 	for ch, f := range s.files {
-		if err := f.Sync(); err != nil && first == nil {
-			first = fmt.Errorf("sync %s: %w", f.Name(), err)
+		if s.sync != "" {
+			if err := f.Sync(); err != nil && first == nil {
+				first = fmt.Errorf("sync %s: %w", f.Name(), err)
+			}
 		}
 		if err := f.Close(); err != nil && first == nil {
 			first = fmt.Errorf("close %s: %w", f.Name(), err)

@@ -36,12 +36,12 @@ func (r *Renderer) Render(src string) (out string, err error) {
 		// The engine reports most errors, but a filter given values of
 		// types it did not expect can panic inside it.
 		if p := recover(); p != nil {
-			out, err = "", fmt.Errorf("render template %q: %v", src, p)
+			out, err = "", fmt.Errorf("template: %v", p)
 		}
 	}()
 	out, serr := r.engine.ParseAndRenderString(src, map[string]any{})
 	if serr != nil {
-		return "", fmt.Errorf("render template %q: %w", src, serr)
+		return "", fmt.Errorf("template: %w", serr)
 	}
 	return out, nil
 }
