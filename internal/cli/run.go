@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/segpub/segpub/internal/filesink"
+	"github.com/segpub/segpub/internal/sink/filesink"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )

@@ -1,0 +1,21 @@
+// Package msgstore declares the claim-check message store: jobs too large
+// for the queue are stored here and the queue carries only their id
+// (CONTRACT.md section 2). Implementations: pgstore (a PostgreSQL table) and
+// dynamostore (Amazon DynamoDB).
+package msgstore
+
+import (
+	"context"
+	"errors"
+)
+
+// Store holds job bodies by id.
+type Store interface {
+	// Get returns the body stored under id, or ErrNotFound.
+	Get(ctx context.Context, id string) ([]byte, error)
+	// Put stores body under id (segpub submit uses it for large jobs).
+	Put(ctx context.Context, id string, body []byte) error
+}
+
+// ErrNotFound means no item has the id: the job is rejected.
+var ErrNotFound = errors.New("no message with that id")
