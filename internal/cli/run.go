@@ -8,9 +8,9 @@ import (
 	"io"
 	"os"
 
-	"github.com/segpub/segpub/internal/sink/filesink"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/sink/filesink"
 )
 
 func runSize(ctx context.Context, env *Env, args []string) int {

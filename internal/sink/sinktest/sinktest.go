@@ -122,3 +122,22 @@ func batchOf(ch job.Channel, first, n, pad int) *publish.Batch {
 	}
 	return b
 }
+
+// BatchFromLines builds a batch whose bodies are the given JSON lines, each
+// starting with {"idempotency_key":"<64 hex>".
+func BatchFromLines(ch job.Channel, lines []string) *publish.Batch {
+	b := &publish.Batch{Channel: ch}
+	var ends []int
+	for _, l := range lines {
+		b.Data = append(b.Data, l...)
+		ends = append(ends, len(b.Data))
+		b.Data = append(b.Data, '\n')
+	}
+	start := 0
+	for _, end := range ends {
+		body := b.Data[start:end]
+		b.Messages = append(b.Messages, publish.Message{Key: body[20:84], Body: body})
+		start = end + 1
+	}
+	return b
+}

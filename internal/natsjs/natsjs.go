@@ -1,0 +1,162 @@
+// Package natsjs connects to NATS JetStream: a standalone server
+// (nats://host:port) or one embedded in this process (embedded:), so a
+// laptop runs segpub with nothing else installed.
+//
+// URL grammar (documented in docs/configuration.md):
+//
+//	embedded:                      embedded server, data under the default directory
+//	embedded:///var/lib/segpub/js  embedded server, data in that directory
+//	nats://h1:4222,h2:4222         standalone servers
+//
+// Either form takes query parameters naming the stream, subject and
+// consumer; the packages that use a connection read them.
+package natsjs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// IsURL reports whether u is a JetStream URL.
+func IsURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "nats" || p.Scheme == "tls" || p.Scheme == "embedded")
+}
+
+// Connector opens JetStream connections. It starts at most one embedded
+// server per data directory and shares it between the job queue, the
+// channel output and the dead letters of one process.
+type Connector struct {
+	// DefaultDir is where an embedded server keeps its data when the URL
+	// names no directory.
+	DefaultDir string
+	Logger     *slog.Logger
+
+	mu       sync.Mutex
+	embedded map[string]*server.Server
+	conns    []*nats.Conn
+}
+
+// Conn is a connection and the URL's query parameters.
+type Conn struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Params url.Values
+}
+
+// Connect connects to the server a URL names.
+func (c *Connector) Connect(ctx context.Context, rawURL string) (*Conn, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse JetStream URL: %w", err)
+	}
+	var nc *nats.Conn
+	switch u.Scheme {
+	case "embedded":
+		dir := u.Path
+		if dir == "" || dir == "/" {
+			dir = c.DefaultDir
+		}
+		srv, err := c.server(dir)
+		if err != nil {
+			return nil, err
+		}
+		nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("segpub"))
+		if err != nil {
+			return nil, fmt.Errorf("connect to embedded JetStream: %w", err)
+		}
+	case "nats", "tls":
+		servers := u.Scheme + "://" + u.Host
+		opts := []nats.Option{nats.Name("segpub"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}
+		if u.User != nil {
+			pw, _ := u.User.Password()
+			opts = append(opts, nats.UserInfo(u.User.Username(), pw))
+		}
+		nc, err = nats.Connect(servers, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", servers, err)
+		}
+	default:
+		return nil, fmt.Errorf("JetStream URL %q: scheme must be nats, tls or embedded", rawURL)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	c.mu.Lock()
+	c.conns = append(c.conns, nc)
+	c.mu.Unlock()
+	return &Conn{NC: nc, JS: js, Params: u.Query()}, nil
+}
+
+func (c *Connector) server(dir string) (*server.Server, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.embedded == nil {
+		c.embedded = map[string]*server.Server{}
+	}
+	if s, ok := c.embedded[dir]; ok {
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create JetStream directory: %w", err)
+	}
+	abs, _ := filepath.Abs(dir)
+	s, err := server.NewServer(&server.Options{
+		ServerName: "segpub-embedded",
+		JetStream:  true,
+		StoreDir:   abs,
+		// Not listening: only this process uses it, through
+		// nats.InProcessServer, so nothing is exposed on the network.
+		DontListen: true,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start embedded JetStream: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded JetStream in %s did not start", abs)
+	}
+	if c.Logger != nil {
+		c.Logger.Info("embedded JetStream started", "dir", abs)
+	}
+	c.embedded[dir] = s
+	return s, nil
+}
+
+// Close drains connections and stops embedded servers.
+func (c *Connector) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, nc := range c.conns {
+		_ = nc.Drain()
+	}
+	c.conns = nil
+	for dir, s := range c.embedded {
+		s.Shutdown()
+		s.WaitForShutdown()
+		delete(c.embedded, dir)
+	}
+}
+
+// Param returns a query parameter or a default.
+func (c *Conn) Param(name, def string) string {
+	if v := c.Params.Get(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,108 @@
+package jssink
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/sink/sinktest"
+)
+
+var streamN atomic.Int64
+
+// harness connects through url (an embedded server per test, or the
+// standalone one) with a stream of the test's own.
+func harness(t *testing.T, url string) sinktest.Harness {
+	c := &natsjs.Connector{DefaultDir: t.TempDir()}
+	t.Cleanup(c.Close)
+	conn, err := c.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := streamN.Add(1)
+	stream := fmt.Sprintf("T%d_%d", time.Now().UnixNano(), n)
+	subject := fmt.Sprintf("t%d.%d.{channel}", time.Now().UnixNano(), n)
+	s, err := New(context.Background(), Config{Conn: conn, Stream: stream, Subject: subject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.JS.DeleteStream(context.Background(), stream) })
+	return sinktest.Harness{Sink: s, Ordered: true, Read: func(t *testing.T, ch job.Channel, want int) [][]byte {
+		return read(t, conn.JS, stream, s.SubjectFor(string(ch)), want)
+	}}
+}
+
+func read(t *testing.T, js jetstream.JetStream, stream, subject string, want int) [][]byte {
+	t.Helper()
+	cons, err := js.OrderedConsumer(context.Background(), stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	deadline := time.Now().Add(5 * time.Second)
+	for len(out) < want && time.Now().Before(deadline) {
+		batch, err := cons.Fetch(want-len(out), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+		}
+	}
+	// Nothing beyond what was expected.
+	if extra, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond)); err == nil {
+		for m := range extra.Messages() {
+			out = append(out, m.Data())
+		}
+	}
+	return out
+}
+
+func TestEmbedded(t *testing.T) {
+	t.Parallel()
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness { return harness(t, "embedded:") })
+}
+
+// The standalone server CI and developers run at 127.0.0.1:4222.
+func TestStandalone(t *testing.T) {
+	t.Parallel()
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness { return harness(t, standaloneURL(t)) })
+}
+
+// A batch published twice (a resumed run) is stored once: the stream drops
+// copies by idempotency key.
+func TestRepublishDeduplicated(t *testing.T) {
+	t.Parallel()
+	h := harness(t, "embedded:")
+	body := func(i int) string { return fmt.Sprintf(`{"idempotency_key":"%064x"}`, i) }
+	var lines []string
+	for i := 0; i < 50; i++ {
+		lines = append(lines, body(i))
+	}
+	b := sinktest.BatchFromLines(job.ChannelPush, lines)
+	for range 2 {
+		if err := h.Sink.Publish(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := h.Read(t, job.ChannelPush, 100)
+	if len(got) != 50 || !strings.Contains(string(got[49]), fmt.Sprintf("%064x", 49)) {
+		t.Fatalf("got %d messages after publishing 50 twice", len(got))
+	}
+}
+
+func standaloneURL(t *testing.T) string {
+	t.Helper()
+	if u := os.Getenv("SEGPUB_TEST_NATS_URL"); u != "" {
+		return u
+	}
+	return "nats://127.0.0.1:4222"
+}
