@@ -9,7 +9,9 @@ build:
 	$(GO) build -o bin/segpub ./cmd/segpub
 
 test:
-	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} $(GO) test -count=1 -timeout 15m ./...
+	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} \
+	SEGPUB_TEST_NATS_URL=$${SEGPUB_TEST_NATS_URL:-$$(scripts/nats-ensure)} \
+	$(GO) test -count=1 -timeout 15m ./...
 
 vet:
 	$(GO) vet ./...
