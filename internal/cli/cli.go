@@ -44,6 +44,9 @@ func commands() map[string]command {
 		"seed":    {"create a project's tables and fill them with synthetic data", runSeed},
 		"migrate": {"create the secondary indexes the audience queries use", runMigrate},
 		"bench":   {"measure publish and size against PostgreSQL's COPY of the same query", runBench},
+		"serve":   {"run the service: take jobs from the job queue and publish them", runServe},
+		"submit":  {"put a job on the job queue (as a claim check when it is too large)", runSubmit},
+		"status":  {"show a run's status, progress and result by request_id", runStatus},
 	}
 }
 

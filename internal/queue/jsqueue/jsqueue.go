@@ -50,9 +50,6 @@ func (c *Config) defaults() {
 }
 
 func (c *Config) validate() error {
-	if c.Conn == nil {
-		return errors.New("jsqueue: Config.Conn is required")
-	}
 	if c.AckWait < time.Second {
 		return fmt.Errorf("jsqueue: Config.AckWait %s is under a second", c.AckWait)
 	}
@@ -67,10 +64,13 @@ type Queue struct {
 
 // New creates (or updates) the stream and the consumer.
 func New(ctx context.Context, cfg Config) (*Queue, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("jsqueue: Config.Conn is required")
+	}
+	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.defaults()
 	stream, err := cfg.Conn.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       cfg.Stream,
 		Subjects:   []string{cfg.Subject},
@@ -109,7 +109,7 @@ func (q *Queue) Receive(ctx context.Context) (queue.Delivery, error) {
 			if err != nil {
 				return nil, fmt.Errorf("read job metadata: %w", err)
 			}
-			return &delivery{msg: msg, attempt: int(md.NumDelivered)}, nil
+			return &delivery{msg: msg, attempt: int(md.NumDelivered), enqueued: md.Timestamp}, nil
 		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages):
 			continue
 		case errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected):
@@ -148,9 +148,13 @@ func (q *Queue) MaxMessageBytes() int { return q.cfg.MaxMessageBytes }
 func (q *Queue) Close() error { return nil }
 
 type delivery struct {
-	msg     jetstream.Msg
-	attempt int
+	msg      jetstream.Msg
+	attempt  int
+	enqueued time.Time
 }
+
+// EnqueuedAt is when the job was stored in the stream.
+func (d *delivery) EnqueuedAt() time.Time { return d.enqueued }
 
 func (d *delivery) Body() []byte   { return d.msg.Data() }
 func (d *delivery) Attempt() int   { return d.attempt }

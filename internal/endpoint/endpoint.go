@@ -1,0 +1,144 @@
+// Package endpoint turns the service's setting URLs (CONTRACT.md section 9)
+// into queues, sinks and stores. It is the one place that knows every
+// implementation; the worker and the engine see only interfaces.
+//
+// URL grammar (docs/configuration.md has the full table):
+//
+//	embedded: | embedded:///dir       JetStream embedded in this process
+//	nats://host:4222[?stream=&subject=&consumer=]   standalone JetStream
+//	https://sqs.<region>.amazonaws.com/<account>/<name>   Amazon SQS
+//	sqs+http://host:port/<account>/<name>            SQS at another endpoint
+//	file:///dir/{channel}.ndjson      files (channel output only)
+//	pg: | pg:<table>                  a table in the state database (message store)
+//	dynamodb://<table>                Amazon DynamoDB (message store)
+package endpoint
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/msgstore/pgstore"
+	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/queue"
+	"github.com/segpub/segpub/internal/queue/jsqueue"
+	"github.com/segpub/segpub/internal/sink/filesink"
+	"github.com/segpub/segpub/internal/sink/jssink"
+)
+
+// Role says what a queue is for; it picks JetStream defaults.
+type Role int
+
+const (
+	Jobs Role = iota
+	DeadLetters
+)
+
+// Opener opens endpoints. Its zero value is not usable: set State and NATS.
+type Opener struct {
+	// State is segpub's own database (ledger, pg: message store).
+	State  *pgxpool.Pool
+	NATS   *natsjs.Connector
+	Logger *slog.Logger
+	// AWS opens Amazon endpoints; nil when segpub was built without them.
+	AWS AWSOpener
+}
+
+// AWSOpener opens Amazon SQS and DynamoDB endpoints.
+type AWSOpener interface {
+	Queue(ctx context.Context, url string) (queue.Queue, error)
+	Sink(ctx context.Context, pattern string) (publish.Sink, error)
+	Store(ctx context.Context, table string) (msgstore.Store, error)
+}
+
+// IsSQS reports whether u names an SQS queue.
+func IsSQS(u string) bool {
+	if strings.HasPrefix(u, "sqs+") {
+		return true
+	}
+	p, err := url.Parse(u)
+	return err == nil && p.Scheme == "https" && strings.HasPrefix(p.Host, "sqs.") && strings.HasSuffix(p.Host, ".amazonaws.com")
+}
+
+// Queue opens a job or dead-letter queue.
+func (o *Opener) Queue(ctx context.Context, rawURL string, role Role) (queue.Queue, error) {
+	if rawURL == "" {
+		rawURL = "embedded:"
+	}
+	switch {
+	case natsjs.IsURL(rawURL):
+		conn, err := o.NATS.Connect(ctx, rawURL)
+		if err != nil {
+			return nil, err
+		}
+		cfg := jsqueue.Config{Conn: conn}
+		if role == DeadLetters {
+			cfg.Stream = conn.Param("stream", "SEGPUB_DEAD_LETTERS")
+			cfg.Subject = conn.Param("subject", "segpub.dead_letters")
+			cfg.Consumer = conn.Param("consumer", "segpub-dead-letters")
+		}
+		return jsqueue.New(ctx, cfg)
+	case IsSQS(rawURL):
+		if o.AWS == nil {
+			return nil, fmt.Errorf("queue URL %q: this build has no SQS support", rawURL)
+		}
+		return o.AWS.Queue(ctx, rawURL)
+	}
+	return nil, fmt.Errorf("queue URL %q: want embedded:, nats://… or an SQS queue URL", rawURL)
+}
+
+// Sink opens the channel output; pattern contains {channel}.
+func (o *Opener) Sink(ctx context.Context, pattern string) (publish.Sink, func() error, error) {
+	if pattern == "" {
+		pattern = "embedded:"
+	}
+	noClose := func() error { return nil }
+	switch {
+	case strings.HasPrefix(pattern, "file://"):
+		s, err := filesink.New(pattern)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Close, nil
+	case natsjs.IsURL(pattern):
+		conn, err := o.NATS.Connect(ctx, pattern)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := jssink.New(ctx, jssink.Config{Conn: conn})
+		return s, noClose, err
+	case IsSQS(pattern):
+		if !strings.Contains(pattern, "{channel}") {
+			return nil, nil, fmt.Errorf("channel URL %q: an SQS pattern needs {channel}", pattern)
+		}
+		if o.AWS == nil {
+			return nil, nil, fmt.Errorf("channel URL %q: this build has no SQS support", pattern)
+		}
+		s, err := o.AWS.Sink(ctx, pattern)
+		return s, noClose, err
+	}
+	return nil, nil, fmt.Errorf("channel URL %q: want file://, embedded:, nats://… or an SQS queue URL with {channel}", pattern)
+}
+
+// Store opens the claim-check message store.
+func (o *Opener) Store(ctx context.Context, rawURL string) (msgstore.Store, error) {
+	if rawURL == "" {
+		rawURL = "pg:"
+	}
+	switch {
+	case strings.HasPrefix(rawURL, "pg:"):
+		return pgstore.New(ctx, o.State, strings.TrimPrefix(rawURL, "pg:"))
+	case strings.HasPrefix(rawURL, "dynamodb://"):
+		if o.AWS == nil {
+			return nil, fmt.Errorf("message store URL %q: this build has no DynamoDB support", rawURL)
+		}
+		return o.AWS.Store(ctx, strings.TrimPrefix(rawURL, "dynamodb://"))
+	}
+	return nil, fmt.Errorf("message store URL %q: want pg:[table] or dynamodb://table", rawURL)
+}

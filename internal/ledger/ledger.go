@@ -1,0 +1,207 @@
+// Package ledger is segpub's record of runs, in PostgreSQL: one row per
+// request_id with its status, attempts, counts and result. It makes jobs
+// idempotent (CONTRACT.md section 2): a request_id that completed is never
+// run again however late a copy arrives, and a run is leased to one worker
+// at a time, so two copies delivered to two workers do not both publish.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Status is a run's state.
+type Status string
+
+const (
+	Running   Status = "running"
+	Retrying  Status = "retrying"
+	Completed Status = "completed"
+	Rejected  Status = "rejected"
+	Failed    Status = "failed"
+)
+
+// Final reports whether a run in this state never runs again.
+func (s Status) Final() bool { return s == Completed || s == Rejected || s == Failed }
+
+// Schema creates the ledger's table. It is segpub's own table (not the
+// audience's), created by `segpub migrate` and by `segpub serve` at start.
+const Schema = `CREATE TABLE IF NOT EXISTS segpub_runs (
+  request_id     text PRIMARY KEY,
+  project_id     text NOT NULL,
+  campaign_id    text NOT NULL,
+  action         text NOT NULL,
+  status         text NOT NULL,
+  attempts       int  NOT NULL DEFAULT 0,
+  owner          text,
+  lease_until    timestamptz,
+  reference_time timestamptz NOT NULL,
+  candidates     bigint NOT NULL DEFAULT 0,
+  published      bigint NOT NULL DEFAULT 0,
+  result         jsonb,
+  error          text,
+  checkpoint     jsonb,
+  created_at     timestamptz NOT NULL DEFAULT now(),
+  updated_at     timestamptz NOT NULL DEFAULT now(),
+  finished_at    timestamptz
+)`
+
+// Ledger reads and writes runs.
+type Ledger struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Ledger on pool, creating its table if needed.
+func New(ctx context.Context, pool *pgxpool.Pool) (*Ledger, error) {
+	if _, err := pool.Exec(ctx, Schema); err != nil {
+		return nil, fmt.Errorf("create ledger table: %w", err)
+	}
+	return &Ledger{pool: pool}, nil
+}
+
+// Run is a ledger row.
+type Run struct {
+	RequestID  string          `json:"request_id"`
+	ProjectID  string          `json:"project_id"`
+	CampaignID string          `json:"campaign_id"`
+	Action     string          `json:"action"`
+	Status     Status          `json:"status"`
+	Attempts   int             `json:"attempts"`
+	Owner      string          `json:"owner,omitempty"`
+	LeaseUntil *time.Time      `json:"lease_until,omitempty"`
+	Reference  time.Time       `json:"reference_time"`
+	Candidates int64           `json:"candidates"`
+	Published  int64           `json:"published"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+}
+
+const columns = `request_id, project_id, campaign_id, action, status, attempts, coalesce(owner, ''), lease_until, reference_time,
+candidates, published, result, coalesce(error, ''), created_at, updated_at, finished_at`
+
+func scan(row pgx.Row) (*Run, error) {
+	var r Run
+	err := row.Scan(&r.RequestID, &r.ProjectID, &r.CampaignID, &r.Action, &r.Status, &r.Attempts, &r.Owner, &r.LeaseUntil,
+		&r.Reference, &r.Candidates, &r.Published, &r.Result, &r.Error, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+	return &r, err
+}
+
+// ErrNotFound is returned by Get for an unknown request_id.
+var ErrNotFound = errors.New("no run with that request_id")
+
+// Get returns a run.
+func (l *Ledger) Get(ctx context.Context, requestID string) (*Run, error) {
+	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+columns+` FROM segpub_runs WHERE request_id = $1`, requestID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get run %s: %w", requestID, err)
+	}
+	return r, nil
+}
+
+// Claim is the outcome of asking to run a job.
+type Claim struct {
+	// Run is the run's row after the claim.
+	Run *Run
+	// Granted is true when the caller now holds the run's lease and must
+	// run it. Otherwise Run says why: a final status, or another owner's
+	// live lease.
+	Granted bool
+}
+
+// Start is what Claim needs to know of a job.
+type Start struct {
+	RequestID, ProjectID, CampaignID, Action string
+	// Reference is the reference time for a first run; a run that
+	// started before keeps its own, so a resumed run renders templates
+	// and send_at the same way.
+	Reference time.Time
+}
+
+// Claim takes the lease of a run for owner, creating the run on its first
+// delivery. It is not granted when the run is final or another owner's
+// lease has not expired.
+func (l *Ledger) Claim(ctx context.Context, s Start, owner string, lease time.Duration) (*Claim, error) {
+	r, err := scan(l.pool.QueryRow(ctx, `INSERT INTO segpub_runs AS r
+  (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time)
+VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7)
+ON CONFLICT (request_id) DO UPDATE SET
+  status = 'running', attempts = r.attempts + 1, owner = EXCLUDED.owner,
+  lease_until = EXCLUDED.lease_until, updated_at = now(), error = NULL
+WHERE r.status NOT IN ('completed', 'rejected', 'failed')
+  AND (r.lease_until IS NULL OR r.lease_until < now() OR r.owner = EXCLUDED.owner)
+RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference))
+	if err == nil {
+		return &Claim{Run: r, Granted: true}, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("claim run %s: %w", s.RequestID, err)
+	}
+	r, err = l.Get(ctx, s.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	return &Claim{Run: r}, nil
+}
+
+// Renew extends the lease and records progress. It fails when the caller
+// no longer owns the run (its lease expired and another worker took it): the
+// caller must stop.
+func (l *Ledger) Renew(ctx context.Context, requestID, owner string, lease time.Duration, candidates, published int64) error {
+	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET lease_until = now() + $3::interval, candidates = $4, published = $5, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, lease.String(), candidates, published)
+	if err != nil {
+		return fmt.Errorf("renew run %s: %w", requestID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("renew run %s: %w", requestID, ErrLeaseLost)
+	}
+	return nil
+}
+
+// ErrLeaseLost means another owner holds the run now.
+var ErrLeaseLost = errors.New("lease lost to another worker")
+
+// Finish records a run's end: completed or rejected with its result, or
+// failed (finally) or retrying with the error. The lease is released.
+func (l *Ledger) Finish(ctx context.Context, requestID, owner string, status Status, candidates, published int64, result json.RawMessage, errText string) error {
+	finished := "NULL"
+	if status.Final() {
+		finished = "now()"
+	}
+	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, candidates = $4, published = $5, result = $6, error = nullif($7, ''),
+  owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
+WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected')`,
+		requestID, owner, status, candidates, published, result, errText)
+	if err != nil {
+		return fmt.Errorf("finish run %s: %w", requestID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("finish run %s: %w", requestID, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Reject records a job rejected before it could run (it may have no row).
+func (l *Ledger) Reject(ctx context.Context, s Start, reason string) error {
+	_, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs AS r (request_id, project_id, campaign_id, action, status, attempts, reference_time, error, finished_at)
+VALUES ($1, $2, $3, $4, 'rejected', 1, $5, $6, now())
+ON CONFLICT (request_id) DO UPDATE SET status = 'rejected', error = EXCLUDED.error, owner = NULL, lease_until = NULL,
+  updated_at = now(), finished_at = now()
+WHERE r.status NOT IN ('completed', 'rejected')`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, reason)
+	if err != nil {
+		return fmt.Errorf("reject run %s: %w", s.RequestID, err)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/segpub/segpub/internal/dbtest"
+)
+
+func setup(t *testing.T) (*Ledger, Start) {
+	t.Helper()
+	l, err := New(context.Background(), dbtest.Pool(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "r-" + dbtest.NewProjectID()
+	return l, Start{RequestID: id, ProjectID: "p", CampaignID: "c", Action: "publish", Reference: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+}
+
+func TestClaimLifecycle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, s := setup(t)
+	c, err := l.Claim(ctx, s, "w1", time.Minute)
+	if err != nil || !c.Granted || c.Run.Attempts != 1 || c.Run.Status != Running {
+		t.Fatalf("first claim: %+v %v", c, err)
+	}
+	// A second copy of the job, on another worker, while w1 holds the lease.
+	c2, err := l.Claim(ctx, s, "w2", time.Minute)
+	if err != nil || c2.Granted || c2.Run.Owner != "w1" {
+		t.Fatalf("concurrent claim: %+v %v", c2, err)
+	}
+	if err := l.Renew(ctx, s.RequestID, "w1", time.Minute, 10, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx, s.RequestID, "w2", time.Minute, 1, 1); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("renew by a non-owner: %v", err)
+	}
+	res := json.RawMessage(`{"published":5}`)
+	if err := l.Finish(ctx, s.RequestID, "w1", Completed, 10, 5, res, ""); err != nil {
+		t.Fatal(err)
+	}
+	// A late copy, days later: not run again, and the stored result is there.
+	later := s
+	later.Reference = time.Now()
+	c3, err := l.Claim(ctx, later, "w3", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c3.Granted || c3.Run.Status != Completed || string(c3.Run.Result) != `{"published": 5}` {
+		t.Fatalf("claim after completion: %+v %v", c3.Run, err)
+	}
+}
+
+// An expired lease (a worker that died) lets another worker take the run,
+// with the first run's reference time.
+func TestExpiredLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, s := setup(t)
+	if _, err := l.Claim(ctx, s, "dead", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	other := s
+	other.Reference = s.Reference.Add(time.Hour)
+	c, err := l.Claim(ctx, other, "alive", time.Minute)
+	if err != nil || !c.Granted || c.Run.Attempts != 2 || !c.Run.Reference.Equal(s.Reference) {
+		t.Fatalf("takeover: %+v %v", c, err)
+	}
+	if err := l.Renew(ctx, s.RequestID, "dead", time.Minute, 0, 0); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("the dead owner must learn it lost the run: %v", err)
+	}
+}
+
+func TestRetryingThenRejected(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, s := setup(t)
+	if _, err := l.Claim(ctx, s, "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, s.RequestID, "w1", Retrying, 0, 0, nil, "database down"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Claim(ctx, s, "w2", time.Minute)
+	if err != nil || !c.Granted || c.Run.Attempts != 2 {
+		t.Fatalf("retry claim: %+v %v", c, err)
+	}
+	if err := l.Reject(ctx, s, "campaign.channel: unknown channel"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Get(ctx, s.RequestID)
+	if err != nil || r.Status != Rejected || r.Error == "" || r.FinishedAt == nil {
+		t.Fatalf("rejected run: %+v %v", r, err)
+	}
+	if _, err := l.Get(ctx, "no-such-request"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown run: %v", err)
+	}
+}

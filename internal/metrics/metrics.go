@@ -1,0 +1,97 @@
+// Package metrics exposes segpub's Prometheus metrics. It observes from
+// wrappers (a sink wrapper, the worker's Observer), so the engine and the
+// worker carry no metrics code.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/segpub/segpub/internal/publish"
+)
+
+// Metrics is a registry of segpub's metrics.
+type Metrics struct {
+	reg            *prometheus.Registry
+	jobs           *prometheus.CounterVec
+	jobSeconds     *prometheus.HistogramVec
+	messages       *prometheus.CounterVec
+	skipped        *prometheus.CounterVec
+	candidates     prometheus.Counter
+	publishSeconds *prometheus.HistogramVec
+	queueLag       prometheus.Histogram
+}
+
+// New registers the metrics.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		reg: reg,
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_jobs_total",
+			Help: "Jobs finished, by outcome (completed, rejected, failed)."}, []string{"outcome"}),
+		jobSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "segpub_job_duration_seconds",
+			Help: "Wall time of jobs, by outcome.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)}, []string{"outcome"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_messages_published_total",
+			Help: "Channel messages acknowledged by the channel destination, by channel."}, []string{"channel"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_candidates_skipped_total",
+			Help: "Candidates not published, by reason, counted when their job completes."}, []string{"reason"}),
+		candidates: prometheus.NewCounter(prometheus.CounterOpts{Name: "segpub_candidates_total",
+			Help: "Candidates of completed jobs."}),
+		publishSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "segpub_publish_batch_seconds",
+			Help: "Time for the channel destination to acknowledge a batch, by channel.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"channel"}),
+		queueLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "segpub_queue_lag_seconds",
+			Help: "Time from a job's enqueue to its receipt by a worker.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 18)}),
+	}
+	reg.MustRegister(m.jobs, m.jobSeconds, m.messages, m.skipped, m.candidates, m.publishSeconds, m.queueLag)
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// JobDone records a finished job (worker.Observer).
+func (m *Metrics) JobDone(outcome string, res *publish.Result, d time.Duration) {
+	m.jobs.WithLabelValues(outcome).Inc()
+	m.jobSeconds.WithLabelValues(outcome).Observe(d.Seconds())
+	if outcome != "completed" || res == nil {
+		return
+	}
+	m.candidates.Add(float64(res.Candidates))
+	s := res.Skipped
+	for reason, n := range map[string]int64{
+		"no_contact": s.NoContact, "invalid_contact": s.InvalidContact, "duplicate_destination": s.DuplicateDestination,
+		"previously_received": s.PreviouslyReceived, "control_group": s.ControlGroup, "unknown_user": s.UnknownUser,
+	} {
+		m.skipped.WithLabelValues(reason).Add(float64(n))
+	}
+}
+
+// QueueLag records how long a job waited in the queue (worker.Observer).
+func (m *Metrics) QueueLag(d time.Duration) { m.queueLag.Observe(d.Seconds()) }
+
+// Sink wraps a sink to count messages and time acknowledgements.
+func (m *Metrics) Sink(s publish.Sink) publish.Sink { return &sink{Sink: s, m: m} }
+
+type sink struct {
+	publish.Sink
+	m *Metrics
+}
+
+func (s *sink) Publish(ctx context.Context, b *publish.Batch) error {
+	start := time.Now()
+	err := s.Sink.Publish(ctx, b)
+	if err == nil {
+		ch := string(b.Channel)
+		s.m.publishSeconds.WithLabelValues(ch).Observe(time.Since(start).Seconds())
+		s.m.messages.WithLabelValues(ch).Add(float64(len(b.Messages)))
+	}
+	return err
+}

@@ -1,0 +1,60 @@
+// Package pgstore is a claim-check message store in a PostgreSQL table:
+// id text primary key, body text (the same shape as the DynamoDB item).
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/msgstore"
+)
+
+var tableRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Store is a table of job bodies.
+type Store struct {
+	pool  *pgxpool.Pool
+	table string
+}
+
+// New returns a Store on table (default segpub_messages), creating it if
+// needed.
+func New(ctx context.Context, pool *pgxpool.Pool, table string) (*Store, error) {
+	if table == "" {
+		table = "segpub_messages"
+	}
+	if !tableRe.MatchString(table) {
+		return nil, fmt.Errorf("pgstore: table name %q: want [a-z_][a-z0-9_]*", table)
+	}
+	s := &Store{pool: pool, table: `"` + table + `"`}
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (id text PRIMARY KEY, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return nil, fmt.Errorf("create message table %s: %w", table, err)
+	}
+	return s, nil
+}
+
+// Get returns the body stored under id.
+func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
+	var body string
+	err := s.pool.QueryRow(ctx, `SELECT body FROM `+s.table+` WHERE id = $1`, id).Scan(&body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, msgstore.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get message %s: %w", id, err)
+	}
+	return []byte(body), nil
+}
+
+// Put stores body under id, replacing what was there.
+func (s *Store) Put(ctx context.Context, id string, body []byte) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.table+` (id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body`, id, string(body)); err != nil {
+		return fmt.Errorf("put message %s: %w", id, err)
+	}
+	return nil
+}

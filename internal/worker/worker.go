@@ -1,0 +1,489 @@
+// Package worker is `segpub serve`'s job loop: it takes jobs straight from
+// the job queue, runs them through the engine, and acknowledges them only
+// when their run is recorded as finished. Rejected jobs and jobs that
+// exhausted their attempts go to the dead-letter destination with the reason.
+package worker
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/queue"
+)
+
+// Runner runs one job (publish.Runner).
+type Runner interface {
+	Run(ctx context.Context, j *job.Job, sink publish.Sink) (*publish.Result, error)
+}
+
+// Observer is told what the worker does; metrics implement it. Every method
+// must be cheap and safe for concurrent use.
+type Observer interface {
+	JobDone(outcome string, res *publish.Result, d time.Duration)
+	QueueLag(d time.Duration)
+}
+
+// enqueued is implemented by deliveries that know when they were sent.
+type enqueued interface{ EnqueuedAt() time.Time }
+
+// Config configures a Worker.
+type Config struct {
+	Queue queue.Queue
+	// DeadLetter receives rejected and exhausted jobs. Nil: they are
+	// only logged (and recorded in the ledger).
+	DeadLetter queue.Queue
+	// Store resolves claim checks. Nil: claim-checked jobs are rejected.
+	Store  msgstore.Store
+	Ledger *ledger.Ledger
+	Runner Runner
+	// Sink receives channel messages.
+	Sink   publish.Sink
+	Logger *slog.Logger
+	// Observer, when set, is told of every finished job.
+	Observer Observer
+	// Concurrency is the number of jobs run at once. Default: 1.
+	Concurrency int
+	// MaxAttempts is the number of runs a failing job gets before it is
+	// dead-lettered. Default: 5.
+	MaxAttempts int
+	// Lease is how long a run is held without a heartbeat. Default: 60s.
+	Lease time.Duration
+	// Backoff is the redelivery delay after failed attempt n. Default:
+	// 5s·2^(n-1), at most 5 minutes.
+	Backoff func(attempt int) time.Duration
+	// Owner names this worker in the ledger. Default: host:pid.
+	Owner string
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Queue == nil:
+		return errors.New("worker: Config.Queue is required")
+	case c.Ledger == nil:
+		return errors.New("worker: Config.Ledger is required")
+	case c.Runner == nil:
+		return errors.New("worker: Config.Runner is required")
+	case c.Sink == nil:
+		return errors.New("worker: Config.Sink is required")
+	case c.Concurrency < 0:
+		return fmt.Errorf("worker: Config.Concurrency %d is negative", c.Concurrency)
+	case c.Lease != 0 && c.Lease < 3*time.Second:
+		return fmt.Errorf("worker: Config.Lease %s is under 3s", c.Lease)
+	}
+	return nil
+}
+
+func defaultBackoff(attempt int) time.Duration {
+	d := 5 * time.Second << min(attempt-1, 10)
+	return min(d, 5*time.Minute)
+}
+
+// Worker consumes the job queue.
+type Worker struct {
+	cfg Config
+	log *slog.Logger
+
+	mu sync.Mutex
+	// stopReceiving ends the receive loops (soft stop); cancelJobs ends
+	// running jobs (hard stop).
+	stopReceiving context.CancelFunc
+	cancelJobs    context.CancelFunc
+	done          chan struct{}
+}
+
+// New returns a Worker.
+func New(cfg Config) (*Worker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1)
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 5)
+	cfg.Lease = cmp.Or(cfg.Lease, 60*time.Second)
+	if cfg.Backoff == nil {
+		cfg.Backoff = defaultBackoff
+	}
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		cfg.Owner = host + ":" + strconv.Itoa(os.Getpid())
+	}
+	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	return &Worker{cfg: cfg, log: log.With("owner", cfg.Owner)}, nil
+}
+
+// Start begins consuming. It returns at once; Stop ends it.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done != nil {
+		return errors.New("worker: already started")
+	}
+	// Jobs outlive the receive loop's context: a soft stop lets them
+	// finish.
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	recvCtx, stopReceiving := context.WithCancel(ctx)
+	w.stopReceiving, w.cancelJobs, w.done = stopReceiving, cancelJobs, make(chan struct{})
+	var wg sync.WaitGroup
+	for range w.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop(recvCtx, jobCtx)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(w.done)
+	}()
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency)
+	return nil
+}
+
+// Stop stops taking jobs and waits for the running ones to finish. When ctx
+// ends first, running jobs are cancelled: each stops after the batch in
+// hand and its message is handed back to the queue for another worker.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	done := w.done
+	w.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	w.stopReceiving()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	w.log.Warn("stop deadline reached: handing running jobs back")
+	w.cancelJobs()
+	<-done
+	return ctx.Err()
+}
+
+func (w *Worker) loop(recvCtx, jobCtx context.Context) {
+	for {
+		d, err := w.cfg.Queue.Receive(recvCtx)
+		if err != nil {
+			if recvCtx.Err() != nil {
+				return
+			}
+			w.log.Error("receive job", "err", err)
+			select {
+			case <-recvCtx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		w.handle(jobCtx, d)
+	}
+}
+
+// handle runs one delivery to its end: acknowledged, handed back for a
+// retry, or dead-lettered.
+func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
+	start := time.Now()
+	if e, ok := d.(enqueued); ok && w.cfg.Observer != nil && d.Attempt() == 1 {
+		w.cfg.Observer.QueueLag(start.Sub(e.EnqueuedAt()))
+	}
+	j, err := w.resolve(ctx, d.Body())
+	if err != nil {
+		if job.IsRejection(err) {
+			w.reject(ctx, d, j, err)
+			return
+		}
+		w.retry(ctx, d, nil, fmt.Errorf("resolve job: %w", err))
+		return
+	}
+	log := w.log.With("request_id", j.RequestID, "attempt", d.Attempt())
+	ref := j.ScheduledAt
+	if ref.IsZero() {
+		ref = time.Now().Truncate(time.Second)
+	}
+	claim, err := w.cfg.Ledger.Claim(ctx, startOf(j, ref), w.cfg.Owner, w.cfg.Lease)
+	if err != nil {
+		w.retry(ctx, d, j, err)
+		return
+	}
+	if !claim.Granted {
+		if claim.Run.Status.Final() {
+			// A copy of a finished run (queue redelivery, scheduler
+			// retry, operator replay): its stored result stands.
+			log.Info("run already finished; copy dropped", "status", claim.Run.Status, "result", string(claim.Run.Result))
+			w.ack(ctx, d, log)
+			return
+		}
+		log.Info("run held by another worker; handed back", "holder", claim.Run.Owner)
+		w.nack(ctx, d, w.cfg.Lease, log)
+		return
+	}
+	// The ledger's reference time wins: a resumed run keeps the first
+	// run's "now".
+	j.ScheduledAt = claim.Run.Reference
+	res, err := w.run(ctx, d, j, log)
+	switch {
+	case err == nil:
+		body, _ := json.Marshal(res)
+		if ferr := w.cfg.Ledger.Finish(ctx, j.RequestID, w.cfg.Owner, ledger.Completed, res.Candidates, res.Published, body, ""); ferr != nil {
+			w.retry(ctx, d, j, ferr)
+			return
+		}
+		log.Info("job completed", "candidates", res.Candidates, "published", res.Published, "duration_ms", res.DurationMS)
+		w.observe("completed", res, start)
+		w.ack(ctx, d, log)
+	case job.IsRejection(err):
+		w.observe("rejected", res, start)
+		w.reject(ctx, d, j, err)
+	case ctx.Err() != nil:
+		// Shutting down: hand the job back at once for another worker.
+		log.Info("job interrupted by shutdown; handed back")
+		_ = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, ledger.Retrying, res.Candidates, res.Published, nil, "interrupted by shutdown")
+		w.nack(context.WithoutCancel(ctx), d, 0, log)
+	default:
+		w.observe("failed", res, start)
+		w.retry(ctx, d, j, err)
+	}
+}
+
+func (w *Worker) observe(outcome string, res *publish.Result, start time.Time) {
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.JobDone(outcome, res, time.Since(start))
+	}
+}
+
+// run runs the job while a heartbeat keeps the queue message and the
+// ledger lease alive. A panic in the engine is a failed attempt, not a dead
+// worker.
+func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, log *slog.Logger) (res *publish.Result, err error) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	progress := &progressCounts{}
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t := time.NewTicker(w.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+			}
+			if err := d.Extend(runCtx); err != nil && runCtx.Err() == nil {
+				log.Warn("extend job message", "err", err)
+			}
+			c, p := progress.get()
+			if err := w.cfg.Ledger.Renew(runCtx, j.RequestID, w.cfg.Owner, w.cfg.Lease, c, p); err != nil && runCtx.Err() == nil {
+				if errors.Is(err, ledger.ErrLeaseLost) {
+					cancel(err)
+					return
+				}
+				log.Warn("renew lease", "err", err)
+			}
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("job panicked", "panic", p, "stack", string(debug.Stack()))
+			res, err = &publish.Result{RequestID: j.RequestID, Action: j.Action, Status: publish.StatusFailed}, fmt.Errorf("panic: %v", p)
+		}
+		cancel(nil)
+		<-hbDone
+	}()
+	res, err = w.cfg.Runner.Run(runCtx, j, &countingSink{Sink: w.cfg.Sink, progress: progress})
+	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, ledger.ErrLeaseLost) {
+		err = fmt.Errorf("run %s: %w", j.RequestID, cause)
+	}
+	return res, err
+}
+
+// resolve parses a queue message, fetching a claim-checked job from the
+// message store.
+func (w *Worker) resolve(ctx context.Context, body []byte) (*job.Job, error) {
+	env, err := job.ParseEnvelope(body)
+	if err != nil {
+		return nil, err
+	}
+	if env.Job != nil {
+		return env.Job, nil
+	}
+	if w.cfg.Store == nil {
+		return nil, job.Rejectf("message_id", "claim check %q, but no message store is configured", env.MessageID)
+	}
+	full, err := w.cfg.Store.Get(ctx, env.MessageID)
+	if errors.Is(err, msgstore.ErrNotFound) {
+		return nil, job.Rejectf("message_id", "no item %q in the message store", env.MessageID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get claim-checked job %s: %w", env.MessageID, err)
+	}
+	return job.Parse(full)
+}
+
+// lenientStart reads what it can of a job that failed validation.
+func lenientStart(body []byte) (ledger.Start, bool) {
+	var raw struct {
+		RequestID string `json:"request_id"`
+		ProjectID string `json:"project_id"`
+		Action    string `json:"action"`
+		Campaign  struct {
+			ID string `json:"id"`
+		} `json:"campaign"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil || raw.RequestID == "" || len(raw.RequestID) > 512 {
+		return ledger.Start{}, false
+	}
+	return ledger.Start{RequestID: raw.RequestID, ProjectID: raw.ProjectID, CampaignID: raw.Campaign.ID, Action: raw.Action}, true
+}
+
+func startOf(j *job.Job, ref time.Time) ledger.Start {
+	return ledger.Start{RequestID: j.RequestID, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID, Action: string(j.Action), Reference: ref}
+}
+
+// reject dead-letters a job that can never succeed, then acknowledges it.
+func (w *Worker) reject(ctx context.Context, d queue.Delivery, j *job.Job, reason error) {
+	log := w.log
+	start, ok := lenientStart(d.Body())
+	if j != nil {
+		start, ok = startOf(j, j.ScheduledAt), true
+	}
+	if ok {
+		// Recorded so `segpub status` can say why the job never ran.
+		log = log.With("request_id", start.RequestID)
+		if start.Reference.IsZero() {
+			start.Reference = time.Now()
+		}
+		if err := w.cfg.Ledger.Reject(ctx, start, reason.Error()); err != nil {
+			log.Error("record rejection", "err", err)
+		}
+	}
+	log.Warn("job rejected", "reason", reason.Error())
+	if !w.deadLetter(ctx, d, j, "rejected", reason) {
+		w.nack(ctx, d, w.cfg.Backoff(1), log)
+		return
+	}
+	w.ack(ctx, d, log)
+}
+
+// retry hands a failed job back with backoff, or dead-letters it after its
+// last attempt.
+func (w *Worker) retry(ctx context.Context, d queue.Delivery, j *job.Job, cause error) {
+	log := w.log.With("attempt", d.Attempt())
+	if j != nil {
+		log = log.With("request_id", j.RequestID)
+	}
+	final := d.Attempt() >= w.cfg.MaxAttempts
+	if j != nil {
+		status := ledger.Retrying
+		if final {
+			status = ledger.Failed
+		}
+		if err := w.cfg.Ledger.Finish(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, status, 0, 0, nil, cause.Error()); err != nil && !errors.Is(err, ledger.ErrLeaseLost) {
+			log.Error("record failure", "err", err)
+		}
+	}
+	if !final {
+		delay := w.cfg.Backoff(d.Attempt())
+		log.Warn("job failed; retrying", "err", cause.Error(), "retry_in", delay)
+		w.nack(ctx, d, delay, log)
+		return
+	}
+	log.Error("job failed on its last attempt; dead-lettered", "err", cause.Error())
+	if !w.deadLetter(ctx, d, j, "exhausted", cause) {
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return
+	}
+	w.ack(ctx, d, log)
+}
+
+// DeadLetter is the body sent to the dead-letter destination.
+type DeadLetter struct {
+	Reason    string          `json:"reason"`
+	Kind      string          `json:"kind"` // rejected or exhausted
+	Attempts  int             `json:"attempts"`
+	RequestID string          `json:"request_id,omitempty"`
+	FailedAt  time.Time       `json:"failed_at"`
+	Job       json.RawMessage `json:"job,omitempty"`
+	// JobText holds a job body that is not valid JSON.
+	JobText string `json:"job_text,omitempty"`
+}
+
+// deadLetter sends the job to the dead-letter destination; false when that
+// failed (the job must then stay on the queue).
+func (w *Worker) deadLetter(ctx context.Context, d queue.Delivery, j *job.Job, kind string, reason error) bool {
+	if w.cfg.DeadLetter == nil {
+		return true
+	}
+	dl := DeadLetter{Reason: reason.Error(), Kind: kind, Attempts: d.Attempt(), FailedAt: time.Now().UTC()}
+	if j != nil {
+		dl.RequestID = j.RequestID
+	}
+	if json.Valid(d.Body()) {
+		dl.Job = d.Body()
+	} else {
+		dl.JobText = string(d.Body())
+	}
+	body, err := json.Marshal(dl)
+	if err == nil {
+		err = w.cfg.DeadLetter.Send(context.WithoutCancel(ctx), body, "")
+	}
+	if err != nil {
+		w.log.Error("send to dead letters", "err", err)
+		return false
+	}
+	return true
+}
+
+func (w *Worker) ack(ctx context.Context, d queue.Delivery, log *slog.Logger) {
+	if err := d.Ack(context.WithoutCancel(ctx)); err != nil {
+		log.Error("ack job", "err", err)
+	}
+}
+
+func (w *Worker) nack(ctx context.Context, d queue.Delivery, delay time.Duration, log *slog.Logger) {
+	if err := d.Nack(context.WithoutCancel(ctx), delay); err != nil {
+		log.Error("hand job back", "err", err)
+	}
+}
+
+// progressCounts is the run's progress as the sink sees it.
+type progressCounts struct {
+	mu                    sync.Mutex
+	candidates, published int64
+}
+
+func (p *progressCounts) get() (int64, int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.candidates, p.published
+}
+
+// countingSink records how many messages were acknowledged, for the
+// heartbeat's progress.
+type countingSink struct {
+	publish.Sink
+	progress *progressCounts
+}
+
+func (s *countingSink) Publish(ctx context.Context, b *publish.Batch) error {
+	if err := s.Sink.Publish(ctx, b); err != nil {
+		return err
+	}
+	s.progress.mu.Lock()
+	s.progress.published = b.First + int64(len(b.Messages))
+	s.progress.mu.Unlock()
+	return nil
+}

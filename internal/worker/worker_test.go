@@ -1,0 +1,377 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/msgstore/pgstore"
+	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/queue/jsqueue"
+	"github.com/segpub/segpub/internal/schema"
+	"github.com/segpub/segpub/internal/seed"
+	"github.com/segpub/segpub/internal/sink/filesink"
+	"github.com/segpub/segpub/internal/sink/jssink"
+)
+
+var seq atomic.Int64
+
+// bundle is a worker's world: a seeded project, JetStream streams of the
+// test's own, a ledger and a message store.
+type bundle struct {
+	t        *testing.T
+	tables   schema.Tables
+	conn     *natsjs.Conn
+	jobs     *jsqueue.Queue
+	dead     *jsqueue.Queue
+	sink     *jssink.Sink
+	stream   string
+	ledger   *ledger.Ledger
+	store    *pgstore.Store
+	runner   *publish.Runner
+	natsURL  string
+	nextName string
+}
+
+func setup(t *testing.T, users int) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	tables, _ := schema.For(dbtest.NewProjectID())
+	t.Cleanup(func() {
+		for _, s := range tables.DropStatements() {
+			_, _ = pool.Exec(context.Background(), s)
+		}
+	})
+	if _, err := seed.Run(ctx, pool, seed.Config{ProjectID: tables.Project, Users: users}); err != nil {
+		t.Fatal(err)
+	}
+	c := &natsjs.Connector{DefaultDir: t.TempDir()}
+	t.Cleanup(c.Close)
+	conn, err := c.Connect(ctx, "embedded:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := seq.Add(1)
+	b := &bundle{t: t, tables: tables, conn: conn, stream: fmt.Sprintf("CH%d", n)}
+	if b.jobs, err = jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: fmt.Sprintf("J%d", n), Subject: fmt.Sprintf("jobs.%d", n), AckWait: 3 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if b.dead, err = jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: fmt.Sprintf("D%d", n), Subject: fmt.Sprintf("dead.%d", n)}); err != nil {
+		t.Fatal(err)
+	}
+	if b.sink, err = jssink.New(ctx, jssink.Config{Conn: conn, Stream: b.stream, Subject: fmt.Sprintf("ch.%d.{channel}", n)}); err != nil {
+		t.Fatal(err)
+	}
+	if b.ledger, err = ledger.New(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if b.store, err = pgstore.New(ctx, pool, "segpub_test_messages"); err != nil {
+		t.Fatal(err)
+	}
+	if b.runner, err = publish.New(publish.Config{Pool: pool}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *bundle) worker(cfg Config) *Worker {
+	b.t.Helper()
+	cfg.Queue, cfg.DeadLetter, cfg.Store, cfg.Ledger, cfg.Sink = b.jobs, b.dead, b.store, b.ledger, cmpSink(cfg.Sink, b.sink)
+	if cfg.Runner == nil {
+		cfg.Runner = b.runner
+	}
+	cfg.Lease = 3 * time.Second
+	cfg.Backoff = func(int) time.Duration { return 100 * time.Millisecond }
+	w, err := New(cfg)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = w.Stop(ctx)
+	})
+	return w
+}
+
+func cmpSink(a, b publish.Sink) publish.Sink {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// jobText is a push job; request ids are made unique per test because the
+// ledger table outlives test runs.
+func (b *bundle) jobText(requestID string) []byte {
+	requestID = b.id(requestID)
+	return fmt.Appendf(nil, `{"version":1,"action":"publish","request_id":%q,"project_id":%q,"scheduled_at":"2026-11-24T18:00:00+09:00",
+"campaign":{"id":"cmp","channel":"push_notification","audience":{"type":"all"},"message":{"title":"hi"}}}`, requestID, b.tables.Project)
+}
+
+func (b *bundle) id(requestID string) string { return requestID + "-" + b.tables.Project }
+
+// waitStatus polls the ledger until the run reaches status.
+func (b *bundle) waitStatus(requestID string, status ledger.Status) *ledger.Run {
+	b.t.Helper()
+	requestID = b.id(requestID)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		r, err := b.ledger.Get(context.Background(), requestID)
+		if err == nil && r.Status == status {
+			return r
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r, err := b.ledger.Get(context.Background(), requestID)
+	b.t.Fatalf("run %s did not reach %s: %+v %v", requestID, status, r, err)
+	return nil
+}
+
+// channelMessages drains the channel stream's messages.
+func (b *bundle) channelMessages() [][]byte {
+	b.t.Helper()
+	cons, err := b.conn.JS.OrderedConsumer(context.Background(), b.stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	info, err := b.conn.JS.Stream(context.Background(), b.stream)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	total := int(info.CachedInfo().State.Msgs)
+	var out [][]byte
+	for len(out) < total {
+		batch, err := cons.Fetch(total-len(out), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+		}
+	}
+	return out
+}
+
+// fileOutput is what `segpub publish` of the same job writes.
+func (b *bundle) fileOutput(jobText []byte) [][]byte {
+	b.t.Helper()
+	dir := b.t.TempDir()
+	s, err := filesink.New("file://" + dir + "/{channel}.ndjson")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	j, err := job.Parse(jobText)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if _, err := b.runner.Run(context.Background(), j, s); err != nil {
+		b.t.Fatal(err)
+	}
+	s.Close()
+	data, err := os.ReadFile(filepath.Join(dir, "push_notification.ndjson"))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+}
+
+func sameMessages(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("message %d differs:\n got  %s\n want %s", i, got[i], want[i])
+		}
+	}
+}
+
+// A job from the queue yields exactly the messages `segpub publish` writes;
+// a second copy of it (a redelivery, a replay) publishes nothing.
+func TestServeMatchesPublish(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3000)
+	b.worker(Config{Concurrency: 2})
+	text := b.jobText("r-serve")
+	if err := b.jobs.Send(context.Background(), text, ""); err != nil {
+		t.Fatal(err)
+	}
+	run := b.waitStatus("r-serve", ledger.Completed)
+	want := b.fileOutput(text)
+	sameMessages(t, b.channelMessages(), want)
+	var res publish.Result
+	if err := json.Unmarshal(run.Result, &res); err != nil || res.Published != int64(len(want)) {
+		t.Fatalf("stored result %s: %v", run.Result, err)
+	}
+	// The same job again, with no queue-level de-duplication id.
+	if err := b.jobs.Send(context.Background(), text, ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if r, _ := b.ledger.Get(context.Background(), b.id("r-serve")); r.Attempts != 1 {
+		t.Fatalf("the copy ran again: attempts %d", r.Attempts)
+	}
+	sameMessages(t, b.channelMessages(), want)
+}
+
+// Claim checks are resolved from the message store; a missing item is a
+// rejected job, dead-lettered with its reason.
+func TestClaimChecksAndRejections(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 500)
+	b.worker(Config{})
+	ctx := context.Background()
+	if err := b.store.Put(ctx, "m-ok-"+b.tables.Project, b.jobText("r-claim")); err != nil {
+		t.Fatal(err)
+	}
+	send := func(body string) {
+		if err := b.jobs.Send(ctx, []byte(body), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(`{"version":1,"message_id":"m-ok-` + b.tables.Project + `"}`)
+	b.waitStatus("r-claim", ledger.Completed)
+	send(`{"version":1,"message_id":"m-missing"}`)
+	send(strings.Replace(string(b.jobText("r-bad")), `"push_notification"`, `"fax"`, 1))
+	send(`not json`)
+	var reasons []string
+	for range 3 {
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		d, err := b.dead.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("dead letter: %v", err)
+		}
+		var dl DeadLetter
+		if err := json.Unmarshal(d.Body(), &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Kind != "rejected" || dl.Attempts != 1 {
+			t.Fatalf("dead letter %+v", dl)
+		}
+		reasons = append(reasons, dl.Reason)
+		_ = d.Ack(ctx)
+	}
+	all := strings.Join(reasons, "\n")
+	for _, want := range []string{`message_id: no item "m-missing"`, `campaign.channel: unknown channel "fax"`, "malformed JSON"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no dead letter says %q:\n%s", want, all)
+		}
+	}
+	if r := b.waitStatus("r-bad", ledger.Rejected); !strings.Contains(r.Error, "unknown channel") {
+		t.Fatalf("ledger: %+v", r)
+	}
+}
+
+type panicRunner struct{ calls atomic.Int64 }
+
+func (p *panicRunner) Run(context.Context, *job.Job, publish.Sink) (*publish.Result, error) {
+	p.calls.Add(1)
+	panic("boom")
+}
+
+// A job that panics is retried with backoff, then dead-lettered after its
+// attempts; the worker keeps serving other jobs.
+func TestPoisonJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 200)
+	pr := &panicRunner{}
+	b.worker(Config{Runner: pr, MaxAttempts: 3})
+	ctx := context.Background()
+	if err := b.jobs.Send(ctx, b.jobText("r-poison"), ""); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	d, err := b.dead.Receive(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl DeadLetter
+	_ = json.Unmarshal(d.Body(), &dl)
+	if dl.Kind != "exhausted" || dl.Attempts != 3 || !strings.Contains(dl.Reason, "panic: boom") || pr.calls.Load() != 3 {
+		t.Fatalf("dead letter %+v after %d calls", dl, pr.calls.Load())
+	}
+	if r := b.waitStatus("r-poison", ledger.Failed); r.Attempts != 3 {
+		t.Fatalf("ledger %+v", r)
+	}
+}
+
+// slowSink makes each batch take a while, so a job is mid-way when its
+// worker is stopped.
+type slowSink struct {
+	publish.Sink
+	delay time.Duration
+}
+
+func (s *slowSink) Publish(ctx context.Context, b *publish.Batch) error {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Sink.Publish(ctx, b)
+}
+
+// A worker stopped in the middle of a job (SIGTERM) hands it back; the next
+// worker completes it and the channel stream holds every message once.
+func TestStopHandsJobBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3000)
+	w1, err := New(Config{Queue: b.jobs, DeadLetter: b.dead, Ledger: b.ledger, Runner: b.runner,
+		Sink: &slowSink{Sink: b.sink, delay: 100 * time.Millisecond}, Lease: 3 * time.Second, Owner: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := w1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	text := b.jobText("r-stop")
+	if err := b.jobs.Send(ctx, text, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until w1 has published part of the job.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if info, err := b.conn.JS.Stream(ctx, b.stream); err == nil && info.CachedInfo().State.Msgs > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	if err := w1.Stop(stopCtx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stop: %v (the job should still have been running)", err)
+	}
+	cancel()
+	partial, _ := b.ledger.Get(ctx, b.id("r-stop"))
+	if partial.Status != ledger.Retrying {
+		t.Fatalf("after stop: %+v", partial)
+	}
+	b.worker(Config{Owner: "w2"})
+	run := b.waitStatus("r-stop", ledger.Completed)
+	if run.Attempts != 2 {
+		t.Fatalf("attempts %d", run.Attempts)
+	}
+	sameMessages(t, b.channelMessages(), b.fileOutput(text))
+}
