@@ -129,7 +129,10 @@ func (svc *service) close() {
 func runServe(ctx context.Context, env *Env, args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var s settings
+	var ss schedSettings
 	s.register(fs, env)
+	ss.register(fs, env)
+	withScheduler := fs.Bool("scheduler", env.Getenv("SEGPUB_SCHEDULER") != "off", "run the scheduler in this process too ($SEGPUB_SCHEDULER=off disables)")
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
 	}
@@ -167,12 +170,21 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 	if err := w.Start(ctx); err != nil {
 		return fail(env, "serve", err)
 	}
+	var sch interface{ Stop(context.Context) error }
+	if *withScheduler {
+		if sch, err = ss.start(ctx, svc, s.jobQueueURL, log); err != nil {
+			return fail(env, "serve", err)
+		}
+	}
 	ready = true
 	<-ctx.Done()
 	log.Info("shutting down: no new jobs; running ones may finish", "grace", s.grace)
 	ready = false
 	stopCtx, cancel := context.WithTimeout(context.Background(), s.grace)
 	defer cancel()
+	if sch != nil {
+		_ = sch.Stop(stopCtx)
+	}
 	if err := w.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("stop worker", "err", err)
 	}

@@ -97,3 +97,27 @@ func Exec(tb testing.TB, sql string, args ...any) {
 		tb.Fatalf("exec %q: %v", sql, err)
 	}
 }
+
+// IsolatedPool returns a pool whose search_path is a schema of the test's
+// own, dropped when the test ends: for segpub's own tables (ledger,
+// scheduler), which every test would otherwise share.
+func IsolatedPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	name := NewProjectID()
+	Exec(tb, `CREATE SCHEMA "`+name+`"`)
+	cfg, err := pgxpool.ParseConfig(URL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = name
+	cfg.MaxConns = 8
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		p.Close()
+		_, _ = Pool(tb).Exec(context.Background(), `DROP SCHEMA "`+name+`" CASCADE`)
+	})
+	return p
+}

@@ -47,6 +47,10 @@ type Connector struct {
 	conns    []*nats.Conn
 }
 
+// urlFile, in an embedded server's directory, holds the URL other processes
+// join it at while it runs.
+const urlFile = "server.url"
+
 // Conn is a connection and the URL's query parameters.
 type Conn struct {
 	NC     *nats.Conn
@@ -66,6 +70,13 @@ func (c *Connector) Connect(ctx context.Context, rawURL string) (*Conn, error) {
 		dir := u.Path
 		if dir == "" || dir == "/" {
 			dir = c.DefaultDir
+		}
+		// Another segpub process on this machine may run the embedded
+		// server for this directory already: join it.
+		if running, err := os.ReadFile(filepath.Join(dir, urlFile)); err == nil {
+			if nc, err = nats.Connect(string(running), nats.Name("segpub"), nats.MaxReconnects(-1)); err == nil {
+				break
+			}
 		}
 		srv, err := c.server(dir)
 		if err != nil {
@@ -117,11 +128,13 @@ func (c *Connector) server(dir string) (*server.Server, error) {
 		ServerName: "segpub-embedded",
 		JetStream:  true,
 		StoreDir:   abs,
-		// Not listening: only this process uses it, through
-		// nats.InProcessServer, so nothing is exposed on the network.
-		DontListen: true,
-		NoSigs:     true,
-		NoLog:      true,
+		// Loopback only, on a free port, so other segpub processes of
+		// this machine (submit, status, a second worker) can join it;
+		// nothing is exposed beyond the machine.
+		Host:   "127.0.0.1",
+		Port:   server.RANDOM_PORT,
+		NoSigs: true,
+		NoLog:  true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start embedded JetStream: %w", err)
@@ -131,8 +144,12 @@ func (c *Connector) server(dir string) (*server.Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded JetStream in %s did not start", abs)
 	}
+	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte(s.ClientURL()), 0o644); err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("record embedded JetStream URL: %w", err)
+	}
 	if c.Logger != nil {
-		c.Logger.Info("embedded JetStream started", "dir", abs)
+		c.Logger.Info("embedded JetStream started", "dir", abs, "url", s.ClientURL())
 	}
 	c.embedded[dir] = s
 	return s, nil
@@ -147,6 +164,7 @@ func (c *Connector) Close() {
 	}
 	c.conns = nil
 	for dir, s := range c.embedded {
+		_ = os.Remove(filepath.Join(dir, urlFile))
 		s.Shutdown()
 		s.WaitForShutdown()
 		delete(c.embedded, dir)

@@ -1,0 +1,335 @@
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/job"
+)
+
+// Schema creates the scheduler's tables (segpub's own, in the state
+// database).
+const Schema = `CREATE TABLE IF NOT EXISTS segpub_campaigns (
+  id         text PRIMARY KEY,
+  project_id text NOT NULL,
+  action     text NOT NULL DEFAULT 'publish',
+  campaign   jsonb NOT NULL,
+  schedule   jsonb NOT NULL,
+  status     text NOT NULL DEFAULT 'active',
+  created_at timestamptz NOT NULL DEFAULT date_trunc('second', now()),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS segpub_occurrences (
+  campaign_id text NOT NULL,
+  occurrence  timestamptz NOT NULL,
+  request_id  text NOT NULL UNIQUE,
+  status      text NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (campaign_id, occurrence)
+)`
+
+// Campaign statuses.
+const (
+	Active = "active"
+	Paused = "paused"
+	Ended  = "ended"
+)
+
+// Campaign is a scheduled campaign.
+type Campaign struct {
+	ID        string          `json:"id"`
+	ProjectID string          `json:"project_id"`
+	Action    string          `json:"action"`
+	Campaign  json.RawMessage `json:"campaign"`
+	Schedule  json.RawMessage `json:"schedule"`
+	Status    string          `json:"status"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// Store reads and writes campaigns.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store, creating its tables if needed.
+func NewStore(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
+	if _, err := pool.Exec(ctx, Schema); err != nil {
+		return nil, fmt.Errorf("create scheduler tables: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Job builds the job of one occurrence.
+func (c *Campaign) Job(at time.Time) ([]byte, error) {
+	body := map[string]any{
+		"version": 1, "action": c.Action, "request_id": RequestID(c.ID, at), "project_id": c.ProjectID,
+		"scheduled_at": at.Format(time.RFC3339), "campaign": c.Campaign,
+	}
+	return json.Marshal(body)
+}
+
+// Add validates and stores a campaign: its job must parse as the worker
+// will parse it, so a bad campaign is refused now, not at 3 a.m.
+func (s *Store) Add(ctx context.Context, c Campaign) error {
+	c.Action = cmp.Or(c.Action, string(job.ActionPublish))
+	if _, err := ParseSchedule(c.Schedule); err != nil {
+		return job.Rejectf("", "%v", err)
+	}
+	var inner struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(c.Campaign, &inner); err != nil || inner.ID == "" {
+		return job.Rejectf("campaign.id", "required")
+	}
+	c.ID = inner.ID
+	body, err := c.Job(time.Now())
+	if err != nil {
+		return err
+	}
+	if _, err := job.Parse(body); err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO segpub_campaigns (id, project_id, action, campaign, schedule) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO NOTHING`, c.ID, c.ProjectID, c.Action, c.Campaign, c.Schedule)
+	if err != nil {
+		return fmt.Errorf("add campaign %s: %w", c.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("add campaign %s: a campaign with that id exists", c.ID)
+	}
+	return nil
+}
+
+// List returns every campaign, by id.
+func (s *Store) List(ctx context.Context) ([]Campaign, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, project_id, action, campaign, schedule, status, created_at FROM segpub_campaigns ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list campaigns: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Campaign, error) {
+		var c Campaign
+		err := r.Scan(&c.ID, &c.ProjectID, &c.Action, &c.Campaign, &c.Schedule, &c.Status, &c.CreatedAt)
+		return c, err
+	})
+}
+
+// SetStatus pauses, resumes or ends a campaign. An ended campaign stays
+// ended.
+func (s *Store) SetStatus(ctx context.Context, id, status string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE segpub_campaigns SET status = $2, updated_at = now() WHERE id = $1 AND status <> 'ended'`, id, status)
+	if err != nil {
+		return fmt.Errorf("set campaign %s %s: %w", id, status, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("set campaign %s %s: no such campaign, or it has ended", id, status)
+	}
+	return nil
+}
+
+// Sender is the part of the job queue the scheduler uses.
+type Sender interface {
+	Send(ctx context.Context, body []byte, dedupID string) error
+}
+
+// Config configures a Scheduler.
+type Config struct {
+	Store *Store
+	Queue Sender
+	// Interval between wakes. Default: 5 minutes.
+	Interval time.Duration
+	// CatchUp is how late an occurrence may still be sent: one missed by
+	// more (the scheduler was down, the database was restored from an old
+	// snapshot) is recorded as stale and reported, never sent
+	// automatically. Default: 1 hour.
+	CatchUp time.Duration
+	Logger  *slog.Logger
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Scheduler wakes on an interval and enqueues due occurrences.
+type Scheduler struct {
+	cfg  Config
+	log  *slog.Logger
+	stop context.CancelFunc
+	done chan struct{}
+	mu   sync.Mutex
+}
+
+// New returns a Scheduler.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.Store == nil || cfg.Queue == nil {
+		return nil, errors.New("scheduler: Config.Store and Config.Queue are required")
+	}
+	cfg.Interval = cmp.Or(cfg.Interval, 5*time.Minute)
+	cfg.CatchUp = cmp.Or(cfg.CatchUp, time.Hour)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Scheduler{cfg: cfg, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))}, nil
+}
+
+// lookback is how far back a wake looks for occurrences, to report stale
+// ones once.
+const lookback = 7 * 24 * time.Hour
+
+// Report says what one wake did.
+type Report struct {
+	Enqueued []string `json:"enqueued"`
+	Stale    []string `json:"stale"`
+}
+
+// Tick is one wake: every due occurrence of every active campaign is
+// enqueued, unless another scheduler already did.
+func (s *Scheduler) Tick(ctx context.Context) (Report, error) {
+	var rep Report
+	now := s.cfg.Now()
+	campaigns, err := s.cfg.Store.List(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, c := range campaigns {
+		if c.Status != Active {
+			continue
+		}
+		sched, err := ParseSchedule(c.Schedule)
+		if err != nil {
+			s.log.Error("campaign has a bad schedule; skipped", "campaign_id", c.ID, "err", err)
+			continue
+		}
+		for _, at := range sched.Occurrences(c.CreatedAt, now.Add(-lookback), now) {
+			id := RequestID(c.ID, at)
+			if at.Before(now.Add(-s.cfg.CatchUp)) {
+				recorded, err := s.record(ctx, c, at, "stale", nil)
+				if err != nil {
+					return rep, err
+				}
+				if recorded {
+					s.log.Warn("occurrence missed by more than the catch-up window; not sent", "campaign_id", c.ID, "occurrence", at, "request_id", id)
+					rep.Stale = append(rep.Stale, id)
+				}
+				continue
+			}
+			sent, err := s.record(ctx, c, at, "enqueued", func(ctx context.Context) error {
+				body, err := c.Job(at.In(sched.loc))
+				if err != nil {
+					return err
+				}
+				return s.cfg.Queue.Send(ctx, body, id)
+			})
+			if err != nil {
+				return rep, err
+			}
+			if sent {
+				s.log.Info("occurrence enqueued", "campaign_id", c.ID, "request_id", id)
+				rep.Enqueued = append(rep.Enqueued, id)
+			}
+		}
+		if sched.Kind == Immediate || sched.Kind == Once {
+			s.endIfDone(ctx, c, sched, now)
+		}
+	}
+	return rep, nil
+}
+
+// record inserts an occurrence and, in the same transaction, runs send.
+// Only the scheduler whose insert succeeds sends; a send that fails rolls
+// the insert back, so the next wake tries again. A crash after the send but
+// before the commit sends the occurrence again on the next wake with the
+// same request_id, which the queue's de-duplication and the run ledger drop.
+func (s *Scheduler) record(ctx context.Context, c Campaign, at time.Time, status string, send func(context.Context) error) (bool, error) {
+	tx, err := s.cfg.Store.pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("record occurrence: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	tag, err := tx.Exec(ctx, `INSERT INTO segpub_occurrences (campaign_id, occurrence, request_id, status) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING`, c.ID, at, RequestID(c.ID, at), status)
+	if err != nil {
+		return false, fmt.Errorf("record occurrence of %s: %w", c.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	if send != nil {
+		if err := send(ctx); err != nil {
+			return false, fmt.Errorf("enqueue occurrence of %s: %w", c.ID, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("record occurrence of %s: %w", c.ID, err)
+	}
+	return true, nil
+}
+
+// endIfDone ends a one-off campaign once its occurrence is recorded.
+func (s *Scheduler) endIfDone(ctx context.Context, c Campaign, p *parsed, now time.Time) {
+	var at time.Time
+	switch p.Kind {
+	case Immediate:
+		at = c.CreatedAt
+	case Once:
+		at = time.Date(p.date.Year(), p.date.Month(), p.date.Day(), p.hour, p.min, 0, 0, p.loc)
+	}
+	if at.After(now) {
+		return
+	}
+	if _, err := s.cfg.Store.pool.Exec(ctx, `UPDATE segpub_campaigns SET status = 'ended', updated_at = now()
+WHERE id = $1 AND status = 'active' AND EXISTS (SELECT 1 FROM segpub_occurrences WHERE campaign_id = $1)`, c.ID); err != nil {
+		s.log.Error("end one-off campaign", "campaign_id", c.ID, "err", err)
+	}
+}
+
+// Start wakes now and then every Interval until Stop.
+func (s *Scheduler) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		return errors.New("scheduler: already started")
+	}
+	ctx, s.stop = context.WithCancel(ctx)
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(s.cfg.Interval)
+		defer t.Stop()
+		for {
+			if _, err := s.Tick(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("scheduler wake", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	s.log.Info("scheduler started", "interval", s.cfg.Interval, "catch_up", s.cfg.CatchUp)
+	return nil
+}
+
+// Stop stops waking and waits for a wake in progress, until ctx ends.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	s.stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,215 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/job"
+)
+
+func mustSchedule(t *testing.T, s string) *parsed {
+	t.Helper()
+	p, err := ParseSchedule(json.RawMessage(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func times(ts []time.Time) string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.UTC().Format("01-02T15:04"))
+	}
+	return strings.Join(out, " ")
+}
+
+func TestOccurrences(t *testing.T) {
+	t.Parallel()
+	created := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	from := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC) // Monday
+	to := from.Add(72 * time.Hour)
+	cases := []struct{ schedule, want string }{
+		// 09:00 in Seoul is 00:00 UTC: the occurrence exactly at `from` is out, (from, to] is in.
+		{`{"kind":"daily","time":"09:00"}`, "11-24T00:00 11-25T00:00 11-26T00:00"},
+		{`{"kind":"daily","time":"18:30","time_zone":"UTC"}`, "11-23T18:30 11-24T18:30 11-25T18:30"},
+		{`{"kind":"daily","time":"09:00","start_date":"2026-11-25","end_date":"2026-11-25"}`, "11-25T00:00"},
+		{`{"kind":"weekly","time":"10:00","weekdays":["mon","wed"]}`, "11-23T01:00 11-25T01:00"},
+		{`{"kind":"once","time":"12:00","date":"2026-11-24"}`, "11-24T03:00"},
+		{`{"kind":"once","time":"12:00","date":"2026-12-24"}`, ""},
+		{`{"kind":"daily","time":"09:00","time_zone":"America/New_York"}`, "11-23T14:00 11-24T14:00 11-25T14:00"},
+	}
+	for _, c := range cases {
+		if got := times(mustSchedule(t, c.schedule).Occurrences(created, from, to)); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.schedule, got, c.want)
+		}
+	}
+	imm := mustSchedule(t, `{"kind":"immediate"}`)
+	if got := imm.Occurrences(from.Add(time.Hour), from, to); len(got) != 1 {
+		t.Errorf("immediate: %v", got)
+	}
+}
+
+func TestScheduleErrors(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		`{"kind":"hourly"}`:                                                                 `schedule.kind: unknown kind "hourly"`,
+		`{"kind":"daily","time":"25:00"}`:                                                   `schedule.time: want HH:MM`,
+		`{"kind":"weekly","time":"09:00"}`:                                                  `schedule.weekdays: required`,
+		`{"kind":"weekly","time":"09:00","weekdays":["mon","funday"]}`:                      `schedule.weekdays[1]: unknown day "funday"`,
+		`{"kind":"once","time":"09:00"}`:                                                    `schedule.date: required`,
+		`{"kind":"daily","time":"09:00","time_zone":"Mars/Base"}`:                           `schedule.time_zone: unknown time zone "Mars/Base"`,
+		`{"kind":"daily","time":"09:00","start_date":"2026-12-01","end_date":"2026-11-01"}`: `schedule.end_date: 2026-11-01 is before start_date`,
+		`{"kind":"daily","time":"09:00","every":"day"}`:                                     `unknown field "every"`,
+	}
+	for s, want := range cases {
+		if _, err := ParseSchedule(json.RawMessage(s)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", s, err, want)
+		}
+	}
+}
+
+// recorder is a job queue that keeps what was sent; Send is slow, to widen
+// the window in which two schedulers race.
+type recorder struct {
+	mu   sync.Mutex
+	sent map[string]int
+	jobs [][]byte
+}
+
+func (r *recorder) Send(_ context.Context, body []byte, dedupID string) error {
+	time.Sleep(5 * time.Millisecond)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sent == nil {
+		r.sent = map[string]int{}
+	}
+	r.sent[dedupID]++
+	r.jobs = append(r.jobs, body)
+	return nil
+}
+
+func addCampaign(t *testing.T, s *Store, id, schedule string) {
+	t.Helper()
+	err := s.Add(context.Background(), Campaign{ProjectID: "p1", Schedule: json.RawMessage(schedule),
+		Campaign: json.RawMessage(fmt.Sprintf(`{"id":%q,"channel":"email","audience":{"type":"all"},"message":{"s":"x"}}`, id))})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two schedulers waking at the same moments over the same campaigns send
+// each occurrence once.
+func TestRacingSchedulers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := NewStore(ctx, dbtest.IsolatedPool(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		addCampaign(t, store, fmt.Sprintf("c%d", i), `{"kind":"daily","time":"09:00","time_zone":"UTC"}`)
+	}
+	addCampaign(t, store, "now", `{"kind":"immediate"}`)
+	q := &recorder{}
+	clock := time.Now().UTC()
+	now := func() time.Time { return clock }
+	a, _ := New(Config{Store: store, Queue: q, Now: now, CatchUp: 48 * time.Hour})
+	b, _ := New(Config{Store: store, Queue: q, Now: now, CatchUp: 48 * time.Hour})
+	for round := 0; round < 3; round++ {
+		var wg sync.WaitGroup
+		for _, s := range []*Scheduler{a, b, a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Tick(ctx); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		clock = clock.Add(24 * time.Hour)
+	}
+	// Each daily campaign: 2 occurrences in the first wake's 48h window,
+	// then one a day; the immediate one once.
+	if want := 10*4 + 1; len(q.sent) != want {
+		t.Fatalf("%d distinct occurrences sent, want %d", len(q.sent), want)
+	}
+	for id, n := range q.sent {
+		if n != 1 {
+			t.Fatalf("%s sent %d times", id, n)
+		}
+	}
+	// What was sent is a valid job for its occurrence.
+	j, err := job.Parse(q.jobs[0])
+	if err != nil || !strings.HasPrefix(j.RequestID, "sched:") || j.ScheduledAt.IsZero() {
+		t.Fatalf("sent job: %v %+v", err, j)
+	}
+	list, _ := store.List(ctx)
+	for _, c := range list {
+		if c.ID == "now" && c.Status != Ended {
+			t.Fatalf("immediate campaign not ended: %s", c.Status)
+		}
+	}
+}
+
+// After a day down, only occurrences inside the catch-up window are sent;
+// the older ones are reported as stale, once.
+func TestStaleOccurrences(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := NewStore(ctx, dbtest.IsolatedPool(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addCampaign(t, store, "hourlyish", `{"kind":"daily","time":"09:00","time_zone":"UTC"}`)
+	q := &recorder{}
+	// Down since before yesterday's 09:00; wakes today at 09:30.
+	today := time.Now().UTC().Truncate(24 * time.Hour).Add(9*time.Hour + 30*time.Minute)
+	s, _ := New(Config{Store: store, Queue: q, Now: func() time.Time { return today }, CatchUp: time.Hour})
+	rep, err := s.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Enqueued) != 1 || !strings.HasSuffix(rep.Enqueued[0], today.Format("2006-01-02")+"T09:00:00Z") {
+		t.Fatalf("enqueued %v", rep.Enqueued)
+	}
+	if len(rep.Stale) == 0 {
+		t.Fatal("yesterday's occurrence not reported stale")
+	}
+	rep, _ = s.Tick(ctx)
+	if len(rep.Stale) != 0 || len(rep.Enqueued) != 0 || len(q.sent) != 1 {
+		t.Fatalf("second wake: %+v, sent %v", rep, q.sent)
+	}
+}
+
+func TestAddValidates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := NewStore(ctx, dbtest.IsolatedPool(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = store.Add(ctx, Campaign{ProjectID: "p1", Schedule: json.RawMessage(`{"kind":"immediate"}`),
+		Campaign: json.RawMessage(`{"id":"x","channel":"fax","audience":{"type":"all"},"message":{}}`)})
+	if err == nil || !strings.Contains(err.Error(), `campaign.channel: unknown channel "fax"`) {
+		t.Fatalf("bad channel: %v", err)
+	}
+	addCampaign(t, store, "dup", `{"kind":"immediate"}`)
+	if err := store.Add(ctx, Campaign{ProjectID: "p1", Schedule: json.RawMessage(`{"kind":"immediate"}`),
+		Campaign: json.RawMessage(`{"id":"dup","channel":"email","audience":{"type":"all"},"message":{}}`)}); err == nil {
+		t.Fatal("duplicate id accepted")
+	}
+	if err := store.SetStatus(ctx, "dup", Ended); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetStatus(ctx, "dup", Active); err == nil {
+		t.Fatal("resumed an ended campaign")
+	}
+}
