@@ -20,8 +20,9 @@ vet:
 fuzz:
 	$(GO) test ./internal/audience -run '^$$' -fuzz FuzzCompile -fuzztime 60s
 
+# segpub demo starts a local PostgreSQL itself when none answers.
 demo: build
-	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} scripts/demo
+	bin/segpub demo
 
 bench: build
 	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} scripts/bench-publish

@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/segpub/segpub/internal/bench"
+	"github.com/segpub/segpub/internal/demo"
 	"github.com/segpub/segpub/internal/indexes"
+	"github.com/segpub/segpub/internal/localpg"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
 )
@@ -121,6 +124,39 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	fmt.Fprintf(env.Stdout, "| step | seconds | messages | messages/s | peak RSS MiB | vs COPY |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, m := range rep.Results {
 		fmt.Fprintf(env.Stdout, "| %s | %.2f | %d | %.0f | %.0f | %.2fx |\n", m.Name, m.Seconds, m.Messages, m.PerSecond, m.PeakRSSMB, m.VsCopy)
+	}
+	return ExitOK
+}
+
+// runDemo is `segpub demo`.
+func runDemo(ctx context.Context, env *Env, args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	users := fs.Int("users", 100_000, "users to seed")
+	dataDir := fs.String("data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
+	if ok, code := parseFlags(fs, args, env); !ok {
+		return code
+	}
+	log := c.logger(env)
+	if c.databaseURL == "" {
+		c.databaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		log.Info("no PostgreSQL answers; starting a local one", "reason", err.Error())
+		url, lerr := localpg.Ensure(ctx, filepath.Join(*dataDir, "postgres"), log)
+		if lerr != nil {
+			return fail(env, "demo", lerr)
+		}
+		c.databaseURL = url
+		if pool, err = c.pool(ctx); err != nil {
+			return fail(env, "demo", err)
+		}
+	}
+	defer pool.Close()
+	if err := demo.Run(ctx, demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.Stdout}); err != nil {
+		return fail(env, "demo", err)
 	}
 	return ExitOK
 }

@@ -49,6 +49,7 @@ func commands() map[string]command {
 		"status":    {"show a run's status, progress and result by request_id", runStatus},
 		"scheduler": {"run the scheduler alone: enqueue due campaign occurrences", runScheduler},
 		"campaign":  {"manage scheduled campaigns: add, list, pause, resume, end", runCampaign},
+		"demo":      {"run the whole service on this machine: seed, schedule, publish, summarize", runDemo},
 	}
 }
 

@@ -205,3 +205,15 @@ WHERE r.status NOT IN ('completed', 'rejected')`, s.RequestID, s.ProjectID, s.Ca
 	}
 	return nil
 }
+
+// LatestOf returns the most recent run of a campaign.
+func (l *Ledger) LatestOf(ctx context.Context, campaignID string) (*Run, error) {
+	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+columns+` FROM segpub_runs WHERE campaign_id = $1 ORDER BY created_at DESC LIMIT 1`, campaignID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("latest run of %s: %w", campaignID, err)
+	}
+	return r, nil
+}

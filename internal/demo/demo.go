@@ -1,0 +1,281 @@
+// Package demo is `segpub demo`: the whole service on one laptop. It seeds a
+// project, defines campaigns (one per channel, an A/B test, a throttled one
+// and one on a CSV file), and runs the scheduler and the worker on an
+// embedded JetStream until every run has finished, then prints a summary.
+package demo
+
+import (
+	"cmp"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/indexes"
+	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/progress"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/queue/jsqueue"
+	"github.com/segpub/segpub/internal/scheduler"
+	"github.com/segpub/segpub/internal/schema"
+	"github.com/segpub/segpub/internal/seed"
+	"github.com/segpub/segpub/internal/sink/jssink"
+	"github.com/segpub/segpub/internal/worker"
+)
+
+// Config configures a demo.
+type Config struct {
+	Pool *pgxpool.Pool
+	// ProjectID is the seeded project. Default: demo.
+	ProjectID string
+	Users     int
+	DataDir   string
+	Logger    *slog.Logger
+	// Out receives the progress bar and the summary.
+	Out io.Writer
+}
+
+type campaign struct {
+	name     string
+	channel  string
+	body     string // campaign fields after id and channel
+	schedule string
+}
+
+// campaigns are the demo's campaigns: every channel, an A/B test, a
+// throttled campaign and a CSV audience.
+func campaigns(csvURL string) []campaign {
+	msg := `"message":{"title":"Hello {{ user[\"name\"] | default: \"there\" }}","body":"Our picks for you"}`
+	imm := `{"kind":"immediate"}`
+	return []campaign{
+		{"push to everyone", "push_notification", `"audience":{"type":"all"},` + msg, imm},
+		{"web push, recent app", "web_push_notification", `"audience":{"type":"segment","groups":[{"conditions":[{"kind":"device","attribute":"app_version","operator":">=","value":"3.10"}]}]},` + msg, imm},
+		{"alimtalk to gold buyers", "kakao_alimtalk", `"audience":{"type":"segment","groups":[{"conditions":[{"kind":"user","attribute":"tier","operator":"=","value":"gold"},{"kind":"event","event":"purchase","within_days":30,"operator":">=","value":1}]}]},` + msg, imm},
+		{"friendtalk to VIPs", "kakao_friendtalk", `"audience":{"type":"segment","groups":[{"conditions":[{"kind":"user","attribute":"vip","operator":"=","value":true}]}]},` + msg, imm},
+		{"SMS to lapsed users", "text_message", `"audience":{"type":"segment","groups":[{"conditions":[{"kind":"delivery","campaign_id":"cmp_prev1","within_days":7,"received":false},{"kind":"user","attribute":"age","operator":">=","value":30}]}]},` + msg, imm},
+		{"email to everyone", "email", `"audience":{"type":"all"},` + msg, imm},
+		{"email A/B test", "email", `"audience":{"type":"all"},"experiment_id":"exp_ab","variant_messages":{"var_b":{"title":"Something new for you","body":"B"}},` + msg, imm},
+		{"push, throttled", "push_notification", `"audience":{"type":"segment","groups":[{"conditions":[{"kind":"user","attribute":"tier","operator":"in","value":["gold","silver"]}]}]},"throttle":{"max_per_interval":5000,"interval_minutes":10},` + msg, imm},
+		{"email from a CSV file", "email", `"audience":{"type":"csv","url":"` + csvURL + `"},` + msg, imm},
+	}
+}
+
+// Run runs the demo.
+func Run(ctx context.Context, cfg Config) error {
+	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	out := cfg.Out
+	project := cmp.Or(cfg.ProjectID, "demo")
+	fmt.Fprintf(out, "== seeding project %q with %d users\n", project, cfg.Users)
+	if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: project, Users: cfg.Users, Replace: true, Logger: log, Progress: out}); err != nil {
+		return err
+	}
+	tables, _ := schema.For(project)
+	if _, err := indexes.Create(ctx, cfg.Pool, tables, log); err != nil {
+		return err
+	}
+	csvPath := filepath.Join(cfg.DataDir, "demo-audience.csv")
+	if err := writeCSV(ctx, cfg.Pool, tables, csvPath); err != nil {
+		return err
+	}
+	nc := &natsjs.Connector{DefaultDir: filepath.Join(cfg.DataDir, "jetstream"), Logger: log}
+	defer nc.Close()
+	conn, err := nc.Connect(ctx, "embedded:")
+	if err != nil {
+		return err
+	}
+	run := time.Now().UTC().Format("20060102T150405")
+	jobs, err := jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: "DEMO_JOBS", Subject: "demo.jobs"})
+	if err != nil {
+		return err
+	}
+	dead, err := jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: "DEMO_DEAD_LETTERS", Subject: "demo.dead_letters"})
+	if err != nil {
+		return err
+	}
+	sink, err := jssink.New(ctx, jssink.Config{Conn: conn, Stream: "DEMO_CHANNELS", Subject: "demo.channel.{channel}"})
+	if err != nil {
+		return err
+	}
+	// The stream keeps earlier demos' messages: count only this run's.
+	info, err := conn.JS.Stream(ctx, "DEMO_CHANNELS")
+	if err != nil {
+		return err
+	}
+	before := int64(info.CachedInfo().State.Msgs)
+	led, err := ledger.New(ctx, cfg.Pool)
+	if err != nil {
+		return err
+	}
+	store, err := scheduler.NewStore(ctx, cfg.Pool)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	names := map[string]campaign{}
+	fmt.Fprintf(out, "== defining %d campaigns\n", len(campaigns("")))
+	for i, c := range campaigns("file://" + csvPath) {
+		id := fmt.Sprintf("demo_%s_%d", run, i+1)
+		body := fmt.Sprintf(`{"id":%q,"channel":%q,%s}`, id, c.channel, c.body)
+		if err := store.Add(ctx, scheduler.Campaign{ProjectID: project, Campaign: json.RawMessage(body), Schedule: json.RawMessage(c.schedule)}); err != nil {
+			return fmt.Errorf("campaign %q: %w", c.name, err)
+		}
+		ids = append(ids, id)
+		names[id] = c
+	}
+	runner, err := publish.New(publish.Config{Pool: cfg.Pool, Logger: log})
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: dead, Ledger: led, Runner: runner, Sink: sink, Logger: log, Concurrency: 2})
+	if err != nil {
+		return err
+	}
+	sch, err := scheduler.New(scheduler.Config{Store: store, Queue: jobs, Interval: 2 * time.Second, Logger: log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "== running the scheduler and the worker on an embedded JetStream")
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	if err := sch.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = sch.Stop(stop)
+		_ = w.Stop(stop)
+	}()
+	runs, err := wait(ctx, led, ids, out, log)
+	if err != nil {
+		return err
+	}
+	if info, err = conn.JS.Stream(ctx, "DEMO_CHANNELS"); err != nil {
+		return err
+	}
+	return summary(out, ids, names, runs, int64(info.CachedInfo().State.Msgs)-before)
+}
+
+// wait polls the ledger until every campaign's run has finished, drawing
+// progress.
+func wait(ctx context.Context, led *ledger.Ledger, ids []string, out io.Writer, log *slog.Logger) (map[string]*ledger.Run, error) {
+	bar := progress.New(progress.Config{Label: "runs", Total: int64(len(ids)), Out: out, Logger: log})
+	runs := map[string]*ledger.Run{}
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		done := 0
+		for _, id := range ids {
+			r, err := findRun(ctx, led, id)
+			if err != nil {
+				return nil, err
+			}
+			if r != nil {
+				runs[id] = r
+				if r.Status.Final() {
+					done++
+				}
+			}
+		}
+		bar.Set(int64(done))
+		if done == len(ids) {
+			bar.Done()
+			return runs, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("runs did not finish in 30 minutes")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// findRun finds the run of a campaign's (single, immediate) occurrence.
+func findRun(ctx context.Context, led *ledger.Ledger, campaignID string) (*ledger.Run, error) {
+	r, err := led.LatestOf(ctx, campaignID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	return r, err
+}
+
+func summary(out io.Writer, ids []string, names map[string]campaign, runs map[string]*ledger.Run, stored int64) error {
+	fmt.Fprintf(out, "\n%-26s %-22s %-10s %10s %10s  %s\n", "campaign", "channel", "status", "candidates", "published", "skipped")
+	var failed []string
+	var total int64
+	for _, id := range ids {
+		r := runs[id]
+		var res publish.Result
+		_ = json.Unmarshal(r.Result, &res)
+		skipped := []string{}
+		s := res.Skipped
+		for _, kv := range []struct {
+			k string
+			v int64
+		}{{"no_contact", s.NoContact}, {"invalid", s.InvalidContact}, {"duplicate", s.DuplicateDestination},
+			{"previous", s.PreviouslyReceived}, {"control", s.ControlGroup}, {"unknown", s.UnknownUser}} {
+			if kv.v > 0 {
+				skipped = append(skipped, fmt.Sprintf("%s %d", kv.k, kv.v))
+			}
+		}
+		fmt.Fprintf(out, "%-26s %-22s %-10s %10d %10d  %s\n", names[id].name, names[id].channel, r.Status, r.Candidates, r.Published, strings.Join(skipped, ", "))
+		if len(res.Variants) > 0 {
+			fmt.Fprintf(out, "%-26s variants: %v\n", "", res.Variants)
+		}
+		total += r.Published
+		if r.Status != ledger.Completed {
+			failed = append(failed, names[id].name+": "+r.Error)
+		}
+	}
+	fmt.Fprintf(out, "\n%d messages published to the embedded JetStream (stream DEMO_CHANNELS).\n", total)
+	if stored != total {
+		return fmt.Errorf("the channel stream holds %d messages, but the runs published %d", stored, total)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d runs did not complete: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// writeCSV writes a CSV audience from some seeded users, with a personal
+// coupon column.
+func writeCSV(ctx context.Context, pool *pgxpool.Pool, t schema.Tables, path string) error {
+	rows, err := pool.Query(ctx, `SELECT coalesce(email, ''), coalesce(external_user_id, '') FROM `+t.User+` ORDER BY random_bucket_number LIMIT 2000`)
+	if err != nil {
+		return fmt.Errorf("read CSV audience: %w", err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	cw := csv.NewWriter(&b)
+	_ = cw.Write([]string{"email", "user_id", "coupon"})
+	i := 0
+	for rows.Next() {
+		var email, ext string
+		if err := rows.Scan(&email, &ext); err != nil {
+			return err
+		}
+		i++
+		_ = cw.Write([]string{email, ext, fmt.Sprintf("WELCOME-%04d", i)})
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	cw.Flush()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
