@@ -1,0 +1,169 @@
+// Package sqssink publishes channel messages to Amazon SQS, one queue per
+// channel, with SendMessageBatch: at most 10 entries and a byte limit per
+// request, many requests in flight. Entries that fail inside a successful
+// response are re-sent, and only those, with backoff; Publish returns once
+// every message is accepted.
+package sqssink
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/segpub/segpub/internal/publish"
+)
+
+// API is the part of the SQS client the sink uses.
+type API interface {
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+}
+
+// Config configures a Sink.
+type Config struct {
+	Client API
+	// URLPattern is the queue URL with {channel} for the channel name.
+	URLPattern string
+	// MaxRequestBytes bounds a request's total message size. Default:
+	// 262144 (256 KiB; newer queues allow 1 MiB).
+	MaxRequestBytes int
+	// InFlight is how many requests run at once. Default: 16.
+	InFlight int
+	// Retries is how many times failed entries are re-sent. Default: 8.
+	Retries int
+	// Backoff is the base delay between retries, doubled each time, with
+	// jitter. Default: 100ms.
+	Backoff time.Duration
+}
+
+// Sink is an SQS channel sink.
+type Sink struct {
+	cfg Config
+}
+
+// New returns a Sink.
+func New(cfg Config) (*Sink, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("sqssink: Config.Client is required")
+	case !strings.Contains(cfg.URLPattern, "{channel}"):
+		return nil, fmt.Errorf("sqssink: Config.URLPattern %q has no {channel}", cfg.URLPattern)
+	case cfg.MaxRequestBytes < 0 || cfg.MaxRequestBytes > 1<<20:
+		return nil, fmt.Errorf("sqssink: Config.MaxRequestBytes %d out of range 1..1048576", cfg.MaxRequestBytes)
+	}
+	cfg.MaxRequestBytes = cmp.Or(cfg.MaxRequestBytes, 256<<10)
+	cfg.InFlight = cmp.Or(cfg.InFlight, 16)
+	cfg.Retries = cmp.Or(cfg.Retries, 8)
+	cfg.Backoff = cmp.Or(cfg.Backoff, 100*time.Millisecond)
+	return &Sink{cfg: cfg}, nil
+}
+
+// URLFor returns a channel's queue URL.
+func (s *Sink) URLFor(channel string) string {
+	return strings.ReplaceAll(s.cfg.URLPattern, "{channel}", channel)
+}
+
+// Publish sends a batch and returns when SQS has accepted all of it.
+func (s *Sink) Publish(ctx context.Context, b *publish.Batch) error {
+	url := s.URLFor(string(b.Channel))
+	fifo := strings.HasSuffix(url, ".fifo")
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.InFlight)
+	for _, req := range s.split(b.Messages) {
+		g.Go(func() error { return s.send(gctx, url, fifo, req) })
+	}
+	return g.Wait()
+}
+
+// split cuts messages into requests of at most 10 entries and
+// MaxRequestBytes.
+func (s *Sink) split(msgs []publish.Message) [][]publish.Message {
+	var out [][]publish.Message
+	start, size := 0, 0
+	for i, m := range msgs {
+		if i > start && (i-start == 10 || size+len(m.Body) > s.cfg.MaxRequestBytes) {
+			out = append(out, msgs[start:i])
+			start, size = i, 0
+		}
+		size += len(m.Body)
+	}
+	if start < len(msgs) {
+		out = append(out, msgs[start:])
+	}
+	return out
+}
+
+// send sends one request, re-sending the entries that failed.
+func (s *Sink) send(ctx context.Context, url string, fifo bool, msgs []publish.Message) error {
+	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(m.Body))}
+		if fifo {
+			key := string(m.Key)
+			e.MessageDeduplicationId = aws.String(key)
+			// 256 groups from the key's first two hex digits: FIFO
+			// orders within a group only, so spreading messages over
+			// groups keeps throughput up without mattering to anyone
+			// (each message is a different recipient).
+			e.MessageGroupId = aws.String("g" + key[:2])
+		}
+		entries[i] = e
+	}
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if attempt > s.cfg.Retries {
+				return fmt.Errorf("send %d messages to %s: gave up after %d retries: %w", len(entries), url, s.cfg.Retries, lastErr)
+			}
+			d := s.cfg.Backoff << min(attempt-1, 10)
+			d += time.Duration(rand.Int64N(int64(d)/2 + 1))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		out, err := s.cfg.Client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Throttling, 5xx, network: the whole request again.
+			lastErr = err
+			continue
+		}
+		if len(out.Failed) == 0 {
+			return nil
+		}
+		var failed []types.SendMessageBatchRequestEntry
+		byID := make(map[string]types.SendMessageBatchRequestEntry, len(entries))
+		for _, e := range entries {
+			byID[*e.Id] = e
+		}
+		var sender []string
+		for _, f := range out.Failed {
+			if f.SenderFault {
+				sender = append(sender, fmt.Sprintf("%s: %s", aws.ToString(f.Code), aws.ToString(f.Message)))
+				continue
+			}
+			if e, ok := byID[aws.ToString(f.Id)]; ok {
+				failed = append(failed, e)
+			}
+		}
+		if len(sender) > 0 {
+			// A malformed entry fails the same way every time.
+			return fmt.Errorf("send to %s: %d entries rejected: %s", url, len(sender), strings.Join(sender, "; "))
+		}
+		lastErr = fmt.Errorf("%d entries failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Code))
+		entries = failed
+	}
+}

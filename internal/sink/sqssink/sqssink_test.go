@@ -1,0 +1,201 @@
+package sqssink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/segpub/segpub/internal/awstest"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/sink/sinktest"
+)
+
+var n atomic.Int64
+
+// world is a kumo server with one queue per channel.
+type world struct {
+	client  *sqs.Client
+	pattern string
+}
+
+func newWorld(t *testing.T, fifo bool) *world {
+	t.Helper()
+	client := sqs.NewFromConfig(awstest.Config(t))
+	prefix := fmt.Sprintf("q%d-", n.Add(1))
+	suffix := ""
+	attrs := map[string]string{}
+	if fifo {
+		suffix = ".fifo"
+		attrs["FifoQueue"] = "true"
+	}
+	var url string
+	for _, ch := range job.Channels {
+		out, err := client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(prefix + string(ch) + suffix), Attributes: attrs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		url = aws.ToString(out.QueueUrl)
+	}
+	base := url[:strings.LastIndex(url, "/")+1]
+	return &world{client: client, pattern: base + prefix + "{channel}" + suffix}
+}
+
+// read receives and deletes up to want bodies from a channel's queue.
+func (w *world) read(t *testing.T, ch job.Channel, want int) [][]byte {
+	t.Helper()
+	url := strings.ReplaceAll(w.pattern, "{channel}", string(ch))
+	var out [][]byte
+	deadline := time.Now().Add(10 * time.Second)
+	for len(out) < want && time.Now().Before(deadline) {
+		res, err := w.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range res.Messages {
+			out = append(out, []byte(aws.ToString(m.Body)))
+			if _, err := w.client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+func TestSuite(t *testing.T) {
+	t.Parallel()
+	for _, fifo := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fifo=%v", fifo), func(t *testing.T) {
+			t.Parallel()
+			sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+				w := newWorld(t, fifo)
+				s, err := New(Config{Client: w.client, URLPattern: w.pattern})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return sinktest.Harness{Sink: s, Read: w.read}
+			})
+		})
+	}
+}
+
+// counting records every request and can fail chosen entries inside a
+// successful response: the real kumo call gets only the other entries.
+type counting struct {
+	API
+	mu       sync.Mutex
+	requests []int // entries per request
+	bytes    []int
+	sent     map[string]int // message body -> times sent to SQS
+	failOnce map[string]bool
+}
+
+func (c *counting) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	c.mu.Lock()
+	size := 0
+	var pass []types.SendMessageBatchRequestEntry
+	var failed []types.BatchResultErrorEntry
+	for _, e := range in.Entries {
+		size += len(aws.ToString(e.MessageBody))
+		if c.failOnce[aws.ToString(e.MessageBody)] {
+			delete(c.failOnce, aws.ToString(e.MessageBody))
+			failed = append(failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), SenderFault: false})
+			continue
+		}
+		pass = append(pass, e)
+		c.sent[aws.ToString(e.MessageBody)]++
+	}
+	c.requests = append(c.requests, len(in.Entries))
+	c.bytes = append(c.bytes, size)
+	c.mu.Unlock()
+	out := &sqs.SendMessageBatchOutput{}
+	if len(pass) > 0 {
+		real, err := c.API.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: in.QueueUrl, Entries: pass}, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = real
+	}
+	out.Failed = append(out.Failed, failed...)
+	return out, nil
+}
+
+func lines(n, pad int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, fmt.Sprintf(`{"idempotency_key":"%064x","pad":"%s"}`, i+1, strings.Repeat("y", pad)))
+	}
+	return out
+}
+
+// No request has more than 10 entries or more than the byte limit.
+func TestRequestLimits(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, false)
+	c := &counting{API: w.client, sent: map[string]int{}, failOnce: map[string]bool{}}
+	s, err := New(Config{Client: c, URLPattern: w.pattern, MaxRequestBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := sinktest.BatchFromLines(job.ChannelEmail, lines(95, 10))
+	big := sinktest.BatchFromLines(job.ChannelEmail, lines(9, 20<<10))
+	for _, b := range []*publish.Batch{small, big} {
+		if err := s.Publish(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range c.requests {
+		if n > 10 || c.bytes[i] > 64<<10 {
+			t.Fatalf("request %d: %d entries, %d bytes", i, n, c.bytes[i])
+		}
+	}
+	// 95 small ones need 10 requests; 9 of 20 KiB under 64 KiB need 3.
+	if len(c.requests) != 13 {
+		t.Fatalf("%d requests, want 13: %v", len(c.requests), c.requests)
+	}
+	if got := w.read(t, job.ChannelEmail, 104); len(got) != 104 {
+		t.Fatalf("%d messages arrived", len(got))
+	}
+}
+
+// Entries that fail inside a 200 response are re-sent, only they, and every
+// message arrives once.
+func TestPartialFailure(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, false)
+	ls := lines(30, 0)
+	c := &counting{API: w.client, sent: map[string]int{}, failOnce: map[string]bool{ls[3]: true, ls[14]: true, ls[29]: true}}
+	s, err := New(Config{Client: c, URLPattern: w.pattern, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(context.Background(), sinktest.BatchFromLines(job.ChannelText, ls)); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.requests) != 6 { // 3 requests of 10, then one retry for each failed entry's request
+		t.Fatalf("requests %v", c.requests)
+	}
+	for _, n := range c.requests[3:] {
+		if n != 1 {
+			t.Fatalf("a retry re-sent %d entries, want only the failed one: %v", n, c.requests)
+		}
+	}
+	got := w.read(t, job.ChannelText, 30)
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[string(g)]++
+	}
+	for _, l := range ls {
+		if seen[l] != 1 {
+			t.Fatalf("message seen %d times", seen[l])
+		}
+	}
+}
