@@ -2,17 +2,112 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
 
-	"github.com/segpub/segpub/internal/endpoint"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/segpub/segpub/internal/events"
+	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/msgstore/dynamostore"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/queue"
+	"github.com/segpub/segpub/internal/queue/sqsqueue"
+	"github.com/segpub/segpub/internal/s3csv"
+	"github.com/segpub/segpub/internal/sink/sqssink"
 )
 
-// newAWSOpener opens SQS and DynamoDB endpoints.
-func newAWSOpener(_ *slog.Logger) endpoint.AWSOpener { return nil }
+// awsOpener opens Amazon endpoints with the default AWS configuration
+// (environment, shared files, the ECS task role), loaded once on first use.
+type awsOpener struct {
+	log  *slog.Logger
+	once sync.Once
+	cfg  aws.Config
+	err  error
+}
 
-// openCSV opens CSV audiences.
-func openCSV(_ context.Context, _ *slog.Logger) func(context.Context, string) (io.ReadCloser, error) {
-	return publish.OpenFile
+func newAWSOpener(log *slog.Logger) *awsOpener { return &awsOpener{log: log} }
+
+func (o *awsOpener) config(ctx context.Context) (aws.Config, error) {
+	o.once.Do(func() { o.cfg, o.err = config.LoadDefaultConfig(ctx) })
+	if o.err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", o.err)
+	}
+	return o.cfg, nil
+}
+
+// sqsClient returns a client and the plain queue URL. An sqs+http(s)://
+// URL also sets the endpoint (an emulator or a VPC endpoint).
+func (o *awsOpener) sqsClient(ctx context.Context, raw string) (*sqs.Client, string, error) {
+	cfg, err := o.config(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	plain := strings.TrimPrefix(raw, "sqs+")
+	var opts []func(*sqs.Options)
+	if plain != raw {
+		u, err := url.Parse(plain)
+		if err != nil {
+			return nil, "", fmt.Errorf("parse SQS URL %q: %w", raw, err)
+		}
+		endpoint := u.Scheme + "://" + u.Host
+		opts = append(opts, func(o *sqs.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	}
+	return sqs.NewFromConfig(cfg, opts...), plain, nil
+}
+
+func (o *awsOpener) Queue(ctx context.Context, raw string) (queue.Queue, error) {
+	client, plain, err := o.sqsClient(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	return sqsqueue.New(sqsqueue.Config{Client: client, URL: plain})
+}
+
+func (o *awsOpener) Sink(ctx context.Context, pattern string) (publish.Sink, error) {
+	client, plain, err := o.sqsClient(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return sqssink.New(sqssink.Config{Client: client, URLPattern: plain})
+}
+
+func (o *awsOpener) Store(ctx context.Context, table string) (msgstore.Store, error) {
+	cfg, err := o.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return dynamostore.New(dynamodb.NewFromConfig(cfg), table)
+}
+
+func (o *awsOpener) Kinesis(ctx context.Context) (events.KinesisAPI, error) {
+	cfg, err := o.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return kinesis.NewFromConfig(cfg), nil
+}
+
+// openCSV opens CSV audiences: file:// here, s3:// from S3.
+func openCSV(_ context.Context, log *slog.Logger) func(context.Context, string) (io.ReadCloser, error) {
+	o := newAWSOpener(log)
+	return func(ctx context.Context, raw string) (io.ReadCloser, error) {
+		if !strings.HasPrefix(raw, "s3://") {
+			return publish.OpenFile(ctx, raw)
+		}
+		cfg, err := o.config(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return (&s3csv.Opener{Client: s3.NewFromConfig(cfg)}).Open(ctx, raw)
+	}
 }

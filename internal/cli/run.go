@@ -68,7 +68,7 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 		return fail(env, name, err)
 	}
 	defer pool.Close()
-	runner, err := publish.New(publish.Config{Pool: pool, Logger: log})
+	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: openCSV(ctx, log)})
 	if err != nil {
 		return fail(env, name, err)
 	}

@@ -33,6 +33,7 @@ type settings struct {
 	channelURL    string
 	storeURL      string
 	deadLetterURL string
+	eventsURL     string
 	dataDir       string
 	listen        string
 	concurrency   int
@@ -70,6 +71,7 @@ func (s *settings) register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&s.channelURL, "channel-url", envOr(env, "SEGPUB_CHANNEL_URL", "embedded:"), "where channel messages go, {channel} replaced ($SEGPUB_CHANNEL_URL)")
 	fs.StringVar(&s.storeURL, "message-store-url", envOr(env, "SEGPUB_MESSAGE_STORE_URL", "pg:"), "claim-check bodies ($SEGPUB_MESSAGE_STORE_URL)")
 	fs.StringVar(&s.deadLetterURL, "dead-letter-url", envOr(env, "SEGPUB_DEAD_LETTER_URL", "embedded:"), "rejected and exhausted jobs ($SEGPUB_DEAD_LETTER_URL)")
+	fs.StringVar(&s.eventsURL, "events-url", env.Getenv("SEGPUB_EVENTS_URL"), "where run events go; empty: nowhere ($SEGPUB_EVENTS_URL)")
 	fs.StringVar(&s.dataDir, "data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "embedded JetStream's data directory ($SEGPUB_DATA_DIR)")
 	fs.StringVar(&s.listen, "listen", envOr(env, "SEGPUB_LISTEN", ":9090"), "address of /metrics, /healthz and /readyz; empty: none ($SEGPUB_LISTEN)")
 	fs.IntVar(&s.concurrency, "concurrency", envInt(env, "SEGPUB_CONCURRENCY", 2), "jobs run at once ($SEGPUB_CONCURRENCY)")
@@ -216,13 +218,17 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("channel output: %w", err)
 	}
+	ev, err := svc.opener.Events(ctx, s.eventsURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("events: %w", err)
+	}
 	runner, err := publish.New(publish.Config{Pool: svc.audience, Logger: log, Open: openCSV(ctx, log)})
 	if err != nil {
 		return nil, nil, err
 	}
 	m := metrics.New()
 	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: dead, Store: store, Ledger: led, Runner: runner,
-		Sink: m.Sink(sink), Logger: log, Observer: m, Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease})
+		Sink: m.Sink(sink), Logger: log, Observer: m, Events: ev, Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease})
 	return w, m, err
 }
 

@@ -11,6 +11,7 @@
 //	file:///dir/{channel}.ndjson      files (channel output only)
 //	pg: | pg:<table>                  a table in the state database (message store)
 //	dynamodb://<table>                Amazon DynamoDB (message store)
+//	kinesis://<stream>                Amazon Kinesis (run events)
 package endpoint
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/events"
 	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/msgstore/pgstore"
 	"github.com/segpub/segpub/internal/natsjs"
@@ -55,6 +57,7 @@ type AWSOpener interface {
 	Queue(ctx context.Context, url string) (queue.Queue, error)
 	Sink(ctx context.Context, pattern string) (publish.Sink, error)
 	Store(ctx context.Context, table string) (msgstore.Store, error)
+	Kinesis(ctx context.Context) (events.KinesisAPI, error)
 }
 
 // IsSQS reports whether u names an SQS queue.
@@ -141,4 +144,30 @@ func (o *Opener) Store(ctx context.Context, rawURL string) (msgstore.Store, erro
 		return o.AWS.Store(ctx, strings.TrimPrefix(rawURL, "dynamodb://"))
 	}
 	return nil, fmt.Errorf("message store URL %q: want pg:[table] or dynamodb://table", rawURL)
+}
+
+// Events opens the run-event stream; "" means none.
+func (o *Opener) Events(ctx context.Context, rawURL string) (events.Emitter, error) {
+	switch {
+	case rawURL == "":
+		return nil, nil
+	case strings.HasPrefix(rawURL, "file://"):
+		return events.NewFile(strings.TrimPrefix(rawURL, "file://"))
+	case natsjs.IsURL(rawURL):
+		conn, err := o.NATS.Connect(ctx, rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return events.NewJetStream(ctx, conn.JS, conn.Param("stream", "SEGPUB_EVENTS"), conn.Param("subject", "segpub.events"))
+	case strings.HasPrefix(rawURL, "kinesis://"):
+		if o.AWS == nil {
+			return nil, fmt.Errorf("events URL %q: this build has no Kinesis support", rawURL)
+		}
+		client, err := o.AWS.Kinesis(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return events.NewKinesis(client, strings.TrimPrefix(rawURL, "kinesis://")), nil
+	}
+	return nil, fmt.Errorf("events URL %q: want file://, embedded:, nats://… or kinesis://stream", rawURL)
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segpub/segpub/internal/events"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/msgstore"
@@ -54,6 +55,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer, when set, is told of every finished job.
 	Observer Observer
+	// Events, when set, receives each run's start, progress and end.
+	Events events.Emitter
 	// Concurrency is the number of jobs run at once. Default: 1.
 	Concurrency int
 	// MaxAttempts is the number of runs a failing job gets before it is
@@ -233,6 +236,7 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	// The ledger's reference time wins: a resumed run keeps the first
 	// run's "now".
 	j.ScheduledAt = claim.Run.Reference
+	w.emit(ctx, "started", j, d.Attempt(), nil, "")
 	res, err := w.run(ctx, d, j, log)
 	switch {
 	case err == nil:
@@ -242,6 +246,7 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 			return
 		}
 		log.Info("job completed", "candidates", res.Candidates, "published", res.Published, "duration_ms", res.DurationMS)
+		w.emit(ctx, "completed", j, d.Attempt(), res, "")
 		w.observe("completed", res, start)
 		w.ack(ctx, d, log)
 	case job.IsRejection(err):
@@ -255,6 +260,24 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	default:
 		w.observe("failed", res, start)
 		w.retry(ctx, d, j, err)
+	}
+}
+
+// emit sends a run event; a stream that is down never fails the run.
+func (w *Worker) emit(ctx context.Context, typ string, j *job.Job, attempt int, res *publish.Result, errText string) {
+	if w.cfg.Events == nil || j == nil {
+		return
+	}
+	e := events.Event{Type: typ, RequestID: j.RequestID, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID, Attempt: attempt,
+		At: time.Now().UTC(), Error: errText}
+	if res != nil {
+		e.Candidates, e.Published = res.Candidates, res.Published
+		if typ == "completed" {
+			e.Result, _ = json.Marshal(res)
+		}
+	}
+	if err := w.cfg.Events.Emit(context.WithoutCancel(ctx), e); err != nil {
+		w.log.Warn("emit run event", "type", typ, "request_id", j.RequestID, "err", err)
 	}
 }
 
@@ -286,6 +309,7 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, log *slo
 				log.Warn("extend job message", "err", err)
 			}
 			c, p := progress.get()
+			w.emit(runCtx, "progress", j, d.Attempt(), &publish.Result{Candidates: c, Published: p}, "")
 			if err := w.cfg.Ledger.Renew(runCtx, j.RequestID, w.cfg.Owner, w.cfg.Lease, c, p); err != nil && runCtx.Err() == nil {
 				if errors.Is(err, ledger.ErrLeaseLost) {
 					cancel(err)
@@ -371,6 +395,7 @@ func (w *Worker) reject(ctx context.Context, d queue.Delivery, j *job.Job, reaso
 		}
 	}
 	log.Warn("job rejected", "reason", reason.Error())
+	w.emit(ctx, "rejected", j, d.Attempt(), nil, reason.Error())
 	if !w.deadLetter(ctx, d, j, "rejected", reason) {
 		w.nack(ctx, d, w.cfg.Backoff(1), log)
 		return
@@ -394,6 +419,11 @@ func (w *Worker) retry(ctx context.Context, d queue.Delivery, j *job.Job, cause 
 		if err := w.cfg.Ledger.Finish(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, status, 0, 0, nil, cause.Error()); err != nil && !errors.Is(err, ledger.ErrLeaseLost) {
 			log.Error("record failure", "err", err)
 		}
+	}
+	if final {
+		w.emit(ctx, "failed", j, d.Attempt(), nil, cause.Error())
+	} else {
+		w.emit(ctx, "retrying", j, d.Attempt(), nil, cause.Error())
 	}
 	if !final {
 		delay := w.cfg.Backoff(d.Attempt())

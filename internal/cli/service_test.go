@@ -1,0 +1,228 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segpub/segpub/internal/awstest"
+	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/schema"
+	"github.com/segpub/segpub/internal/seed"
+)
+
+// serviceEnv runs commands with the given settings as environment.
+func serviceEnv(vars map[string]string) *Env {
+	return &Env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(k string) string {
+		if v, ok := vars[k]; ok {
+			return v
+		}
+		if k == "SEGPUB_DATABASE_URL" {
+			return dbtest.URL()
+		}
+		return ""
+	}}
+}
+
+func seededJob(t *testing.T) (string, []byte) {
+	t.Helper()
+	pool := dbtest.Pool(t)
+	tables, _ := schema.For(dbtest.NewProjectID())
+	t.Cleanup(func() {
+		for _, s := range tables.DropStatements() {
+			_, _ = pool.Exec(context.Background(), s)
+		}
+	})
+	if _, err := seed.Run(context.Background(), pool, seed.Config{ProjectID: tables.Project, Users: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	requestID := "e2e-" + tables.Project
+	jobText := fmt.Appendf(nil, `{"version":1,"action":"publish","request_id":%q,"project_id":%q,"scheduled_at":"2026-11-24T18:00:00+09:00",
+"campaign":{"id":"cmp","channel":"email","audience":{"type":"all"},"message":{"s":"hi"},"experiment_id":"exp_ab","throttle":{"max_per_interval":100,"interval_minutes":5}}}`,
+		requestID, tables.Project)
+	path := filepath.Join(t.TempDir(), "job.json")
+	if err := os.WriteFile(path, jobText, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return requestID, []byte(path)
+}
+
+// publishToFile is `segpub publish` of the job to file://.
+func publishToFile(t *testing.T, jobPath string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	r := run(t, "", "publish", "--job", jobPath, "--out", "file://"+dir+"/{channel}.ndjson")
+	if r.code != ExitOK {
+		t.Fatalf("publish: %s", r.stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "email.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+// serveUntil runs `segpub serve` until the run completes.
+func serveUntil(t *testing.T, env *Env, requestID string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, []string{"serve", "--listen", "", "--scheduler=false"}, env) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := serviceEnv(nil)
+		Main(context.Background(), []string{"status", requestID}, st)
+		if strings.Contains(st.Stdout.(*bytes.Buffer).String(), `"status":"completed"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("run did not complete: %s\nserve log:\n%s", st.Stdout, env.Stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("serve exited %d: %s", code, env.Stderr)
+	}
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+// submit -> serve -> SQS yields exactly what publish writes to a file.
+func TestEndToEndSQS(t *testing.T) {
+	cfg := awstest.Config(t)
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	client := sqs.NewFromConfig(cfg)
+	urls := map[string]string{}
+	for _, name := range []string{"jobs", "dead", "email"} {
+		out, err := client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String("e2e-" + name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The emulator names its queues on its own default address; the
+		// URL segpub gets points at the emulator actually running.
+		u := aws.ToString(out.QueueUrl)
+		u = aws.ToString(cfg.BaseEndpoint) + u[strings.Index(u[len("http://"):], "/")+len("http://"):]
+		urls[name] = "sqs+" + u
+	}
+	requestID, jobPath := seededJob(t)
+	env := serviceEnv(map[string]string{
+		"SEGPUB_JOB_QUEUE_URL":   urls["jobs"],
+		"SEGPUB_DEAD_LETTER_URL": urls["dead"],
+		"SEGPUB_CHANNEL_URL":     strings.Replace(urls["email"], "e2e-email", "e2e-{channel}", 1),
+		"SEGPUB_DATA_DIR":        t.TempDir(),
+	})
+	if code := Main(context.Background(), []string{"submit", "--job", string(jobPath)}, env); code != ExitOK {
+		t.Fatalf("submit: %s", env.Stderr)
+	}
+	serveUntil(t, env, requestID)
+	var got []string
+	emailURL := strings.TrimPrefix(urls["email"], "sqs+")
+	for {
+		out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(emailURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		for _, m := range out.Messages {
+			got = append(got, aws.ToString(m.Body))
+			_, _ = client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(emailURL), ReceiptHandle: m.ReceiptHandle})
+		}
+	}
+	want := publishToFile(t, string(jobPath))
+	// A standard SQS queue does not keep order: compare as sets.
+	if strings.Join(sorted(got), "\n") != strings.Join(sorted(want), "\n") {
+		t.Fatalf("SQS holds %d messages, publish wrote %d, or they differ", len(got), len(want))
+	}
+}
+
+// submit -> serve -> JetStream (standalone server) yields exactly what
+// publish writes to a file, in the same order.
+func TestEndToEndJetStream(t *testing.T) {
+	t.Parallel()
+	natsURL := os.Getenv("SEGPUB_TEST_NATS_URL")
+	if natsURL == "" {
+		natsURL = "nats://127.0.0.1:4222"
+	}
+	requestID, jobPath := seededJob(t)
+	suffix := strings.TrimPrefix(requestID, "e2e-")
+	stream := "E2E_CH_" + suffix
+	env := serviceEnv(map[string]string{
+		"SEGPUB_JOB_QUEUE_URL":   natsURL + "?stream=E2E_JOBS_" + suffix + "&subject=e2e.jobs." + suffix + "&consumer=w",
+		"SEGPUB_DEAD_LETTER_URL": natsURL + "?stream=E2E_DEAD_" + suffix + "&subject=e2e.dead." + suffix + "&consumer=d",
+		"SEGPUB_CHANNEL_URL":     natsURL + "?stream=" + stream + "&subject=e2e.ch." + suffix + ".{channel}",
+		"SEGPUB_EVENTS_URL":      "file://" + filepath.Join(t.TempDir(), "events.ndjson"),
+		"SEGPUB_DATA_DIR":        t.TempDir(),
+	})
+	if code := Main(context.Background(), []string{"submit", "--job", string(jobPath)}, env); code != ExitOK {
+		t.Fatalf("submit: %s", env.Stderr)
+	}
+	serveUntil(t, env, requestID)
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	t.Cleanup(func() {
+		for _, s := range []string{stream, "E2E_JOBS_" + suffix, "E2E_DEAD_" + suffix} {
+			_ = js.DeleteStream(context.Background(), s)
+		}
+	})
+	want := publishToFile(t, string(jobPath))
+	cons, err := js.OrderedConsumer(context.Background(), stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < len(want) {
+		batch, err := cons.Fetch(len(want)-len(got), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			got = append(got, string(m.Data()))
+			n++
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("stream holds %d messages, publish wrote %d, or they differ", len(got), len(want))
+	}
+	// The run's events: started, then completed with the result.
+	data, _ := os.ReadFile(strings.TrimPrefix(env.Getenv("SEGPUB_EVENTS_URL"), "file://"))
+	var types []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct{ Type string }
+		_ = json.Unmarshal([]byte(line), &e)
+		types = append(types, e.Type)
+	}
+	if len(types) < 2 || types[0] != "started" || types[len(types)-1] != "completed" {
+		t.Fatalf("events %v", types)
+	}
+}

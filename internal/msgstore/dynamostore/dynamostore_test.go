@@ -1,0 +1,44 @@
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/segpub/segpub/internal/awstest"
+	"github.com/segpub/segpub/internal/msgstore"
+)
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := dynamodb.NewFromConfig(awstest.Config(t))
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String("messages"),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(client, "messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "m-123"); !errors.Is(err, msgstore.ErrNotFound) {
+		t.Fatalf("missing item: %v", err)
+	}
+	body := `{"version":1,"request_id":"r","campaign":{"audience":{"user_ids":["a","b"]}}}`
+	if err := s.Put(ctx, "m-123", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "m-123")
+	if err != nil || string(got) != body {
+		t.Fatalf("got %q %v", got, err)
+	}
+}
