@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -157,6 +158,31 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	defer pool.Close()
 	if err := demo.Run(ctx, demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.Stdout}); err != nil {
 		return fail(env, "demo", err)
+	}
+	return ExitOK
+}
+
+// runHealthcheck is `segpub healthcheck --url U`: the container image has no
+// curl, so the binary checks its own /healthz.
+func runHealthcheck(ctx context.Context, env *Env, args []string) int {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	url := fs.String("url", "http://127.0.0.1:9090/healthz", "URL that must answer 200")
+	if ok, code := parseFlags(fs, args, env); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return fail(env, "healthcheck", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fail(env, "healthcheck", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fail(env, "healthcheck", fmt.Errorf("%s answered %s", *url, resp.Status))
 	}
 	return ExitOK
 }

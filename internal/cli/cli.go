@@ -39,17 +39,18 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"size":      {"print the audience size and skip reasons of a job", runSize},
-		"publish":   {"run a job, publishing its channel messages to --out", runPublish},
-		"seed":      {"create a project's tables and fill them with synthetic data", runSeed},
-		"migrate":   {"create the secondary indexes the audience queries use", runMigrate},
-		"bench":     {"measure publish and size against PostgreSQL's COPY of the same query", runBench},
-		"serve":     {"run the service: take jobs from the job queue and publish them", runServe},
-		"submit":    {"put a job on the job queue (as a claim check when it is too large)", runSubmit},
-		"status":    {"show a run's status, progress and result by request_id", runStatus},
-		"scheduler": {"run the scheduler alone: enqueue due campaign occurrences", runScheduler},
-		"campaign":  {"manage scheduled campaigns: add, list, pause, resume, end", runCampaign},
-		"demo":      {"run the whole service on this machine: seed, schedule, publish, summarize", runDemo},
+		"size":        {"print the audience size and skip reasons of a job", runSize},
+		"publish":     {"run a job, publishing its channel messages to --out", runPublish},
+		"seed":        {"create a project's tables and fill them with synthetic data", runSeed},
+		"migrate":     {"create the secondary indexes the audience queries use", runMigrate},
+		"bench":       {"measure publish and size against PostgreSQL's COPY of the same query", runBench},
+		"serve":       {"run the service: take jobs from the job queue and publish them", runServe},
+		"submit":      {"put a job on the job queue (as a claim check when it is too large)", runSubmit},
+		"status":      {"show a run's status, progress and result by request_id", runStatus},
+		"scheduler":   {"run the scheduler alone: enqueue due campaign occurrences", runScheduler},
+		"campaign":    {"manage scheduled campaigns: add, list, pause, resume, end", runCampaign},
+		"healthcheck": {"exit 0 when the service's /healthz answers (for container health checks)", runHealthcheck},
+		"demo":        {"run the whole service on this machine: seed, schedule, publish, summarize", runDemo},
 	}
 }
 
