@@ -226,3 +226,36 @@ func TestEndToEndJetStream(t *testing.T) {
 		t.Fatalf("events %v", types)
 	}
 }
+
+// A job over the queue's size limit is submitted as a claim check: its body
+// goes to the message store, the queue carries its id, and serve resolves
+// it.
+func TestSubmitClaimCheck(t *testing.T) {
+	t.Parallel()
+	requestID, jobPath := seededJob(t)
+	data, err := os.ReadFile(string(jobPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := strings.TrimPrefix(requestID, "e2e-")
+	env := serviceEnv(map[string]string{
+		"SEGPUB_JOB_QUEUE_URL":     "embedded:?max_message_bytes=200&stream=CC_" + suffix + "&subject=cc." + suffix,
+		"SEGPUB_CHANNEL_URL":       "file://" + t.TempDir() + "/{channel}.ndjson",
+		"SEGPUB_MESSAGE_STORE_URL": "pg:cc_" + suffix,
+		"SEGPUB_DATA_DIR":          t.TempDir(),
+	})
+	t.Cleanup(func() { dbtest.Exec(t, `DROP TABLE IF EXISTS "cc_`+suffix+`"`) })
+	if len(data) <= 200 {
+		t.Fatalf("job of %d bytes is not over the limit", len(data))
+	}
+	if code := Main(context.Background(), []string{"submit", "--job", string(jobPath)}, env); code != ExitOK {
+		t.Fatalf("submit: %s", env.Stderr)
+	}
+	var out struct {
+		ClaimCheck string `json:"claim_check"`
+	}
+	if err := json.Unmarshal(env.Stdout.(*bytes.Buffer).Bytes(), &out); err != nil || !strings.HasPrefix(out.ClaimCheck, "m-") {
+		t.Fatalf("submit output %s", env.Stdout)
+	}
+	serveUntil(t, env, requestID)
+}

@@ -46,6 +46,9 @@ func (c *Config) defaults() {
 	c.Consumer = cmp.Or(c.Consumer, c.Conn.Param("consumer", "segpub-worker"))
 	c.AckWait = cmp.Or(c.AckWait, 60*time.Second)
 	c.Duplicates = cmp.Or(c.Duplicates, 24*time.Hour)
+	if n, err := strconv.Atoi(c.Conn.Param("max_message_bytes", "")); err == nil && c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = n
+	}
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, 1<<20)
 }
 

@@ -1,0 +1,48 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/sink/sinktest"
+)
+
+type okSink struct{}
+
+func (okSink) Publish(context.Context, *publish.Batch) error { return nil }
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	m := New()
+	s := m.Sink(okSink{})
+	b := sinktest.BatchFromLines(job.ChannelKakaoAlimtalk, []string{`{"idempotency_key":"` + strings.Repeat("a", 64) + `"}`, `{"idempotency_key":"` + strings.Repeat("b", 64) + `"}`})
+	if err := s.Publish(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	m.JobDone("completed", &publish.Result{Candidates: 10, Published: 2, Skipped: publish.Skipped{NoContact: 5, ControlGroup: 3}}, time.Second)
+	m.JobDone("rejected", nil, time.Millisecond)
+	m.QueueLag(2 * time.Second)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`segpub_messages_published_total{channel="kakao_alimtalk"} 2`,
+		`segpub_jobs_total{outcome="completed"} 1`,
+		`segpub_jobs_total{outcome="rejected"} 1`,
+		`segpub_candidates_skipped_total{reason="no_contact"} 5`,
+		`segpub_candidates_skipped_total{reason="control_group"} 3`,
+		`segpub_candidates_total 10`,
+		`segpub_queue_lag_seconds_count 1`,
+		`segpub_publish_batch_seconds_count{channel="kakao_alimtalk"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
