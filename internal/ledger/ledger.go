@@ -80,18 +80,21 @@ type Run struct {
 	Published  int64           `json:"published"`
 	Result     json.RawMessage `json:"result,omitempty"`
 	Error      string          `json:"error,omitempty"`
+	// Checkpoint is the engine's position after the last acknowledged
+	// batch; a resumed run publishes only past it.
+	Checkpoint json.RawMessage `json:"checkpoint,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 }
 
 const columns = `request_id, project_id, campaign_id, action, status, attempts, coalesce(owner, ''), lease_until, reference_time,
-candidates, published, result, coalesce(error, ''), created_at, updated_at, finished_at`
+candidates, published, result, coalesce(error, ''), checkpoint, created_at, updated_at, finished_at`
 
 func scan(row pgx.Row) (*Run, error) {
 	var r Run
 	err := row.Scan(&r.RequestID, &r.ProjectID, &r.CampaignID, &r.Action, &r.Status, &r.Attempts, &r.Owner, &r.LeaseUntil,
-		&r.Reference, &r.Candidates, &r.Published, &r.Result, &r.Error, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+		&r.Reference, &r.Candidates, &r.Published, &r.Result, &r.Error, &r.Checkpoint, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
 	return &r, err
 }
 
@@ -166,6 +169,20 @@ WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, 
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("renew run %s: %w", requestID, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Checkpoint records a run's position after an acknowledged batch. Like
+// Renew, it fails with ErrLeaseLost when the caller no longer owns the run.
+func (l *Ledger) Checkpoint(ctx context.Context, requestID, owner string, checkpoint json.RawMessage, published int64) error {
+	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET checkpoint = $3, published = $4, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, checkpoint, published)
+	if err != nil {
+		return fmt.Errorf("checkpoint run %s: %w", requestID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("checkpoint run %s: %w", requestID, ErrLeaseLost)
 	}
 	return nil
 }

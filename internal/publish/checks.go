@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,22 @@ type checker struct {
 
 	candidates atomic.Int64
 	lastUser   []byte
+	// resume is where an earlier attempt's publishing got to: candidates
+	// up to it are checked but not published again.
+	resume      Checkpoint
+	resumeAfter []byte
+}
+
+// published reports whether an earlier attempt already published cand's
+// message (its position is at or before the checkpoint).
+func (c *checker) alreadyPublished(cand *candidate) bool {
+	if c.resume.IsZero() {
+		return false
+	}
+	if c.p.csv != nil {
+		return cand.Row <= c.resume.Rows
+	}
+	return bytes.Compare(cand.UserID, c.resumeAfter) <= 0
 }
 
 func newChecker(p *plan, batchSize int) *checker {
@@ -176,7 +193,7 @@ func (c *checker) check(cand *candidate, cur *Batch, res *Result) {
 	if variantID != "" {
 		res.Variants[variantID]++
 	}
-	if !c.p.publish {
+	if !c.p.publish || c.alreadyPublished(cand) {
 		return
 	}
 	start := len(cur.Data)

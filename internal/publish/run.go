@@ -87,6 +87,29 @@ type plan struct {
 // returns an error for which job.IsRejection is true, before publishing
 // anything.
 func (r *Runner) Run(ctx context.Context, j *job.Job, sink Sink) (*Result, error) {
+	return r.Resume(ctx, j, sink, Checkpoint{}, nil)
+}
+
+// Checkpoint is how far a run's publishing got: every message of the
+// candidates up to it was acknowledged by the channel destination.
+type Checkpoint struct {
+	// After is the last notifly_user_id covered (database audiences).
+	After string `json:"after,omitempty"`
+	// Rows is the number of CSV rows covered (CSV audiences).
+	Rows int64 `json:"rows,omitempty"`
+	// Published is the number of messages published up to the checkpoint.
+	Published int64 `json:"published"`
+}
+
+// IsZero reports whether the checkpoint is the start of the run.
+func (c Checkpoint) IsZero() bool { return c.After == "" && c.Rows == 0 }
+
+// Resume runs a job that may have published part of its messages already:
+// candidates up to cp are streamed and checked again (so de-duplication,
+// throttle waves and counts are exactly those of an uninterrupted run) but
+// not published. onAck, when set, is called with the new checkpoint after
+// every batch the sink acknowledged.
+func (r *Runner) Resume(ctx context.Context, j *job.Job, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
 	start := time.Now()
 	res := &Result{RequestID: j.RequestID, Action: j.Action, Variants: map[string]int64{}}
 	p, err := r.prepare(ctx, j)
@@ -103,7 +126,7 @@ func (r *Runner) Run(ctx context.Context, j *job.Job, sink Sink) (*Result, error
 			}
 		}
 	}
-	err = r.execute(ctx, p, sink, res)
+	err = r.execute(ctx, p, sink, res, cp, onAck)
 	return r.finish(res, start, err)
 }
 
@@ -193,7 +216,7 @@ WHERE NOT EXISTS (SELECT 1 FROM `+t.User+` u WHERE u.external_user_id = l.x)`, i
 }
 
 // execute streams the audience through the checks to the sink.
-func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result) error {
+func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, cp Checkpoint, onAck func(Checkpoint) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	rowsCh := make(chan *rowBatch, 4)
 	freeRows := make(chan *rowBatch, 6)
@@ -214,6 +237,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result) e
 		return r.streamDB(gctx, p.query, rowsCh, freeRows)
 	})
 	ch := newChecker(p, r.cfg.BatchSize)
+	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
 	res.Candidates += p.unknown
 	res.Skipped.UnknownUser += p.unknown
 	g.Go(func() error {
@@ -225,6 +249,11 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result) e
 			if p.publish && len(b.Messages) > 0 {
 				if err := sink.Publish(gctx, b); err != nil {
 					return fmt.Errorf("publish batch at message %d: %w", b.First, err)
+				}
+				if onAck != nil {
+					if err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.First + int64(len(b.Messages))}); err != nil {
+						return fmt.Errorf("record checkpoint: %w", err)
+					}
 				}
 			}
 			if r.cfg.Progress != nil {

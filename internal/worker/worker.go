@@ -25,9 +25,9 @@ import (
 	"github.com/segpub/segpub/internal/queue"
 )
 
-// Runner runs one job (publish.Runner).
+// Runner runs one job from a checkpoint (publish.Runner).
 type Runner interface {
-	Run(ctx context.Context, j *job.Job, sink publish.Sink) (*publish.Result, error)
+	Resume(ctx context.Context, j *job.Job, sink publish.Sink, cp publish.Checkpoint, onAck func(publish.Checkpoint) error) (*publish.Result, error)
 }
 
 // Observer is told what the worker does; metrics implement it. Every method
@@ -237,7 +237,15 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	// run's "now".
 	j.ScheduledAt = claim.Run.Reference
 	w.emit(ctx, "started", j, d.Attempt(), nil, "")
-	res, err := w.run(ctx, d, j, log)
+	var cp publish.Checkpoint
+	if len(claim.Run.Checkpoint) > 0 {
+		if err := json.Unmarshal(claim.Run.Checkpoint, &cp); err != nil {
+			log.Warn("unreadable checkpoint; the run starts over (downstream drops repeated keys)", "err", err)
+			cp = publish.Checkpoint{}
+		}
+		log.Info("resuming run", "after", cp.After, "rows", cp.Rows, "published", cp.Published)
+	}
+	res, err := w.run(ctx, d, j, cp, log)
 	switch {
 	case err == nil:
 		body, _ := json.Marshal(res)
@@ -290,7 +298,7 @@ func (w *Worker) observe(outcome string, res *publish.Result, start time.Time) {
 // run runs the job while a heartbeat keeps the queue message and the
 // ledger lease alive. A panic in the engine is a failed attempt, not a dead
 // worker.
-func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, log *slog.Logger) (res *publish.Result, err error) {
+func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, cp publish.Checkpoint, log *slog.Logger) (res *publish.Result, err error) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	progress := &progressCounts{}
@@ -327,7 +335,21 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, log *slo
 		cancel(nil)
 		<-hbDone
 	}()
-	res, err = w.cfg.Runner.Run(runCtx, j, &countingSink{Sink: w.cfg.Sink, progress: progress})
+	onAck := func(c publish.Checkpoint) error {
+		progress.mu.Lock()
+		progress.published = c.Published
+		progress.mu.Unlock()
+		body, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		err = w.cfg.Ledger.Checkpoint(runCtx, j.RequestID, w.cfg.Owner, body, c.Published)
+		if errors.Is(err, ledger.ErrLeaseLost) {
+			cancel(err)
+		}
+		return err
+	}
+	res, err = w.cfg.Runner.Resume(runCtx, j, w.cfg.Sink, cp, onAck)
 	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, ledger.ErrLeaseLost) {
 		err = fmt.Errorf("run %s: %w", j.RequestID, cause)
 	}
@@ -499,21 +521,4 @@ func (p *progressCounts) get() (int64, int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.candidates, p.published
-}
-
-// countingSink records how many messages were acknowledged, for the
-// heartbeat's progress.
-type countingSink struct {
-	publish.Sink
-	progress *progressCounts
-}
-
-func (s *countingSink) Publish(ctx context.Context, b *publish.Batch) error {
-	if err := s.Sink.Publish(ctx, b); err != nil {
-		return err
-	}
-	s.progress.mu.Lock()
-	s.progress.published = b.First + int64(len(b.Messages))
-	s.progress.mu.Unlock()
-	return nil
 }

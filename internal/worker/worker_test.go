@@ -285,7 +285,7 @@ func TestClaimChecksAndRejections(t *testing.T) {
 
 type panicRunner struct{ calls atomic.Int64 }
 
-func (p *panicRunner) Run(context.Context, *job.Job, publish.Sink) (*publish.Result, error) {
+func (p *panicRunner) Resume(context.Context, *job.Job, publish.Sink, publish.Checkpoint, func(publish.Checkpoint) error) (*publish.Result, error) {
 	p.calls.Add(1)
 	panic("boom")
 }
@@ -365,13 +365,36 @@ func TestStopHandsJobBack(t *testing.T) {
 	}
 	cancel()
 	partial, _ := b.ledger.Get(ctx, b.id("r-stop"))
-	if partial.Status != ledger.Retrying {
+	if partial.Status != ledger.Retrying || len(partial.Checkpoint) == 0 {
 		t.Fatalf("after stop: %+v", partial)
 	}
-	b.worker(Config{Owner: "w2"})
+	var cp publish.Checkpoint
+	if err := json.Unmarshal(partial.Checkpoint, &cp); err != nil || cp.Published == 0 {
+		t.Fatalf("checkpoint %s: %v", partial.Checkpoint, err)
+	}
+	counter := &countSink{Sink: b.sink}
+	b.worker(Config{Owner: "w2", Sink: counter})
 	run := b.waitStatus("r-stop", ledger.Completed)
 	if run.Attempts != 2 {
 		t.Fatalf("attempts %d", run.Attempts)
 	}
-	sameMessages(t, b.channelMessages(), b.fileOutput(text))
+	want := b.fileOutput(text)
+	sameMessages(t, b.channelMessages(), want)
+	// The second worker published only what came after the checkpoint.
+	if got, left := counter.n.Load(), int64(len(want))-cp.Published; got != left {
+		t.Fatalf("second worker published %d messages; %d were left after the checkpoint", got, left)
+	}
+}
+
+type countSink struct {
+	publish.Sink
+	n atomic.Int64
+}
+
+func (s *countSink) Publish(ctx context.Context, b *publish.Batch) error {
+	if err := s.Sink.Publish(ctx, b); err != nil {
+		return err
+	}
+	s.n.Add(int64(len(b.Messages)))
+	return nil
 }
