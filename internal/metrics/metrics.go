@@ -6,6 +6,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ type Metrics struct {
 	candidates     prometheus.Counter
 	publishSeconds *prometheus.HistogramVec
 	queueLag       prometheus.Histogram
+	duplicates     *prometheus.CounterVec
 }
 
 // New registers the metrics.
@@ -48,7 +50,9 @@ func New() *Metrics {
 		queueLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "segpub_queue_lag_seconds",
 			Help: "Time from a job's enqueue to its receipt by a worker.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 18)}),
 	}
-	reg.MustRegister(m.jobs, m.jobSeconds, m.messages, m.skipped, m.candidates, m.publishSeconds, m.queueLag)
+	m.duplicates = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_messages_duplicate_total",
+		Help: "Messages published again (a resumed run's batch in flight) that the destination dropped by idempotency key, by channel; only destinations that report it (JetStream)."}, []string{"channel"})
+	reg.MustRegister(m.jobs, m.jobSeconds, m.messages, m.skipped, m.candidates, m.publishSeconds, m.queueLag, m.duplicates)
 	return m
 }
 
@@ -83,11 +87,25 @@ func (m *Metrics) Sink(s publish.Sink) publish.Sink { return &sink{Sink: s, m: m
 type sink struct {
 	publish.Sink
 	m *Metrics
+	// reported is the sink's duplicate count already added to the metric.
+	reported atomic.Int64
 }
+
+// duplicateCounter is implemented by sinks that learn of dropped
+// duplicates (jssink).
+type duplicateCounter interface{ Duplicates() int64 }
 
 func (s *sink) Publish(ctx context.Context, b *publish.Batch) error {
 	start := time.Now()
 	err := s.Sink.Publish(ctx, b)
+	if dc, ok := s.Sink.(duplicateCounter); ok {
+		// Swapping in the sink's running total counts every duplicate
+		// once, even when jobs publish concurrently.
+		now := dc.Duplicates()
+		if d := now - s.reported.Swap(now); d > 0 {
+			s.m.duplicates.WithLabelValues(string(b.Channel)).Add(float64(d))
+		}
+	}
 	if err == nil {
 		ch := string(b.Channel)
 		s.m.publishSeconds.WithLabelValues(ch).Observe(time.Since(start).Seconds())

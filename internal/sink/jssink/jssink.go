@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,7 +44,14 @@ type Config struct {
 type Sink struct {
 	cfg Config
 	js  jetstream.JetStream
+	// duplicates counts publishes the stream dropped as repeats of a key
+	// it already held: the messages a resumed run published twice before
+	// de-duplication.
+	duplicates atomic.Int64
 }
+
+// Duplicates returns how many publishes the stream dropped as duplicates.
+func (s *Sink) Duplicates() int64 { return s.duplicates.Load() }
 
 // New creates (or updates) the channel stream.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
@@ -92,7 +100,10 @@ func (s *Sink) Publish(ctx context.Context, b *publish.Batch) error {
 	}
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack != nil && ack.Duplicate {
+				s.duplicates.Add(1)
+			}
 		case err := <-f.Err():
 			if err := s.retry(ctx, subject, b.Messages[i], err); err != nil {
 				return err
@@ -114,7 +125,11 @@ func (s *Sink) retry(ctx context.Context, subject string, m publish.Message, fir
 			return ctx.Err()
 		case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
 		}
-		if _, err = s.js.Publish(ctx, subject, m.Body, jetstream.WithMsgID(string(m.Key))); err == nil {
+		var ack *jetstream.PubAck
+		if ack, err = s.js.Publish(ctx, subject, m.Body, jetstream.WithMsgID(string(m.Key))); err == nil {
+			if ack.Duplicate {
+				s.duplicates.Add(1)
+			}
 			return nil
 		}
 	}

@@ -93,6 +93,9 @@ func TestRepublishDeduplicated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if d := h.Sink.(*Sink).Duplicates(); d != 50 {
+		t.Fatalf("stream dropped %d duplicates, want 50", d)
+	}
 	got := h.Read(t, job.ChannelPush, 100)
 	if len(got) != 50 || !strings.Contains(string(got[49]), fmt.Sprintf("%064x", 49)) {
 		t.Fatalf("got %d messages after publishing 50 twice", len(got))
