@@ -99,11 +99,18 @@ func (s *sink) Publish(ctx context.Context, b *publish.Batch) error {
 	start := time.Now()
 	err := s.Sink.Publish(ctx, b)
 	if dc, ok := s.Sink.(duplicateCounter); ok {
-		// Swapping in the sink's running total counts every duplicate
+		// Advancing to the sink's running total counts every duplicate
 		// once, even when jobs publish concurrently.
 		now := dc.Duplicates()
-		if d := now - s.reported.Swap(now); d > 0 {
-			s.m.duplicates.WithLabelValues(string(b.Channel)).Add(float64(d))
+		for {
+			old := s.reported.Load()
+			if now <= old {
+				break
+			}
+			if s.reported.CompareAndSwap(old, now) {
+				s.m.duplicates.WithLabelValues(string(b.Channel)).Add(float64(now - old))
+				break
+			}
 		}
 	}
 	if err == nil {
