@@ -3,7 +3,7 @@
 GO ?= go
 DB_URL = $(shell scripts/pg-ensure)
 
-.PHONY: build test vet fuzz demo bench
+.PHONY: build test vet fuzz demo bench chaos
 
 build:
 	$(GO) build -o bin/segpub ./cmd/segpub
@@ -25,4 +25,9 @@ demo: build
 	bin/segpub demo
 
 bench: build
-	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} scripts/bench-publish
+	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} bin/segpub bench
+
+# The crash test: 3 workers, a push job over 1M users, 20 SIGKILLs, then
+# PostgreSQL and NATS restarts (docs/reliability.md). About 10 minutes.
+chaos:
+	SEGPUB_CHAOS_REPORT=$${SEGPUB_CHAOS_REPORT:-chaos-report.md} $(GO) test -tags chaos -count=1 -v -timeout 50m ./internal/chaos/

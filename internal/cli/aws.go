@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -65,12 +66,12 @@ func (o *awsOpener) sqsClient(ctx context.Context, raw string) (*sqs.Client, str
 	return sqs.NewFromConfig(cfg, opts...), plain, nil
 }
 
-func (o *awsOpener) Queue(ctx context.Context, raw string) (queue.Queue, error) {
+func (o *awsOpener) Queue(ctx context.Context, raw string, visibility time.Duration) (queue.Queue, error) {
 	client, plain, err := o.sqsClient(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
-	return sqsqueue.New(sqsqueue.Config{Client: client, URL: plain})
+	return sqsqueue.New(sqsqueue.Config{Client: client, URL: plain, Visibility: visibility})
 }
 
 func (o *awsOpener) Sink(ctx context.Context, pattern string) (publish.Sink, error) {

@@ -116,7 +116,7 @@ func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error)
 	}
 	nc := &natsjs.Connector{DefaultDir: s.dataDir + "/jetstream", Logger: log}
 	return &service{audience: aud, state: state, nats: nc,
-		opener: &endpoint.Opener{State: state, NATS: nc, Logger: log, AWS: newAWSOpener(log)}}, nil
+		opener: &endpoint.Opener{State: state, NATS: nc, Logger: log, AWS: newAWSOpener(log), Lease: s.lease}}, nil
 }
 
 func (svc *service) close() {

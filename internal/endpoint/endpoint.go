@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -50,11 +51,15 @@ type Opener struct {
 	Logger *slog.Logger
 	// AWS opens Amazon endpoints; nil when segpub was built without them.
 	AWS AWSOpener
+	// Lease is how long a received job stays with its worker without an
+	// extension (JetStream's ack wait, SQS's visibility timeout). A job
+	// whose worker died returns after it. Default: the queue's own.
+	Lease time.Duration
 }
 
 // AWSOpener opens Amazon SQS and DynamoDB endpoints.
 type AWSOpener interface {
-	Queue(ctx context.Context, url string) (queue.Queue, error)
+	Queue(ctx context.Context, url string, visibility time.Duration) (queue.Queue, error)
 	Sink(ctx context.Context, pattern string) (publish.Sink, error)
 	Store(ctx context.Context, table string) (msgstore.Store, error)
 	Kinesis(ctx context.Context) (events.KinesisAPI, error)
@@ -80,7 +85,7 @@ func (o *Opener) Queue(ctx context.Context, rawURL string, role Role) (queue.Que
 		if err != nil {
 			return nil, err
 		}
-		cfg := jsqueue.Config{Conn: conn}
+		cfg := jsqueue.Config{Conn: conn, AckWait: o.Lease}
 		if role == DeadLetters {
 			cfg.Stream = conn.Param("stream", "SEGPUB_DEAD_LETTERS")
 			cfg.Subject = conn.Param("subject", "segpub.dead_letters")
@@ -91,7 +96,7 @@ func (o *Opener) Queue(ctx context.Context, rawURL string, role Role) (queue.Que
 		if o.AWS == nil {
 			return nil, fmt.Errorf("queue URL %q: this build has no SQS support", rawURL)
 		}
-		return o.AWS.Queue(ctx, rawURL)
+		return o.AWS.Queue(ctx, rawURL, o.Lease)
 	}
 	return nil, fmt.Errorf("queue URL %q: want embedded:, nats://… or an SQS queue URL", rawURL)
 }
