@@ -72,6 +72,30 @@ func setup(t *testing.T) *world {
 	return shared
 }
 
+// TestMain stops the servers the tests started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.close()
+	}
+	os.Exit(code)
+}
+
+func (w *world) close() {
+	if w.natsCmd != nil && w.natsCmd.Process != nil {
+		_ = w.natsCmd.Process.Signal(syscall.SIGTERM)
+		_ = w.natsCmd.Wait()
+	}
+	if w.pgData != "" {
+		cmd := exec.Command(findPgCtl(), "-D", w.pgData, "-m", "fast", "stop")
+		if os.Geteuid() == 0 {
+			cmd = exec.Command("runuser", "-u", "postgres", "--", findPgCtl(), "-D", w.pgData, "-m", "fast", "stop")
+		}
+		_ = cmd.Run()
+		_ = os.RemoveAll(filepath.Dir(w.pgData))
+	}
+}
+
 func repoRoot() string {
 	wd, _ := os.Getwd()
 	return filepath.Clean(filepath.Join(wd, "..", ".."))

@@ -87,11 +87,7 @@ func runCampaign(ctx context.Context, env *Env, args []string) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return ExitFailure
 	}
-	c := s.common
-	if s.stateURL != "" {
-		c.databaseURL = s.stateURL
-	}
-	pool, err := c.pool(ctx)
+	pool, err := s.statePool(ctx)
 	if err != nil {
 		return fail(env, "campaign", err)
 	}

@@ -92,6 +92,16 @@ func (s *settings) logger(env *Env) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// statePool connects to segpub's own database: --state-url, or the
+// audience database when it is not set.
+func (s *settings) statePool(ctx context.Context) (*pgxpool.Pool, error) {
+	c := s.common
+	if s.stateURL != "" {
+		c.databaseURL = s.stateURL
+	}
+	return c.pool(ctx)
+}
+
 // service is what serve and submit open.
 type service struct {
 	audience *pgxpool.Pool
@@ -300,11 +310,7 @@ func runStatus(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "usage: segpub status [flags] REQUEST_ID")
 		return ExitFailure
 	}
-	c := s.common
-	if s.stateURL != "" {
-		c.databaseURL = s.stateURL
-	}
-	pool, err := c.pool(ctx)
+	pool, err := s.statePool(ctx)
 	if err != nil {
 		return fail(env, "status", err)
 	}

@@ -130,16 +130,7 @@ func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, se
 		buf = appendNullable(buf, r.DeviceID)
 		buf = append(buf, `,"device_token":`...)
 		buf = appendBytes(buf, dest)
-		buf = append(buf, `,"platform":`...)
-		buf = appendNullable(buf, r.Platform)
-		buf = append(buf, `,"os_version":`...)
-		buf = appendNullable(buf, r.OSVersion)
-		buf = append(buf, `,"app_version":`...)
-		buf = appendNullable(buf, r.AppVersion)
-		buf = append(buf, `,"sdk_version":`...)
-		buf = appendNullable(buf, r.SDKVersion)
-		buf = append(buf, `,"sdk_type":`...)
-		buf = appendNullable(buf, r.SDKType)
+		buf = appendDeviceTail(buf, r)
 		buf = append(buf, '}')
 	}
 	buf = append(buf, `},"personalization":{"user":`...)
@@ -223,6 +214,15 @@ func appendDevice(buf []byte, r *Recipient) []byte {
 	buf = appendNullable(buf, r.ExternalDeviceID)
 	buf = append(buf, `,"device_token":`...)
 	buf = appendNullable(buf, r.Token)
+	buf = appendDeviceTail(buf, r)
+	buf = append(buf, `,"updated_at":"`...)
+	buf = r.DeviceUpdatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+	return append(buf, `"}`...)
+}
+
+// appendDeviceTail writes the device fields recipient.device and
+// personalization.device share, after the token.
+func appendDeviceTail(buf []byte, r *Recipient) []byte {
 	buf = append(buf, `,"platform":`...)
 	buf = appendNullable(buf, r.Platform)
 	buf = append(buf, `,"os_version":`...)
@@ -232,10 +232,7 @@ func appendDevice(buf []byte, r *Recipient) []byte {
 	buf = append(buf, `,"sdk_version":`...)
 	buf = appendNullable(buf, r.SDKVersion)
 	buf = append(buf, `,"sdk_type":`...)
-	buf = appendNullable(buf, r.SDKType)
-	buf = append(buf, `,"updated_at":"`...)
-	buf = r.DeviceUpdatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
-	return append(buf, `"}`...)
+	return appendNullable(buf, r.SDKType)
 }
 
 // AppendSendAt formats a send time as the messages carry it.
