@@ -294,6 +294,15 @@ func versionParts(v job.Value) ([]string, bool) {
 // eventCond compares the sum of an event's counts over the window; a user
 // without rows has the sum 0.
 func (b *builder) eventCond(c job.Condition) (string, error) {
+	sum, err := b.eventSum(c)
+	if err != nil {
+		return "", err
+	}
+	return b.compare(numberExpr{sum}, c)
+}
+
+// eventSum is the sum of an event's counts over the condition's window.
+func (b *builder) eventSum(c job.Condition) (string, error) {
 	window := ""
 	if c.WithinDays > 0 {
 		ref := b.spec.Reference.In(Seoul)
@@ -301,9 +310,8 @@ func (b *builder) eventCond(c job.Condition) (string, error) {
 		from := to.AddDate(0, 0, -(c.WithinDays - 1))
 		window = " AND e.dt BETWEEN " + b.arg(from.Format(time.DateOnly)) + "::text::date AND " + b.arg(to.Format(time.DateOnly)) + "::text::date"
 	}
-	sum := fmt.Sprintf("(SELECT coalesce(sum(e.count), 0) FROM %s e WHERE e.notifly_user_id = u.notifly_user_id AND e.name = %s::text%s)",
-		b.spec.Tables.EventCounts, b.arg(c.Event), window)
-	return b.compare(numberExpr{sum}, c)
+	return fmt.Sprintf("(SELECT coalesce(sum(e.count), 0) FROM %s e WHERE e.notifly_user_id = u.notifly_user_id AND e.name = %s::text%s)",
+		b.spec.Tables.EventCounts, b.arg(c.Event), window), nil
 }
 
 // deliveryCond tests for a delivery_result row of a campaign, within

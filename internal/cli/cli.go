@@ -50,6 +50,10 @@ func commands() map[string]command {
 		"scheduler":   {"run the scheduler alone: enqueue due campaign occurrences", runScheduler},
 		"campaign":    {"manage scheduled campaigns: add, list, pause, resume, end", runCampaign},
 		"healthcheck": {"exit 0 when the service's /healthz answers (for container health checks)", runHealthcheck},
+		"explain":     {"show what a job would do: counts, sample messages, SQL and plan, missing indexes", runExplain},
+		"why":         {"show what a job does to one user: each condition, the variant, the skip reason or message", runWhy},
+		"diff":        {"compare two channel outputs by destination (old publisher vs segpub)", runDiff},
+		"cost":        {"monthly cost of a workload on Fargate, from measured throughput, beside Glue and EMR", runCost},
 		"demo":        {"run the whole service on this machine: seed, schedule, publish, summarize", runDemo},
 	}
 }
@@ -84,7 +88,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	sort.Strings(names)
 	fmt.Fprintln(w, "usage: segpub <command> [flags]\n\ncommands:")
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'segpub <command> -h' for a command's flags.")
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/sink/filesink"
 )
@@ -68,7 +69,11 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 		return fail(env, name, err)
 	}
 	defer pool.Close()
-	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: openCSV(ctx, log)})
+	// Progress: a redrawn line on a terminal, a log line every few
+	// seconds otherwise (standard output carries only the result).
+	bar := progress.New(progress.Config{Label: "candidates", Out: env.Stderr, Logger: log})
+	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: openCSV(ctx, log),
+		Progress: func(p publish.Progress) { bar.Set(p.Candidates) }})
 	if err != nil {
 		return fail(env, name, err)
 	}
@@ -77,6 +82,7 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 		s = sink
 	}
 	res, err := runner.Run(ctx, j, s)
+	bar.Done()
 	if sink != nil {
 		if cerr := sink.Close(); cerr != nil && err == nil {
 			err = cerr

@@ -37,6 +37,14 @@ type checker struct {
 	// up to it are checked but not published again.
 	resume      Checkpoint
 	resumeAfter []byte
+	trace       func(Outcome)
+	// cur is the sink batch being filled.
+	cur *Batch
+}
+
+func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte) {
+	c.trace(Outcome{UserID: string(cand.UserID), ExternalUserID: string(cand.ExternalUserID), DeviceID: string(cand.DeviceID),
+		Reason: reason, VariantID: variantID, Message: msg})
 }
 
 // published reports whether an earlier attempt already published cand's
@@ -81,33 +89,32 @@ func (c *checker) sendAt(k int64) []byte {
 }
 
 func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- *rowBatch, out chan<- *Batch, freeOut <-chan *Batch, res *Result) error {
-	var cur *Batch
 	take := func() error {
 		select {
-		case cur = <-freeOut:
+		case c.cur = <-freeOut:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		cur.Data = cur.Data[:0]
-		cur.Messages = cur.Messages[:0]
-		cur.First = c.published
-		cur.After = ""
-		cur.Rows = 0
+		c.cur.Data = c.cur.Data[:0]
+		c.cur.Messages = c.cur.Messages[:0]
+		c.cur.First = c.published
+		c.cur.After = ""
+		c.cur.Rows = 0
 		return nil
 	}
 	flush := func(after string, rows int64) error {
-		cur.After, cur.Rows = after, rows
+		c.cur.After, c.cur.Rows = after, rows
 		// Bodies are sliced after encoding finished: Data may have
 		// moved while it grew.
 		off := 0
-		for i := range cur.Messages {
-			n := len(cur.Messages[i].Body)
-			cur.Messages[i].Body = cur.Data[off : off+n]
-			cur.Messages[i].Key = cur.Data[off+20 : off+84]
+		for i := range c.cur.Messages {
+			n := len(c.cur.Messages[i].Body)
+			c.cur.Messages[i].Body = c.cur.Data[off : off+n]
+			c.cur.Messages[i].Key = c.cur.Data[off+20 : off+84]
 			off += n + 1
 		}
 		select {
-		case out <- cur:
+		case out <- c.cur:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -128,12 +135,12 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 			cand := &rb.rows[i]
 			// Cut batches only where a user (or CSV row) starts, so a
 			// batch's position never splits a user's devices.
-			if cand.Start && len(cur.Messages) >= c.batchSize {
+			if cand.Start && len(c.cur.Messages) >= c.batchSize {
 				if err := flush(after(), lastRow); err != nil {
 					return err
 				}
 			}
-			c.check(cand, cur, res)
+			c.check(cand, res)
 			c.lastUser = append(c.lastUser[:0], cand.UserID...)
 			lastRow = cand.Row
 		}
@@ -151,23 +158,34 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 
 // check classifies one candidate and encodes its message when it is
 // published.
-func (c *checker) check(cand *candidate, cur *Batch, res *Result) {
+func (c *checker) check(cand *candidate, res *Result) {
 	c.candidates.Add(1)
 	res.Candidates++
+	reason, variantID := c.classify(cand, res)
+	if reason != "" {
+		if c.trace != nil {
+			c.traceOutcome(cand, reason, variantID, nil)
+		}
+		return
+	}
+}
+
+// classify applies the checks in the contract's order and returns the skip
+// reason, or "" when the candidate was published (and encoded).
+func (c *checker) classify(cand *candidate, res *Result) (reason, variantID string) {
 	if cand.Unknown {
 		res.Skipped.UnknownUser++
-		return
+		return "unknown_user", ""
 	}
 	if cand.Previous {
 		res.Skipped.PreviouslyReceived++
-		return
+		return "previously_received", ""
 	}
-	variantID := ""
 	if c.p.split != nil {
 		v := c.p.split.Of(cand.Bucket)
 		if v != nil && v.Control {
 			res.Skipped.ControlGroup++
-			return
+			return "control_group", v.ID
 		}
 		if v != nil {
 			variantID = v.ID
@@ -177,15 +195,15 @@ func (c *checker) check(cand *candidate, cur *Batch, res *Result) {
 	switch st {
 	case contact.Missing:
 		res.Skipped.NoContact++
-		return
+		return "no_contact", variantID
 	case contact.Invalid:
 		res.Skipped.InvalidContact++
-		return
+		return "invalid_contact", variantID
 	}
 	sum := c.enc.Key(key)
 	if !c.seen.Add(message.Fingerprint(sum)) {
 		res.Skipped.DuplicateDestination++
-		return
+		return "duplicate_destination", variantID
 	}
 	k := c.published
 	c.published++
@@ -193,13 +211,18 @@ func (c *checker) check(cand *candidate, cur *Batch, res *Result) {
 	if variantID != "" {
 		res.Variants[variantID]++
 	}
-	if !c.p.publish || c.alreadyPublished(cand) {
-		return
+	var msg []byte
+	if c.p.publish && !c.alreadyPublished(cand) {
+		start := len(c.cur.Data)
+		c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, c.sendAt(k), &cand.Recipient, dest)
+		msg = c.cur.Data[start:]
+		c.cur.Messages = append(c.cur.Messages, Message{Body: msg})
+		c.cur.Data = append(c.cur.Data, '\n')
 	}
-	start := len(cur.Data)
-	cur.Data = c.enc.Append(cur.Data, sum, variantID, c.sendAt(k), &cand.Recipient, dest)
-	cur.Messages = append(cur.Messages, Message{Body: cur.Data[start:]})
-	cur.Data = append(cur.Data, '\n')
+	if c.trace != nil {
+		c.traceOutcome(cand, "published", variantID, msg)
+	}
+	return "", variantID
 }
 
 // destination returns the published destination and its de-duplication key.

@@ -73,6 +73,21 @@ type Config struct {
 	Now func() time.Time
 	// Progress, when set, is called after every sink batch.
 	Progress func(Progress)
+	// Trace, when set, is told the outcome of every candidate (operator
+	// tools: segpub why). It runs on the engine's hot path: keep it cheap.
+	Trace func(Outcome)
+}
+
+// Outcome is what happened to one candidate.
+type Outcome struct {
+	UserID, ExternalUserID, DeviceID string
+	// Reason is a skip reason (the Skipped field's JSON name), or
+	// "published".
+	Reason    string
+	VariantID string
+	// Message is the channel message, for a published candidate of a
+	// publish run; it is only valid during the call.
+	Message []byte
 }
 
 // Progress is a running run's counts so far.

@@ -238,6 +238,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	})
 	ch := newChecker(p, r.cfg.BatchSize)
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
+	ch.trace = r.cfg.Trace
 	res.Candidates += p.unknown
 	res.Skipped.UnknownUser += p.unknown
 	g.Go(func() error {
@@ -275,4 +276,18 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped", res.Candidates, res.Published, res.Skipped.Total())
 	}
 	return nil
+}
+
+// AudienceQuery returns what a run of the job would stream: its compiled
+// query (nil for CSV audiences) and the spec it was compiled from, after
+// the same validation a run does. Nothing is published.
+func (r *Runner) AudienceQuery(ctx context.Context, j *job.Job) (*audience.Query, audience.Spec, error) {
+	p, err := r.prepare(ctx, j)
+	if err != nil {
+		return nil, audience.Spec{}, err
+	}
+	if p.query == nil {
+		return nil, p.spec, nil
+	}
+	return p.query, p.spec, nil
 }

@@ -264,6 +264,7 @@ func (r *Runner) emitDeviceChunk(ctx context.Context, p *plan, chunk [][]string,
 		cands, ok := byExt[rec[cp.userCol]]
 		if !ok {
 			b.rows = append(b.rows, candidate{Unknown: true, Start: true, Row: row})
+			b.rows[len(b.rows)-1].ExternalUserID = b.copy([]byte(rec[cp.userCol]))
 			continue
 		}
 		for k, c := range cands {

@@ -1,0 +1,280 @@
+// Package inspect is segpub's operator tools: explain (what a job would do,
+// and how PostgreSQL would run it), why (what happens to one user in a job)
+// and diff (two channel outputs compared by destination, for running the old
+// publisher and segpub side by side).
+package inspect
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/audience"
+	"github.com/segpub/segpub/internal/indexes"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/schema"
+)
+
+// Explanation is what `segpub explain` reports.
+type Explanation struct {
+	Result *publish.Result `json:"result"`
+	// Sample holds the first channel messages the job would publish.
+	Sample []json.RawMessage `json:"sample"`
+	// SQL is the audience query; Params its parameters, in order.
+	SQL    string   `json:"sql,omitempty"`
+	Params []any    `json:"params,omitempty"`
+	Plan   []string `json:"plan,omitempty"`
+	// Warnings name missing indexes and other things an operator should
+	// fix.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// sampler keeps the first n messages and drops the rest: explain encodes
+// every message, as a run would, and publishes none.
+type sampler struct {
+	n   int
+	out []json.RawMessage
+}
+
+func (s *sampler) Publish(_ context.Context, b *publish.Batch) error {
+	for _, m := range b.Messages {
+		if len(s.out) >= s.n {
+			return nil
+		}
+		s.out = append(s.out, append(json.RawMessage(nil), m.Body...))
+	}
+	return nil
+}
+
+// Explain runs the job without publishing: counts, a sample of messages,
+// the SQL with its parameters and PostgreSQL's plan for it.
+func Explain(ctx context.Context, pool *pgxpool.Pool, j *job.Job, sample int) (*Explanation, error) {
+	runner, err := publish.New(publish.Config{Pool: pool})
+	if err != nil {
+		return nil, err
+	}
+	ex := &Explanation{}
+	q, _, err := runner.AudienceQuery(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	if q != nil {
+		ex.SQL, ex.Params = q.SQL, q.Args
+		rows, err := pool.Query(ctx, "EXPLAIN "+q.SQL, q.Args...)
+		if err != nil {
+			return nil, fmt.Errorf("explain audience query: %w", err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				return nil, err
+			}
+			ex.Plan = append(ex.Plan, line)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("explain audience query: %w", err)
+		}
+	}
+	tables, _ := schema.For(j.ProjectID)
+	if ex.Warnings, err = missingIndexes(ctx, pool, tables); err != nil {
+		return nil, err
+	}
+	run := *j
+	run.Action = job.ActionPublish
+	if run.Campaign.Message == nil {
+		run.Campaign.Message = json.RawMessage(`{}`)
+	}
+	s := &sampler{n: sample}
+	if ex.Result, err = runner.Run(ctx, &run, s); err != nil {
+		return ex, err
+	}
+	ex.Result.Action = j.Action
+	ex.Sample = s.out
+	return ex, nil
+}
+
+// missingIndexes warns about each index of `segpub migrate indexes` that the
+// project lacks.
+func missingIndexes(ctx context.Context, pool *pgxpool.Pool, t schema.Tables) ([]string, error) {
+	var out []string
+	for _, ix := range indexes.For(t) {
+		var ok bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND relkind = 'i')`, ix.Name).Scan(&ok); err != nil {
+			return nil, fmt.Errorf("look up index %s: %w", ix.Name, err)
+		}
+		if !ok {
+			out = append(out, fmt.Sprintf("missing index %s on %s (segpub migrate indexes --project %s): it %s", ix.Name, schema.Unquoted(ix.Table), t.Project, ix.Why))
+		}
+	}
+	return out, nil
+}
+
+// ConditionResult is one condition evaluated for one user (and device).
+type ConditionResult struct {
+	Path     string `json:"path"`
+	Kind     string `json:"kind"`
+	Meaning  string `json:"condition"`
+	DeviceID string `json:"device_id,omitempty"`
+	// Value is the user's actual value, as text (null when missing).
+	Value *string `json:"value"`
+	Holds bool    `json:"holds"`
+}
+
+// Answer is what `segpub why` reports for one user.
+type Answer struct {
+	ExternalUserID string `json:"external_user_id"`
+	UserID         string `json:"notifly_user_id,omitempty"`
+	Found          bool   `json:"found"`
+	// Conditions lists every condition on every (user, device) pair:
+	// device conditions once per device.
+	Conditions []ConditionResult `json:"conditions,omitempty"`
+	// Outcomes are the user's candidates in the run: a skip reason, or
+	// published with the message.
+	Outcomes []Outcome `json:"outcomes"`
+}
+
+// Outcome is what happened to one of the user's candidates.
+type Outcome struct {
+	DeviceID  string          `json:"device_id,omitempty"`
+	Reason    string          `json:"reason"`
+	VariantID string          `json:"variant_id,omitempty"`
+	Message   json.RawMessage `json:"message,omitempty"`
+}
+
+// Why evaluates a job for one user: each condition with the user's value,
+// and the outcome of the user's candidates in a full run of the job (a full
+// run, because whether a destination is a duplicate depends on everyone
+// else). Nothing is published.
+func Why(ctx context.Context, pool *pgxpool.Pool, j *job.Job, externalID string) (*Answer, error) {
+	ans := &Answer{ExternalUserID: externalID, Outcomes: []Outcome{}}
+	probe, err := publish.New(publish.Config{Pool: pool})
+	if err != nil {
+		return nil, err
+	}
+	_, spec, err := probe.AudienceQuery(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	if j.Campaign.Audience.Type != job.AudienceCSV {
+		if err := evaluate(ctx, pool, spec, externalID, ans); err != nil {
+			return nil, err
+		}
+	}
+	runner, err := publish.New(publish.Config{Pool: pool, Trace: func(o publish.Outcome) {
+		if o.ExternalUserID != externalID {
+			return
+		}
+		ans.Outcomes = append(ans.Outcomes, Outcome{DeviceID: o.DeviceID, Reason: o.Reason, VariantID: o.VariantID,
+			Message: append(json.RawMessage(nil), o.Message...)})
+	}})
+	if err != nil {
+		return nil, err
+	}
+	run := *j
+	run.Action = job.ActionPublish
+	if run.Campaign.Message == nil {
+		run.Campaign.Message = json.RawMessage(`{}`)
+	}
+	if _, err := runner.Run(ctx, &run, &sampler{}); err != nil {
+		return nil, err
+	}
+	if len(ans.Outcomes) == 0 && ans.Found {
+		ans.Outcomes = append(ans.Outcomes, Outcome{Reason: "not in the audience (no group holds)"})
+	}
+	if !ans.Found && len(ans.Outcomes) == 0 {
+		reason := "no user has this external_user_id"
+		if j.Campaign.Audience.Type == job.AudienceUserIDs && slices.Contains(j.Campaign.Audience.UserIDs, externalID) {
+			// Listed, but not in the database: the run counts it so.
+			reason = "unknown_user"
+		}
+		ans.Outcomes = append(ans.Outcomes, Outcome{Reason: reason})
+	}
+	return ans, nil
+}
+
+func evaluate(ctx context.Context, pool *pgxpool.Pool, spec audience.Spec, externalID string, ans *Answer) error {
+	q, refs, err := audience.ExplainUser(spec, externalID)
+	if err != nil {
+		return err
+	}
+	rows, err := pool.Query(ctx, q.SQL, q.Args...)
+	if err != nil {
+		return fmt.Errorf("evaluate conditions: %w", err)
+	}
+	defer rows.Close()
+	seenUserLevel := map[int]bool{}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return err
+		}
+		ans.Found = true
+		ans.UserID, _ = vals[0].(string)
+		device, _ := vals[1].(string)
+		for i, ref := range refs {
+			c := ref.Condition
+			if c.Kind != job.KindDevice && seenUserLevel[i] {
+				continue // user-level conditions: once, not per device
+			}
+			seenUserLevel[i] = true
+			r := ConditionResult{Path: c.Path, Kind: string(c.Kind), Meaning: describe(c)}
+			if v, ok := vals[3+2*i].(string); ok {
+				r.Value = &v
+			}
+			r.Holds, _ = vals[4+2*i].(bool)
+			if c.Kind == job.KindDevice {
+				r.DeviceID = device
+			}
+			ans.Conditions = append(ans.Conditions, r)
+		}
+	}
+	return rows.Err()
+}
+
+// describe renders a condition the way an operator wrote it.
+func describe(c job.Condition) string {
+	v := valueText(c.Value)
+	switch c.Kind {
+	case job.KindUser, job.KindDevice:
+		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", c.Kind, c.Attribute, c.Operator, v))
+	case job.KindEvent:
+		w := "all time"
+		if c.WithinDays > 0 {
+			w = fmt.Sprintf("last %d days", c.WithinDays)
+		}
+		return fmt.Sprintf("event %s (%s) %s %s", c.Event, w, c.Operator, v)
+	case job.KindDelivery:
+		w := "any time"
+		if c.WithinDays > 0 {
+			w = fmt.Sprintf("last %d days", c.WithinDays)
+		}
+		return fmt.Sprintf("delivery of %s (%s) received=%v", c.CampaignID, w, c.Received)
+	}
+	return string(c.Kind)
+}
+
+func valueText(v job.Value) string {
+	switch v.Type {
+	case job.ValueString:
+		b, _ := json.Marshal(v.Str)
+		return string(b)
+	case job.ValueNumber:
+		return v.Str
+	case job.ValueBool:
+		return fmt.Sprint(v.Bool)
+	case job.ValueTemplate:
+		return "{template " + v.Str + "}"
+	case job.ValueArray:
+		parts := make([]string, len(v.Items))
+		for i, it := range v.Items {
+			parts[i] = valueText(it)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return ""
+}

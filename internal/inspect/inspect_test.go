@@ -1,0 +1,138 @@
+package inspect
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/schema"
+)
+
+// fixture has a user for every skip reason, one published, one outside the
+// audience, and one listed id with no user.
+func fixture(t *testing.T) (schema.Tables, *job.Job) {
+	t.Helper()
+	tb := dbtest.Project(t)
+	dbtest.Exec(t, `INSERT INTO `+tb.Variants+` VALUES ('va', 'x', 'c', 'A', 1), ('vc', 'x', 'c', 'control', 1)`)
+	users := []struct {
+		id, ext string
+		email   any
+		bucket  int
+		tier    string
+	}{
+		{"u1", "pub", "a@x.com", 0, "gold"},
+		{"u2", "dup", " A@x.com", 1, "gold"},
+		{"u3", "ctl", "c@x.com", 6000, "gold"},
+		{"u4", "none", nil, 2, "gold"},
+		{"u5", "bad", "bad", 3, "gold"},
+		{"u6", "prev", "p@x.com", 4, "gold"},
+		{"u7", "out", "o@x.com", 5, "silver"},
+	}
+	for _, u := range users {
+		dbtest.Exec(t, `INSERT INTO `+tb.User+` (notifly_user_id, external_user_id, email, user_properties, random_bucket_number) VALUES ($1, $2, $3, $4::jsonb, $5)`,
+			u.id, u.ext, u.email, fmt.Sprintf(`{"tier":%q}`, u.tier), u.bucket)
+	}
+	dbtest.Exec(t, `INSERT INTO `+tb.DeliveryResult+` (campaign_id, notifly_user_id, channel, status) VALUES ('c', 'u6', 'email', 'sent')`)
+	j, err := job.Parse(fmt.Appendf(nil, `{"version":1,"action":"calculate-size","request_id":"r","project_id":%q,"scheduled_at":"2026-11-24T18:00:00+09:00",
+"campaign":{"id":"c","channel":"email","experiment_id":"x","exclude_previous_recipients":true,"message":{"s":"hi"},
+"audience":{"type":"user_ids","user_ids":["pub","dup","ctl","none","bad","prev","out","ghost"],
+"groups":[{"conditions":[{"kind":"user","attribute":"tier","operator":"=","value":"gold"}]}]}}}`, tb.Project))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb, j
+}
+
+func TestWhyEveryReason(t *testing.T) {
+	t.Parallel()
+	_, j := fixture(t)
+	pool := dbtest.Pool(t)
+	want := map[string]string{
+		"pub": "published", "dup": "duplicate_destination", "ctl": "control_group", "none": "no_contact",
+		"bad": "invalid_contact", "prev": "previously_received", "ghost": "unknown_user", "out": "not in the audience (no group holds)",
+	}
+	for ext, reason := range want {
+		ans, err := Why(context.Background(), pool, j, ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ans.Outcomes) != 1 || ans.Outcomes[0].Reason != reason {
+			t.Errorf("%s: outcomes %+v, want %s", ext, ans.Outcomes, reason)
+			continue
+		}
+		if ext == "pub" {
+			var m map[string]any
+			if err := json.Unmarshal(ans.Outcomes[0].Message, &m); err != nil || m["variant_id"] != "va" {
+				t.Errorf("pub: message %s", ans.Outcomes[0].Message)
+			}
+		}
+		if ext == "out" {
+			c := ans.Conditions[0]
+			if c.Holds || c.Value == nil || *c.Value != `"silver"` || c.Path != "campaign.audience.groups[0].conditions[0]" {
+				t.Errorf("out: condition %+v", c)
+			}
+		}
+	}
+}
+
+func TestExplain(t *testing.T) {
+	t.Parallel()
+	tb, j := fixture(t)
+	ex, err := Explain(context.Background(), dbtest.Pool(t), j, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ex.Result
+	if r.Candidates != 7 || r.Published != 1 || r.Skipped.UnknownUser != 1 || r.Skipped.ControlGroup != 1 || r.Action != job.ActionCalculateSize {
+		t.Fatalf("result %+v", r)
+	}
+	if len(ex.Sample) != 1 || !strings.Contains(string(ex.Sample[0]), `"email":"a@x.com"`) {
+		t.Fatalf("sample %s", ex.Sample)
+	}
+	if strings.Contains(ex.SQL, "gold") || !strings.Contains(fmt.Sprint(ex.Params), "gold") || len(ex.Plan) == 0 {
+		t.Fatalf("SQL should carry values only as parameters:\n%s\n%v", ex.SQL, ex.Params)
+	}
+	if len(ex.Warnings) != 3 || !strings.Contains(ex.Warnings[0], "sp_uid_"+tb.Project) {
+		t.Fatalf("warnings %v", ex.Warnings)
+	}
+}
+
+func writeLines(t *testing.T, lines ...string) string {
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("f%d.ndjson", time.Now().UnixNano()))
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDiff(t *testing.T) {
+	t.Parallel()
+	msg := func(key, email, title string) string {
+		return fmt.Sprintf(`{"idempotency_key":%q,"recipient":{"email":%q},"message":{"title":%q}}`, key, email, title)
+	}
+	a := writeLines(t, msg("k1", "a@x.com", "hi"), msg("k2", "b@x.com", "hi"), msg("k3", "c@x.com", "hi"), msg("k4", "d@x.com", "hi"))
+	// The old publisher: raw case and spaces, another key scheme, one
+	// message different, one missing, one extra, one person twice.
+	b := writeLines(t, msg("o1", " A@X.com", "hi"), msg("o2", "b@x.com", "hello"), msg("o4", "d@x.com", "hi"),
+		msg("o5", "e@x.com", "hi"), msg("o6", "d@x.com", "hi"))
+	r, err := Diff(a, b, []string{"idempotency_key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a@x.com matches by destination but is published raw by B.
+	if r.Same != 1 || strings.Join(r.OnlyInA, ",") != "email:c@x.com" || strings.Join(r.OnlyInB, ",") != "email:e@x.com" ||
+		len(r.Different) != 2 || r.Different[0].Fields[0] != "recipient.email" || r.Different[1].Fields[0] != "message.title" ||
+		strings.Join(r.RepeatedB, ",") != "email:d@x.com" {
+		t.Fatalf("report %+v", r)
+	}
+	if _, err := Diff(a, writeLines(t, `{"recipient":{}}`), nil); err == nil || !strings.Contains(err.Error(), ":1: recipient has no email") {
+		t.Fatalf("bad file: %v", err)
+	}
+}
