@@ -37,6 +37,8 @@ type Config struct {
 	Runs   int
 	OutDir string
 	Logger *slog.Logger
+	// Step, when set, is called after each measurement.
+	Step func()
 }
 
 // Measurement is one timed step.
@@ -110,6 +112,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		log.Info("copy baseline", "run", i+1, "seconds", sec)
+		if cfg.Step != nil {
+			cfg.Step()
+		}
 		if copyBest == 0 || sec < copyBest {
 			copyBest = sec
 		}
@@ -127,6 +132,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return nil, fmt.Errorf("%s: %w", s.name, err)
 			}
 			log.Info("measured", "step", s.name, "run", i+1, "seconds", m.Seconds, "peak_rss_mib", m.PeakRSSMB)
+			if cfg.Step != nil {
+				cfg.Step()
+			}
 			if best.Seconds == 0 || m.Seconds < best.Seconds {
 				best = m
 			}

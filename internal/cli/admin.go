@@ -15,6 +15,7 @@ import (
 	"github.com/segpub/segpub/internal/demo"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/localpg"
+	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
 )
@@ -41,7 +42,9 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 		return fail(env, "migrate", err)
 	}
 	defer pool.Close()
-	out, err := indexes.Create(ctx, pool, tables, c.logger(env))
+	bar := progress.New(progress.Config{Label: "indexes", Total: int64(len(indexes.For(tables))), Out: env.Stderr})
+	out, err := indexes.Create(ctx, pool, tables, c.logger(env), func() { bar.Add(1) })
+	bar.Done()
 	printJSON(env.Stdout, map[string]any{"project_id": *project, "indexes": out})
 	if err != nil {
 		return fail(env, "migrate", err)
@@ -112,8 +115,10 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		return fail(env, "bench", err)
 	}
 	defer pool.Close()
+	bar := progress.New(progress.Config{Label: "measurements", Total: int64(*runs) * 3, Out: env.Stderr})
 	rep, err := bench.Run(ctx, bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, ProjectID: *project,
-		Users: *users, Runs: *runs, OutDir: *out, Logger: c.logger(env)})
+		Users: *users, Runs: *runs, OutDir: *out, Logger: c.logger(env), Step: func() { bar.Add(1) }})
+	bar.Done()
 	if err != nil {
 		return fail(env, "bench", err)
 	}
@@ -136,6 +141,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	c.register(fs, env)
 	users := fs.Int("users", 100_000, "users to seed")
 	dataDir := fs.String("data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
+	asJSON := fs.Bool("json", false, "print the runs as JSON instead of a table")
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
 	}
@@ -156,7 +162,11 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 		}
 	}
 	defer pool.Close()
-	if err := demo.Run(ctx, demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.Stdout}); err != nil {
+	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.Stdout}
+	if *asJSON {
+		cfg.Out, cfg.JSON = env.Stderr, env.Stdout
+	}
+	if err := demo.Run(ctx, cfg); err != nil {
 		return fail(env, "demo", err)
 	}
 	return ExitOK

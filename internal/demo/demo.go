@@ -43,6 +43,9 @@ type Config struct {
 	Logger    *slog.Logger
 	// Out receives the progress bar and the summary.
 	Out io.Writer
+	// JSON, when set, receives the runs as one JSON array (Out then
+	// gets only the progress and the table).
+	JSON io.Writer
 }
 
 type campaign struct {
@@ -163,6 +166,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if info, err = conn.JS.Stream(ctx, "DEMO_CHANNELS"); err != nil {
 		return err
+	}
+	if cfg.JSON != nil {
+		list := make([]*ledger.Run, 0, len(ids))
+		for _, id := range ids {
+			list = append(list, runs[id])
+		}
+		b, _ := json.Marshal(list)
+		fmt.Fprintf(cfg.JSON, "%s\n", b)
 	}
 	return summary(out, ids, names, runs, int64(info.CachedInfo().State.Msgs)-before)
 }

@@ -59,9 +59,19 @@ type Outcome struct {
 // Create creates each missing index with CREATE INDEX CONCURRENTLY. An index
 // left invalid by an interrupted concurrent build is dropped and rebuilt.
 // Running it again changes nothing.
-func Create(ctx context.Context, pool *pgxpool.Pool, t schema.Tables, log *slog.Logger) ([]Outcome, error) {
+// done, when set, is called after each index.
+func Create(ctx context.Context, pool *pgxpool.Pool, t schema.Tables, log *slog.Logger, done ...func()) ([]Outcome, error) {
 	var out []Outcome
-	for _, ix := range For(t) {
+	step := func() {
+		for _, d := range done {
+			d()
+		}
+	}
+	defer step() // the last index
+	for i, ix := range For(t) {
+		if i > 0 {
+			step()
+		}
 		var valid *bool
 		err := pool.QueryRow(ctx, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE c.relname = $1 AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())`, ix.Name).Scan(&valid)

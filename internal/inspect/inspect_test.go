@@ -12,7 +12,9 @@ import (
 
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/schema"
+	"github.com/segpub/segpub/internal/seed"
 )
 
 // fixture has a user for every skip reason, one published, one outside the
@@ -135,4 +137,57 @@ func TestDiff(t *testing.T) {
 	if _, err := Diff(a, writeLines(t, `{"recipient":{}}`), nil); err == nil || !strings.Contains(err.Error(), ":1: recipient has no email") {
 		t.Fatalf("bad file: %v", err)
 	}
+}
+
+// On seeded data, explain counts what publish publishes, and why reports,
+// for a published user, exactly the message publish writes for them.
+func TestOnSeededData(t *testing.T) {
+	t.Parallel()
+	pool := dbtest.Pool(t)
+	tables, _ := schema.For(dbtest.NewProjectID())
+	t.Cleanup(func() {
+		for _, s := range tables.DropStatements() {
+			_, _ = pool.Exec(context.Background(), s)
+		}
+	})
+	if _, err := seed.Run(context.Background(), pool, seed.Config{ProjectID: tables.Project, Users: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := job.Parse(fmt.Appendf(nil, `{"version":1,"action":"publish","request_id":"r","project_id":%q,"scheduled_at":"2026-11-24T18:00:00+09:00",
+"campaign":{"id":"cmp_ab","channel":"email","experiment_id":"exp_ab","message":{"s":"hi"},"audience":{"type":"all"}}}`, tables.Project))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, _ := publish.New(publish.Config{Pool: pool})
+	all := &sampler{n: 1 << 30}
+	res, err := runner.Run(context.Background(), j, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := Explain(context.Background(), pool, j, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Result.Published != res.Published || ex.Result.Skipped != res.Skipped || len(ex.Sample) != 2 {
+		t.Fatalf("explain %+v, publish %+v", ex.Result, res)
+	}
+	var m struct {
+		Recipient struct {
+			ExternalUserID string `json:"external_user_id"`
+		} `json:"recipient"`
+	}
+	for _, msg := range all.out[:20] {
+		if json.Unmarshal(msg, &m) != nil || m.Recipient.ExternalUserID == "" {
+			continue
+		}
+		ans, err := Why(context.Background(), pool, j, m.Recipient.ExternalUserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ans.Outcomes) != 1 || ans.Outcomes[0].Reason != "published" || string(ans.Outcomes[0].Message) != string(msg) {
+			t.Fatalf("why %s: %+v\nwant message %s", m.Recipient.ExternalUserID, ans.Outcomes, msg)
+		}
+		return
+	}
+	t.Fatal("no published message with an external id in the first 20")
 }
