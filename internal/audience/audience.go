@@ -76,6 +76,8 @@ type Spec struct {
 	// After and Before bound the users streamed, exclusively, in byte order
 	// of notifly_user_id: resuming a run, or one partition of it.
 	After, Before string
+	// From bounds them inclusively from below: a partition's first key.
+	From string
 }
 
 // Query is a compiled statement and its parameters.
@@ -153,6 +155,9 @@ func (b *builder) compile() (*Query, error) {
 	}
 	if s.After != "" {
 		conds = append(conds, `u.notifly_user_id COLLATE "C" > `+b.arg(s.After))
+	}
+	if s.From != "" {
+		conds = append(conds, `u.notifly_user_id COLLATE "C" >= `+b.arg(s.From))
 	}
 	if s.Before != "" {
 		conds = append(conds, `u.notifly_user_id COLLATE "C" < `+b.arg(s.Before))

@@ -41,6 +41,7 @@ type settings struct {
 	lease         time.Duration
 	grace         time.Duration
 	jsonLogs      bool
+	partitionRows int
 }
 
 func envInt(env *Env, name string, def int) int {
@@ -78,6 +79,7 @@ func (s *settings) register(fs *flag.FlagSet, env *Env) {
 	fs.IntVar(&s.maxAttempts, "max-attempts", envInt(env, "SEGPUB_MAX_ATTEMPTS", 5), "runs of a failing job before it is dead-lettered ($SEGPUB_MAX_ATTEMPTS)")
 	fs.DurationVar(&s.lease, "lease", envDuration(env, "SEGPUB_LEASE", 60*time.Second), "how long a run is held without a heartbeat ($SEGPUB_LEASE)")
 	fs.DurationVar(&s.grace, "shutdown-grace", envDuration(env, "SEGPUB_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back ($SEGPUB_SHUTDOWN_GRACE)")
+	fs.IntVar(&s.partitionRows, "partition-rows", envInt(env, "SEGPUB_PARTITION_ROWS", 2_000_000), "split publish jobs over this many users into ranges every worker shares; 0: never ($SEGPUB_PARTITION_ROWS)")
 	fs.BoolVar(&s.jsonLogs, "json-logs", env.Getenv("SEGPUB_LOG_FORMAT") == "json", "JSON logs ($SEGPUB_LOG_FORMAT=json)")
 }
 
@@ -238,7 +240,8 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	}
 	m := metrics.New()
 	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: dead, Store: store, Ledger: led, Runner: runner,
-		Sink: m.Sink(sink), Logger: log, Observer: m, Events: ev, Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease})
+		Sink: m.Sink(sink), Logger: log, Observer: m, Events: ev, Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease,
+		PartitionRows: s.partitionRows})
 	return w, m, err
 }
 

@@ -20,11 +20,15 @@ import (
 type Status string
 
 const (
-	Running   Status = "running"
-	Retrying  Status = "retrying"
-	Completed Status = "completed"
-	Rejected  Status = "rejected"
-	Failed    Status = "failed"
+	Running  Status = "running"
+	Retrying Status = "retrying"
+	// Scanning and Publishing are a partitioned run's phases: its
+	// partitions run as runs of their own.
+	Scanning   Status = "scanning"
+	Publishing Status = "publishing"
+	Completed  Status = "completed"
+	Rejected   Status = "rejected"
+	Failed     Status = "failed"
 )
 
 // Final reports whether a run in this state never runs again.
@@ -50,7 +54,17 @@ const Schema = `CREATE TABLE IF NOT EXISTS segpub_runs (
   created_at     timestamptz NOT NULL DEFAULT now(),
   updated_at     timestamptz NOT NULL DEFAULT now(),
   finished_at    timestamptz
-)`
+);
+ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS parent text;
+ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job jsonb;
+ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS plan jsonb;
+CREATE INDEX IF NOT EXISTS segpub_runs_parent ON segpub_runs (parent) WHERE parent IS NOT NULL;
+CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
+  request_id text NOT NULL,
+  part       int  NOT NULL,
+  fp         bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segpub_partition_destinations_fp ON segpub_partition_destinations (request_id, fp, part)`
 
 // Ledger reads and writes runs.
 type Ledger struct {
@@ -130,6 +144,8 @@ type Start struct {
 	// started before keeps its own, so a resumed run renders templates
 	// and send_at the same way.
 	Reference time.Time
+	// Parent is the partitioned run a partition's run belongs to.
+	Parent string
 }
 
 // Claim takes the lease of a run for owner, creating the run on its first
@@ -137,14 +153,14 @@ type Start struct {
 // lease has not expired.
 func (l *Ledger) Claim(ctx context.Context, s Start, owner string, lease time.Duration) (*Claim, error) {
 	r, err := scan(l.pool.QueryRow(ctx, `INSERT INTO segpub_runs AS r
-  (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time)
-VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7)
+  (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time, parent)
+VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7, nullif($8, ''))
 ON CONFLICT (request_id) DO UPDATE SET
   status = 'running', attempts = r.attempts + 1, owner = EXCLUDED.owner,
   lease_until = EXCLUDED.lease_until, updated_at = now(), error = NULL
-WHERE r.status NOT IN ('completed', 'rejected', 'failed')
+WHERE r.status IN ('running', 'retrying')
   AND (r.lease_until IS NULL OR r.lease_until < now() OR r.owner = EXCLUDED.owner)
-RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference))
+RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference, s.Parent))
 	if err == nil {
 		return &Claim{Run: r, Granted: true}, nil
 	}
@@ -233,4 +249,181 @@ func (l *Ledger) LatestOf(ctx context.Context, campaignID string) (*Run, error) 
 		return nil, fmt.Errorf("latest run of %s: %w", campaignID, err)
 	}
 	return r, nil
+}
+
+// Partition is what a partitioned run records of its plan.
+type Partition struct {
+	// Bounds are the ranges' edges: range i is [Bounds[i], Bounds[i+1]),
+	// "" meaning unbounded.
+	Bounds []string `json:"bounds"`
+	// Unknown is the number of listed ids with no user, counted once.
+	Unknown int64 `json:"unknown"`
+}
+
+// Parts is the number of ranges.
+func (p Partition) Parts() int { return len(p.Bounds) - 1 }
+
+// Partitioned turns a claimed run into a partitioned one (status scanning,
+// its job and plan stored) and, in the same transaction, runs send (which
+// enqueues the scan phase). Only the run's owner can do it.
+func (l *Ledger) Partitioned(ctx context.Context, requestID, owner string, jobBody json.RawMessage, plan Partition, send func(context.Context) error) error {
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("partition run %s: %w", requestID, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	planBody, _ := json.Marshal(plan)
+	tag, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = 'scanning', job = $3, plan = $4, owner = NULL, lease_until = NULL, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, jobBody, planBody)
+	if err != nil {
+		return fmt.Errorf("partition run %s: %w", requestID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("partition run %s: %w", requestID, ErrLeaseLost)
+	}
+	if err := send(ctx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("partition run %s: %w", requestID, err)
+	}
+	return nil
+}
+
+// PartitionedJob returns a partitioned run's job, plan and reference time.
+func (l *Ledger) PartitionedJob(ctx context.Context, requestID string) (json.RawMessage, Partition, time.Time, Status, error) {
+	var body, planBody json.RawMessage
+	var ref time.Time
+	var st Status
+	var plan Partition
+	err := l.pool.QueryRow(ctx, `SELECT job, plan, reference_time, status FROM segpub_runs WHERE request_id = $1`, requestID).Scan(&body, &planBody, &ref, &st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, plan, ref, "", ErrNotFound
+	}
+	if err != nil {
+		return nil, plan, ref, "", fmt.Errorf("get partitioned run %s: %w", requestID, err)
+	}
+	if err := json.Unmarshal(planBody, &plan); err != nil {
+		return nil, plan, ref, "", fmt.Errorf("partitioned run %s has no plan: %w", requestID, err)
+	}
+	return body, plan, ref, st, nil
+}
+
+// RecordScan stores the destinations a partition's scan found, replacing
+// an earlier attempt's.
+func (l *Ledger) RecordScan(ctx context.Context, requestID string, part int, fps []uint64) error {
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `DELETE FROM segpub_partition_destinations WHERE request_id = $1 AND part = $2`, requestID, part); err != nil {
+		return fmt.Errorf("record scan of %s part %d: %w", requestID, part, err)
+	}
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"segpub_partition_destinations"}, []string{"request_id", "part", "fp"},
+		pgx.CopyFromSlice(len(fps), func(i int) ([]any, error) { return []any{requestID, part, int64(fps[i])}, nil }))
+	if err != nil {
+		return fmt.Errorf("record scan of %s part %d: %w", requestID, part, err)
+	}
+	return tx.Commit(ctx)
+}
+
+// Taken returns the destinations of a partition that earlier partitions
+// publish, and how many distinct destinations those earlier partitions
+// publish in all (the partition's first message number).
+func (l *Ledger) Taken(ctx context.Context, requestID string, part int) ([]uint64, int64, error) {
+	rows, err := l.pool.Query(ctx, `SELECT DISTINCT a.fp FROM segpub_partition_destinations a
+WHERE a.request_id = $1 AND a.part = $2 AND EXISTS (
+  SELECT 1 FROM segpub_partition_destinations b WHERE b.request_id = $1 AND b.fp = a.fp AND b.part < $2)`, requestID, part)
+	if err != nil {
+		return nil, 0, fmt.Errorf("taken destinations of %s part %d: %w", requestID, part, err)
+	}
+	taken, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (uint64, error) {
+		var v int64
+		err := r.Scan(&v)
+		return uint64(v), err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("taken destinations of %s part %d: %w", requestID, part, err)
+	}
+	var offset int64
+	if err := l.pool.QueryRow(ctx, `SELECT count(DISTINCT fp) FROM segpub_partition_destinations WHERE request_id = $1 AND part < $2`,
+		requestID, part).Scan(&offset); err != nil {
+		return nil, 0, fmt.Errorf("offset of %s part %d: %w", requestID, part, err)
+	}
+	return taken, offset, nil
+}
+
+// Advance moves a partitioned run from one phase to the next when all of
+// the current phase's partitions have completed, running send (the next
+// phase's enqueue) in the same transaction. It reports whether this call
+// advanced it: when several partitions finish at once, exactly one does.
+//
+// summarize, when set, builds the run's result from its completed
+// partitions' results, read under the same lock, so the result counts every
+// partition.
+func (l *Ledger) Advance(ctx context.Context, requestID string, from, to Status, parts int, childPrefix string,
+	summarize func([]json.RawMessage) (json.RawMessage, error), send func(context.Context) error) (bool, error) {
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// Lock the parent row first: concurrent last partitions serialize
+	// here, and the second sees the new status.
+	var st Status
+	if err := tx.QueryRow(ctx, `SELECT status FROM segpub_runs WHERE request_id = $1 FOR UPDATE`, requestID).Scan(&st); err != nil {
+		return false, fmt.Errorf("advance run %s: %w", requestID, err)
+	}
+	if st != from {
+		return false, nil
+	}
+	var done int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM segpub_runs WHERE parent = $1 AND request_id LIKE $2 AND status = 'completed'`,
+		requestID, childPrefix+"%").Scan(&done); err != nil {
+		return false, fmt.Errorf("advance run %s: %w", requestID, err)
+	}
+	if done < parts {
+		return false, nil
+	}
+	var result json.RawMessage
+	if summarize != nil {
+		rows, err := tx.Query(ctx, `SELECT result FROM segpub_runs WHERE parent = $1 AND request_id LIKE $2 AND status = 'completed' ORDER BY request_id`,
+			requestID, childPrefix+"%")
+		if err != nil {
+			return false, fmt.Errorf("advance run %s: %w", requestID, err)
+		}
+		results, err := pgx.CollectRows(rows, pgx.RowTo[json.RawMessage])
+		if err != nil {
+			return false, fmt.Errorf("advance run %s: %w", requestID, err)
+		}
+		if result, err = summarize(results); err != nil {
+			return false, err
+		}
+	}
+	finished := "NULL"
+	if to.Final() {
+		finished = "now()"
+	}
+	if _, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = $2, result = coalesce($3, result), updated_at = now(), finished_at = `+finished+`
+WHERE request_id = $1`, requestID, to, result); err != nil {
+		return false, fmt.Errorf("advance run %s: %w", requestID, err)
+	}
+	if send != nil {
+		if err := send(ctx); err != nil {
+			return false, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("advance run %s: %w", requestID, err)
+	}
+	return true, nil
+}
+
+// FailParent marks a partitioned run failed when one of its partitions
+// failed for good.
+func (l *Ledger) FailParent(ctx context.Context, requestID, reason string) error {
+	_, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'failed', error = $2, updated_at = now(), finished_at = now()
+WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, reason)
+	return err
 }

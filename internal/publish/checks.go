@@ -40,6 +40,10 @@ type checker struct {
 	trace       func(Outcome)
 	// cur is the sink batch being filled.
 	cur *Batch
+	// scan collects the fingerprints of published destinations instead of
+	// encoding messages (a partition's scan phase).
+	scan    bool
+	scanned []uint64
 }
 
 func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte) {
@@ -201,9 +205,13 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 		return "invalid_contact", variantID
 	}
 	sum := c.enc.Key(key)
-	if !c.seen.Add(message.Fingerprint(sum)) {
+	fp := message.Fingerprint(sum)
+	if !c.seen.Add(fp) {
 		res.Skipped.DuplicateDestination++
 		return "duplicate_destination", variantID
+	}
+	if c.scan {
+		c.scanned = append(c.scanned, fp)
 	}
 	k := c.published
 	c.published++

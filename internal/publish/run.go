@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"golang.org/x/sync/errgroup"
 
@@ -80,6 +84,7 @@ type plan struct {
 	unknown int64
 	csv     *csvPlan
 	publish bool
+	part    *Part
 }
 
 // Run runs a job: for action publish, it publishes every message to sink;
@@ -110,9 +115,31 @@ func (c Checkpoint) IsZero() bool { return c.After == "" && c.Rows == 0 }
 // not published. onAck, when set, is called with the new checkpoint after
 // every batch the sink acknowledged.
 func (r *Runner) Resume(ctx context.Context, j *job.Job, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
+	return r.RunPart(ctx, j, nil, sink, cp, onAck)
+}
+
+// Part is one partition of a partitioned run: a key range of
+// notifly_user_id, run in one of two phases. In the scan phase nothing is
+// published: the run reports the fingerprints of the destinations the range
+// would publish (each once) to Record. In the publish phase the run
+// publishes its range, treating Taken (destinations an earlier partition
+// publishes) as already published, and numbering its messages from Offset,
+// so de-duplication and throttle waves are those of one unpartitioned run.
+type Part struct {
+	// From (inclusive) and Before (exclusive) bound the range; empty is
+	// unbounded.
+	From, Before string
+	Scan         bool
+	Record       func(fps []uint64) error
+	Taken        []uint64
+	Offset       int64
+}
+
+// RunPart runs one partition (nil: the whole job) from a checkpoint.
+func (r *Runner) RunPart(ctx context.Context, j *job.Job, part *Part, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
 	start := time.Now()
 	res := &Result{RequestID: j.RequestID, Action: j.Action, Variants: map[string]int64{}}
-	p, err := r.prepare(ctx, j)
+	p, err := r.prepare(ctx, j, part)
 	if err != nil {
 		return r.finish(res, start, err)
 	}
@@ -145,12 +172,15 @@ func (r *Runner) finish(res *Result, start time.Time, err error) (*Result, error
 	return res, err
 }
 
-func (r *Runner) prepare(ctx context.Context, j *job.Job) (*plan, error) {
+func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, error) {
 	tables, err := schema.For(j.ProjectID)
 	if err != nil {
 		return nil, job.Rejectf("project_id", "%v", err)
 	}
-	p := &plan{job: j, tables: tables, reference: j.ScheduledAt, publish: j.Action == job.ActionPublish}
+	p := &plan{job: j, tables: tables, reference: j.ScheduledAt, publish: j.Action == job.ActionPublish, part: part}
+	if part != nil && part.Scan {
+		p.publish = false
+	}
 	if p.reference.IsZero() {
 		// Whole seconds: send_at values stay readable.
 		p.reference = r.cfg.Now().Truncate(time.Second)
@@ -187,6 +217,12 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job) (*plan, error) {
 		Render:          render.New(p.reference).Render,
 		WithProperties:  p.publish,
 	}
+	if part != nil {
+		if c.Audience.Type == job.AudienceCSV {
+			return nil, errors.New("csv audiences are not partitioned")
+		}
+		p.spec.From, p.spec.Before = part.From, part.Before
+	}
 	if c.Audience.Type == job.AudienceCSV {
 		if p.csv, err = r.prepareCSV(ctx, p); err != nil {
 			return nil, err
@@ -196,7 +232,8 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job) (*plan, error) {
 	if p.query, err = audience.Compile(p.spec); err != nil {
 		return nil, err
 	}
-	if c.Audience.Type == job.AudienceUserIDs {
+	// A partitioned run counts unknown ids once, in its plan.
+	if c.Audience.Type == job.AudienceUserIDs && part == nil {
 		if p.unknown, err = r.countUnknown(ctx, tables, c.Audience.UserIDs); err != nil {
 			return nil, err
 		}
@@ -239,6 +276,13 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	ch := newChecker(p, r.cfg.BatchSize)
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
 	ch.trace = r.cfg.Trace
+	if part := p.part; part != nil {
+		for _, fp := range part.Taken {
+			ch.seen.Add(fp)
+		}
+		ch.published = part.Offset
+		ch.scan = part.Scan
+	}
 	res.Candidates += p.unknown
 	res.Skipped.UnknownUser += p.unknown
 	g.Go(func() error {
@@ -271,6 +315,11 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	if p.part != nil && p.part.Scan && p.part.Record != nil {
+		if err := p.part.Record(ch.scanned); err != nil {
+			return fmt.Errorf("record scanned destinations: %w", err)
+		}
+	}
 	if got := res.Published + res.Skipped.Total(); got != res.Candidates {
 		// The contract's invariant; a violation is a bug, not bad data.
 		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped", res.Candidates, res.Published, res.Skipped.Total())
@@ -282,7 +331,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 // query (nil for CSV audiences) and the spec it was compiled from, after
 // the same validation a run does. Nothing is published.
 func (r *Runner) AudienceQuery(ctx context.Context, j *job.Job) (*audience.Query, audience.Spec, error) {
-	p, err := r.prepare(ctx, j)
+	p, err := r.prepare(ctx, j, nil)
 	if err != nil {
 		return nil, audience.Spec{}, err
 	}
@@ -290,4 +339,66 @@ func (r *Runner) AudienceQuery(ctx context.Context, j *job.Job) (*audience.Query
 		return nil, p.spec, nil
 	}
 	return p.query, p.spec, nil
+}
+
+// Bounds plans a partitioned run: it estimates the job's audience and, when
+// it is over rowsPerPart, returns the edges of ranges of notifly_user_id
+// holding about rowsPerPart users each, chosen from a sample of the data
+// (ids are not assumed to be evenly spread, or hex). The first and last
+// edges are "" (unbounded). nil means: run it whole. unknown is the number
+// of listed ids with no user, which the partitions do not count.
+func (r *Runner) Bounds(ctx context.Context, j *job.Job, rowsPerPart int) (bounds []string, unknown int64, err error) {
+	a := j.Campaign.Audience
+	if rowsPerPart <= 0 || a.Type == job.AudienceCSV {
+		return nil, 0, nil
+	}
+	t, err := schema.For(j.ProjectID)
+	if err != nil {
+		return nil, 0, job.Rejectf("project_id", "%v", err)
+	}
+	var est float64
+	var sample []string
+	if a.Type == job.AudienceUserIDs {
+		est = float64(len(a.UserIDs))
+	} else if err := r.cfg.Pool.QueryRow(ctx, `SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass($1)`, t.User).Scan(&est); err != nil {
+		return nil, 0, fmt.Errorf("estimate audience of %s: %w", j.RequestID, err)
+	}
+	k := int(math.Ceil(est / float64(rowsPerPart)))
+	if k < 2 {
+		return nil, 0, nil
+	}
+	k = min(k, 256)
+	var rows pgx.Rows
+	if a.Type == job.AudienceUserIDs {
+		rows, err = r.cfg.Pool.Query(ctx, `SELECT notifly_user_id FROM `+t.User+` WHERE external_user_id = ANY($1::text[])`, a.UserIDs)
+	} else {
+		pct := math.Min(100, math.Max(0.01, 100*float64(2000*k)/est))
+		rows, err = r.cfg.Pool.Query(ctx, `SELECT notifly_user_id FROM `+t.User+` TABLESAMPLE SYSTEM ($1::float8)`, pct)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
+	}
+	if sample, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
+	}
+	if len(sample) < 2*k {
+		return nil, 0, nil
+	}
+	slices.Sort(sample) // byte order, as the audience query streams
+	bounds = []string{""}
+	for i := 1; i < k; i++ {
+		if b := sample[i*len(sample)/k]; b > bounds[len(bounds)-1] {
+			bounds = append(bounds, b)
+		}
+	}
+	bounds = append(bounds, "")
+	if len(bounds) < 3 {
+		return nil, 0, nil
+	}
+	if a.Type == job.AudienceUserIDs {
+		if unknown, err = r.countUnknown(ctx, t, a.UserIDs); err != nil {
+			return nil, 0, err
+		}
+	}
+	return bounds, unknown, nil
 }

@@ -25,9 +25,11 @@ import (
 	"github.com/segpub/segpub/internal/queue"
 )
 
-// Runner runs one job from a checkpoint (publish.Runner).
+// Runner runs a job, or one partition of it, from a checkpoint, and plans
+// partitions (publish.Runner).
 type Runner interface {
-	Resume(ctx context.Context, j *job.Job, sink publish.Sink, cp publish.Checkpoint, onAck func(publish.Checkpoint) error) (*publish.Result, error)
+	RunPart(ctx context.Context, j *job.Job, part *publish.Part, sink publish.Sink, cp publish.Checkpoint, onAck func(publish.Checkpoint) error) (*publish.Result, error)
+	Bounds(ctx context.Context, j *job.Job, rowsPerPart int) ([]string, int64, error)
 }
 
 // Observer is told what the worker does; metrics implement it. Every method
@@ -69,6 +71,10 @@ type Config struct {
 	Backoff func(attempt int) time.Duration
 	// Owner names this worker in the ledger. Default: host:pid.
 	Owner string
+	// PartitionRows splits a publish job whose audience is estimated over
+	// this many users into ranges of about this many, run by every worker
+	// sharing the queue. 0: never split.
+	PartitionRows int
 }
 
 func (c *Config) validate() error {
@@ -202,7 +208,11 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	if e, ok := d.(enqueued); ok && w.cfg.Observer != nil && d.Attempt() == 1 {
 		w.cfg.Observer.QueueLag(start.Sub(e.EnqueuedAt()))
 	}
-	j, err := w.resolve(ctx, d.Body())
+	if ref, ok := isPart(d.Body()); ok {
+		w.handlePart(ctx, d, ref)
+		return
+	}
+	j, raw, err := w.resolve(ctx, d.Body())
 	if err != nil {
 		if job.IsRejection(err) {
 			w.reject(ctx, d, j, err)
@@ -237,6 +247,9 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	// run's "now".
 	j.ScheduledAt = claim.Run.Reference
 	w.emit(ctx, "started", j, d.Attempt(), nil, "")
+	if w.partition(ctx, d, j, raw, log) {
+		return
+	}
 	var cp publish.Checkpoint
 	if len(claim.Run.Checkpoint) > 0 {
 		if err := json.Unmarshal(claim.Run.Checkpoint, &cp); err != nil {
@@ -245,7 +258,7 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		}
 		log.Info("resuming run", "after", cp.After, "rows", cp.Rows, "published", cp.Published)
 	}
-	res, err := w.run(ctx, d, j, cp, log)
+	res, err := w.run(ctx, d, j, j.RequestID, nil, cp, log)
 	switch {
 	case err == nil:
 		body, _ := json.Marshal(res)
@@ -298,7 +311,9 @@ func (w *Worker) observe(outcome string, res *publish.Result, start time.Time) {
 // run runs the job while a heartbeat keeps the queue message and the
 // ledger lease alive. A panic in the engine is a failed attempt, not a dead
 // worker.
-func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, cp publish.Checkpoint, log *slog.Logger) (res *publish.Result, err error) {
+// runID names the ledger run the heartbeat and checkpoints belong to: the
+// job's request_id, or a partition's own id.
+func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID string, part *publish.Part, cp publish.Checkpoint, log *slog.Logger) (res *publish.Result, err error) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	progress := &progressCounts{}
@@ -318,7 +333,7 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, cp publi
 			}
 			c, p := progress.get()
 			w.emit(runCtx, "progress", j, d.Attempt(), &publish.Result{Candidates: c, Published: p}, "")
-			if err := w.cfg.Ledger.Renew(runCtx, j.RequestID, w.cfg.Owner, w.cfg.Lease, c, p); err != nil && runCtx.Err() == nil {
+			if err := w.cfg.Ledger.Renew(runCtx, runID, w.cfg.Owner, w.cfg.Lease, c, p); err != nil && runCtx.Err() == nil {
 				if errors.Is(err, ledger.ErrLeaseLost) {
 					cancel(err)
 					return
@@ -343,13 +358,13 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, cp publi
 		if err != nil {
 			return err
 		}
-		err = w.cfg.Ledger.Checkpoint(runCtx, j.RequestID, w.cfg.Owner, body, c.Published)
+		err = w.cfg.Ledger.Checkpoint(runCtx, runID, w.cfg.Owner, body, c.Published)
 		if errors.Is(err, ledger.ErrLeaseLost) {
 			cancel(err)
 		}
 		return err
 	}
-	res, err = w.cfg.Runner.Resume(runCtx, j, w.cfg.Sink, cp, onAck)
+	res, err = w.cfg.Runner.RunPart(runCtx, j, part, w.cfg.Sink, cp, onAck)
 	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, ledger.ErrLeaseLost) {
 		err = fmt.Errorf("run %s: %w", j.RequestID, cause)
 	}
@@ -357,26 +372,27 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, cp publi
 }
 
 // resolve parses a queue message, fetching a claim-checked job from the
-// message store.
-func (w *Worker) resolve(ctx context.Context, body []byte) (*job.Job, error) {
+// message store. It also returns the job's JSON.
+func (w *Worker) resolve(ctx context.Context, body []byte) (*job.Job, []byte, error) {
 	env, err := job.ParseEnvelope(body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if env.Job != nil {
-		return env.Job, nil
+		return env.Job, body, nil
 	}
 	if w.cfg.Store == nil {
-		return nil, job.Rejectf("message_id", "claim check %q, but no message store is configured", env.MessageID)
+		return nil, nil, job.Rejectf("message_id", "claim check %q, but no message store is configured", env.MessageID)
 	}
 	full, err := w.cfg.Store.Get(ctx, env.MessageID)
 	if errors.Is(err, msgstore.ErrNotFound) {
-		return nil, job.Rejectf("message_id", "no item %q in the message store", env.MessageID)
+		return nil, nil, job.Rejectf("message_id", "no item %q in the message store", env.MessageID)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get claim-checked job %s: %w", env.MessageID, err)
+		return nil, nil, fmt.Errorf("get claim-checked job %s: %w", env.MessageID, err)
 	}
-	return job.Parse(full)
+	j, err := job.Parse(full)
+	return j, full, err
 }
 
 // lenientStart reads what it can of a job that failed validation.
