@@ -204,7 +204,7 @@ type proc struct {
 	port int
 }
 
-func newRun(t *testing.T, w *world, name string) *run {
+func newRun(t *testing.T, w *world, name string, extraEnv ...string) *run {
 	_ = name
 	id := fmt.Sprintf("r%d", time.Now().UnixNano())
 	r := &run{t: t, w: w, id: id, requestID: "chaos-" + id, dupes: map[int]float64{}}
@@ -215,8 +215,9 @@ func newRun(t *testing.T, w *world, name string) *run {
 		"SEGPUB_DEAD_LETTER_URL="+nurl+"?stream=D_"+id+"&subject=d."+id+"&consumer=d",
 		"SEGPUB_CHANNEL_URL="+nurl+"?stream=C_"+id+"&subject=c."+id+".{channel}",
 		"SEGPUB_LEASE=4s", "SEGPUB_CONCURRENCY=1", "SEGPUB_SCHEDULER=off", "SEGPUB_SHUTDOWN_GRACE=2s",
-		"SEGPUB_MAX_ATTEMPTS=100",
+		"SEGPUB_MAX_ATTEMPTS=100", "SEGPUB_PARTITION_ROWS=0",
 	)
+	r.env = append(r.env, extraEnv...)
 	return r
 }
 
@@ -295,9 +296,19 @@ func (r *run) status() status {
 	return s
 }
 
-// ownerSlot finds the slot of the process holding the run, by pid.
+// ownerSlot finds the slot of a process holding the run or one of its
+// partitions, by pid.
 func (r *run) ownerSlot() int {
-	owner := r.status().Owner
+	pool, err := pgxpool.New(context.Background(), r.w.dbURL)
+	if err != nil {
+		return -1
+	}
+	defer pool.Close()
+	var owner string
+	if err := pool.QueryRow(context.Background(), `SELECT owner FROM segpub_runs WHERE (request_id = $1 OR parent = $1)
+AND status = 'running' AND owner IS NOT NULL ORDER BY random() LIMIT 1`, r.requestID).Scan(&owner); err != nil {
+		return -1
+	}
 	i := strings.LastIndex(owner, ":")
 	if i < 0 {
 		return -1
@@ -346,9 +357,9 @@ type result struct {
 
 // scenario runs a job through three workers while disrupt acts; it
 // returns the figures after the run completes.
-func scenario(t *testing.T, name string, disrupt func(r *run, done <-chan struct{}) int) result {
+func scenario(t *testing.T, name string, disrupt func(r *run, done <-chan struct{}) int, extraEnv ...string) result {
 	w := setup(t)
-	r := newRun(t, w, name)
+	r := newRun(t, w, name, extraEnv...)
 	jobPath := r.jobFile()
 	// The expected messages: an uninterrupted publish of the same job.
 	expDir := t.TempDir()
@@ -483,7 +494,21 @@ func report(t *testing.T, r result) {
 // killed worker is restarted.
 func TestKillWorkers(t *testing.T) {
 	kills := envInt("SEGPUB_CHAOS_KILLS", 20)
-	scenario(t, fmt.Sprintf("SIGKILL the running worker %d times", kills), func(r *run, done <-chan struct{}) int {
+	scenario(t, fmt.Sprintf("SIGKILL the running worker %d times", kills), killer(kills))
+}
+
+// The same with the job split into ranges that the three workers share.
+func TestKillWorkersPartitioned(t *testing.T) {
+	kills := envInt("SEGPUB_CHAOS_KILLS", 20)
+	rows := envInt("SEGPUB_CHAOS_USERS", 1_000_000) / 4
+	scenario(t, fmt.Sprintf("partitioned in 4, SIGKILL a running worker %d times", kills), killer(kills),
+		fmt.Sprintf("SEGPUB_PARTITION_ROWS=%d", rows))
+}
+
+// killer SIGKILLs a worker holding a part of the run, kills times, at
+// random moments, restarting each.
+func killer(kills int) func(r *run, done <-chan struct{}) int {
+	return func(r *run, done <-chan struct{}) int {
 		n := 0
 		for n < kills {
 			select {
@@ -504,7 +529,7 @@ func TestKillWorkers(t *testing.T) {
 			r.start(slot)
 		}
 		return n
-	})
+	}
 }
 
 // PostgreSQL restarts once in the middle of the run.
