@@ -74,12 +74,13 @@ func (o *awsOpener) Queue(ctx context.Context, raw string, visibility time.Durat
 	return sqsqueue.New(sqsqueue.Config{Client: client, URL: plain, Visibility: visibility})
 }
 
-func (o *awsOpener) Sink(ctx context.Context, pattern string) (publish.Sink, error) {
+func (o *awsOpener) Sink(ctx context.Context, pattern string, maxInFlight int) (publish.Sink, error) {
 	client, plain, err := o.sqsClient(ctx, pattern)
 	if err != nil {
 		return nil, err
 	}
-	return sqssink.New(sqssink.Config{Client: client, URLPattern: plain})
+	// SendMessageBatch carries up to 10 messages.
+	return sqssink.New(sqssink.Config{Client: client, URLPattern: plain, InFlight: (maxInFlight + 9) / 10})
 }
 
 func (o *awsOpener) Store(ctx context.Context, table string) (msgstore.Store, error) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/natsjs"
 )
 
 type cliRun struct {
@@ -65,6 +66,34 @@ func TestSizeAndPublish(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], `"email":"a@x.com"`) {
 		t.Fatalf("published file: %s", data)
+	}
+
+	// --out takes the service's channel URLs too: an embedded JetStream
+	// holds the message once the command has returned.
+	jsDir := t.TempDir()
+	r = run(t, jobText, "publish", "--job", "-", "--out", "embedded://"+jsDir+"?stream=OUT&subject=out.{channel}")
+	if r.code != ExitOK {
+		t.Fatalf("publish to embedded: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	nc := &natsjs.Connector{DefaultDir: jsDir}
+	defer nc.Close()
+	conn, err := nc.Connect(context.Background(), "embedded://"+jsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := conn.JS.Stream(context.Background(), "OUT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetLastMsgForSubject(context.Background(), "out.email")
+	if err != nil || stream.CachedInfo().State.Msgs != 1 || !strings.Contains(string(msg.Data), `"email":"a@x.com"`) {
+		t.Fatalf("embedded stream: %d messages, last %v (%v)", stream.CachedInfo().State.Msgs, msg, err)
+	}
+
+	// A bad --out fails before anything is read or published.
+	r = run(t, jobText, "publish", "--job", "-", "--out", "ftp://host/{channel}")
+	if r.code != ExitFailure || !strings.Contains(r.stderr, `--out: channel URL "ftp://host/{channel}"`) {
+		t.Fatalf("bad --out: exit %d %q", r.code, r.stderr)
 	}
 }
 

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
+	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
-	"github.com/segpub/segpub/internal/sink/filesink"
 )
 
 func runSize(ctx context.Context, env *Env, args []string) int {
@@ -32,8 +34,9 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 	jobPath := fs.String("job", "", "job file (JSON), or - for standard input")
 	out := ""
 	if name == "publish" {
-		fs.StringVar(&out, "out", "", "destination URL, {channel} replaced by the channel name (file:///dir/{channel}.ndjson)")
+		fs.StringVar(&out, "out", "", "destination URL, {channel} replaced by the channel name (file:///dir/{channel}.ndjson, embedded:///dir, nats://…, an SQS queue URL)")
 	}
+	dataDir := fs.String("data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "embedded JetStream's data directory when --out is embedded: ($SEGPUB_DATA_DIR)")
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
 	}
@@ -54,21 +57,27 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 	if name == "size" {
 		j.Action = job.ActionCalculateSize
 	}
-	var sink *filesink.Sink
-	if j.Action == job.ActionPublish {
-		if out == "" {
-			fmt.Fprintf(env.Stderr, "segpub %s: --out is required\n", name)
-			return ExitFailure
-		}
-		if sink, err = filesink.New(out); err != nil {
-			return fail(env, name, err)
-		}
-	}
 	pool, err := c.pool(ctx)
 	if err != nil {
 		return fail(env, name, err)
 	}
 	defer pool.Close()
+	// The output opens before the run so a bad URL publishes nothing; the
+	// same URLs as the service's SEGPUB_CHANNEL_URL are accepted.
+	var sink publish.Sink
+	closeSink := func() error { return nil }
+	if j.Action == job.ActionPublish {
+		if out == "" {
+			fmt.Fprintf(env.Stderr, "segpub %s: --out is required\n", name)
+			return ExitFailure
+		}
+		nc := &natsjs.Connector{DefaultDir: filepath.Join(*dataDir, "jetstream"), Logger: log}
+		defer nc.Close()
+		opener := &endpoint.Opener{State: pool, NATS: nc, Logger: log, AWS: newAWSOpener(log)}
+		if sink, closeSink, err = opener.Sink(ctx, out); err != nil {
+			return fail(env, name, fmt.Errorf("--out: %w", err))
+		}
+	}
 	// Progress: a redrawn line on a terminal, a log line every few
 	// seconds otherwise (standard output carries only the result).
 	bar := progress.New(progress.Config{Label: "candidates", Out: env.Stderr, Logger: log})
@@ -77,14 +86,10 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 	if err != nil {
 		return fail(env, name, err)
 	}
-	var s publish.Sink
-	if sink != nil {
-		s = sink
-	}
-	res, err := runner.Run(ctx, j, s)
+	res, err := runner.Run(ctx, j, sink)
 	bar.Done()
 	if sink != nil {
-		if cerr := sink.Close(); cerr != nil && err == nil {
+		if cerr := closeSink(); cerr != nil && err == nil {
 			err = cerr
 			res.Status, res.Error = publish.StatusFailed, cerr.Error()
 		}

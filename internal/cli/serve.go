@@ -37,6 +37,7 @@ type settings struct {
 	dataDir       string
 	listen        string
 	concurrency   int
+	maxInFlight   int
 	maxAttempts   int
 	lease         time.Duration
 	grace         time.Duration
@@ -76,6 +77,7 @@ func (s *settings) register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&s.dataDir, "data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "embedded JetStream's data directory ($SEGPUB_DATA_DIR)")
 	fs.StringVar(&s.listen, "listen", envOr(env, "SEGPUB_LISTEN", ":9090"), "address of /metrics, /healthz and /readyz; empty: none ($SEGPUB_LISTEN)")
 	fs.IntVar(&s.concurrency, "concurrency", envInt(env, "SEGPUB_CONCURRENCY", 2), "jobs run at once ($SEGPUB_CONCURRENCY)")
+	fs.IntVar(&s.maxInFlight, "max-in-flight", envInt(env, "SEGPUB_MAX_IN_FLIGHT", 0), "channel messages awaiting acknowledgement at once; 0: the output's default ($SEGPUB_MAX_IN_FLIGHT)")
 	fs.IntVar(&s.maxAttempts, "max-attempts", envInt(env, "SEGPUB_MAX_ATTEMPTS", 5), "runs of a failing job before it is dead-lettered ($SEGPUB_MAX_ATTEMPTS)")
 	fs.DurationVar(&s.lease, "lease", envDuration(env, "SEGPUB_LEASE", 60*time.Second), "how long a run is held without a heartbeat ($SEGPUB_LEASE)")
 	fs.DurationVar(&s.grace, "shutdown-grace", envDuration(env, "SEGPUB_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back ($SEGPUB_SHUTDOWN_GRACE)")
@@ -113,6 +115,9 @@ type service struct {
 }
 
 func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error) {
+	if s.maxInFlight < 0 {
+		return nil, fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", s.maxInFlight)
+	}
 	aud, err := s.pool(ctx)
 	if err != nil {
 		return nil, err
@@ -128,7 +133,7 @@ func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error)
 	}
 	nc := &natsjs.Connector{DefaultDir: s.dataDir + "/jetstream", Logger: log}
 	return &service{audience: aud, state: state, nats: nc,
-		opener: &endpoint.Opener{State: state, NATS: nc, Logger: log, AWS: newAWSOpener(log), Lease: s.lease}}, nil
+		opener: &endpoint.Opener{State: state, NATS: nc, Logger: log, AWS: newAWSOpener(log), Lease: s.lease, MaxInFlight: s.maxInFlight}}, nil
 }
 
 func (svc *service) close() {

@@ -55,12 +55,16 @@ type Opener struct {
 	// extension (JetStream's ack wait, SQS's visibility timeout). A job
 	// whose worker died returns after it. Default: the queue's own.
 	Lease time.Duration
+	// MaxInFlight bounds the channel messages the output holds unacknowledged
+	// (per process). Default: the output's own (JetStream 4096 messages,
+	// SQS 16 batch requests of 10).
+	MaxInFlight int
 }
 
 // AWSOpener opens Amazon SQS and DynamoDB endpoints.
 type AWSOpener interface {
 	Queue(ctx context.Context, url string, visibility time.Duration) (queue.Queue, error)
-	Sink(ctx context.Context, pattern string) (publish.Sink, error)
+	Sink(ctx context.Context, pattern string, maxInFlight int) (publish.Sink, error)
 	Store(ctx context.Context, table string) (msgstore.Store, error)
 	Kinesis(ctx context.Context) (events.KinesisAPI, error)
 }
@@ -119,7 +123,7 @@ func (o *Opener) Sink(ctx context.Context, pattern string) (publish.Sink, func()
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := jssink.New(ctx, jssink.Config{Conn: conn})
+		s, err := jssink.New(ctx, jssink.Config{Conn: conn, MaxInFlight: o.MaxInFlight})
 		return s, noClose, err
 	case IsSQS(pattern):
 		if !strings.Contains(pattern, "{channel}") {
@@ -128,7 +132,7 @@ func (o *Opener) Sink(ctx context.Context, pattern string) (publish.Sink, func()
 		if o.AWS == nil {
 			return nil, nil, fmt.Errorf("channel URL %q: this build has no SQS support", pattern)
 		}
-		s, err := o.AWS.Sink(ctx, pattern)
+		s, err := o.AWS.Sink(ctx, pattern, o.MaxInFlight)
 		return s, noClose, err
 	}
 	return nil, nil, fmt.Errorf("channel URL %q: want file://, embedded:, nats://… or an SQS queue URL with {channel}", pattern)

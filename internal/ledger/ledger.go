@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/ddl"
 )
 
 // Status is a run's state.
@@ -73,8 +75,8 @@ type Ledger struct {
 
 // New returns a Ledger on pool, creating its table if needed.
 func New(ctx context.Context, pool *pgxpool.Pool) (*Ledger, error) {
-	if _, err := pool.Exec(ctx, Schema); err != nil {
-		return nil, fmt.Errorf("create ledger table: %w", err)
+	if err := ddl.Apply(ctx, pool, "ledger table", Schema); err != nil {
+		return nil, err
 	}
 	return &Ledger{pool: pool}, nil
 }

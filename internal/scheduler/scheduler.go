@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/ddl"
+
 	"github.com/segpub/segpub/internal/job"
 )
 
@@ -62,8 +64,8 @@ type Store struct {
 
 // NewStore returns a Store, creating its tables if needed.
 func NewStore(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
-	if _, err := pool.Exec(ctx, Schema); err != nil {
-		return nil, fmt.Errorf("create scheduler tables: %w", err)
+	if err := ddl.Apply(ctx, pool, "scheduler tables", Schema); err != nil {
+		return nil, err
 	}
 	return &Store{pool: pool}, nil
 }

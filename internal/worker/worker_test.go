@@ -469,3 +469,51 @@ func (discard) Publish(context.Context, *publish.Batch) error { return nil }
 func sortBytes(s [][]byte) {
 	sort.Slice(s, func(i, j int) bool { return bytes.Compare(s[i], s[j]) < 0 })
 }
+
+// A large job does not starve small ones: its ranges are sub-jobs on the
+// same queue, so a small job sent while a partitioned run is under way is
+// taken between ranges and completes long before the large one, even on a
+// worker that runs one job at a time.
+func TestPartitionsInterleaveWithOtherJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3000)
+	b.worker(Config{Owner: "w0", Concurrency: 1, PartitionRows: 400,
+		Sink: &slowSink{Sink: b.sink, delay: 300 * time.Millisecond}})
+	ctx := context.Background()
+	if err := b.jobs.Send(ctx, b.jobText("r-large"), ""); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the large job has been planned into ranges.
+	pool := dbtest.Pool(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var parts int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM segpub_runs WHERE parent = $1`, b.id("r-large")).Scan(&parts); err != nil {
+			t.Fatal(err)
+		}
+		if parts > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the large job was never split")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	small := []byte(strings.Replace(string(b.jobText("r-small")), `{"type":"all"}`, `{"type":"user_ids","user_ids":["a","b"]}`, 1))
+	if err := b.jobs.Send(ctx, small, ""); err != nil {
+		t.Fatal(err)
+	}
+	smallRun := b.waitStatus("r-small", ledger.Completed)
+	largeRun := b.waitStatus("r-large", ledger.Completed)
+	if !smallRun.FinishedAt.Before(*largeRun.FinishedAt) {
+		t.Fatalf("small job finished at %v, after the large one (%v)", smallRun.FinishedAt, largeRun.FinishedAt)
+	}
+	var after int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM segpub_runs WHERE parent = $1 AND finished_at > $2`,
+		b.id("r-large"), *smallRun.FinishedAt).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after == 0 {
+		t.Fatal("no range of the large job ran after the small job: it waited for the whole large job")
+	}
+}

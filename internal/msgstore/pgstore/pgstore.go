@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/ddl"
+
 	"github.com/segpub/segpub/internal/msgstore"
 )
 
@@ -32,8 +34,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string) (*Store, error) 
 		return nil, fmt.Errorf("pgstore: table name %q: want [a-z_][a-z0-9_]*", table)
 	}
 	s := &Store{pool: pool, table: `"` + table + `"`}
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (id text PRIMARY KEY, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return nil, fmt.Errorf("create message table %s: %w", table, err)
+	if err := ddl.Apply(ctx, pool, "message table "+table, `CREATE TABLE IF NOT EXISTS `+s.table+` (id text PRIMARY KEY, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
