@@ -98,6 +98,22 @@ func Compile(s Spec) (*Query, error) {
 type builder struct {
 	spec Spec
 	args []any
+	// joinEvents compiles event sums as one grouped scan of the event
+	// table per distinct (event, window), joined to users, instead of a
+	// probe per user: a whole-project or segment audience visits most
+	// users, and the grouped scan reads the table once. Id lists keep the
+	// probes, which cost only as much as the list is long.
+	joinEvents bool
+	// joinDeliveries compiles delivery tests (conditions and the
+	// previous-recipient column) as joins; see deliveryJoin.
+	joinDeliveries bool
+	// events are the joined derived tables: event sums and deliveries.
+	events []eventJoin
+}
+
+// eventJoin is one grouped event sum, joined as alias.
+type eventJoin struct {
+	key, alias, sql string
 }
 
 // arg binds v and returns its placeholder.
@@ -118,38 +134,45 @@ func (b *builder) compile() (*Query, error) {
 		sb.WriteString("NULL::jsonb, ")
 	}
 	sb.WriteString("u.random_bucket_number, ")
+	b.joinDeliveries = true
 	if s.ExcludePrevious {
-		fmt.Fprintf(&sb, "EXISTS (SELECT 1 FROM %s r WHERE r.campaign_id = %s AND r.notifly_user_id = u.notifly_user_id)",
-			t.DeliveryResult, b.arg(s.CampaignID))
+		sb.WriteString("(" + b.deliveryJoin(s.CampaignID, nil, nil) + ".notifly_user_id IS NOT NULL)")
 	} else {
 		sb.WriteString("false")
 	}
 	if device {
 		sb.WriteString(", d.notifly_device_id, d.external_device_id, d.device_token, d.platform, d.os_version, d.app_version, d.sdk_version, d.sdk_type, d.updated_at")
 	}
-	fmt.Fprintf(&sb, "\nFROM %s u", t.User)
+	ids := s.ExternalIDs
+	if ids == nil && s.Audience.Type == job.AudienceUserIDs {
+		ids = s.Audience.UserIDs
+	}
+	b.joinEvents = ids == nil
 
 	groups := s.Audience.Groups
 	where, err := b.groupsWhere(groups)
 	if err != nil {
 		return nil, err
 	}
+	var deviceOn string
 	if device {
-		on := `d.notifly_user_id COLLATE "C" = u.notifly_user_id COLLATE "C" AND d.platform = ANY(` + b.arg(s.Channel.Platforms()) + "::text[])"
+		deviceOn = `d.notifly_user_id COLLATE "C" = u.notifly_user_id COLLATE "C" AND d.platform = ANY(` + b.arg(s.Channel.Platforms()) + "::text[])"
 		pair, err := b.pairQualifies(groups, "d")
 		if err != nil {
 			return nil, err
 		}
 		if pair != "" {
-			on += " AND (" + pair + ")"
+			deviceOn += " AND (" + pair + ")"
 		}
-		fmt.Fprintf(&sb, "\nLEFT JOIN %s d ON %s", t.Device, on)
+	}
+	fmt.Fprintf(&sb, "\nFROM %s u", t.User)
+	for _, e := range b.events {
+		fmt.Fprintf(&sb, "\nLEFT JOIN (%s) %s ON %s.notifly_user_id = u.notifly_user_id", e.sql, e.alias, e.alias)
+	}
+	if device {
+		fmt.Fprintf(&sb, "\nLEFT JOIN %s d ON %s", t.Device, deviceOn)
 	}
 	var conds []string
-	ids := s.ExternalIDs
-	if ids == nil && s.Audience.Type == job.AudienceUserIDs {
-		ids = s.Audience.UserIDs
-	}
 	if ids != nil {
 		conds = append(conds, "u.external_user_id = ANY("+b.arg(ids)+"::text[])")
 	}
@@ -238,7 +261,7 @@ func andAll(parts []string) string {
 func (b *builder) group(g job.Group, alias string) (userPart, devPart []string, err error) {
 	for _, c := range g.Conditions {
 		var expr string
-		mark := len(b.args)
+		mark, events := len(b.args), len(b.events)
 		switch c.Kind {
 		case job.KindUser:
 			expr, err = b.userCond(c)
@@ -263,7 +286,7 @@ func (b *builder) group(g job.Group, alias string) (userPart, devPart []string, 
 		if expr == "true" || expr == "false" {
 			// A condition that folded to a constant binds nothing:
 			// PostgreSQL rejects parameters the text does not use.
-			b.args = b.args[:mark]
+			b.args, b.events = b.args[:mark], b.events[:events]
 		}
 		if c.Kind == job.KindDevice {
 			devPart = append(devPart, expr)

@@ -2,6 +2,7 @@ package audience
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -303,25 +304,55 @@ func (b *builder) eventCond(c job.Condition) (string, error) {
 
 // eventSum is the sum of an event's counts over the condition's window.
 func (b *builder) eventSum(c job.Condition) (string, error) {
-	window := ""
+	var from, to string
 	if c.WithinDays > 0 {
 		ref := b.spec.Reference.In(Seoul)
-		to := time.Date(ref.Year(), ref.Month(), ref.Day(), 0, 0, 0, 0, time.UTC)
-		from := to.AddDate(0, 0, -(c.WithinDays - 1))
-		window = " AND e.dt BETWEEN " + b.arg(from.Format(time.DateOnly)) + "::text::date AND " + b.arg(to.Format(time.DateOnly)) + "::text::date"
+		end := time.Date(ref.Year(), ref.Month(), ref.Day(), 0, 0, 0, 0, time.UTC)
+		from, to = end.AddDate(0, 0, -(c.WithinDays-1)).Format(time.DateOnly), end.Format(time.DateOnly)
 	}
-	return fmt.Sprintf("(SELECT coalesce(sum(e.count), 0) FROM %s e WHERE e.notifly_user_id = u.notifly_user_id AND e.name = %s::text%s)",
-		b.spec.Tables.EventCounts, b.arg(c.Event), window), nil
+	window := func() string {
+		if from == "" {
+			return ""
+		}
+		return " AND e.dt BETWEEN " + b.arg(from) + "::text::date AND " + b.arg(to) + "::text::date"
+	}
+	if !b.joinEvents {
+		return fmt.Sprintf("(SELECT coalesce(sum(e.count), 0) FROM %s e WHERE e.notifly_user_id = u.notifly_user_id AND e.name = %s::text%s)",
+			b.spec.Tables.EventCounts, b.arg(c.Event), window()), nil
+	}
+	// One join per distinct (event, window), shared by every condition on
+	// it; its parameters are bound once.
+	key := c.Event + "\x00" + from + "\x00" + to
+	for _, e := range b.events {
+		if e.key == key {
+			return "coalesce(" + e.alias + ".c, 0)", nil
+		}
+	}
+	alias := "ev" + strconv.Itoa(len(b.events))
+	sql := fmt.Sprintf("SELECT e.notifly_user_id, sum(e.count) AS c FROM %s e WHERE e.name = %s::text%s GROUP BY e.notifly_user_id",
+		b.spec.Tables.EventCounts, b.arg(c.Event), window())
+	b.events = append(b.events, eventJoin{key: key, alias: alias, sql: sql})
+	return "coalesce(" + alias + ".c, 0)", nil
 }
 
 // deliveryCond tests for a delivery_result row of a campaign, within
 // within_days×24 hours before the reference time when given.
 func (b *builder) deliveryCond(c job.Condition) string {
-	window := ""
+	var from, to any
 	if c.WithinDays > 0 {
 		ref := b.spec.Reference.UTC()
-		from := ref.Add(-time.Duration(c.WithinDays) * 24 * time.Hour)
-		window = " AND r.created_at >= " + b.arg(from) + "::timestamptz AND r.created_at <= " + b.arg(ref) + "::timestamptz"
+		from, to = ref.Add(-time.Duration(c.WithinDays)*24*time.Hour), ref
+	}
+	if b.joinDeliveries {
+		alias := b.deliveryJoin(c.CampaignID, from, to)
+		if c.Received {
+			return "(" + alias + ".notifly_user_id IS NOT NULL)"
+		}
+		return "(" + alias + ".notifly_user_id IS NULL)"
+	}
+	window := ""
+	if from != nil {
+		window = " AND r.created_at >= " + b.arg(from) + "::timestamptz AND r.created_at <= " + b.arg(to) + "::timestamptz"
 	}
 	exists := fmt.Sprintf("EXISTS (SELECT 1 FROM %s r WHERE r.campaign_id = %s::text AND r.notifly_user_id = u.notifly_user_id%s)",
 		b.spec.Tables.DeliveryResult, b.arg(c.CampaignID), window)
@@ -329,4 +360,26 @@ func (b *builder) deliveryCond(c job.Condition) string {
 		return exists
 	}
 	return "NOT " + exists
+}
+
+// deliveryJoin joins the users who received a campaign (within a window
+// when from is set) once per distinct (campaign, window) and returns its
+// alias. delivery_result has no key in the contract's schema, so a probe
+// per user would scan it once per user; the join reads it once.
+func (b *builder) deliveryJoin(campaign string, from, to any) string {
+	key := fmt.Sprintf("d\x00%s\x00%v\x00%v", campaign, from, to)
+	for _, e := range b.events {
+		if e.key == key {
+			return e.alias
+		}
+	}
+	window := ""
+	if from != nil {
+		window = " AND r.created_at >= " + b.arg(from) + "::timestamptz AND r.created_at <= " + b.arg(to) + "::timestamptz"
+	}
+	alias := "dv" + strconv.Itoa(len(b.events))
+	sql := fmt.Sprintf("SELECT DISTINCT r.notifly_user_id FROM %s r WHERE r.campaign_id = %s::text%s",
+		b.spec.Tables.DeliveryResult, b.arg(campaign), window)
+	b.events = append(b.events, eventJoin{key: key, alias: alias, sql: sql})
+	return alias
 }

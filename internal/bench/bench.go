@@ -1,6 +1,6 @@
 // Package bench measures segpub against the physical floor of reading an
 // audience: PostgreSQL's own COPY of the same query, timed in the same run
-// on the same data. Each segpub run is a child process (the segpub binary
+// on the same data. Each measured run is a child process (the segpub binary
 // itself), so its wall time and peak RSS are its own.
 package bench
 
@@ -29,20 +29,37 @@ import (
 type Config struct {
 	Pool        *pgxpool.Pool
 	DatabaseURL string
-	// Binary is the segpub executable to run (os.Executable by default).
-	Binary    string
-	ProjectID string
-	Users     int
+	// Binary is the segpub executable to run.
+	Binary string
+	// Projects are the projects to measure, each seeded with its number of
+	// users when it has no tables.
+	Projects []Project
 	// Runs is how many times each measurement is repeated (best kept).
-	Runs   int
+	// Default: 1.
+	Runs int
+	// BaselineMaxUsers: the seed pattern runs on projects of at most this
+	// many users (its OFFSET paging grows with the square of the audience).
+	// 0 never runs it.
+	BaselineMaxUsers int64
+	// Only, when not empty, restricts the measurements to these jobs (by
+	// Measurement.Job).
+	Only   []string
 	OutDir string
 	Logger *slog.Logger
 	// Step, when set, is called after each measurement.
-	Step func()
+	Step func(name string)
+}
+
+// Project is one data size.
+type Project struct {
+	ID    string
+	Users int
 }
 
 // Measurement is one timed step.
 type Measurement struct {
+	// Job identifies the workload across sizes (push-all, seed-push-all, …).
+	Job       string  `json:"job"`
 	Name      string  `json:"name"`
 	Seconds   float64 `json:"seconds"`
 	Messages  int64   `json:"messages,omitempty"`
@@ -52,52 +69,164 @@ type Measurement struct {
 	VsCopy float64 `json:"vs_copy,omitempty"`
 }
 
-// Report is a benchmark's results.
-type Report struct {
+// SizeReport is the results on one project.
+type SizeReport struct {
 	ProjectID string        `json:"project_id"`
 	Users     int64         `json:"users"`
 	Devices   int64         `json:"devices"`
-	CPUs      int           `json:"cpus"`
-	Taken     time.Time     `json:"taken"`
 	Results   []Measurement `json:"results"`
+}
+
+// Report is a benchmark's results.
+type Report struct {
+	CPUs  int          `json:"cpus"`
+	Taken time.Time    `json:"taken"`
+	Sizes []SizeReport `json:"sizes"`
+}
+
+// Workloads, by Measurement.Job.
+const (
+	JobCopy          = "copy"
+	JobPushAll       = "push-all"
+	JobPushJetStream = "push-all-jetstream"
+	JobSegment       = "segment-event-device"
+	JobUserIDs       = "user-ids-200k"
+	JobSize          = "calculate-size"
+	JobABEmail       = "ab-throttled-email"
+	JobSeedPushAll   = "seed-pattern-push-all"
+	JobSeedUserIDs   = "seed-pattern-user-ids-200k"
+)
+
+// idListSize is the length of the user_ids workload's list.
+const idListSize = 200_000
+
+type workload struct {
+	job, name string
+	command   string // publish, size or baseline
+	out       string // publish: the --out URL, {dir} replaced by a scratch directory
+	build     func(project string, ids []string) []byte
+	baseline  bool
+}
+
+func jobHeader(project, requestID string) string {
+	return fmt.Sprintf(`{"version":1,"action":"publish","request_id":%q,"project_id":%q,`, requestID, project)
 }
 
 // PushAllJob is the benchmark's project-wide push campaign.
 func PushAllJob(project string) []byte {
-	return []byte(fmt.Sprintf(`{"version":1,"action":"publish","request_id":"bench-push-all","project_id":%q,
-"scheduled_at":"2026-11-24T18:00:00+09:00","campaign":{"id":"bench_push","channel":"push_notification",
-"audience":{"type":"all"},"message":{"title":"Hello","body":"A benchmark message."}}}`, project))
+	return []byte(jobHeader(project, "bench-push-all") + `"campaign":{"id":"bench_push","channel":"push_notification",
+"audience":{"type":"all"},"message":{"title":"Hello","body":"A benchmark message."}}}`)
 }
 
-// Run seeds the project when it has no tables, then measures.
+func segmentJob(project string, _ []string) []byte {
+	// Users with a purchase in the last 30 days, on an iOS device with a
+	// recent app: one event and one device condition.
+	return []byte(jobHeader(project, "bench-segment") + `"campaign":{"id":"bench_segment","channel":"push_notification",
+"audience":{"type":"segment","groups":[{"conditions":[
+ {"kind":"event","event":"purchase","within_days":30,"operator":">=","value":1},
+ {"kind":"device","attribute":"platform","operator":"=","value":"ios"}]}]},
+"message":{"title":"Thanks","body":"For your purchase."}}}`)
+}
+
+func userIDsJob(project string, ids []string) []byte {
+	list, _ := json.Marshal(ids)
+	return []byte(jobHeader(project, "bench-user-ids") + `"campaign":{"id":"bench_ids","channel":"push_notification",
+"audience":{"type":"user_ids","user_ids":` + string(list) + `},"message":{"title":"Hello","body":"You are on the list."}}}`)
+}
+
+func abEmailJob(project string, _ []string) []byte {
+	return []byte(jobHeader(project, "bench-ab-email") + `"campaign":{"id":"` + seed.ExperimentCampaign + `","channel":"email",
+"audience":{"type":"all"},"experiment_id":"` + seed.ExperimentID + `","throttle":{"max_per_interval":100000,"interval_minutes":10},
+"message":{"subject":"Hello {{ user[\"name\"] | default: \"there\" }}","body":"A benchmark message."}}}`)
+}
+
+var workloads = []workload{
+	{job: JobPushAll, name: "publish push, all users -> file://", command: "publish", out: "file://{dir}/{channel}.ndjson",
+		build: func(p string, _ []string) []byte { return PushAllJob(p) }},
+	{job: JobPushJetStream, name: "publish push, all users -> embedded JetStream", command: "publish",
+		out: "embedded://{dir}/js?stream=BENCH&subject=bench.{channel}", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
+	{job: JobSegment, name: "publish push, segment: event + device condition", command: "publish", out: "file://{dir}/{channel}.ndjson", build: segmentJob},
+	{job: JobUserIDs, name: "publish push, user_ids list of 200k", command: "publish", out: "file://{dir}/{channel}.ndjson", build: userIDsJob},
+	{job: JobSize, name: "calculate-size push, all users", command: "size", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
+	{job: JobABEmail, name: "publish email, A/B + throttle, all users", command: "publish", out: "file://{dir}/{channel}.ndjson", build: abEmailJob},
+	{job: JobSeedPushAll, name: "seed pattern: push, all users (OFFSET pages, IN lists, in memory)", command: "baseline",
+		baseline: true, build: func(p string, _ []string) []byte { return PushAllJob(p) }},
+	{job: JobSeedUserIDs, name: "seed pattern: push, user_ids list of 200k (IN lists of 5000)", command: "baseline",
+		baseline: true, build: userIDsJob},
+}
+
+// Run seeds the projects that have no tables, then measures each.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.Runs = max(cfg.Runs, 1)
+	rep := &Report{CPUs: numCPU(), Taken: time.Now().UTC()}
+	for _, p := range cfg.Projects {
+		sr, err := runProject(ctx, cfg, p)
+		if err != nil {
+			return nil, fmt.Errorf("project %s: %w", p.ID, err)
+		}
+		rep.Sizes = append(rep.Sizes, *sr)
+	}
+	return rep, nil
+}
+
+func (cfg *Config) wants(job string) bool {
+	if len(cfg.Only) == 0 {
+		return true
+	}
+	for _, o := range cfg.Only {
+		if o == job {
+			return true
+		}
+	}
+	return false
+}
+
+func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error) {
 	log := cfg.Logger
-	tables, err := schema.For(cfg.ProjectID)
+	tables, err := schema.For(p.ID)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{ProjectID: cfg.ProjectID, CPUs: numCPU(), Taken: time.Now().UTC()}
 	var exists bool
 	if err := cfg.Pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, tables.User).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("look up project %s: %w", cfg.ProjectID, err)
+		return nil, fmt.Errorf("look up tables: %w", err)
 	}
 	if !exists {
-		log.Info("seeding", "project", cfg.ProjectID, "users", cfg.Users)
-		if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: cfg.ProjectID, Users: cfg.Users, Logger: log}); err != nil {
+		log.Info("seeding", "project", p.ID, "users", p.Users)
+		if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: p.ID, Users: p.Users, Logger: log}); err != nil {
 			return nil, err
 		}
 	}
-	if err := cfg.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+tables.User+`), (SELECT count(*) FROM `+tables.Device+`)`).Scan(&rep.Users, &rep.Devices); err != nil {
-		return nil, fmt.Errorf("count project %s: %w", cfg.ProjectID, err)
+	sr := &SizeReport{ProjectID: p.ID}
+	if err := cfg.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+tables.User+`), (SELECT count(*) FROM `+tables.Device+`)`).Scan(&sr.Users, &sr.Devices); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
 	}
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+	dir := filepath.Join(cfg.OutDir, p.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	jobPath := filepath.Join(cfg.OutDir, "push-all.json")
-	if err := os.WriteFile(jobPath, PushAllJob(cfg.ProjectID), 0o644); err != nil {
-		return nil, err
+	// The user_ids workloads list 200k existing users spread over the id space.
+	var ids []string
+	if cfg.wants(JobUserIDs) || cfg.wants(JobSeedUserIDs) {
+		rows, err := cfg.Pool.Query(ctx, `SELECT external_user_id FROM `+tables.User+` WHERE external_user_id IS NOT NULL
+ORDER BY random_bucket_number, notifly_user_id LIMIT $1`, idListSize)
+		if err != nil {
+			return nil, fmt.Errorf("pick ids: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("pick ids: %w", err)
+		}
 	}
-	j, err := job.Parse(PushAllJob(cfg.ProjectID))
+
+	// The floor: COPY of the push campaign's exact audience query.
+	j, err := job.Parse(PushAllJob(p.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -111,42 +240,46 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		log.Info("copy baseline", "run", i+1, "seconds", sec)
-		if cfg.Step != nil {
-			cfg.Step()
-		}
+		log.Info("copy baseline", "project", p.ID, "run", i+1, "seconds", sec)
 		if copyBest == 0 || sec < copyBest {
 			copyBest = sec
 		}
 	}
-	rep.Results = append(rep.Results, Measurement{Name: "COPY (same user ⟕ device query) TO STDOUT", Seconds: copyBest, VsCopy: 1})
-	steps := []struct{ name, command string }{
-		{"segpub publish push, all users -> file://", "publish"},
-		{"segpub size push, all users", "size"},
+	if cfg.Step != nil {
+		cfg.Step("COPY " + p.ID)
 	}
-	for _, s := range steps {
+	sr.Results = append(sr.Results, Measurement{Job: JobCopy, Name: "COPY (same user ⟕ device query) TO STDOUT", Seconds: copyBest, VsCopy: 1})
+
+	for _, wl := range workloads {
+		if !cfg.wants(wl.job) || (wl.baseline && (cfg.BaselineMaxUsers == 0 || sr.Users > cfg.BaselineMaxUsers)) {
+			continue
+		}
+		jobPath := filepath.Join(dir, wl.job+".json")
+		if err := os.WriteFile(jobPath, wl.build(p.ID, ids), 0o644); err != nil {
+			return nil, err
+		}
 		var best Measurement
 		for i := 0; i < cfg.Runs; i++ {
-			m, err := runChild(ctx, cfg, s.command, jobPath)
+			m, err := runChild(ctx, cfg, wl, jobPath, filepath.Join(dir, "out"))
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", s.name, err)
+				return nil, fmt.Errorf("%s: %w", wl.name, err)
 			}
-			log.Info("measured", "step", s.name, "run", i+1, "seconds", m.Seconds, "peak_rss_mib", m.PeakRSSMB)
-			if cfg.Step != nil {
-				cfg.Step()
-			}
+			log.Info("measured", "project", p.ID, "job", wl.job, "run", i+1, "seconds", m.Seconds, "messages", m.Messages, "peak_rss_mib", m.PeakRSSMB)
 			if best.Seconds == 0 || m.Seconds < best.Seconds {
 				best = m
 			}
 		}
-		best.Name = s.name
+		if cfg.Step != nil {
+			cfg.Step(wl.job + " " + p.ID)
+		}
+		best.Job, best.Name = wl.job, wl.name
 		best.VsCopy = best.Seconds / copyBest
-		if s.command == "publish" {
+		if wl.command != "size" {
 			best.PerSecond = float64(best.Messages) / best.Seconds
 		}
-		rep.Results = append(rep.Results, best)
+		sr.Results = append(sr.Results, best)
 	}
-	return rep, nil
+	return sr, nil
 }
 
 // literalQuery compiles the job's audience query with its parameters
@@ -166,7 +299,7 @@ func literalQuery(j *job.Job, t schema.Tables) (string, error) {
 		}
 		lits := make([]string, len(arr))
 		for k, s := range arr {
-			lits[k] = "'" + strings.ReplaceAll(s, "'", "''") + "'"
+			lits[k] = quoteLiteral(s)
 		}
 		sql = strings.ReplaceAll(sql, fmt.Sprintf("$%d", i), "ARRAY["+strings.Join(lits, ",")+"]")
 	}
@@ -188,22 +321,28 @@ func timeCopy(ctx context.Context, pool *pgxpool.Pool, sql string) (float64, err
 
 // runChild runs `segpub <command> --job F` and reads its result, wall time
 // and peak RSS.
-func runChild(ctx context.Context, cfg Config, command, jobPath string) (Measurement, error) {
-	outDir := filepath.Join(cfg.OutDir, "out")
+func runChild(ctx context.Context, cfg Config, wl workload, jobPath, outDir string) (Measurement, error) {
 	if err := os.RemoveAll(outDir); err != nil {
 		return Measurement{}, err
 	}
-	args := []string{command, "--job", jobPath, "--database-url", cfg.DatabaseURL}
-	if command == "publish" {
-		args = append(args, "--out", "file://"+outDir+"/{channel}.ndjson")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return Measurement{}, err
+	}
+	defer os.RemoveAll(outDir)
+	args := []string{wl.command, "--job", jobPath, "--database-url", cfg.DatabaseURL}
+	switch wl.command {
+	case "publish":
+		args = append(args, "--out", strings.ReplaceAll(wl.out, "{dir}", outDir), "--data-dir", outDir)
+	case "baseline":
+		args = []string{"bench", "baseline", "--job", jobPath, "--database-url", cfg.DatabaseURL, "--out", filepath.Join(outDir, "out.ndjson")}
 	}
 	cmd := exec.CommandContext(ctx, cfg.Binary, args...)
-	var stdout strings.Builder
+	var stdout, stderr strings.Builder
 	cmd.Stdout = &stdout
-	cmd.Stderr = io.Discard
+	cmd.Stderr = &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return Measurement{}, fmt.Errorf("run %s: %w (%s)", command, err, stdout.String())
+		return Measurement{}, fmt.Errorf("run %s: %w (%s %s)", wl.command, err, stdout.String(), tail(stderr.String(), 500))
 	}
 	m := Measurement{Seconds: time.Since(start).Seconds()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -213,8 +352,24 @@ func runChild(ctx context.Context, cfg Config, command, jobPath string) (Measure
 		Published int64 `json:"published"`
 	}
 	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
-		return m, fmt.Errorf("read %s result %q: %w", command, stdout.String(), err)
+		return m, fmt.Errorf("read %s result %q: %w", wl.command, stdout.String(), err)
 	}
 	m.Messages = res.Published
-	return m, os.RemoveAll(outDir)
+	return m, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// Workloads lists the workload names, for --only.
+func Workloads() []string {
+	names := []string{}
+	for _, w := range workloads {
+		names = append(names, w.job)
+	}
+	return names
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -14,6 +16,7 @@ import (
 	"github.com/segpub/segpub/internal/bench"
 	"github.com/segpub/segpub/internal/demo"
 	"github.com/segpub/segpub/internal/indexes"
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/localpg"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/schema"
@@ -92,19 +95,57 @@ func runSeed(ctx context.Context, env *Env, args []string) int {
 
 // runBench is `segpub bench`.
 func runBench(ctx context.Context, env *Env, args []string) int {
+	if len(args) > 0 && args[0] == "baseline" {
+		return runBaseline(ctx, env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "indexes" {
+		return runIndexStudy(ctx, env, args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var c common
 	c.register(fs, env)
-	project := fs.String("project", "bench1m", "project to measure (seeded when it has no tables)")
-	users := fs.Int("users", 1_000_000, "users to seed when the project has no tables")
-	runs := fs.Int("runs", 3, "repetitions of each measurement; the best is kept")
+	sizes := fs.String("sizes", "1m", "comma-separated audience sizes (1m, 3m, 10m, 250k…); each is project bench<size>, seeded when it has no tables")
+	project := fs.String("project", "", "measure this project instead of --sizes (seeded with --users when it has no tables)")
+	users := fs.Int("users", 1_000_000, "users to seed --project with when it has no tables")
+	runs := fs.Int("runs", 1, "repetitions of each measurement; the best is kept")
+	baselineMax := fs.Int64("baseline-max-users", 1_000_000, "run the seed pattern on projects of at most this many users (its OFFSET paging is quadratic); 0: never")
+	only := fs.String("only", "", "comma-separated workloads to measure (default: all): "+strings.Join(bench.Workloads(), ", "))
 	out := fs.String("out", os.TempDir()+"/segpub-bench", "working directory")
+	plots := fs.String("plots", "", "directory to write throughput.svg and memory.svg to")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
 	}
 	if *runs < 1 {
 		return fail(env, "bench", fmt.Errorf("--runs: must be at least 1"))
+	}
+	var projects []bench.Project
+	if *project != "" {
+		if err := schema.ValidateProjectID(*project); err != nil {
+			return fail(env, "bench", fmt.Errorf("--project: %w", err))
+		}
+		projects = []bench.Project{{ID: *project, Users: *users}}
+	} else {
+		for _, s := range strings.Split(*sizes, ",") {
+			n, err := parseSize(strings.TrimSpace(s))
+			if err != nil {
+				return fail(env, "bench", fmt.Errorf("--sizes: %w", err))
+			}
+			projects = append(projects, bench.Project{ID: "bench" + strings.ToLower(strings.TrimSpace(s)), Users: n})
+		}
+	}
+	var onlyList []string
+	if *only != "" {
+		known := map[string]bool{}
+		for _, w := range bench.Workloads() {
+			known[w] = true
+		}
+		for _, o := range strings.Split(*only, ",") {
+			if o = strings.TrimSpace(o); !known[o] {
+				return fail(env, "bench", fmt.Errorf("--only: unknown workload %q", o))
+			}
+			onlyList = append(onlyList, o)
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -115,22 +156,119 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		return fail(env, "bench", err)
 	}
 	defer pool.Close()
-	bar := progress.New(progress.Config{Label: "measurements", Total: int64(*runs) * 3, Out: env.Stderr})
-	rep, err := bench.Run(ctx, bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, ProjectID: *project,
-		Users: *users, Runs: *runs, OutDir: *out, Logger: c.logger(env), Step: func() { bar.Add(1) }})
+	bar := progress.New(progress.Config{Label: "measurements", Out: env.Stderr})
+	rep, err := bench.Run(ctx, bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, OutDir: *out, Logger: c.logger(env),
+		Step: func(string) { bar.Add(1) }})
 	bar.Done()
 	if err != nil {
 		return fail(env, "bench", err)
+	}
+	if *plots != "" {
+		tp, mem := rep.Plots()
+		if err := os.MkdirAll(*plots, 0o755); err != nil {
+			return fail(env, "bench", fmt.Errorf("--plots: %w", err))
+		}
+		for name, data := range map[string][]byte{"throughput.svg": tp, "memory.svg": mem} {
+			if err := os.WriteFile(filepath.Join(*plots, name), data, 0o644); err != nil {
+				return fail(env, "bench", fmt.Errorf("--plots: %w", err))
+			}
+		}
 	}
 	if *asJSON {
 		printJSON(env.Stdout, rep)
 		return ExitOK
 	}
-	fmt.Fprintf(env.Stdout, "project %s: %d users, %d devices; %d CPUs; %s\n\n", rep.ProjectID, rep.Users, rep.Devices, rep.CPUs, rep.Taken.Format(time.RFC3339))
-	fmt.Fprintf(env.Stdout, "| step | seconds | messages | messages/s | peak RSS MiB | vs COPY |\n|---|---:|---:|---:|---:|---:|\n")
-	for _, m := range rep.Results {
-		fmt.Fprintf(env.Stdout, "| %s | %.2f | %d | %.0f | %.0f | %.2fx |\n", m.Name, m.Seconds, m.Messages, m.PerSecond, m.PeakRSSMB, m.VsCopy)
+	fmt.Fprint(env.Stdout, rep.Markdown())
+	return ExitOK
+}
+
+// parseSize reads 1m, 3m, 10m, 250k or a plain number of users.
+func parseSize(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(strings.ToLower(s), "m"):
+		mult, s = 1_000_000, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToLower(s), "k"):
+		mult, s = 1_000, s[:len(s)-1]
 	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number, optionally with k or m", s)
+	}
+	return n * mult, nil
+}
+
+// runIndexStudy is `segpub bench indexes`.
+func runIndexStudy(ctx context.Context, env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench indexes", flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	project := fs.String("project", "bench1m", "project to study (it must exist; its secondary indexes are dropped and rebuilt)")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	if ok, code := parseFlags(fs, args, env); !ok {
+		return code
+	}
+	if err := schema.ValidateProjectID(*project); err != nil {
+		return fail(env, "bench indexes", fmt.Errorf("--project: %w", err))
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return fail(env, "bench indexes", err)
+	}
+	defer pool.Close()
+	res, err := bench.IndexStudy(ctx, pool, *project, c.logger(env))
+	if err != nil {
+		return fail(env, "bench indexes", err)
+	}
+	if *asJSON {
+		printJSON(env.Stdout, res)
+		return ExitOK
+	}
+	fmt.Fprint(env.Stdout, bench.IndexMarkdown(res))
+	return ExitOK
+}
+
+// runBaseline is `segpub bench baseline`: the seed pattern, run by the
+// benchmark as a child process so its time and memory are its own.
+func runBaseline(ctx context.Context, env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench baseline", flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	jobPath := fs.String("job", "", "job file")
+	out := fs.String("out", "", "file to write messages to")
+	if ok, code := parseFlags(fs, args, env); !ok {
+		return code
+	}
+	if *jobPath == "" || *out == "" {
+		return fail(env, "bench baseline", fmt.Errorf("--job and --out are required"))
+	}
+	data, err := readJob(*jobPath, env.Stdin)
+	if err != nil {
+		return fail(env, "bench baseline", err)
+	}
+	j, err := job.Parse(data)
+	if err != nil {
+		return fail(env, "bench baseline", err)
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return fail(env, "bench baseline", err)
+	}
+	defer pool.Close()
+	f, err := os.Create(*out)
+	if err != nil {
+		return fail(env, "bench baseline", err)
+	}
+	defer f.Close()
+	n, err := bench.Baseline(ctx, pool, j, f)
+	if err != nil {
+		return fail(env, "bench baseline", err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(env, "bench baseline", err)
+	}
+	printJSON(env.Stdout, map[string]int64{"published": n})
 	return ExitOK
 }
 

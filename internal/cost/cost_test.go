@@ -55,4 +55,10 @@ func TestFromBench(t *testing.T) {
 	if err != nil || m.MessagesPerSecond != 150000 || m.PeakRSSMiB != 70 {
 		t.Fatalf("%+v %v", m, err)
 	}
+	// A report with sizes: the largest size's push-all publish.
+	_ = os.WriteFile(path, []byte(`{"sizes":[{"results":[{"job":"push-all","messages_per_second":1,"peak_rss_mib":1}]},
+{"results":[{"job":"copy","seconds":5},{"job":"push-all-jetstream","messages_per_second":9},{"job":"push-all","messages_per_second":160000,"peak_rss_mib":80}]}]}`), 0o644)
+	if m, err := FromBench(path); err != nil || m.MessagesPerSecond != 160000 || m.PeakRSSMiB != 80 {
+		t.Fatalf("sizes: %+v %v", m, err)
+	}
 }

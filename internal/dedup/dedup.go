@@ -1,12 +1,19 @@
-// Package dedup remembers which destinations a run has published, in 8 bytes
-// per destination: an open-addressing set of 64-bit fingerprints. A Go map
-// of strings would cost ten times that on a campaign of millions.
+// Package dedup remembers which destinations a run has published, in about
+// 10 bytes per destination: an open-addressing set of 64-bit fingerprints
+// filled to 85%. A Go map of strings would cost ten times that on a
+// campaign of millions. The table's size is any number of slots (a
+// fingerprint's home slot is a multiply-shift of its hash), so it grows by
+// half rather than doubling, and a set sized from the audience estimate
+// never grows at all.
 package dedup
+
+import "math/bits"
 
 // Set is a set of non-zero 64-bit fingerprints. Its zero value is ready to
 // use. It is not safe for concurrent use.
 type Set struct {
 	slots []uint64
+	free  func()
 	n     int
 }
 
@@ -15,18 +22,25 @@ type Set struct {
 func New(n int) *Set {
 	s := &Set{}
 	if n > 0 {
-		s.slots = make([]uint64, capacityFor(n))
+		s.slots, s.free = allocSlots(capacityFor(n))
 	}
 	return s
 }
 
-func capacityFor(n int) int {
-	c := 1024
-	for c*3/4 < n {
-		c <<= 1
+// Release returns the set's memory at once; the set is empty afterwards.
+// A set dropped without Release gives its memory back when the garbage
+// collector finds it unreachable.
+func (s *Set) Release() {
+	if s.free != nil {
+		s.free()
 	}
-	return c
+	s.slots, s.free, s.n = nil, nil, 0
 }
+
+// Load factor 17/20.
+func capacityFor(n int) int { return max(1024, n/17*20+20) }
+
+func full(n, slots int) bool { return n*20 > slots*17 }
 
 // Len returns the number of fingerprints in the set.
 func (s *Set) Len() int { return s.n }
@@ -37,7 +51,7 @@ func (s *Set) Add(fp uint64) bool {
 	if fp == 0 {
 		fp = 1
 	}
-	if (s.n+1)*4 > len(s.slots)*3 {
+	if full(s.n+1, len(s.slots)) {
 		s.grow()
 	}
 	if !insert(s.slots, fp) {
@@ -55,8 +69,7 @@ func (s *Set) Has(fp uint64) bool {
 	if len(s.slots) == 0 {
 		return false
 	}
-	mask := uint64(len(s.slots) - 1)
-	for i := mix(fp) & mask; ; i = (i + 1) & mask {
+	for i := home(fp, len(s.slots)); ; i = next(i, len(s.slots)) {
 		switch s.slots[i] {
 		case 0:
 			return false
@@ -66,9 +79,21 @@ func (s *Set) Has(fp uint64) bool {
 	}
 }
 
+// home maps a fingerprint to a slot in [0, n) without a division.
+func home(fp uint64, n int) int {
+	hi, _ := bits.Mul64(mix(fp), uint64(n))
+	return int(hi)
+}
+
+func next(i, n int) int {
+	if i++; i == n {
+		return 0
+	}
+	return i
+}
+
 func insert(slots []uint64, fp uint64) bool {
-	mask := uint64(len(slots) - 1)
-	for i := mix(fp) & mask; ; i = (i + 1) & mask {
+	for i := home(fp, len(slots)); ; i = next(i, len(slots)) {
 		switch slots[i] {
 		case 0:
 			slots[i] = fp
@@ -80,13 +105,16 @@ func insert(slots []uint64, fp uint64) bool {
 }
 
 func (s *Set) grow() {
-	next := make([]uint64, max(1024, len(s.slots)*2))
+	grown, free := allocSlots(max(1024, len(s.slots)*3/2))
 	for _, fp := range s.slots {
 		if fp != 0 {
-			insert(next, fp)
+			insert(grown, fp)
 		}
 	}
-	s.slots = next
+	if s.free != nil {
+		s.free()
+	}
+	s.slots, s.free = grown, free
 }
 
 // mix spreads fingerprints that are not uniformly random (callers may pass

@@ -28,37 +28,42 @@ type Index struct {
 
 // For returns the indexes of a project. Names stay within PostgreSQL's 63
 // bytes for the longest project id (48 characters).
+//
+// Only indexes that pay are here: `segpub bench indexes` measured every
+// audience query with the seed report's eight proposals and with indexes on
+// notifly_user_id in byte order, and for streaming whole audiences none of
+// them beat the scans, hash joins and sorts PostgreSQL plans on keys alone
+// (an ordered user index even misled the planner into a slower plan). The
+// one that pays is on delivery_result, the table that grows with every
+// campaign sent rather than with the audience (docs/benchmarks.md).
 func For(t schema.Tables) []Index {
 	p := t.Project
 	return []Index{
 		{
-			Name: "sp_uid_" + p, Table: t.User,
-			Columns: `(notifly_user_id COLLATE "C")`,
-			Why:     "streams users in byte order of notifly_user_id (the order de-duplication and throttle waves follow) without sorting the table, and bounds resumed runs and partitions",
-		},
-		{
-			Name: "sp_duid_" + p, Table: t.Device,
-			Columns: `(notifly_user_id COLLATE "C", notifly_device_id COLLATE "C")`,
-			Why:     "merge-joins devices to users in the same order, and serves device-condition look-ups per user",
-		},
-		{
 			Name: "sp_drcu_" + p, Table: t.DeliveryResult,
 			Columns: "(campaign_id, notifly_user_id, created_at)",
-			Why:     "answers previously_received and delivery conditions with an index probe per user instead of scanning delivery results",
+			Why:     "reads one campaign's deliveries (previously_received, delivery conditions) with a range scan instead of scanning every delivery ever recorded",
 		},
 	}
+}
+
+// Retired returns the names of indexes earlier versions of segpub created
+// and that measured as not paying (docs/benchmarks.md); Create drops them.
+// An ordered index on users even led the planner to a slower plan.
+func Retired(t schema.Tables) []string {
+	return []string{"sp_uid_" + t.Project, "sp_duid_" + t.Project}
 }
 
 // Outcome is what Create did with one index.
 type Outcome struct {
 	Index  string `json:"index"`
 	Table  string `json:"table"`
-	Action string `json:"action"` // created, exists, rebuilt
+	Action string `json:"action"` // created, exists, rebuilt, dropped
 }
 
-// Create creates each missing index with CREATE INDEX CONCURRENTLY. An index
-// left invalid by an interrupted concurrent build is dropped and rebuilt.
-// Running it again changes nothing.
+// Create creates each missing index with CREATE INDEX CONCURRENTLY and
+// drops retired ones. An index left invalid by an interrupted concurrent
+// build is dropped and rebuilt. Running it again changes nothing.
 // done, when set, is called after each index.
 func Create(ctx context.Context, pool *pgxpool.Pool, t schema.Tables, log *slog.Logger, done ...func()) ([]Outcome, error) {
 	var out []Outcome
@@ -98,6 +103,22 @@ WHERE c.relname = $1 AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE ns
 			return out, fmt.Errorf("analyze %s: %w", ix.Table, err)
 		}
 		out = append(out, Outcome{Index: ix.Name, Table: schema.Unquoted(ix.Table), Action: action})
+	}
+	for _, name := range Retired(t) {
+		var table string
+		err := pool.QueryRow(ctx, `SELECT t.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+WHERE c.relname = $1 AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())`, name).Scan(&table)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("look up index %s: %w", name, err)
+		}
+		log.Info("dropping retired index", "index", name, "table", table)
+		if _, err := pool.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS "`+name+`"`); err != nil {
+			return out, fmt.Errorf("drop retired index %s: %w", name, err)
+		}
+		out = append(out, Outcome{Index: name, Table: table, Action: "dropped"})
 	}
 	return out, nil
 }

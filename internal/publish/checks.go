@@ -8,6 +8,7 @@ import (
 
 	"github.com/segpub/segpub/internal/contact"
 	"github.com/segpub/segpub/internal/dedup"
+	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/message"
 )
@@ -24,6 +25,8 @@ type checker struct {
 	enc       *message.Encoder
 	seen      *dedup.Set
 	batchSize int
+	// failpoints is nil outside tests.
+	failpoints *failpoint.Set
 
 	// published counts messages so far; it numbers throttle waves.
 	published int64
@@ -68,7 +71,7 @@ func newChecker(p *plan, batchSize int) *checker {
 		p:         p,
 		channel:   p.job.Campaign.Channel,
 		enc:       message.NewEncoder(p.job),
-		seen:      dedup.New(0),
+		seen:      dedup.New(int(p.estimate)),
 		batchSize: batchSize,
 		wave:      -1,
 	}
@@ -116,6 +119,9 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 			c.cur.Messages[i].Body = c.cur.Data[off : off+n]
 			c.cur.Messages[i].Key = c.cur.Data[off+20 : off+84]
 			off += n + 1
+		}
+		if err := c.failpoints.Hit(failpoint.AfterEncode); err != nil {
+			return err
 		}
 		select {
 		case out <- c.cur:

@@ -159,6 +159,15 @@ func TestEventConditions(t *testing.T) {
 		{`{"kind":"event","event":"view'; --","within_days":1,"operator":"in","value":[4, 5]}`, "other"},
 		{`{"kind":"event","event":"purchase","within_days":7,"operator":"=","value":"5"}`, ""},
 		{`{"kind":"event","event":"purchase","within_days":7,"operator":"!=","value":"5"}`, "edge_in edge_out future many none other"},
+		// Several conditions on one event and window share one sum; one
+		// that folds to a constant leaves the others intact.
+		{`{"kind":"event","event":"purchase","within_days":7,"operator":">=","value":1},
+{"kind":"event","event":"purchase","within_days":7,"operator":"<","value":3}`, "edge_in"},
+		{`{"kind":"event","event":"purchase","within_days":7,"operator":"=","value":"5"},
+{"kind":"event","event":"purchase","within_days":7,"operator":">=","value":1}`, ""},
+		{`{"kind":"event","event":"purchase","within_days":7,"operator":"!=","value":"5"},
+{"kind":"event","event":"purchase","within_days":7,"operator":">=","value":1},
+{"kind":"event","event":"purchase","within_days":8,"operator":"<","value":5}`, "edge_in"},
 	}
 	for _, c := range cases {
 		got := strings.Join(b.segmentUsers(c.cond), " ")

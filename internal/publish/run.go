@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/segpub/segpub/internal/audience"
+	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/message"
 	"github.com/segpub/segpub/internal/render"
@@ -82,9 +83,11 @@ type plan struct {
 	spec  audience.Spec
 	// unknown is the number of listed ids with no user.
 	unknown int64
-	csv     *csvPlan
-	publish bool
-	part    *Part
+	// estimate is the planner's row estimate, to size de-duplication.
+	estimate int64
+	csv      *csvPlan
+	publish  bool
+	part     *Part
 }
 
 // Run runs a job: for action publish, it publishes every message to sink;
@@ -232,6 +235,7 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 	if p.query, err = audience.Compile(p.spec); err != nil {
 		return nil, err
 	}
+	p.estimate = r.estimateRows(ctx, p.query)
 	// A partitioned run counts unknown ids once, in its plan.
 	if c.Audience.Type == job.AudienceUserIDs && part == nil {
 		if p.unknown, err = r.countUnknown(ctx, tables, c.Audience.UserIDs); err != nil {
@@ -274,6 +278,8 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return r.streamDB(gctx, p.query, rowsCh, freeRows)
 	})
 	ch := newChecker(p, r.cfg.BatchSize)
+	defer ch.seen.Release()
+	ch.failpoints = r.cfg.Failpoints
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
 	ch.trace = r.cfg.Trace
 	if part := p.part; part != nil {
@@ -294,6 +300,9 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 			if p.publish && len(b.Messages) > 0 {
 				if err := sink.Publish(gctx, b); err != nil {
 					return fmt.Errorf("publish batch at message %d: %w", b.First, err)
+				}
+				if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
+					return err
 				}
 				if onAck != nil {
 					if err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.First + int64(len(b.Messages))}); err != nil {

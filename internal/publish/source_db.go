@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/segpub/segpub/internal/audience"
+	"github.com/segpub/segpub/internal/failpoint"
 )
 
 // resultFormats asks for text for every column but the device's updated_at,
@@ -55,6 +57,9 @@ func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *ro
 		c.Start = !bytes.Equal(c.UserID, prevUser)
 		prevUser = append(prevUser[:0], c.UserID...)
 		if b.full() {
+			if err := r.cfg.Failpoints.Hit(failpoint.AfterFetch); err != nil {
+				return err
+			}
 			if err := sendRows(ctx, out, b); err != nil {
 				return err
 			}
@@ -67,6 +72,9 @@ func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *ro
 		return fmt.Errorf("stream audience: %w", err)
 	}
 	if len(b.rows) > 0 {
+		if err := r.cfg.Failpoints.Hit(failpoint.AfterFetch); err != nil {
+			return err
+		}
 		return sendRows(ctx, out, b)
 	}
 	return nil
@@ -140,4 +148,31 @@ func pgTime(v []byte) time.Time {
 		return time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return time.UnixMicro(us + pgEpochMicros).UTC()
+}
+
+// maxEstimate caps the de-duplication set sized up front (about 470 MB); a
+// larger audience grows it as it goes.
+const maxEstimate = 50_000_000
+
+// estimateRows asks the planner how many rows the audience query returns,
+// so the de-duplication set is allocated once at its final size instead
+// of growing (a growth holds the old and the new table at once). It is
+// only a hint: on any error, or an estimate far off, the set grows.
+func (r *Runner) estimateRows(ctx context.Context, q *audience.Query) int64 {
+	var plan []byte
+	if err := r.cfg.Pool.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+q.SQL, q.Args...).Scan(&plan); err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Logger.Debug("estimate audience size", "err", err)
+		}
+		return 0
+	}
+	var out []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	if err := json.Unmarshal(plan, &out); err != nil || len(out) == 0 {
+		return 0
+	}
+	return min(int64(out[0].Plan.Rows), maxEstimate)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/publish"
@@ -55,7 +56,16 @@ func isPart(body []byte) (*partRef, bool) {
 
 // enqueuePhase sends one sub-job per range.
 func (w *Worker) enqueuePhase(ctx context.Context, parent, phase string, parts int) error {
+	point := failpoint.PlanSent
+	if phase == phasePublish {
+		point = failpoint.HandOff
+	}
 	for i := 0; i < parts; i++ {
+		if i == 1 {
+			if err := w.cfg.Failpoints.Hit(point); err != nil {
+				return err
+			}
+		}
 		body, _ := json.Marshal(partMessage{Part: &partRef{Parent: parent, Phase: phase, Index: i}})
 		if err := w.cfg.Queue.Send(ctx, body, childID(parent, phase, i)); err != nil {
 			return fmt.Errorf("enqueue %s of %s: %w", phase, parent, err)
@@ -74,6 +84,10 @@ func (w *Worker) partition(ctx context.Context, d queue.Delivery, j *job.Job, ra
 	if err != nil {
 		log.Warn("plan partitions; the job runs whole", "err", err)
 		return false
+	}
+	if err := w.cfg.Failpoints.Hit(failpoint.Planning); err != nil {
+		w.retry(ctx, d, j, fmt.Errorf("partition: %w", err))
+		return true
 	}
 	if bounds == nil {
 		return false
@@ -128,8 +142,7 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		if claim.Run.Status.Final() {
 			// Finished before; the phase may not have advanced if that
 			// worker died in between.
-			w.advance(ctx, j, ref.Phase, plan, log)
-			w.ack(ctx, d, log)
+			w.advanceOrHandBack(ctx, d, j, ref.Phase, plan, log)
 			return
 		}
 		w.nack(ctx, d, w.cfg.Lease, log)
@@ -155,6 +168,9 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		_ = json.Unmarshal(claim.Run.Checkpoint, &cp)
 	}
 	res, err := w.run(ctx, d, j, child, part, cp, log)
+	if err == nil {
+		err = w.cfg.Failpoints.Hit(failpoint.BeforeCommit)
+	}
 	switch {
 	case err == nil:
 		res.RequestID = parent
@@ -164,8 +180,7 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 			return
 		}
 		log.Info("partition completed", "candidates", res.Candidates, "published", res.Published)
-		w.advance(ctx, j, ref.Phase, plan, log)
-		w.ack(ctx, d, log)
+		w.advanceOrHandBack(ctx, d, j, ref.Phase, plan, log)
 	case ctx.Err() != nil:
 		_ = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), child, w.cfg.Owner, ledger.Retrying, 0, 0, nil, "interrupted by shutdown")
 		w.nack(context.WithoutCancel(ctx), d, 0, log)
@@ -187,8 +202,20 @@ func (w *Worker) retryPart(ctx context.Context, d queue.Delivery, j *job.Job, ch
 	}
 }
 
+// advanceOrHandBack advances the run and acknowledges the sub-job; when
+// advancing fails, the sub-job goes back to the queue, and its redelivery
+// (its run already completed) advances again. Acknowledging it anyway
+// would leave a run whose last range finished stuck in its phase.
+func (w *Worker) advanceOrHandBack(ctx context.Context, d queue.Delivery, j *job.Job, phase string, plan ledger.Partition, log *slog.Logger) {
+	if err := w.advance(ctx, j, phase, plan, log); err != nil {
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return
+	}
+	w.ack(ctx, d, log)
+}
+
 // advance moves the run to its next phase once the current one is done.
-func (w *Worker) advance(ctx context.Context, j *job.Job, phase string, plan ledger.Partition, log *slog.Logger) {
+func (w *Worker) advance(ctx context.Context, j *job.Job, phase string, plan ledger.Partition, log *slog.Logger) error {
 	parent := j.RequestID
 	var ok bool
 	var err error
@@ -215,11 +242,13 @@ func (w *Worker) advance(ctx context.Context, j *job.Job, phase string, plan led
 		}
 	}
 	if err != nil {
-		// The next partition to finish, or a redelivery, tries again.
-		log.Error("advance partitioned run", "err", err)
-	} else if ok && phase == phaseScan {
+		log.Error("advance partitioned run; handed back to try again", "err", err)
+		return err
+	}
+	if ok && phase == phaseScan {
 		log.Info("scans completed; publishing", "parts", plan.Parts())
 	}
+	return nil
 }
 
 // sum adds up the partitions' results.

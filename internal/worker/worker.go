@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/segpub/segpub/internal/events"
+	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/msgstore"
@@ -75,6 +76,9 @@ type Config struct {
 	// this many users into ranges of about this many, run by every worker
 	// sharing the queue. 0: never split.
 	PartitionRows int
+	// Failpoints lets tests fail runs at named points (internal/failpoint).
+	// Nil in production.
+	Failpoints *failpoint.Set
 }
 
 func (c *Config) validate() error {
@@ -259,6 +263,9 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		log.Info("resuming run", "after", cp.After, "rows", cp.Rows, "published", cp.Published)
 	}
 	res, err := w.run(ctx, d, j, j.RequestID, nil, cp, log)
+	if err == nil {
+		err = w.cfg.Failpoints.Hit(failpoint.BeforeCommit)
+	}
 	switch {
 	case err == nil:
 		body, _ := json.Marshal(res)

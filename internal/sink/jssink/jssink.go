@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/publish"
 )
@@ -34,6 +35,9 @@ type Config struct {
 	MaxInFlight int
 	// Duplicates is the stream's de-duplication window. Default: 24h.
 	Duplicates time.Duration
+	// Failpoints lets tests fail a batch after it was sent and before its
+	// acknowledgements arrive. Nil in production.
+	Failpoints *failpoint.Set
 	// Retries is how many times a publish whose acknowledgement failed
 	// is retried (it may have been stored: the retry carries the same
 	// Nats-Msg-Id). Default: 5.
@@ -97,6 +101,9 @@ func (s *Sink) Publish(ctx context.Context, b *publish.Batch) error {
 			return fmt.Errorf("publish to %s: %w", subject, err)
 		}
 		futures[i] = f
+	}
+	if err := s.cfg.Failpoints.Hit(failpoint.BeforeAck); err != nil {
+		return err
 	}
 	for i, f := range futures {
 		select {

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/schema"
+	"github.com/segpub/segpub/internal/seed"
+)
+
+type countSink struct{ n int64 }
+
+func (c *countSink) Publish(_ context.Context, b *publish.Batch) error {
+	c.n += int64(len(b.Messages))
+	return nil
+}
+
+// The seed pattern is a fair comparison: on the same data it publishes as
+// many push messages as segpub does, for the whole project and for an id
+// list (including ids that do not exist and ids listed twice).
+func TestBaselinePublishesWhatSegpubPublishes(t *testing.T) {
+	t.Parallel()
+	pool := dbtest.Pool(t)
+	project := dbtest.NewProjectID()
+	t.Cleanup(func() {
+		tables, _ := schema.For(project)
+		for _, s := range tables.DropStatements() {
+			_, _ = pool.Exec(context.Background(), s)
+		}
+	})
+	// More users than one page, so paging and chunking are exercised.
+	if _, err := seed.Run(context.Background(), pool, seed.Config{ProjectID: project, Users: 12_000}); err != nil {
+		t.Fatal(err)
+	}
+	runner, err := publish.New(publish.Config{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := 0; i < 12_000; i += 2 {
+		ids = append(ids, "ext-"+strconv.Itoa(i))
+	}
+	ids = append(ids, "ext-4", "no-such-user")
+	for name, text := range map[string][]byte{"all": PushAllJob(project), "user_ids": userIDsJob(project, ids)} {
+		j, err := job.Parse(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		got, err := Baseline(context.Background(), pool, j, &out)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		sink := &countSink{}
+		res, err := runner.Run(context.Background(), j, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != res.Published || got == 0 {
+			t.Fatalf("%s: seed pattern published %d, segpub %d", name, got, res.Published)
+		}
+		if lines := bytes.Count(out.Bytes(), []byte("\n")); int64(lines) != got {
+			t.Fatalf("%s: %d lines for %d messages", name, lines, got)
+		}
+		var first map[string]any
+		if err := json.Unmarshal(out.Bytes()[:bytes.IndexByte(out.Bytes(), '\n')], &first); err != nil || first["device_token"] == "" {
+			t.Fatalf("%s: first message %v (%v)", name, first, err)
+		}
+	}
+	// Other channels and audiences are refused, not approximated.
+	j, _ := job.Parse(abEmailJob(project, nil))
+	if _, err := Baseline(context.Background(), pool, j, io.Discard); err == nil || !strings.Contains(err.Error(), "only push_notification") {
+		t.Fatalf("email: %v", err)
+	}
+}
+
+func TestPlots(t *testing.T) {
+	t.Parallel()
+	rep := &Report{Sizes: []SizeReport{
+		{Users: 1_000_000, Results: []Measurement{{Job: JobCopy, Seconds: 5}, {Job: JobPushAll, Name: "push <all>", PerSecond: 170_000, PeakRSSMB: 60}, {Job: JobSize, PeakRSSMB: 50}}},
+		{Users: 3_000_000, Results: []Measurement{{Job: JobCopy, Seconds: 15}, {Job: JobPushAll, Name: "push <all>", PerSecond: 160_000, PeakRSSMB: 70}, {Job: JobSize, PeakRSSMB: 52}}},
+	}}
+	tp, mem := rep.Plots()
+	for name, c := range map[string]struct {
+		svg   []byte
+		lines int
+	}{"throughput": {tp, 1}, "memory": {mem, 2}} {
+		var doc struct {
+			Polylines []struct {
+				Points string `xml:"points,attr"`
+			} `xml:"polyline"`
+		}
+		if err := xml.Unmarshal(c.svg, &doc); err != nil {
+			t.Fatalf("%s: not XML: %v", name, err)
+		}
+		if len(doc.Polylines) != c.lines {
+			t.Fatalf("%s: %d lines, want %d", name, len(doc.Polylines), c.lines)
+		}
+		if n := len(strings.Fields(doc.Polylines[0].Points)); n != 2 {
+			t.Fatalf("%s: %d points, want one per size", name, n)
+		}
+	}
+	if !strings.Contains(string(tp), "push &lt;all&gt;") {
+		t.Fatal("legend not escaped")
+	}
+}
+
+func TestNiceCeil(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[float64]float64{0: 1, 0.7: 1, 3: 5, 170: 200, 1000: 1000, 1001: 2000, 60: 100} {
+		if got := niceCeil(in); got != want {
+			t.Errorf("niceCeil(%v) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// The index study measures every query under the four index sets, sees
+// no secondary index on the keys-only tables, and leaves segpub's indexes
+// (and only those) in place.
+func TestIndexStudy(t *testing.T) {
+	t.Parallel()
+	pool := dbtest.Pool(t)
+	project := dbtest.NewProjectID()
+	tables, _ := schema.For(project)
+	t.Cleanup(func() {
+		for _, s := range tables.DropStatements() {
+			_, _ = pool.Exec(context.Background(), s)
+		}
+	})
+	if _, err := seed.Run(context.Background(), pool, seed.Config{ProjectID: project, Users: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := IndexStudy(context.Background(), pool, project, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := map[IndexSet]int{}
+	for _, r := range res {
+		sets[r.Set]++
+		if r.Milliseconds <= 0 {
+			t.Errorf("%s (%s): no execution time", r.Query, r.Set)
+		}
+		if r.Set == KeysOnly && len(r.Indexes) > 0 {
+			t.Errorf("%s: keys-only tables used %v", r.Query, r.Indexes)
+		}
+	}
+	if len(sets) != 4 || sets[KeysOnly] != 7 || sets[ReportSet] != 7 || sets[OrderedSet] != 7 || sets[SegpubSet] != 7 {
+		t.Fatalf("results per set: %v", sets)
+	}
+	var left []string
+	rows, err := pool.Query(context.Background(), `SELECT indexname FROM pg_indexes WHERE indexname LIKE $1 ORDER BY 1`, "%_"+project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		_ = rows.Scan(&n)
+		left = append(left, strings.TrimSuffix(n, "_"+project))
+	}
+	if strings.Join(left, ",") != "sp_drcu" {
+		t.Fatalf("indexes left: %v", left)
+	}
+	if md := IndexMarkdown(res); strings.Count(md, "\n") != 9 {
+		t.Fatalf("markdown has %d lines:\n%s", strings.Count(md, "\n"), md)
+	}
+}
