@@ -24,8 +24,10 @@ fuzz:
 demo: build
 	bin/segpub demo
 
+# Every workload at 1M, 3M and 10M users (seeded on first use), with the
+# plots of docs/benchmarks.md. About 35 minutes on 2 cores, 40 GB of disk.
 bench: build
-	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} bin/segpub bench
+	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} bin/segpub bench --sizes $${SIZES:-1m,3m,10m} --plots docs/img
 
 # The crash test: 3 workers, a push job over 1M users, 20 SIGKILLs, then
 # PostgreSQL and NATS restarts (docs/reliability.md). About 10 minutes.
