@@ -151,8 +151,10 @@ type Start struct {
 }
 
 // Claim takes the lease of a run for owner, creating the run on its first
-// delivery. It is not granted when the run is final or another owner's
-// lease has not expired.
+// delivery. It is not granted when the run is final, or running under a
+// lease that has not expired, whoever holds it: two copies of a job taken
+// by two slots of the same worker must not both run. A run handed back
+// (retrying) can be claimed at once.
 func (l *Ledger) Claim(ctx context.Context, s Start, owner string, lease time.Duration) (*Claim, error) {
 	r, err := scan(l.pool.QueryRow(ctx, `INSERT INTO segpub_runs AS r
   (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time, parent)
@@ -160,8 +162,8 @@ VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7, nullif($8, '
 ON CONFLICT (request_id) DO UPDATE SET
   status = 'running', attempts = r.attempts + 1, owner = EXCLUDED.owner,
   lease_until = EXCLUDED.lease_until, updated_at = now(), error = NULL
-WHERE r.status IN ('running', 'retrying')
-  AND (r.lease_until IS NULL OR r.lease_until < now() OR r.owner = EXCLUDED.owner)
+WHERE r.status = 'retrying'
+   OR (r.status = 'running' AND (r.lease_until IS NULL OR r.lease_until < now()))
 RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference, s.Parent))
 	if err == nil {
 		return &Claim{Run: r, Granted: true}, nil
