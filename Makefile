@@ -3,7 +3,7 @@
 GO ?= go
 DB_URL = $(shell scripts/pg-ensure)
 
-.PHONY: build test vet fuzz demo bench chaos
+.PHONY: build test vet fuzz demo bench chaos reliability
 
 build:
 	$(GO) build -o bin/segpub ./cmd/segpub
@@ -33,3 +33,13 @@ bench: build
 # PostgreSQL and NATS restarts (docs/reliability.md). About 10 minutes.
 chaos:
 	SEGPUB_CHAOS_REPORT=$${SEGPUB_CHAOS_REPORT:-chaos-report.md} $(GO) test -tags chaos -count=1 -v -timeout 50m ./internal/chaos/
+
+# The fault-injection tests at full size (docs/reliability.md): failpoints,
+# database and SQS faults, sparse audiences, 10,000 jobs redelivered and
+# replayed, stale occurrences. A few minutes.
+reliability:
+	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} \
+	SEGPUB_TEST_NATS_URL=$${SEGPUB_TEST_NATS_URL:-$$(scripts/nats-ensure)} \
+	SEGPUB_RELIABILITY_JOBS=$${SEGPUB_RELIABILITY_JOBS:-10000} \
+	$(GO) test -count=1 -v -timeout 30m -run 'TestFailpointsResume|TestDatabaseFaults|TestRedeliveryAndReplay|TestSparseAudience|TestInjectedFaults|TestStaleOccurrences' \
+		./internal/worker ./internal/publish ./internal/sink/sqssink ./internal/scheduler
