@@ -365,6 +365,21 @@ func tail(s string, n int) string {
 	return s
 }
 
+// Steps is the number of measurements Run makes (for a progress bar): per
+// project the COPY floor and each workload that applies to its size.
+func Steps(cfg Config) int {
+	n := 0
+	for _, p := range cfg.Projects {
+		n++
+		for _, wl := range workloads {
+			if cfg.wants(wl.job) && (!wl.baseline || (cfg.BaselineMaxUsers > 0 && int64(p.Users) <= cfg.BaselineMaxUsers)) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Workloads lists the workload names, for --only.
 func Workloads() []string {
 	names := []string{}

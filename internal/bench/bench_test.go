@@ -174,3 +174,18 @@ func TestIndexStudy(t *testing.T) {
 		t.Fatalf("markdown has %d lines:\n%s", strings.Count(md, "\n"), md)
 	}
 }
+
+// Steps counts what Run measures: the seed pattern only on small projects,
+// and only the workloads asked for.
+func TestSteps(t *testing.T) {
+	t.Parallel()
+	all := len(workloads)
+	cfg := Config{Projects: []Project{{ID: "a", Users: 1_000_000}, {ID: "b", Users: 3_000_000}}, BaselineMaxUsers: 1_000_000}
+	if got, want := Steps(cfg), (1+all)+(1+all-2); got != want {
+		t.Fatalf("Steps = %d, want %d", got, want)
+	}
+	cfg.Only = []string{JobPushAll, JobSeedPushAll}
+	if got := Steps(cfg); got != (1+2)+(1+1) {
+		t.Fatalf("Steps with --only = %d", got)
+	}
+}

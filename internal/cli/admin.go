@@ -156,10 +156,11 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		return fail(env, "bench", err)
 	}
 	defer pool.Close()
-	bar := progress.New(progress.Config{Label: "measurements", Out: env.Stderr})
-	rep, err := bench.Run(ctx, bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
-		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, OutDir: *out, Logger: c.logger(env),
-		Step: func(string) { bar.Add(1) }})
+	cfg := bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, OutDir: *out, Logger: c.logger(env)}
+	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.Stderr})
+	cfg.Step = func(string) { bar.Add(1) }
+	rep, err := bench.Run(ctx, cfg)
 	bar.Done()
 	if err != nil {
 		return fail(env, "bench", err)
