@@ -41,5 +41,5 @@ reliability:
 	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} \
 	SEGPUB_TEST_NATS_URL=$${SEGPUB_TEST_NATS_URL:-$$(scripts/nats-ensure)} \
 	SEGPUB_RELIABILITY_JOBS=$${SEGPUB_RELIABILITY_JOBS:-10000} \
-	$(GO) test -count=1 -v -timeout 30m -run 'TestFailpointsResume|TestDatabaseFaults|TestRedeliveryAndReplay|TestSparseAudience|TestInjectedFaults|TestStaleOccurrences' \
+	$(GO) test -count=1 -v -timeout 30m -run 'TestFailpointsResume|TestDatabaseFaults|TestRedeliveryAndReplay|TestSparseAudience|TestInjectedFaults|TestStaleOccurrences|TestRestoredSnapshot' \
 		./internal/worker ./internal/publish ./internal/sink/sqssink ./internal/scheduler

@@ -213,3 +213,66 @@ func TestAddValidates(t *testing.T) {
 		t.Fatal("resumed an ended campaign")
 	}
 }
+
+// After the state database is restored from an old snapshot, the
+// occurrences recorded since the snapshot are gone. Those older than the
+// catch-up window are reported as stale, never sent again; the one inside
+// the window is sent again under the same request id, which the run
+// ledger (or the channel's de-duplication) recognises.
+func TestRestoredSnapshot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.IsolatedPool(t)
+	store, err := NewStore(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addCampaign(t, store, "daily", `{"kind":"daily","time":"09:00","time_zone":"UTC"}`)
+	q := &recorder{}
+	day := time.Now().UTC().Truncate(24 * time.Hour).Add(9*time.Hour + 30*time.Minute)
+	now := day
+	s, _ := New(Config{Store: store, Queue: q, Now: func() time.Time { return now }, CatchUp: time.Hour})
+	for d := 0; d < 3; d++ {
+		now = day.AddDate(0, 0, d)
+		if _, err := s.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(q.sent) != 3 {
+		t.Fatalf("before the restore: sent %v", q.sent)
+	}
+	// The snapshot was taken on the first day at 10:00.
+	if _, err := pool.Exec(ctx, `DELETE FROM segpub_occurrences WHERE occurrence > $1`, day.Add(30*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	now = day.AddDate(0, 0, 2).Add(10 * time.Minute)
+	rep, err := s.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, third := day.AddDate(0, 0, 1).Add(-30*time.Minute), day.AddDate(0, 0, 2).Add(-30*time.Minute)
+	if len(rep.Enqueued) != 1 || !strings.HasSuffix(rep.Enqueued[0], third.Format(time.RFC3339)) {
+		t.Fatalf("enqueued after the restore: %v", rep.Enqueued)
+	}
+	found := false
+	for _, st := range rep.Stale {
+		found = found || strings.HasSuffix(st, second.Format(time.RFC3339))
+		if strings.HasSuffix(st, third.Format(time.RFC3339)) {
+			t.Fatalf("the occurrence inside the window was reported stale: %v", rep.Stale)
+		}
+	}
+	if !found {
+		t.Fatalf("the day-old occurrence was not reported stale: %v", rep.Stale)
+	}
+	// Sent again only inside the window, and under its old request id.
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id, n := range q.sent {
+		if n > 1 && !strings.HasSuffix(id, third.Format(time.RFC3339)) {
+			t.Fatalf("%s sent %d times", id, n)
+		}
+	}
+	if len(q.sent) != 3 {
+		t.Fatalf("a new request id appeared: %v", q.sent)
+	}
+}

@@ -54,9 +54,13 @@ func (w *world) read(t *testing.T, ch job.Channel, want int) [][]byte {
 	t.Helper()
 	url := strings.ReplaceAll(w.pattern, "{channel}", string(ch))
 	var out [][]byte
-	deadline := time.Now().Add(10 * time.Second)
+	// A short visibility timeout: a message received but not delivered
+	// (a response lost on a loaded machine) comes back within the deadline
+	// instead of after SQS's default 30 s.
+	deadline := time.Now().Add(30 * time.Second)
 	for len(out) < want && time.Now().Before(deadline) {
-		res, err := w.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		res, err := w.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10,
+			WaitTimeSeconds: 1, VisibilityTimeout: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
