@@ -322,17 +322,25 @@ func (b *builder) eventSum(c job.Condition) (string, error) {
 	}
 	// One join per distinct (event, window), shared by every condition on
 	// it; its parameters are bound once.
-	key := c.Event + "\x00" + from + "\x00" + to
+	alias := b.join(c.Event+"\x00"+from+"\x00"+to, "ev", func() string {
+		return fmt.Sprintf("SELECT e.notifly_user_id, sum(e.count) AS c FROM %s e WHERE e.name = %s::text%s GROUP BY e.notifly_user_id",
+			b.spec.Tables.EventCounts, b.arg(c.Event), window())
+	})
+	return "coalesce(" + alias + ".c, 0)", nil
+}
+
+// join returns the alias of the derived table registered under key,
+// registering it on first use; build binds its parameters and returns its
+// SQL, once.
+func (b *builder) join(key, prefix string, build func() string) string {
 	for _, e := range b.events {
 		if e.key == key {
-			return "coalesce(" + e.alias + ".c, 0)", nil
+			return e.alias
 		}
 	}
-	alias := "ev" + strconv.Itoa(len(b.events))
-	sql := fmt.Sprintf("SELECT e.notifly_user_id, sum(e.count) AS c FROM %s e WHERE e.name = %s::text%s GROUP BY e.notifly_user_id",
-		b.spec.Tables.EventCounts, b.arg(c.Event), window())
-	b.events = append(b.events, eventJoin{key: key, alias: alias, sql: sql})
-	return "coalesce(" + alias + ".c, 0)", nil
+	alias := prefix + strconv.Itoa(len(b.events))
+	b.events = append(b.events, eventJoin{key: key, alias: alias, sql: build()})
+	return alias
 }
 
 // deliveryCond tests for a delivery_result row of a campaign, within
@@ -350,12 +358,8 @@ func (b *builder) deliveryCond(c job.Condition) string {
 		}
 		return "(" + alias + ".notifly_user_id IS NULL)"
 	}
-	window := ""
-	if from != nil {
-		window = " AND r.created_at >= " + b.arg(from) + "::timestamptz AND r.created_at <= " + b.arg(to) + "::timestamptz"
-	}
 	exists := fmt.Sprintf("EXISTS (SELECT 1 FROM %s r WHERE r.campaign_id = %s::text AND r.notifly_user_id = u.notifly_user_id%s)",
-		b.spec.Tables.DeliveryResult, b.arg(c.CampaignID), window)
+		b.spec.Tables.DeliveryResult, b.arg(c.CampaignID), b.deliveryWindow(from, to))
 	if c.Received {
 		return exists
 	}
@@ -367,19 +371,17 @@ func (b *builder) deliveryCond(c job.Condition) string {
 // alias. delivery_result has no key in the contract's schema, so a probe
 // per user would scan it once per user; the join reads it once.
 func (b *builder) deliveryJoin(campaign string, from, to any) string {
-	key := fmt.Sprintf("d\x00%s\x00%v\x00%v", campaign, from, to)
-	for _, e := range b.events {
-		if e.key == key {
-			return e.alias
-		}
+	return b.join(fmt.Sprintf("d\x00%s\x00%v\x00%v", campaign, from, to), "dv", func() string {
+		return fmt.Sprintf("SELECT DISTINCT r.notifly_user_id FROM %s r WHERE r.campaign_id = %s::text%s",
+			b.spec.Tables.DeliveryResult, b.arg(campaign), b.deliveryWindow(from, to))
+	})
+}
+
+// deliveryWindow bounds delivery rows (alias r) to [from, to]; empty when
+// from is nil.
+func (b *builder) deliveryWindow(from, to any) string {
+	if from == nil {
+		return ""
 	}
-	window := ""
-	if from != nil {
-		window = " AND r.created_at >= " + b.arg(from) + "::timestamptz AND r.created_at <= " + b.arg(to) + "::timestamptz"
-	}
-	alias := "dv" + strconv.Itoa(len(b.events))
-	sql := fmt.Sprintf("SELECT DISTINCT r.notifly_user_id FROM %s r WHERE r.campaign_id = %s::text%s",
-		b.spec.Tables.DeliveryResult, b.arg(campaign), window)
-	b.events = append(b.events, eventJoin{key: key, alias: alias, sql: sql})
-	return alias
+	return " AND r.created_at >= " + b.arg(from) + "::timestamptz AND r.created_at <= " + b.arg(to) + "::timestamptz"
 }

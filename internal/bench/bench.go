@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/audience"
@@ -208,20 +209,8 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 	// The user_ids workloads list 200k existing users spread over the id space.
 	var ids []string
 	if cfg.wants(JobUserIDs) || cfg.wants(JobSeedUserIDs) {
-		rows, err := cfg.Pool.Query(ctx, `SELECT external_user_id FROM `+tables.User+` WHERE external_user_id IS NOT NULL
-ORDER BY random_bucket_number, notifly_user_id LIMIT $1`, idListSize)
-		if err != nil {
-			return nil, fmt.Errorf("pick ids: %w", err)
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return nil, err
-			}
-			ids = append(ids, id)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("pick ids: %w", err)
+		if ids, err = pickIDs(ctx, cfg.Pool, tables); err != nil {
+			return nil, err
 		}
 	}
 
@@ -280,6 +269,21 @@ ORDER BY random_bucket_number, notifly_user_id LIMIT $1`, idListSize)
 		sr.Results = append(sr.Results, best)
 	}
 	return sr, nil
+}
+
+// pickIDs lists idListSize existing users spread over the id space, for
+// the user_ids workloads.
+func pickIDs(ctx context.Context, pool *pgxpool.Pool, t schema.Tables) ([]string, error) {
+	rows, err := pool.Query(ctx, `SELECT external_user_id FROM `+t.User+` WHERE external_user_id IS NOT NULL
+ORDER BY random_bucket_number, notifly_user_id LIMIT $1`, idListSize)
+	if err != nil {
+		return nil, fmt.Errorf("pick ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("pick ids: %w", err)
+	}
+	return ids, nil
 }
 
 // literalQuery compiles the job's audience query with its parameters

@@ -85,21 +85,9 @@ func IndexStudy(ctx context.Context, pool *pgxpool.Pool, project string, log *sl
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	rows, err := pool.Query(ctx, `SELECT external_user_id FROM `+t.User+` WHERE external_user_id IS NOT NULL
-ORDER BY random_bucket_number, notifly_user_id LIMIT $1`, idListSize)
+	ids, err := pickIDs(ctx, pool, t)
 	if err != nil {
-		return nil, fmt.Errorf("pick ids: %w", err)
-	}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("pick ids: %w", err)
+		return nil, err
 	}
 	excluding := []byte(jobHeader(project, "bench-exclude") + `"campaign":{"id":"` + seed.PreviousCampaign + `","channel":"email",
 "audience":{"type":"all"},"exclude_previous_recipients":true,"message":{"subject":"Again"}}}`)
