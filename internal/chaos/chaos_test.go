@@ -8,7 +8,6 @@
 //
 //	SEGPUB_CHAOS_USERS    users to seed (default 1000000)
 //	SEGPUB_CHAOS_KILLS    SIGKILLs in the kill scenario (default 20)
-//	SEGPUB_CHAOS_REPORT   file the markdown table is appended to
 package chaos
 
 import (
@@ -34,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/segpub/segpub/internal/reliability"
 	"github.com/segpub/segpub/internal/seed"
 )
 
@@ -398,25 +398,21 @@ func scenario(t *testing.T, name string, disrupt func(r *run, done <-chan struct
 	}
 	res.distinct = len(seen)
 	res.dupInStream = res.inStream - res.distinct
+	want := make([][]byte, 0, len(expected))
 	for k := range expected {
-		if seen[k] == 0 {
-			res.lost++
-		}
-	}
-	for k := range seen {
-		if !expected[k] {
-			res.unexpected++
-		}
+		want = append(want, []byte(k))
 	}
 	r.mu.Lock()
 	for _, d := range r.dupes {
 		res.dupBeforeDedup += d
 	}
 	r.mu.Unlock()
-	report(t, res)
-	if res.lost != 0 || res.dupInStream != 0 || res.unexpected != 0 {
-		t.Errorf("%s: %d lost, %d duplicated in the stream, %d unexpected", name, res.lost, res.dupInStream, res.unexpected)
-	}
+	counts := reliability.ClassifyCounts(want, seen)
+	res.lost, res.unexpected = counts.Lost, counts.Unexpected
+	reliability.CheckAs(t, "Crash test (internal/chaos)", name, counts, wall,
+		reliability.Field{Name: "in stream", Value: strconv.Itoa(res.inStream)},
+		reliability.Field{Name: "published again", Value: fmt.Sprintf("%.0f", res.dupBeforeDedup)},
+		reliability.Field{Name: "kills", Value: strconv.Itoa(k)})
 	return res
 }
 
@@ -477,31 +473,18 @@ func streamKeys(t *testing.T, url, stream string) []string {
 	return out
 }
 
-func report(t *testing.T, r result) {
-	line := fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %.0f | %d | %.1f |",
-		r.name, r.expected, r.inStream, r.distinct, r.lost, r.dupInStream, r.unexpected, r.dupBeforeDedup, r.kills, r.wall.Seconds())
-	t.Log(line)
-	if path := os.Getenv("SEGPUB_CHAOS_REPORT"); path != "" {
-		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err == nil {
-			fmt.Fprintln(f, line)
-			f.Close()
-		}
-	}
-}
-
 // Twenty SIGKILLs of the worker holding the run, at random moments; each
 // killed worker is restarted.
 func TestKillWorkers(t *testing.T) {
 	kills := envInt("SEGPUB_CHAOS_KILLS", 20)
-	scenario(t, fmt.Sprintf("SIGKILL the running worker %d times", kills), killer(kills))
+	scenario(t, fmt.Sprintf("SIGKILL the running worker, up to %d times", kills), killer(kills))
 }
 
 // The same with the job split into ranges that the three workers share.
 func TestKillWorkersPartitioned(t *testing.T) {
 	kills := envInt("SEGPUB_CHAOS_KILLS", 20)
 	rows := envInt("SEGPUB_CHAOS_USERS", 1_000_000) / 4
-	scenario(t, fmt.Sprintf("partitioned in 4, SIGKILL a running worker %d times", kills), killer(kills),
+	scenario(t, fmt.Sprintf("partitioned in 4, SIGKILL a running worker, up to %d times", kills), killer(kills),
 		fmt.Sprintf("SEGPUB_PARTITION_ROWS=%d", rows))
 }
 

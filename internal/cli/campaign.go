@@ -84,7 +84,7 @@ func runCampaign(ctx context.Context, env *Env, args []string) int {
 		fs.StringVar(&file, "file", "", `campaign file: {"project_id":…, "action":…, "campaign":{…}, "schedule":{…}}`)
 	}
 	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args[1:]); err != nil || badEnv(fs, env) {
 		return ExitFailure
 	}
 	pool, err := s.statePool(ctx)

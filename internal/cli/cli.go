@@ -13,8 +13,11 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/pgtimeout"
 )
 
 // Exit codes (CONTRACT.md section 8).
@@ -30,6 +33,10 @@ type Env struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	Getenv func(string) string
+
+	// bad collects environment settings that did not parse; a command
+	// refuses to run with any.
+	bad []string
 }
 
 type command struct {
@@ -97,11 +104,14 @@ func usage(w io.Writer, cmds map[string]command) {
 type common struct {
 	databaseURL string
 	verbose     bool
+	dbStall     time.Duration
 }
 
 func (c *common) register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&c.databaseURL, "database-url", env.Getenv("SEGPUB_DATABASE_URL"), "audience database URL (default $SEGPUB_DATABASE_URL)")
 	fs.BoolVar(&c.verbose, "v", false, "log debug detail")
+	fs.DurationVar(&c.dbStall, "db-stall-timeout", envDuration(env, "SEGPUB_DB_STALL_TIMEOUT", 10*time.Minute),
+		"close a database connection that sends nothing for this long while a reply is due; 0: never ($SEGPUB_DB_STALL_TIMEOUT)")
 }
 
 func (c *common) logger(env *Env) *slog.Logger {
@@ -128,6 +138,10 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
 		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
+	if c.dbStall < 0 {
+		return nil, fmt.Errorf("--db-stall-timeout ($SEGPUB_DB_STALL_TIMEOUT): %s is negative", c.dbStall)
+	}
+	pgtimeout.Apply(&cfg.ConnConfig.Config, c.dbStall)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -156,11 +170,23 @@ func parseFlags(fs *flag.FlagSet, args []string, env *Env) (ok bool, code int) {
 		}
 		return false, ExitFailure
 	}
+	if badEnv(fs, env) {
+		return false, ExitFailure
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(env.Stderr, "segpub %s: unexpected arguments: %s\n", fs.Name(), strings.Join(fs.Args(), " "))
 		return false, ExitFailure
 	}
 	return true, 0
+}
+
+// badEnv reports the environment settings that did not parse, if any.
+func badEnv(fs *flag.FlagSet, env *Env) bool {
+	if len(env.bad) == 0 {
+		return false
+	}
+	fmt.Fprintf(env.Stderr, "segpub %s: %s\n", fs.Name(), strings.Join(env.bad, "; "))
+	return true
 }
 
 func printJSON(w io.Writer, v any) {

@@ -146,3 +146,29 @@ func TestMigrateIndexesIdempotent(t *testing.T) {
 		t.Fatalf("second: exit %d %s", r.code, r.stdout)
 	}
 }
+
+// A setting in the environment that does not parse stops the command with
+// its name, rather than quietly running on the default.
+func TestBadEnvironmentSetting(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, value, cmd, want string }{
+		{"SEGPUB_DB_STALL_TIMEOUT", "ten minutes", "size", `$SEGPUB_DB_STALL_TIMEOUT: "ten minutes" is not a duration`},
+		{"SEGPUB_LEASE", "60", "status", `$SEGPUB_LEASE: "60" is not a duration`},
+		{"SEGPUB_CONCURRENCY", "two", "serve", `$SEGPUB_CONCURRENCY: "two" is not a whole number`},
+	} {
+		var out, errb bytes.Buffer
+		env := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
+			if k == c.name {
+				return c.value
+			}
+			return ""
+		}}
+		if code := Main(context.Background(), []string{c.cmd, "x"}, env); code != ExitFailure || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%s=%q: exit %d, stderr %q", c.name, c.value, code, errb.String())
+		}
+	}
+	job := `{"version":1,"action":"publish","request_id":"r","project_id":"p","campaign":{"id":"c","channel":"email","message":{},"audience":{"type":"all"}}}`
+	if r := run(t, job, "size", "--job", "-", "--db-stall-timeout", "-1s"); r.code == ExitOK || !strings.Contains(r.stderr+r.stdout, "--db-stall-timeout ($SEGPUB_DB_STALL_TIMEOUT): -1s is negative") {
+		t.Fatalf("negative stall timeout: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+}

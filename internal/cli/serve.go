@@ -46,17 +46,29 @@ type settings struct {
 }
 
 func envInt(env *Env, name string, def int) int {
-	if v, err := strconv.Atoi(env.Getenv(name)); err == nil {
-		return v
+	raw := env.Getenv(name)
+	if raw == "" {
+		return def
 	}
-	return def
+	v, err := strconv.Atoi(raw)
+	if err != nil {
+		env.bad = append(env.bad, fmt.Sprintf("$%s: %q is not a whole number", name, raw))
+		return def
+	}
+	return v
 }
 
 func envDuration(env *Env, name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(env.Getenv(name)); err == nil {
-		return v
+	raw := env.Getenv(name)
+	if raw == "" {
+		return def
 	}
-	return def
+	v, err := time.ParseDuration(raw)
+	if err != nil {
+		env.bad = append(env.bad, fmt.Sprintf("$%s: %q is not a duration (like 90s or 10m)", name, raw))
+		return def
+	}
+	return v
 }
 
 func envOr(env *Env, name, def string) string {
@@ -311,7 +323,7 @@ func runStatus(ctx context.Context, env *Env, args []string) int {
 	var s settings
 	s.register(fs, env)
 	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); err != nil || badEnv(fs, env) {
 		return ExitFailure
 	}
 	if fs.NArg() != 1 {

@@ -3,11 +3,21 @@ package publish
 import (
 	"context"
 	"fmt"
-	"sort"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/reliability"
 )
+
+func byteStrings(s []string) [][]byte {
+	out := make([][]byte, len(s))
+	for i, v := range s {
+		out[i] = []byte(v)
+	}
+	return out
+}
 
 // mutatingSink changes the audience tables while the run streams: on its
 // first batch it deletes some users the query has not reached yet and adds
@@ -74,18 +84,17 @@ SELECT 'u3-' || lpad((i * 37)::text, 5, '0'), 'c' || i || '@x.com', 1 FROM gener
 	for i := 0; i < 900; i++ {
 		want = append(want, fmt.Sprintf("c%d@x.com", i))
 	}
-	sort.Strings(want)
 
 	runner, j := b.smallBatchEmailRun()
 	sink := &mutatingSink{b: b}
+	start := time.Now()
 	res, err := runner.Run(context.Background(), j, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkInvariant(t, res)
-	got := destinations(&sink.captureSink)
-	sort.Strings(got)
-	equalStrings(t, "published", got, want)
+	reliability.Check(t, reliability.Classify(byteStrings(want), byteStrings(destinations(&sink.captureSink))), time.Since(start),
+		reliability.Field{Name: "rows", Value: strconv.FormatInt(res.Candidates, 10)})
 	if res.Status != StatusCompleted || res.Candidates != 500+12000+900 || res.Skipped.NoContact != 8000 || res.Skipped.InvalidContact != 4000 {
 		t.Fatalf("result %+v", res)
 	}
@@ -122,6 +131,7 @@ func TestSparseAudienceResume(t *testing.T) {
 	runner, j := b.smallBatchEmailRun()
 	var cp Checkpoint
 	first := &failAfter{n: 2}
+	start := time.Now()
 	if _, err := runner.Resume(context.Background(), j, first, Checkpoint{}, func(c Checkpoint) error { cp = c; return nil }); err == nil {
 		t.Fatal("the failing run succeeded")
 	}
@@ -142,9 +152,8 @@ func TestSparseAudienceResume(t *testing.T) {
 	for i := 1; i <= 250; i++ {
 		want = append(want, fmt.Sprintf("c%d@x.com", i))
 	}
-	sort.Strings(got)
-	sort.Strings(want)
-	equalStrings(t, "published across the crash", got, want)
+	reliability.Check(t, reliability.Classify(byteStrings(want), byteStrings(got)), time.Since(start),
+		reliability.Field{Name: "rows", Value: strconv.FormatInt(res.Candidates, 10)})
 	if res.Published != 500 || res.Candidates != 12500 {
 		t.Fatalf("resumed result %+v", res)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/reliability"
 )
 
 func mustSchedule(t *testing.T, s string) *parsed {
@@ -173,6 +176,7 @@ func TestStaleOccurrences(t *testing.T) {
 	// Down since before yesterday's 09:00; wakes today at 09:30.
 	today := time.Now().UTC().Truncate(24 * time.Hour).Add(9*time.Hour + 30*time.Minute)
 	s, _ := New(Config{Store: store, Queue: q, Now: func() time.Time { return today }, CatchUp: time.Hour})
+	start := time.Now()
 	rep, err := s.Tick(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -183,10 +187,17 @@ func TestStaleOccurrences(t *testing.T) {
 	if len(rep.Stale) == 0 {
 		t.Fatal("yesterday's occurrence not reported stale")
 	}
+	stale := len(rep.Stale)
 	rep, _ = s.Tick(ctx)
 	if len(rep.Stale) != 0 || len(rep.Enqueued) != 0 || len(q.sent) != 1 {
 		t.Fatalf("second wake: %+v, sent %v", rep, q.sent)
 	}
+	// The messages here are the occurrences sent to the job queue.
+	want := [][]byte{[]byte(RequestID("hourlyish", today.Add(-30*time.Minute)))}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	reliability.Check(t, reliability.ClassifyCounts(want, q.sent), time.Since(start),
+		reliability.Field{Name: "reported stale", Value: strconv.Itoa(stale)})
 }
 
 func TestAddValidates(t *testing.T) {
@@ -246,6 +257,10 @@ func TestRestoredSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = day.AddDate(0, 0, 2).Add(10 * time.Minute)
+	q.mu.Lock()
+	before := maps.Clone(q.sent)
+	q.mu.Unlock()
+	start := time.Now()
 	rep, err := s.Tick(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -275,4 +290,14 @@ func TestRestoredSnapshot(t *testing.T) {
 	if len(q.sent) != 3 {
 		t.Fatalf("a new request id appeared: %v", q.sent)
 	}
+	// The messages here are the occurrences sent after the restore: only
+	// the one inside the window.
+	after := map[string]int{}
+	for id, n := range q.sent {
+		if n > before[id] {
+			after[id] = n - before[id]
+		}
+	}
+	reliability.Check(t, reliability.ClassifyCounts([][]byte{[]byte(RequestID("daily", third))}, after),
+		time.Since(start), reliability.Field{Name: "reported stale", Value: strconv.Itoa(len(rep.Stale))})
 }

@@ -2,13 +2,16 @@ package worker
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/reliability"
 	"github.com/segpub/segpub/internal/sink/jssink"
 )
 
@@ -42,7 +45,8 @@ func TestFailpointsResume(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, 3000)
+			users, partitionRows := faultScale()
+			b := setup(t, users)
 			fp := &failpoint.Set{}
 			fp.Arm(c.point, c.skip, 1)
 			runner, err := publish.New(publish.Config{Pool: dbtest.Pool(t), Failpoints: fp})
@@ -56,23 +60,23 @@ func TestFailpointsResume(t *testing.T) {
 			}
 			rows := 0
 			if c.partitioned {
-				rows = 400
+				rows = partitionRows
 			}
 			b.worker(Config{Owner: "w0", Runner: runner, Sink: sink, Failpoints: fp, PartitionRows: rows})
 			b.worker(Config{Owner: "w1", Runner: runner, Sink: sink, Failpoints: fp, PartitionRows: rows})
 			text := []byte(strings.Replace(string(b.jobText("r-fp")), `"message":{"title":"hi"}`,
 				`"message":{"title":"hi"},"experiment_id":"exp_ab","throttle":{"max_per_interval":250,"interval_minutes":10}`, 1))
+			start := time.Now()
 			if err := b.jobs.Send(context.Background(), text, ""); err != nil {
 				t.Fatal(err)
 			}
 			b.waitStatus("r-fp", ledger.Completed)
+			wall := time.Since(start)
 			if fp.Fired(c.point) != 1 {
 				t.Fatalf("%s fired %d times (reached %d): the case tests nothing", c.point, fp.Fired(c.point), fp.Passed(c.point))
 			}
-			got, want := b.channelMessages(), b.fileOutput(text)
-			sortBytes(got)
-			sortBytes(want)
-			sameMessages(t, got, want)
+			reliability.Check(t, reliability.Classify(b.fileOutput(text), b.channelMessages()), wall,
+				reliability.Field{Name: "failures", Value: strconv.Itoa(fp.Fired(c.point))})
 			if c.partitioned {
 				var parts int
 				if err := dbtest.Pool(t).QueryRow(context.Background(), `SELECT count(*) FROM segpub_runs WHERE parent = $1`, b.id("r-fp")).Scan(&parts); err != nil || parts < 4 {

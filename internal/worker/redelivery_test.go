@@ -13,6 +13,7 @@ import (
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/reliability"
 )
 
 // keySink counts every publish of every idempotency key before the
@@ -138,30 +139,20 @@ WHERE request_id LIKE $1`, "r-many-%-"+b.tables.Project)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	wall := time.Since(start)
 	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	var ok, lost, dup, unexpected int
+	keys := make([][]byte, 0, len(expected))
 	for k := range expected {
-		switch n := sink.sent[k]; {
-		case n == 0:
-			lost++
-		case n == 1:
-			ok++
-		default:
-			dup++
-		}
+		keys = append(keys, []byte(k))
 	}
-	for k := range sink.sent {
-		if !expected[k] {
-			unexpected++
-		}
+	counts := reliability.ClassifyCounts(keys, sink.sent)
+	sink.mu.Unlock()
+	if len(expected) == 0 {
+		t.Fatal("no message expected: the test tests nothing")
 	}
 	copies := jobs + (jobs+1)/2 + jobs/2 + (jobs+9)/10
-	t.Logf("%d jobs, %d deliveries: expected %d, ok %d, lost %d, duplicated %d, unexpected %d, %.1f s",
-		jobs, copies, len(expected), ok, lost, dup, unexpected, time.Since(start).Seconds())
-	if lost != 0 || dup != 0 || unexpected != 0 || ok != len(expected) || len(expected) == 0 {
-		t.Fatalf("expected %d, ok %d, lost %d, duplicated %d, unexpected %d", len(expected), ok, lost, dup, unexpected)
-	}
+	reliability.Check(t, counts, wall, reliability.Field{Name: "jobs", Value: strconv.Itoa(jobs)},
+		reliability.Field{Name: "deliveries", Value: strconv.Itoa(copies)})
 	var runs int
 	if err := dbtest.Pool(t).QueryRow(ctx, `SELECT count(*) FROM segpub_runs WHERE request_id LIKE $1`, "r-many-%-"+b.tables.Project).Scan(&runs); err != nil || runs != jobs {
 		t.Fatalf("%d runs in the ledger for %d jobs (%v)", runs, jobs, err)

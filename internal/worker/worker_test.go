@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,6 +47,18 @@ type bundle struct {
 	runner   *publish.Runner
 	natsURL  string
 	nextName string
+	users    int
+}
+
+// faultScale is the size of the fault-injection cases: 3,000 users
+// (partitioned in ranges of 400) in make test, more under make
+// reliability, which sets SEGPUB_RELIABILITY_USERS.
+func faultScale() (users, partitionRows int) {
+	users = 3000
+	if n, err := strconv.Atoi(os.Getenv("SEGPUB_RELIABILITY_USERS")); err == nil && n > users {
+		users = n
+	}
+	return users, users * 2 / 15
 }
 
 func setup(t *testing.T, users int) *bundle {
@@ -68,7 +81,7 @@ func setup(t *testing.T, users int) *bundle {
 		t.Fatal(err)
 	}
 	n := seq.Add(1)
-	b := &bundle{t: t, tables: tables, conn: conn, stream: fmt.Sprintf("CH%d", n)}
+	b := &bundle{t: t, tables: tables, conn: conn, stream: fmt.Sprintf("CH%d", n), users: users}
 	if b.jobs, err = jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: fmt.Sprintf("J%d", n), Subject: fmt.Sprintf("jobs.%d", n), AckWait: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +147,7 @@ func (b *bundle) id(requestID string) string { return requestID + "-" + b.tables
 func (b *bundle) waitStatus(requestID string, status ledger.Status) *ledger.Run {
 	b.t.Helper()
 	requestID = b.id(requestID)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30*time.Second + time.Duration(b.users)*time.Millisecond)
 	for time.Now().Before(deadline) {
 		r, err := b.ledger.Get(context.Background(), requestID)
 		if err == nil && r.Status == status {

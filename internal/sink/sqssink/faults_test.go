@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/segpub/segpub/internal/awstest"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/reliability"
 	"github.com/segpub/segpub/internal/sink/sinktest"
 )
 
@@ -163,6 +165,7 @@ func TestInjectedFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	ls := lines(300, 100)
+	start := time.Now()
 	if err := s.Publish(context.Background(), sinktest.BatchFromLines(job.ChannelEmail, ls)); err != nil {
 		t.Fatal(err)
 	}
@@ -185,19 +188,17 @@ func TestInjectedFaults(t *testing.T) {
 	if total != 300+proxy.resend {
 		t.Fatalf("%d entries sent, want 300 plus the %d that failed: more than the failed ones were re-sent", total, proxy.resend)
 	}
+	wall := time.Since(start)
 	w := &world{client: direct, pattern: pattern}
 	got := w.read(t, job.ChannelEmail, 300)
-	seen := map[string]int{}
-	for _, g := range got {
-		seen[string(g)]++
+	want := make([][]byte, len(ls))
+	for i, l := range ls {
+		want[i] = []byte(l)
 	}
-	for _, l := range ls {
-		if seen[l] != 1 {
-			t.Fatalf("message seen %d times, want once (faults %v)", seen[l], proxy.faults)
-		}
-	}
-	if len(got) != 300 {
-		t.Fatalf("%d messages in the queue, want 300", len(got))
-	}
-	t.Logf("requests %d, entries sent %d for 300 messages, faults %v", len(proxy.entries), total, proxy.faults)
+	reliability.Check(t, reliability.Classify(want, got), wall,
+		reliability.Field{Name: "requests", Value: strconv.Itoa(len(proxy.entries))},
+		reliability.Field{Name: "entries sent", Value: strconv.Itoa(total)},
+		reliability.Field{Name: "5xx", Value: strconv.Itoa(proxy.faults["5xx"])},
+		reliability.Field{Name: "throttled", Value: strconv.Itoa(proxy.faults["throttling"])},
+		reliability.Field{Name: "entries failed in a 200", Value: strconv.Itoa(proxy.faults["partial"])})
 }
