@@ -244,6 +244,14 @@ func TestUserIDs(t *testing.T) {
 	if res.Candidates != 4 || res.Skipped != (Skipped{UnknownUser: 2, NoContact: 2}) || len(sink.msgs) != 0 {
 		t.Fatalf("push counts %+v", res)
 	}
+	// Without groups the stream counts the users found; a user's several
+	// device rows count once.
+	b.device("d1", "u2", "tok1", "ios")
+	b.device("d2", "u2", "tok2", "android")
+	res, sink = b.run(b.jobJSON(`"channel":"push_notification","audience":{"type":"user_ids","user_ids":` + ids + `}`))
+	if res.Candidates != 6 || res.Skipped != (Skipped{UnknownUser: 2, NoContact: 2}) || len(sink.msgs) != 2 {
+		t.Fatalf("push without groups: %+v, %d messages", res, len(sink.msgs))
+	}
 	_, _, err := b.tryRun(b.jobJSON(`"channel":"email","audience":{"type":"user_ids","user_ids":["a",null]}`))
 	if err == nil || err.Error() != "campaign.audience.user_ids[1]: want a string, got null" {
 		t.Fatalf("null id: %v", err)

@@ -81,8 +81,9 @@ type plan struct {
 	// query streams the audience (nil for CSV audiences).
 	query *audience.Query
 	spec  audience.Spec
-	// unknown is the number of listed ids with no user.
-	unknown int64
+	// listed are the ids of a user_ids audience whose unknown ones this
+	// run counts (nil: none to count).
+	listed []string
 	// estimate is the planner's row estimate, to size de-duplication.
 	estimate int64
 	csv      *csvPlan
@@ -244,9 +245,7 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 	}
 	// A partitioned run counts unknown ids once, in its plan.
 	if c.Audience.Type == job.AudienceUserIDs && part == nil {
-		if p.unknown, err = r.countUnknown(ctx, tables, c.Audience.UserIDs); err != nil {
-			return nil, err
-		}
+		p.listed = c.Audience.UserIDs
 	}
 	return p, nil
 }
@@ -256,15 +255,19 @@ func (r *Runner) countUnknown(ctx context.Context, t schema.Tables, ids []string
 	// external_user_id is unique, so each user found accounts for one
 	// distinct listed id. Matching the list with = ANY is one hashed scan;
 	// an anti-join over the unnested list cost four times as much.
-	distinct := make(map[string]struct{}, len(ids))
-	for _, id := range ids {
-		distinct[id] = struct{}{}
-	}
 	var found int64
 	if err := r.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM `+t.User+` WHERE external_user_id = ANY($1::text[])`, ids).Scan(&found); err != nil {
 		return 0, fmt.Errorf("count unknown user ids: %w", err)
 	}
-	return int64(len(distinct)) - found, nil
+	return distinctCount(ids) - found, nil
+}
+
+func distinctCount(ids []string) int64 {
+	distinct := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		distinct[id] = struct{}{}
+	}
+	return int64(len(distinct))
 }
 
 // execute streams the audience through the checks to the sink.
@@ -281,12 +284,13 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		freeOut <- &Batch{Channel: p.job.Campaign.Channel}
 	}
 
+	var streamed int64 // distinct users
 	g.Go(func() error {
 		defer close(rowsCh)
 		if p.csv != nil {
 			return r.streamCSV(gctx, p, rowsCh, freeRows)
 		}
-		return r.streamDB(gctx, p.query, rowsCh, freeRows)
+		return r.streamDB(gctx, p.query, rowsCh, freeRows, &streamed)
 	})
 	ch := newChecker(p, r.cfg.BatchSize)
 	defer ch.seen.Release()
@@ -300,8 +304,19 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		ch.published = part.Offset
 		ch.scan = part.Scan
 	}
-	res.Candidates += p.unknown
-	res.Skipped.UnknownUser += p.unknown
+	// Unknown ids: a list without groups streams every listed user that
+	// exists (devices are left-joined), so the stream itself counts them.
+	// With groups, a count beside the stream on a connection of its own.
+	var unknown int64
+	byStream := p.listed != nil && len(p.job.Campaign.Audience.Groups) == 0 &&
+		p.spec.After == "" && p.spec.From == "" && p.spec.Before == ""
+	if p.listed != nil && !byStream {
+		g.Go(func() error {
+			n, err := r.countUnknown(gctx, p.tables, p.listed)
+			unknown = n
+			return err
+		})
+	}
 	g.Go(func() error {
 		defer close(outCh)
 		return ch.run(gctx, rowsCh, freeRows, outCh, freeOut, res)
@@ -335,6 +350,11 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	if byStream {
+		unknown = distinctCount(p.listed) - streamed
+	}
+	res.Candidates += unknown
+	res.Skipped.UnknownUser += unknown
 	if p.part != nil && p.part.Scan && p.part.Record != nil {
 		if err := p.part.Record(ch.scanned); err != nil {
 			return fmt.Errorf("record scanned destinations: %w", err)

@@ -243,7 +243,8 @@ func (r *Runner) emitDeviceChunk(ctx context.Context, p *plan, chunk [][]string,
 	done := make(chan error, 1)
 	go func() {
 		defer close(sub)
-		done <- r.streamDB(ctx, q, sub, subFree)
+		var users int64
+		done <- r.streamDB(ctx, q, sub, subFree, &users)
 	}()
 	subFree <- lookup
 	for rb := range sub {

@@ -26,7 +26,8 @@ var resultFormats = func() pgx.QueryResultFormats {
 
 // streamDB runs the audience query once and streams its rows: one query,
 // read as PostgreSQL sends it, never paged with OFFSET and never held whole.
-func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *rowBatch, free <-chan *rowBatch) error {
+// It counts the distinct users streamed into *users.
+func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *rowBatch, free <-chan *rowBatch, users *int64) error {
 	conn, err := r.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire connection: %w", err)
@@ -55,6 +56,9 @@ func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *ro
 			return err
 		}
 		c.Start = !bytes.Equal(c.UserID, prevUser)
+		if c.Start {
+			*users++
+		}
 		prevUser = append(prevUser[:0], c.UserID...)
 		if b.full() {
 			if err := r.cfg.Failpoints.Hit(failpoint.AfterFetch); err != nil {
