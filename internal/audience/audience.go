@@ -86,7 +86,18 @@ type Query struct {
 	Args []any
 	// Device reports whether the rows carry device columns.
 	Device bool
+	// Listed reports an id-list audience: a few users of a possibly large
+	// project, whose devices are best probed through an index on
+	// notifly_user_id (see Probing).
+	Listed bool
 }
+
+// Probing is the planner setting under which a listed audience's query
+// runs (set_config, transaction-local). PostgreSQL's default
+// random_page_cost (4, a spinning disk's) makes the planner hash the whole
+// device table rather than probe the devices of each listed user, and
+// probing is 2.8x faster at 10M users. The setting only ever lowers it.
+const Probing = `SELECT set_config('random_page_cost', least(current_setting('random_page_cost')::float8, 1.1)::text, true)`
 
 // Compile builds the audience query. Errors are job rejections with the
 // offending condition's path.
@@ -109,6 +120,8 @@ type builder struct {
 	joinDeliveries bool
 	// events are the joined derived tables: event sums and deliveries.
 	events []eventJoin
+	// listed: the audience is an id list (Query.Listed).
+	listed bool
 }
 
 // eventJoin is one grouped event sum, joined as alias.
@@ -148,6 +161,7 @@ func (b *builder) compile() (*Query, error) {
 		ids = s.Audience.UserIDs
 	}
 	b.joinEvents = ids == nil
+	b.listed = ids != nil
 
 	groups := s.Audience.Groups
 	where, err := b.groupsWhere(groups)
@@ -156,7 +170,7 @@ func (b *builder) compile() (*Query, error) {
 	}
 	var deviceOn string
 	if device {
-		deviceOn = `d.notifly_user_id COLLATE "C" = u.notifly_user_id COLLATE "C" AND d.platform = ANY(` + b.arg(s.Channel.Platforms()) + "::text[])"
+		deviceOn = b.sameUser("d") + ` AND d.platform = ANY(` + b.arg(s.Channel.Platforms()) + "::text[])"
 		pair, err := b.pairQualifies(groups, "d")
 		if err != nil {
 			return nil, err
@@ -196,7 +210,19 @@ func (b *builder) compile() (*Query, error) {
 	if device {
 		sb.WriteString(", d.notifly_device_id COLLATE \"C\"")
 	}
-	return &Query{SQL: sb.String(), Args: b.args, Device: device}, nil
+	return &Query{SQL: sb.String(), Args: b.args, Device: device, Listed: b.listed}, nil
+}
+
+// sameUser joins a device alias to the user. Byte order ("C") lets a
+// whole-project query merge in its stream order; an id list compares in
+// the column's own collation instead, so that an index on the device
+// table's notifly_user_id (the seed report's) can serve the join. Both
+// are the same equality: the columns' collation is deterministic.
+func (b *builder) sameUser(alias string) string {
+	if b.listed {
+		return alias + ".notifly_user_id = u.notifly_user_id"
+	}
+	return alias + `.notifly_user_id COLLATE "C" = u.notifly_user_id COLLATE "C"`
 }
 
 // groupsWhere is the user-level qualification: some group holds on some
@@ -214,8 +240,8 @@ func (b *builder) groupsWhere(groups []job.Group) (string, error) {
 		}
 		parts := userPart
 		if len(devPart) > 0 {
-			parts = append(parts, fmt.Sprintf(`EXISTS (SELECT 1 FROM %s dx WHERE dx.notifly_user_id COLLATE "C" = u.notifly_user_id COLLATE "C" AND %s)`,
-				b.spec.Tables.Device, strings.Join(devPart, " AND ")))
+			parts = append(parts, fmt.Sprintf(`EXISTS (SELECT 1 FROM %s dx WHERE %s AND %s)`,
+				b.spec.Tables.Device, b.sameUser("dx"), strings.Join(devPart, " AND ")))
 		}
 		ors = append(ors, andAll(parts))
 	}

@@ -2,11 +2,13 @@ package indexes
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/audience"
@@ -33,7 +35,7 @@ func seededProject(t *testing.T, users int) (*pgxpool.Pool, schema.Tables) {
 
 // The index is the one the engine's queries use: on a delivery table that
 // holds many campaigns, excluding one campaign's recipients reads its rows
-// through sp_drcu_.
+// through sp_drcu_, and an id list probes its devices through sp_dut_.
 func TestIndexesUsed(t *testing.T) {
 	t.Parallel()
 	pool, tables := seededProject(t, 20000)
@@ -50,7 +52,7 @@ SELECT 'old' || (i % 200), 'u' || i, 'email', 'sent' FROM generate_series(1, 200
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 2 || out[0].Action != "created" || out[1] != (Outcome{Index: retired, Table: schema.Unquoted(tables.User), Action: "dropped"}) {
+	if len(out) != 3 || out[0].Action != "created" || out[1].Action != "created" || out[2] != (Outcome{Index: retired, Table: schema.Unquoted(tables.User), Action: "dropped"}) {
 		t.Fatalf("outcomes %+v", out)
 	}
 	q, err := audience.Compile(audience.Spec{Tables: tables, Channel: job.ChannelEmail, Audience: job.Audience{Type: job.AudienceAll},
@@ -73,8 +75,35 @@ SELECT 'old' || (i % 200), 'u' || i, 'email', 'sent' FROM generate_series(1, 200
 	if !strings.Contains(strings.Join(plan, "\n"), "sp_drcu_"+tables.Project) {
 		t.Fatalf("excluding previous recipients does not use sp_drcu_:\n%s", strings.Join(plan, "\n"))
 	}
+	// An id list probes its users' devices through sp_dut_, planned as a
+	// run plans it.
+	var ids []string
+	for i := 1; i <= 50; i++ {
+		ids = append(ids, fmt.Sprintf("ext-%d", i*97))
+	}
+	q, err = audience.Compile(audience.Spec{Tables: tables, Channel: job.ChannelPush,
+		Audience: job.Audience{Type: job.AudienceUserIDs, UserIDs: ids}, CampaignID: "c", Reference: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, audience.Probing); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = tx.Query(ctx, "EXPLAIN "+q.SQL, q.Args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || !strings.Contains(strings.Join(plan, "\n"), "sp_dut_"+tables.Project) {
+		t.Fatalf("an id list does not probe devices through sp_dut_ (%v):\n%s", err, strings.Join(plan, "\n"))
+	}
 	again, err := Create(ctx, pool, tables, log)
-	if err != nil || len(again) != 1 || again[0].Action != "exists" {
+	if err != nil || len(again) != 2 || again[0].Action != "exists" || again[1].Action != "exists" {
 		t.Fatalf("second run: %+v %v", again, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/audience"
@@ -65,18 +66,7 @@ func Explain(ctx context.Context, pool *pgxpool.Pool, j *job.Job, sample int) (*
 	}
 	if q != nil {
 		ex.SQL, ex.Params = q.SQL, q.Args
-		rows, err := pool.Query(ctx, "EXPLAIN "+q.SQL, q.Args...)
-		if err != nil {
-			return nil, fmt.Errorf("explain audience query: %w", err)
-		}
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				return nil, err
-			}
-			ex.Plan = append(ex.Plan, line)
-		}
-		if err := rows.Err(); err != nil {
+		if ex.Plan, err = explainQuery(ctx, pool, q); err != nil {
 			return nil, fmt.Errorf("explain audience query: %w", err)
 		}
 	}
@@ -277,4 +267,24 @@ func valueText(v job.Value) string {
 		return "[" + strings.Join(parts, ", ") + "]"
 	}
 	return ""
+}
+
+// explainQuery is the plan of q as a run plans it: with the planner
+// setting of id lists, inside a read-only transaction of its own.
+func explainQuery(ctx context.Context, pool *pgxpool.Pool, q *audience.Query) ([]string, error) {
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if q.Listed {
+		if _, err := tx.Exec(ctx, audience.Probing); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN "+q.SQL, q.Args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

@@ -38,7 +38,23 @@ func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *ro
 		formats = formats[:audience.ColDeviceID]
 	}
 	args := append([]any{formats}, q.Args...)
-	rows, err := conn.Query(ctx, q.SQL, args...)
+	var db interface {
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+	} = conn
+	if q.Listed {
+		// The planner setting holds for this query only: a read-only
+		// transaction around it (rolled back at the end: nothing to keep).
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return fmt.Errorf("begin audience query: %w", err)
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if _, err := tx.Exec(ctx, audience.Probing); err != nil {
+			return fmt.Errorf("set planner cost for id list: %w", err)
+		}
+		db = tx
+	}
+	rows, err := db.Query(ctx, q.SQL, args...)
 	if err != nil {
 		return fmt.Errorf("query audience: %w", err)
 	}
