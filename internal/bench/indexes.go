@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/audience"
@@ -187,12 +188,23 @@ func explainAnalyze(ctx context.Context, pool *pgxpool.Pool, q *audience.Query, 
 		return 0, nil, err
 	}
 	defer conn.Release()
-	// As segpub's own sessions run.
-	if _, err := conn.Exec(ctx, `SET jit = off`); err != nil {
+	// As segpub's own sessions run, and an id list under its planner
+	// setting (read-only, rolled back: the setting is the transaction's).
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
 		return 0, nil, err
 	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+		return 0, nil, err
+	}
+	if q.Listed {
+		if _, err := tx.Exec(ctx, audience.Probing); err != nil {
+			return 0, nil, err
+		}
+	}
 	var raw []byte
-	if err := conn.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+q.SQL, q.Args...).Scan(&raw); err != nil {
+	if err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+q.SQL, q.Args...).Scan(&raw); err != nil {
 		return 0, nil, err
 	}
 	var plans []struct {

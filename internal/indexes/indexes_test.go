@@ -52,7 +52,7 @@ SELECT 'old' || (i % 200), 'u' || i, 'email', 'sent' FROM generate_series(1, 200
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 3 || out[0].Action != "created" || out[1].Action != "created" || out[2] != (Outcome{Index: retired, Table: schema.Unquoted(tables.User), Action: "dropped"}) {
+	if len(out) != 4 || out[0].Action != "created" || out[1].Action != "created" || out[2].Action != "created" || out[3] != (Outcome{Index: retired, Table: schema.Unquoted(tables.User), Action: "dropped"}) {
 		t.Fatalf("outcomes %+v", out)
 	}
 	q, err := audience.Compile(audience.Spec{Tables: tables, Channel: job.ChannelEmail, Audience: job.Audience{Type: job.AudienceAll},
@@ -103,7 +103,7 @@ SELECT 'old' || (i % 200), 'u' || i, 'email', 'sent' FROM generate_series(1, 200
 		t.Fatalf("an id list does not probe devices through sp_dut_ (%v):\n%s", err, strings.Join(plan, "\n"))
 	}
 	again, err := Create(ctx, pool, tables, log)
-	if err != nil || len(again) != 2 || again[0].Action != "exists" || again[1].Action != "exists" {
+	if err != nil || len(again) != 3 || again[0].Action != "exists" || again[1].Action != "exists" || again[2].Action != "exists" {
 		t.Fatalf("second run: %+v %v", again, err)
 	}
 }
