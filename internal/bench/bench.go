@@ -23,6 +23,7 @@ import (
 	"github.com/segpub/segpub/internal/audience"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
 )
@@ -69,6 +70,11 @@ type Measurement struct {
 	PeakRSSMB float64 `json:"peak_rss_mib,omitempty"`
 	// VsCopy is Seconds divided by the COPY baseline's.
 	VsCopy float64 `json:"vs_copy,omitempty"`
+	// QuerySeconds is the workload's own floor: its exact audience query,
+	// as a run compiles and plans it, read to the end by a bare loop
+	// that does nothing with the rows. VsQuery is Seconds divided by it.
+	QuerySeconds float64 `json:"query_seconds,omitempty"`
+	VsQuery      float64 `json:"vs_query,omitempty"`
 }
 
 // SizeReport is the results on one project.
@@ -248,13 +254,24 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 	}
 	sr.Results = append(sr.Results, Measurement{Job: JobCopy, Name: "COPY (same user ⟕ device query) TO STDOUT", Seconds: copyBest, VsCopy: 1})
 
+	runner, err := publish.New(publish.Config{Pool: cfg.Pool})
+	if err != nil {
+		return nil, err
+	}
 	for _, wl := range workloads {
 		if !cfg.wants(wl.job) || (wl.baseline && (cfg.BaselineMaxUsers == 0 || sr.Users > cfg.BaselineMaxUsers)) {
 			continue
 		}
 		jobPath := filepath.Join(dir, wl.job+".json")
-		if err := os.WriteFile(jobPath, wl.build(p.ID, ids), 0o644); err != nil {
+		text := wl.build(p.ID, ids)
+		if err := os.WriteFile(jobPath, text, 0o644); err != nil {
 			return nil, err
+		}
+		var queryBest float64
+		if !wl.baseline {
+			if queryBest, err = ownQuery(ctx, runner, cfg, text, wl.command == "size"); err != nil {
+				return nil, fmt.Errorf("%s: %w", wl.name, err)
+			}
 		}
 		var best Measurement
 		for i := 0; i < cfg.Runs; i++ {
@@ -272,6 +289,9 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		}
 		best.Job, best.Name = wl.job, wl.name
 		best.VsCopy = best.Seconds / copyBest
+		if queryBest > 0 {
+			best.QuerySeconds, best.VsQuery = queryBest, best.Seconds/queryBest
+		}
 		if wl.command != "size" {
 			best.PerSecond = float64(best.Messages) / best.Seconds
 		}
@@ -330,6 +350,70 @@ func timeCopy(ctx context.Context, pool *pgxpool.Pool, sql string) (float64, err
 		return 0, fmt.Errorf("copy baseline: %w", err)
 	}
 	return time.Since(start).Seconds(), nil
+}
+
+// ownQuery times a job's audience query the best of cfg.Runs times; size
+// runs it as `segpub size` does, without the user properties.
+func ownQuery(ctx context.Context, runner *publish.Runner, cfg Config, text []byte, size bool) (float64, error) {
+	j, err := job.Parse(text)
+	if err != nil {
+		return 0, err
+	}
+	if size {
+		j.Action = job.ActionCalculateSize
+	}
+	q, _, err := runner.AudienceQuery(ctx, j)
+	if err != nil || q == nil {
+		return 0, err
+	}
+	var best float64
+	for i := 0; i < cfg.Runs; i++ {
+		sec, _, err := timeQuery(ctx, cfg.Pool, q)
+		if err != nil {
+			return 0, err
+		}
+		if best == 0 || sec < best {
+			best = sec
+		}
+	}
+	return best, nil
+}
+
+// timeQuery reads q to the end as a run does (jit off, an id list under
+// its planner setting, read-only), touching no row, and counts the rows.
+func timeQuery(ctx context.Context, pool *pgxpool.Pool, q *audience.Query) (float64, int64, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Release()
+	start := time.Now()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+		return 0, 0, err
+	}
+	if q.Listed {
+		if _, err := tx.Exec(ctx, audience.Probing); err != nil {
+			return 0, 0, err
+		}
+	}
+	rows, err := tx.Query(ctx, q.SQL, q.Args...)
+	if err != nil {
+		return 0, 0, fmt.Errorf("own query: %w", err)
+	}
+	var n int64
+	for rows.Next() {
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("own query: %w", err)
+	}
+	return time.Since(start).Seconds(), n, nil
 }
 
 // runChild runs `segpub <command> --job F` and reads its result, wall time

@@ -11,12 +11,35 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
 )
+
+// setupProject seeds a project of its own for the test, dropped after it.
+func setupProject(t *testing.T, users int) (*pgxpool.Pool, string, *publish.Runner) {
+	t.Helper()
+	pool := dbtest.Pool(t)
+	project := dbtest.NewProjectID()
+	t.Cleanup(func() {
+		tables, _ := schema.For(project)
+		for _, s := range tables.DropStatements() {
+			_, _ = pool.Exec(context.Background(), s)
+		}
+	})
+	if _, err := seed.Run(context.Background(), pool, seed.Config{ProjectID: project, Users: users}); err != nil {
+		t.Fatal(err)
+	}
+	runner, err := publish.New(publish.Config{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, project, runner
+}
 
 type countSink struct{ n int64 }
 
@@ -30,22 +53,8 @@ func (c *countSink) Publish(_ context.Context, b *publish.Batch) error {
 // list (including ids that do not exist and ids listed twice).
 func TestBaselinePublishesWhatSegpubPublishes(t *testing.T) {
 	t.Parallel()
-	pool := dbtest.Pool(t)
-	project := dbtest.NewProjectID()
-	t.Cleanup(func() {
-		tables, _ := schema.For(project)
-		for _, s := range tables.DropStatements() {
-			_, _ = pool.Exec(context.Background(), s)
-		}
-	})
 	// More users than one page, so paging and chunking are exercised.
-	if _, err := seed.Run(context.Background(), pool, seed.Config{ProjectID: project, Users: 12_000}); err != nil {
-		t.Fatal(err)
-	}
-	runner, err := publish.New(publish.Config{Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, project, runner := setupProject(t, 12_000)
 	var ids []string
 	for i := 0; i < 12_000; i += 2 {
 		ids = append(ids, "ext-"+strconv.Itoa(i))
@@ -81,6 +90,39 @@ func TestBaselinePublishesWhatSegpubPublishes(t *testing.T) {
 	j, _ := job.Parse(abEmailJob(project, nil))
 	if _, err := Baseline(context.Background(), pool, j, io.Discard); err == nil || !strings.Contains(err.Error(), "only push_notification") {
 		t.Fatalf("email: %v", err)
+	}
+}
+
+// A workload's own-query floor reads exactly the rows its run streams: for
+// push, one per candidate (a user without a push device is one row) but
+// the listed ids that match no user.
+func TestOwnQueryReadsTheRunsRows(t *testing.T) {
+	t.Parallel()
+	pool, project, runner := setupProject(t, 3000)
+	var ids []string
+	for i := 0; i < 3000; i += 3 {
+		ids = append(ids, "ext-"+strconv.Itoa(i))
+	}
+	for name, text := range map[string][]byte{"all": PushAllJob(project), "user_ids": userIDsJob(project, ids)} {
+		j, err := job.Parse(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _, err := runner.AudienceQuery(context.Background(), j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rows, err := timeQuery(context.Background(), pool, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := runner.Run(context.Background(), j, &countSink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows != res.Candidates-res.Skipped.UnknownUser || rows == 0 {
+			t.Errorf("%s: own query read %d rows; the run had %d candidates (%d unknown)", name, rows, res.Candidates, res.Skipped.UnknownUser)
+		}
 	}
 }
 

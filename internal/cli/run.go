@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
@@ -37,8 +38,16 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 		fs.StringVar(&out, "out", "", "destination URL, {channel} replaced by the channel name (file:///dir/{channel}.ndjson, embedded:///dir, nats://…, an SQS queue URL)")
 	}
 	dataDir := fs.String("data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "embedded JetStream's data directory when --out is embedded: ($SEGPUB_DATA_DIR)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof reads it)")
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fail(env, name, err)
+		}
+		defer stop()
 	}
 	if *jobPath == "" {
 		fmt.Fprintf(env.Stderr, "segpub %s: --job is required\n", name)
@@ -144,4 +153,20 @@ func readJob(path string, stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("read job: %w", err)
 	}
 	return data, nil
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -51,7 +51,7 @@ func New() *Metrics {
 			Help: "Time from a job's enqueue to its receipt by a worker.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 18)}),
 	}
 	m.duplicates = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_messages_duplicate_total",
-		Help: "Messages published again (a resumed run's batch in flight) that the destination dropped by idempotency key, by channel; only destinations that report it (JetStream)."}, []string{"channel"})
+		Help: "Messages published again (a resumed run's batch in flight) that the destination dropped by idempotency key, by channel; only destinations that report it (JetStream; with fast batches only batches it held whole, so a lower bound)."}, []string{"channel"})
 	reg.MustRegister(m.jobs, m.jobSeconds, m.messages, m.skipped, m.candidates, m.publishSeconds, m.queueLag, m.duplicates)
 	return m
 }

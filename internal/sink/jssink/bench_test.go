@@ -15,17 +15,23 @@ import (
 
 // BenchmarkPublishEmbedded measures the sink alone: batches of 1000
 // messages of about 1 KiB (the size of a push message with personalization)
-// into an embedded, file-backed JetStream.
+// into an embedded, file-backed JetStream, as fast-ingest batches and with
+// one acknowledgement per message.
 //
-//	go test ./internal/sink/jssink -run '^$' -bench PublishEmbedded -benchtime 200x
+//	go test ./internal/sink/jssink -run '^$' -bench PublishEmbedded -benchtime 300x
 func BenchmarkPublishEmbedded(b *testing.B) {
+	b.Run("batch", func(b *testing.B) { benchmarkPublishEmbedded(b, false) })
+	b.Run("each", func(b *testing.B) { benchmarkPublishEmbedded(b, true) })
+}
+
+func benchmarkPublishEmbedded(b *testing.B, perMessage bool) {
 	c := &natsjs.Connector{DefaultDir: b.TempDir()}
 	defer c.Close()
 	conn, err := c.Connect(context.Background(), "embedded:")
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(context.Background(), Config{Conn: conn, Stream: "BENCH", Subject: "bench.{channel}"})
+	s, err := New(context.Background(), Config{Conn: conn, Stream: "BENCH", Subject: "bench.{channel}", PerMessageAcks: perMessage})
 	if err != nil {
 		b.Fatal(err)
 	}
