@@ -24,6 +24,16 @@ var resultFormats = func() pgx.QueryResultFormats {
 	return f
 }()
 
+// QueryArgs are the arguments a run queries q with: its parameters after
+// the result formats it reads the rows in.
+func QueryArgs(q *audience.Query) []any {
+	formats := resultFormats
+	if !q.Device {
+		formats = formats[:audience.ColDeviceID]
+	}
+	return append([]any{formats}, q.Args...)
+}
+
 // streamDB runs the audience query once and streams its rows: one query,
 // read as PostgreSQL sends it, never paged with OFFSET and never held whole.
 // It counts the distinct users streamed into *users.
@@ -33,11 +43,7 @@ func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *ro
 		return fmt.Errorf("acquire connection: %w", err)
 	}
 	defer conn.Release()
-	formats := resultFormats
-	if !q.Device {
-		formats = formats[:audience.ColDeviceID]
-	}
-	args := append([]any{formats}, q.Args...)
+	args := QueryArgs(q)
 	var db interface {
 		Query(context.Context, string, ...any) (pgx.Rows, error)
 	} = conn

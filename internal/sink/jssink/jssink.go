@@ -5,10 +5,11 @@
 //
 // On servers that support it (NATS 2.12 and later), a batch goes out as one
 // fast-ingest batch: the stream acknowledges every few hundred messages
-// instead of each one, which halves the broker's work per message. On older
-// servers, and for a batch whose fast publish failed, messages are
-// published asynchronously with one acknowledgement each and a bounded
-// number outstanding.
+// instead of each one, which spares the broker an acknowledgement per
+// message (20-30% more messages per second into an embedded server). On
+// older servers, and after a fast batch failed, messages are published
+// asynchronously with one acknowledgement each and a bounded number
+// outstanding.
 package jssink
 
 import (
@@ -62,10 +63,13 @@ type Config struct {
 // batchFlow is how many messages of a fast batch the stream stores per
 // acknowledgement, and batchWindow how many acknowledgements may be
 // outstanding: up to 750 messages in flight, about what the asynchronous
-// path keeps (the server caps the flow at 500).
+// path keeps (the server caps the flow at 500). After a fast batch fails,
+// the next cooldownBatches batches go message by message, so a stream that
+// refuses batches costs one timeout per cooldown, not one per batch.
 const (
-	batchFlow   = 250
-	batchWindow = 3
+	batchFlow       = 250
+	batchWindow     = 3
+	cooldownBatches = 100
 )
 
 // Sink is a JetStream channel sink.
@@ -76,6 +80,9 @@ type Sink struct {
 	// it already held: the messages a resumed run published twice before
 	// de-duplication.
 	duplicates atomic.Int64
+	// cooldown counts the batches still to publish message by message
+	// after a fast batch failed.
+	cooldown atomic.Int64
 }
 
 // Duplicates returns how many publishes the stream dropped as duplicates.
@@ -106,8 +113,8 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		Subjects:   []string{strings.ReplaceAll(cfg.Subject, "{channel}", "*")},
 		Storage:    jetstream.FileStorage,
 		Duplicates: cfg.Duplicates,
-		// Only servers that know the setting get it: older ones reject
-		// the stream.
+		// Set only where batches are used: servers before 2.12 do not
+		// know the setting.
 		AllowBatchPublish: !cfg.PerMessageAcks,
 	})
 	if err != nil {
@@ -124,16 +131,30 @@ func (s *Sink) SubjectFor(channel string) string {
 // Publish publishes a batch and waits until the stream has stored all of it.
 func (s *Sink) Publish(ctx context.Context, b *publish.Batch) error {
 	subject := s.SubjectFor(string(b.Channel))
-	if s.cfg.PerMessageAcks || len(b.Messages) == 0 {
+	if s.cfg.PerMessageAcks || len(b.Messages) == 0 || s.cooling() {
 		return s.publishEach(ctx, subject, b)
 	}
 	err := s.publishBatch(ctx, subject, b)
 	if err == nil || ctx.Err() != nil || errors.Is(err, failpoint.ErrInjected) {
 		return err
 	}
+	s.cooldown.Store(cooldownBatches)
 	// Part of the batch may be stored: publishing it again message by
 	// message stores the rest, and the stream drops what it has.
 	return s.publishEach(ctx, subject, b)
+}
+
+// cooling reports whether this batch falls in a cooldown, and counts it.
+func (s *Sink) cooling() bool {
+	for {
+		n := s.cooldown.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.cooldown.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // publishBatch publishes b as one fast-ingest batch. With gaps not allowed

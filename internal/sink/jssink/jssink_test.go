@@ -129,6 +129,17 @@ func TestBatchRefusedFallsBack(t *testing.T) {
 			t.Fatalf("message %d: %s, want %s", i, g, lines[i])
 		}
 	}
+	// The batches after a failed one go message by message for a while,
+	// without waiting for a refusal again.
+	if err := s.Publish(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.cooldown.Load(); n != cooldownBatches-1 {
+		t.Fatalf("cooldown after one more batch: %d, want %d", n, cooldownBatches-1)
+	}
+	if d := s.Duplicates(); d != 40 {
+		t.Fatalf("stream dropped %d duplicates of the batch published again, want 40", d)
+	}
 }
 
 func TestAtLeast(t *testing.T) {
