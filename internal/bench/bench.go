@@ -385,38 +385,23 @@ func ownQuery(ctx context.Context, runner *publish.Runner, cfg Config, text []by
 // its planner setting, read-only, the run's result formats), touching no
 // row, and counts the rows.
 func timeQuery(ctx context.Context, pool *pgxpool.Pool, q *audience.Query) (float64, int64, error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer conn.Release()
 	start := time.Now()
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
-		return 0, 0, err
-	}
-	if q.Listed {
-		if _, err := tx.Exec(ctx, audience.Probing); err != nil {
-			return 0, 0, err
-		}
-	}
-	rows, err := tx.Query(ctx, q.SQL, publish.QueryArgs(q)...)
-	if err != nil {
-		return 0, 0, fmt.Errorf("own query: %w", err)
-	}
 	var n int64
-	for rows.Next() {
-		n++
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, 0, fmt.Errorf("own query: %w", err)
-	}
-	return time.Since(start).Seconds(), n, nil
+	err := asRun(ctx, pool, q, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, q.SQL, publish.QueryArgs(q)...)
+		if err != nil {
+			return fmt.Errorf("own query: %w", err)
+		}
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("own query: %w", err)
+		}
+		return nil
+	})
+	return time.Since(start).Seconds(), n, err
 }
 
 // runChild runs `segpub <command> --job F` and reads its result, wall time

@@ -182,29 +182,36 @@ OFFSET (SELECT count(*) / 2 FROM `+t.User+`) LIMIT 1`).Scan(&mid); err != nil {
 // explainAnalyze runs the query under EXPLAIN ANALYZE with its bind
 // parameters and returns the execution time and the indexes used (other
 // than the tables' keys).
-func explainAnalyze(ctx context.Context, pool *pgxpool.Pool, q *audience.Query, suffix string) (float64, []string, error) {
+// asRun calls f in a transaction set up as segpub's own sessions run an
+// audience query: jit off, an id list under its planner setting; read-only
+// and rolled back, as the settings are the transaction's.
+func asRun(ctx context.Context, pool *pgxpool.Pool, q *audience.Query, f func(pgx.Tx) error) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return 0, nil, err
+		return err
 	}
 	defer conn.Release()
-	// As segpub's own sessions run, and an id list under its planner
-	// setting (read-only, rolled back: the setting is the transaction's).
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return 0, nil, err
+		return err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
-		return 0, nil, err
+		return err
 	}
 	if q.Listed {
 		if _, err := tx.Exec(ctx, audience.Probing); err != nil {
-			return 0, nil, err
+			return err
 		}
 	}
+	return f(tx)
+}
+
+func explainAnalyze(ctx context.Context, pool *pgxpool.Pool, q *audience.Query, suffix string) (float64, []string, error) {
 	var raw []byte
-	if err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+q.SQL, q.Args...).Scan(&raw); err != nil {
+	if err := asRun(ctx, pool, q, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+q.SQL, q.Args...).Scan(&raw)
+	}); err != nil {
 		return 0, nil, err
 	}
 	var plans []struct {
