@@ -41,6 +41,15 @@ func setupProject(t *testing.T, users int) (*pgxpool.Pool, string, *publish.Runn
 	return pool, project, runner
 }
 
+// extIDs lists every step-th seeded external id below n.
+func extIDs(n, step int) []string {
+	var ids []string
+	for i := 0; i < n; i += step {
+		ids = append(ids, "ext-"+strconv.Itoa(i))
+	}
+	return ids
+}
+
 type countSink struct{ n int64 }
 
 func (c *countSink) Publish(_ context.Context, b *publish.Batch) error {
@@ -55,11 +64,7 @@ func TestBaselinePublishesWhatSegpubPublishes(t *testing.T) {
 	t.Parallel()
 	// More users than one page, so paging and chunking are exercised.
 	pool, project, runner := setupProject(t, 12_000)
-	var ids []string
-	for i := 0; i < 12_000; i += 2 {
-		ids = append(ids, "ext-"+strconv.Itoa(i))
-	}
-	ids = append(ids, "ext-4", "no-such-user")
+	ids := append(extIDs(12_000, 2), "ext-4", "no-such-user")
 	for name, text := range map[string][]byte{"all": PushAllJob(project), "user_ids": userIDsJob(project, ids)} {
 		j, err := job.Parse(text)
 		if err != nil {
@@ -99,10 +104,7 @@ func TestBaselinePublishesWhatSegpubPublishes(t *testing.T) {
 func TestOwnQueryReadsTheRunsRows(t *testing.T) {
 	t.Parallel()
 	pool, project, runner := setupProject(t, 3000)
-	var ids []string
-	for i := 0; i < 3000; i += 3 {
-		ids = append(ids, "ext-"+strconv.Itoa(i))
-	}
+	ids := extIDs(3000, 3)
 	for name, text := range map[string][]byte{"all": PushAllJob(project), "user_ids": userIDsJob(project, ids)} {
 		j, err := job.Parse(text)
 		if err != nil {
