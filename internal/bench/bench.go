@@ -238,16 +238,15 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 	if err != nil {
 		return nil, err
 	}
-	var copyBest float64
-	for i := 0; i < cfg.Runs; i++ {
+	copyBest, err := bestOf(cfg.Runs, func(run int) (float64, error) {
 		sec, err := timeCopy(ctx, cfg.Pool, copySQL)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			log.Info("copy baseline", "project", p.ID, "run", run, "seconds", sec)
 		}
-		log.Info("copy baseline", "project", p.ID, "run", i+1, "seconds", sec)
-		if copyBest == 0 || sec < copyBest {
-			copyBest = sec
-		}
+		return sec, err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Step != nil {
 		cfg.Step("COPY " + p.ID)
@@ -368,9 +367,17 @@ func ownQuery(ctx context.Context, runner *publish.Runner, cfg Config, text []by
 	if err != nil || q == nil {
 		return 0, err
 	}
-	var best float64
-	for i := 0; i < cfg.Runs; i++ {
+	return bestOf(cfg.Runs, func(int) (float64, error) {
 		sec, _, err := timeQuery(ctx, cfg.Pool, q)
+		return sec, err
+	})
+}
+
+// bestOf runs a timing runs times (numbered from 1) and keeps the fastest.
+func bestOf(runs int, timing func(run int) (float64, error)) (float64, error) {
+	var best float64
+	for run := 1; run <= runs; run++ {
+		sec, err := timing(run)
 		if err != nil {
 			return 0, err
 		}
