@@ -3,15 +3,28 @@
 GO ?= go
 DB_URL = $(shell scripts/pg-ensure)
 
-.PHONY: build test vet fuzz demo bench chaos reliability
+.PHONY: build test unit race vet fuzz demo bench chaos reliability
+
+# The packages that start goroutines of their own, run again under the race
+# detector.
+RACE_PKGS = ./internal/cli/ ./internal/publish/ ./internal/worker/ ./internal/scheduler/ \
+	./internal/queue/... ./internal/sink/... ./internal/seed/
 
 build:
 	$(GO) build -o bin/segpub ./cmd/segpub
 
-test:
+# Every test, then the goroutine-owning packages under -race.
+test: unit race
+
+unit:
 	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} \
 	SEGPUB_TEST_NATS_URL=$${SEGPUB_TEST_NATS_URL:-$$(scripts/nats-ensure)} \
 	$(GO) test -count=1 -timeout 15m ./...
+
+race:
+	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} \
+	SEGPUB_TEST_NATS_URL=$${SEGPUB_TEST_NATS_URL:-$$(scripts/nats-ensure)} \
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 
 vet:
 	$(GO) vet ./...

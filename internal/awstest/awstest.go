@@ -4,6 +4,7 @@
 package awstest
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -11,15 +12,23 @@ import (
 	"github.com/sivchari/kumo"
 )
 
-// Config starts an emulator for the test and returns an AWS configuration
-// pointed at it.
+// One emulator per test binary: kumo's services are process-wide singletons
+// that every new server rewires without a lock, so servers started by
+// parallel tests race (go test -race reports it) while sharing their state
+// anyway. Tests isolate themselves by unique queue, table and bucket names.
+var (
+	serverOnce sync.Once
+	serverURL  string
+)
+
+// Config returns an AWS configuration pointed at the package's emulator,
+// starting it on first use. It lives until the test binary exits.
 func Config(t testing.TB) aws.Config {
 	t.Helper()
-	srv := kumo.NewServer()
-	t.Cleanup(srv.Close)
+	serverOnce.Do(func() { serverURL = kumo.NewServer().URL })
 	return aws.Config{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		BaseEndpoint: aws.String(srv.URL),
+		BaseEndpoint: aws.String(serverURL),
 	}
 }
