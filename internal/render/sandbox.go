@@ -264,7 +264,8 @@ func checkExpr(src string, rangeOK bool) error {
 				'a' <= src[k] && src[k] <= 'z' || 'A' <= src[k] && src[k] <= 'Z' || '0' <= src[k] && src[k] <= '9') {
 				k++
 			}
-			if name := src[j:k]; !allowedFilters[name] {
+			// No name is a syntax error, which the engine reports.
+			if name := src[j:k]; name != "" && !allowedFilters[name] {
 				return notAllowed("filter", name)
 			}
 		}
