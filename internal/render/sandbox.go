@@ -17,8 +17,8 @@ import (
 	"github.com/osteele/liquid/values"
 )
 
-// The sandbox's limits (docs/decisions.md, "Condition templates: a
-// sandbox"). A template that goes past one is a rejection. The Liquid
+// The sandbox's limits (docs/decisions.md, "Condition templates: a sandbox
+// with bounded work"). A template that goes past one is a rejection. The Liquid
 // engine cannot be cancelled, so the limits are structural: every loop
 // iteration and every string a template builds is counted while it
 // renders, in the renderer's own goroutine, and the deadline is checked at
@@ -54,9 +54,10 @@ var allowedTags = map[string]bool{
 
 // standardFilters are the Liquid standard filters a template may use:
 // none reads anything but its arguments, and each result is measured
-// (guard). replace and join, whose result can be far larger than their
-// arguments, are the sandbox's own (sizedFilters), which refuse before
-// building a string that is too long.
+// (guard); at most append and prepend double their input before that.
+// replace and join, whose result can be far larger than their arguments,
+// are the sandbox's own, which refuse before building a string that is too
+// long.
 var standardFilters = []string{
 	"default", "size", "first", "last",
 	"abs", "ceil", "floor", "modulo", "minus", "plus", "times", "divided_by", "round",
