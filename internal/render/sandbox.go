@@ -73,6 +73,20 @@ func (r *Renderer) Render(src string) (out string, err error) {
 		return "", &LimitError{What: fmt.Sprintf("a template of %d bytes", len(src)), Limit: "MaxSourceBytes"}
 	}
 	b := &budget{deadline: time.Now().Add(Timeout)}
+	defer func() {
+		// The engine reports most errors, but panics on an integer literal
+		// out of range, on a failed write and on some values a filter did
+		// not expect. A panic must not end the worker: it is the
+		// template's error like any other.
+		if p := recover(); p != nil {
+			out = ""
+			if b.err != nil {
+				err = b.err
+				return
+			}
+			err = fmt.Errorf("template: %s", clip(panicText(p), 300))
+		}
+	}()
 	cfg := r.config(b)
 	ast, perr := cfg.Parse(src, parser.SourceLoc{})
 	if perr != nil {
@@ -85,18 +99,6 @@ func (r *Renderer) Render(src string) (out string, err error) {
 	if cerr != nil {
 		return "", fmt.Errorf("template: %s", clip(cerr.Error(), 300))
 	}
-	defer func() {
-		// The engine reports most errors, but panics on a failed write and
-		// on some values a filter did not expect.
-		if p := recover(); p != nil {
-			out = ""
-			if b.err != nil {
-				err = b.err
-				return
-			}
-			err = fmt.Errorf("template: %s", clip(panicText(p), 300))
-		}
-	}()
 	w := &capped{b: b}
 	rerr := render.Render(root, w, map[string]any{}, cfg)
 	if b.err != nil {

@@ -111,6 +111,10 @@ var hostileTemplates = []struct{ name, src, want string }{
 	{"absolute time zone path", `{{ "now" | date: "%Y", "@SENTINEL@" }}`, `unknown time zone`},
 	{"date of a file", `{{ "@SENTINEL@" | date: "%Y" }}`, `not a date`},
 	{"break outside a loop", `{% break %}`, `break outside a loop`},
+	// The engine panics on these; a panic must be an error, not a crash.
+	{"integer out of range in a loop", `{% for i in (1..99999999999999999999) %}x{% endfor %}`, `out of range`},
+	{"integer out of range in an object", `{{ 99999999999999999999 }}`, `out of range`},
+	{"slice out of range", `{{ "x" | slice: 9223372036854775807, 9223372036854775807 }}`, `out of range`},
 }
 
 // Each attack is a rejection that holds no file content, and renders in
