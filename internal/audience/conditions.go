@@ -88,9 +88,11 @@ func (b *builder) resolve(v job.Value, path string) (job.Value, error) {
 		if b.spec.Render == nil {
 			return v, job.Rejectf(path, "templates are not available here")
 		}
+		// Every render error is the template's own doing (the sandbox
+		// reads nothing), so it is a rejection, at the template's path.
 		out, err := b.spec.Render(v.Str)
 		if err != nil {
-			return v, job.Rejectf(path, "%v", err)
+			return v, job.Rejectf(path+".template", "%v", err)
 		}
 		return job.Value{Type: job.ValueString, Str: out}, nil
 	case job.ValueArray:

@@ -2,48 +2,32 @@
 // ({"template": "..."}, CONTRACT.md section 3), once per run, at the run's
 // reference time: "now" in a template is that time, never the wall clock,
 // so a resumed or replayed run renders the same values.
+//
+// Templates come from jobs, which are untrusted, so they render in a
+// sandbox (see sandbox.go): only an allowlist of tags and filters, none of
+// which reaches files, the environment or the network, and bounded work.
 package render
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/osteele/liquid"
 	"github.com/osteele/liquid/values"
 	"github.com/osteele/tuesday"
 )
 
 // Renderer renders templates at one reference time.
 type Renderer struct {
-	ref    time.Time
-	engine *liquid.Engine
+	ref time.Time
 }
 
 // New returns a Renderer whose "now" is ref.
 func New(ref time.Time) *Renderer {
-	r := &Renderer{ref: ref, engine: liquid.NewEngine()}
-	r.engine.RegisterFilter("date", r.date)
-	r.engine.RegisterFilter("date_add", r.dateAdd)
-	return r
-}
-
-// Render renders src with no variables but the filters.
-func (r *Renderer) Render(src string) (out string, err error) {
-	defer func() {
-		// The engine reports most errors, but a filter given values of
-		// types it did not expect can panic inside it.
-		if p := recover(); p != nil {
-			out, err = "", fmt.Errorf("template: %v", p)
-		}
-	}()
-	out, serr := r.engine.ParseAndRenderString(src, map[string]any{})
-	if serr != nil {
-		return "", fmt.Errorf("template: %w", serr)
-	}
-	return out, nil
+	return &Renderer{ref: ref}
 }
 
 // toTime turns a filter input into a time: "now" and "today" are the
@@ -59,14 +43,19 @@ func (r *Renderer) toTime(in any) (time.Time, error) {
 		}
 		t, err := values.ParseDate(strings.TrimSpace(v))
 		if err != nil {
-			return time.Time{}, fmt.Errorf("not a date: %q", v)
+			return time.Time{}, fmt.Errorf("not a date: %q", clip(v, 64))
 		}
 		return t, nil
 	case nil:
 		return time.Time{}, fmt.Errorf("not a date: nil")
 	}
-	return time.Time{}, fmt.Errorf("not a date: %v", in)
+	return time.Time{}, fmt.Errorf("not a date: %s", clip(fmt.Sprint(in), 64))
 }
+
+// zoneName is the shape of an IANA time zone name. The check keeps the
+// name from selecting anything but the time zone database: "Local" (the
+// worker's own zone, from its environment) and paths are refused.
+var zoneName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$`)
 
 // date formats a time with strftime, in an optional IANA time zone.
 func (r *Renderer) date(in any, format func(string) string, zone func(string) string) (string, error) {
@@ -75,13 +64,22 @@ func (r *Renderer) date(in any, format func(string) string, zone func(string) st
 		return "", fmt.Errorf("date: %w", err)
 	}
 	if name := zone(""); name != "" {
+		if len(name) > 64 || !zoneName.MatchString(name) || name == "Local" {
+			return "", fmt.Errorf("date: unknown time zone %q", clip(name, 64))
+		}
 		loc, err := time.LoadLocation(name)
 		if err != nil {
 			return "", fmt.Errorf("date: unknown time zone %q", name)
 		}
 		t = t.In(loc)
 	}
-	return tuesday.Strftime(format("%a, %b %d, %y"), t)
+	f := format("%a, %b %d, %y")
+	// A conversion can be a few times longer than its directive
+	// (%c is 24 bytes); the format's length bounds the output.
+	if len(f) > MaxOutputBytes/8 {
+		return "", &LimitError{What: fmt.Sprintf("date format of %d bytes", len(f)), Limit: "MaxOutputBytes/8"}
+	}
+	return tuesday.Strftime(f, t)
 }
 
 var amountRe = regexp.MustCompile(`^\s*([+-]?\d+)\s*([a-z]+?)s?\s*$`)
@@ -93,6 +91,9 @@ func (r *Renderer) dateAdd(in any, amount string) (time.Time, error) {
 	t, err := r.toTime(in)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("date_add: %w", err)
+	}
+	if len(amount) > 64 {
+		return time.Time{}, fmt.Errorf("date_add: malformed amount %q (want e.g. \"-1 day\")", clip(amount, 64))
 	}
 	m := amountRe.FindStringSubmatch(strings.ToLower(amount))
 	if m == nil {
@@ -126,4 +127,35 @@ func addMonths(t time.Time, n int) time.Time {
 	first := time.Date(y, mo+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
 	last := first.AddDate(0, 1, -1).Day()
 	return first.AddDate(0, 0, min(d, last)-1)
+}
+
+// clip shortens s to at most n bytes (on a rune boundary) for an error
+// message: a template's values are the job's own, but a message stays short.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// LimitError reports a template that went past one of the sandbox's
+// limits.
+type LimitError struct {
+	What  string // what went past it, e.g. "output of 70000 bytes"
+	Limit string // the limit's name, e.g. "MaxOutputBytes"
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%s is over the template limit %s", e.What, e.Limit)
+}
+
+// IsLimit reports whether err is (or wraps) a LimitError.
+func IsLimit(err error) bool {
+	var e *LimitError
+	return errors.As(err, &e)
 }

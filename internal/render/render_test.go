@@ -54,15 +54,3 @@ func TestRenderErrors(t *testing.T) {
 		}
 	}
 }
-
-func FuzzRender(f *testing.F) {
-	f.Add(`{{ "now" | date_add: "-1 day" | date: "%Y-%m-%d", "Asia/Seoul" }}`)
-	f.Add(`{% if 1 %}{{ "x" | upcase }}{% endif %}`)
-	r := New(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
-	f.Fuzz(func(t *testing.T, src string) {
-		out, err := r.Render(src)
-		if err != nil && out != "" {
-			t.Fatalf("error with output %q", out)
-		}
-	})
-}
