@@ -26,6 +26,7 @@ import (
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
+	"github.com/segpub/segpub/internal/sink/sqssink"
 )
 
 // Config configures a benchmark run.
@@ -46,7 +47,10 @@ type Config struct {
 	BaselineMaxUsers int64
 	// Only, when not empty, restricts the measurements to these jobs (by
 	// Measurement.Job).
-	Only   []string
+	Only []string
+	// SQSRTT is the round-trip time of the SQS workload's endpoint; 0 leaves
+	// the workload out.
+	SQSRTT time.Duration
 	OutDir string
 	Logger *slog.Logger
 	// Step, when set, is called after each measurement.
@@ -65,6 +69,7 @@ type Measurement struct {
 	Job       string  `json:"job"`
 	Name      string  `json:"name"`
 	Seconds   float64 `json:"seconds"`
+	bodyBytes int
 	Messages  int64   `json:"messages,omitempty"`
 	PerSecond float64 `json:"messages_per_second,omitempty"`
 	PeakRSSMB float64 `json:"peak_rss_mib,omitempty"`
@@ -75,6 +80,11 @@ type Measurement struct {
 	// that does nothing with the rows. VsQuery is Seconds divided by it.
 	QuerySeconds float64 `json:"query_seconds,omitempty"`
 	VsQuery      float64 `json:"vs_query,omitempty"`
+	// SDKPerSecond is the SQS workload's ceiling: the AWS SDK alone
+	// sending as many messages of the same size to the same endpoint.
+	// VsSDK is PerSecond divided by it.
+	SDKPerSecond float64 `json:"sdk_messages_per_second,omitempty"`
+	VsSDK        float64 `json:"vs_sdk,omitempty"`
 }
 
 // SizeReport is the results on one project.
@@ -95,6 +105,8 @@ type Report struct {
 // Workloads, by Measurement.Job.
 const (
 	JobCopy          = "copy"
+	JobCopyOrdered   = "copy-ordered"
+	JobPushSQS       = "push-all-sqs"
 	JobPushAll       = "push-all"
 	JobPushJetStream = "push-all-jetstream"
 	JobSegment       = "segment-event-device"
@@ -159,6 +171,8 @@ var workloads = []workload{
 	{job: JobUserIDs, name: "publish push, user_ids list of 200k", command: "publish", out: "file://{dir}/{channel}.ndjson", build: userIDsJob},
 	{job: JobSize, name: "calculate-size push, all users", command: "size", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
 	{job: JobABEmail, name: "publish email, A/B + throttle, all users", command: "publish", out: "file://{dir}/{channel}.ndjson", build: abEmailJob},
+	{job: JobPushSQS, name: "publish push, all users -> SQS endpoint with a round trip", command: "publish",
+		out: "sqs+{sqs}/000000000000/bench-{channel}", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
 	{job: JobPushJetStream, name: "publish push, all users -> embedded JetStream", command: "publish",
 		out: "embedded://{dir}/js?stream=BENCH&subject=bench.{channel}", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
 	{job: JobSeedPushAll, name: "seed pattern: push, all users (OFFSET pages, IN lists, in memory)", command: "baseline",
@@ -191,6 +205,28 @@ func (cfg *Config) wants(job string) bool {
 		}
 	}
 	return false
+}
+
+// applies reports whether a workload runs on a project of that many users.
+func (cfg *Config) applies(wl workload, users int64) bool {
+	switch {
+	case !cfg.wants(wl.job):
+		return false
+	case wl.baseline:
+		return cfg.BaselineMaxUsers > 0 && users <= cfg.BaselineMaxUsers
+	case wl.job == JobPushSQS:
+		return cfg.SQSRTT > 0
+	}
+	return true
+}
+
+// withoutOrder cuts a query's final ORDER BY.
+func withoutOrder(sql string) (string, bool) {
+	i := strings.LastIndex(sql, "\nORDER BY ")
+	if i < 0 || strings.Contains(sql[i:], ")") {
+		return "", false
+	}
+	return sql[:i], true
 }
 
 func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error) {
@@ -229,37 +265,64 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		}
 	}
 
-	// The floor: COPY of the push campaign's exact audience query.
+	// The floor: PostgreSQL's COPY of the plain audience join (users
+	// left-joined to their push devices) with no ORDER BY: what reading the
+	// audience costs, whatever order segpub chooses to read it in. The same
+	// query with segpub's ORDER BY is a second figure.
 	j, err := job.Parse(PushAllJob(p.ID))
 	if err != nil {
 		return nil, err
 	}
-	copySQL, err := literalQuery(j, tables)
+	orderedSQL, err := literalQuery(j, tables)
 	if err != nil {
 		return nil, err
 	}
-	copyBest, err := bestOf(cfg.Runs, func(run int) (float64, error) {
-		sec, err := timeCopy(ctx, cfg.Pool, copySQL)
-		if err == nil {
-			log.Info("copy baseline", "project", p.ID, "run", run, "seconds", sec)
+	plainSQL, ok := withoutOrder(orderedSQL)
+	if !ok {
+		return nil, fmt.Errorf("the push audience query has no final ORDER BY: %s", orderedSQL)
+	}
+	var copyBest float64
+	for _, floor := range []struct {
+		job, name, sql string
+	}{
+		{JobCopy, "COPY (user ⟕ push device, no ORDER BY) TO STDOUT", plainSQL},
+		{JobCopyOrdered, "COPY (segpub's own query, ORDER BY included) TO STDOUT", orderedSQL},
+	} {
+		best, err := bestOf(cfg.Runs, func(run int) (float64, error) {
+			sec, err := timeCopy(ctx, cfg.Pool, floor.sql)
+			if err == nil {
+				log.Info("copy floor", "project", p.ID, "floor", floor.job, "run", run, "seconds", sec)
+			}
+			return sec, err
+		})
+		if err != nil {
+			return nil, err
 		}
-		return sec, err
-	})
-	if err != nil {
-		return nil, err
+		if floor.job == JobCopy {
+			copyBest = best
+		}
+		if cfg.Step != nil {
+			cfg.Step(floor.job + " " + p.ID)
+		}
+		sr.Results = append(sr.Results, Measurement{Job: floor.job, Name: floor.name, Seconds: best, VsCopy: best / copyBest})
 	}
-	if cfg.Step != nil {
-		cfg.Step("COPY " + p.ID)
-	}
-	sr.Results = append(sr.Results, Measurement{Job: JobCopy, Name: "COPY (same user ⟕ device query) TO STDOUT", Seconds: copyBest, VsCopy: 1})
 
 	runner, err := publish.New(publish.Config{Pool: cfg.Pool})
 	if err != nil {
 		return nil, err
 	}
 	for _, wl := range workloads {
-		if !cfg.wants(wl.job) || (wl.baseline && (cfg.BaselineMaxUsers == 0 || sr.Users > cfg.BaselineMaxUsers)) {
+		if !cfg.applies(wl, sr.Users) {
 			continue
+		}
+		var sqs *SQSEndpoint
+		if wl.job == JobPushSQS {
+			if sqs, err = StartSQSEndpoint(cfg.SQSRTT); err != nil {
+				return nil, err
+			}
+			defer sqs.Close()
+			wl.out = strings.ReplaceAll(wl.out, "{sqs}", sqs.URL)
+			wl.name = fmt.Sprintf("publish push, all users -> SQS endpoint with a %v round trip", cfg.SQSRTT)
 		}
 		jobPath := filepath.Join(dir, wl.job+".json")
 		text := wl.build(p.ID, ids)
@@ -273,6 +336,16 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 				return nil, fmt.Errorf("%s: %w", wl.name, err)
 			}
 			log.Info("measured", "project", p.ID, "job", wl.job, "run", i+1, "seconds", m.Seconds, "messages", m.Messages, "peak_rss_mib", m.PeakRSSMB)
+			if sqs != nil {
+				// Every message accepted exactly once: no loss, no resend.
+				c := sqs.Counts()
+				if c.Entries != m.Messages || c.Distinct != m.Messages {
+					return nil, fmt.Errorf("%s: the endpoint accepted %d entries with %d distinct keys for %d published", wl.name, c.Entries, c.Distinct, m.Messages)
+				}
+				if c.Entries > 0 {
+					m.bodyBytes = int(c.Bytes / c.Entries)
+				}
+			}
 			if best.Seconds == 0 || m.Seconds < best.Seconds {
 				best = m
 			}
@@ -295,6 +368,18 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		}
 		if wl.command != "size" {
 			best.PerSecond = float64(best.Messages) / best.Seconds
+		}
+		if sqs != nil && best.Messages > 0 {
+			// The same number of messages of the same mean size, from the
+			// SDK alone, after the workload, with the same requests in
+			// flight.
+			rate, err := SDKCeiling(ctx, sqs.URL, int(best.Messages), best.bodyBytes, sqssink.DefaultInFlight)
+			if err != nil {
+				return nil, err
+			}
+			sqs.Counts()
+			log.Info("SDK ceiling", "project", p.ID, "messages_per_second", rate)
+			best.SDKPerSecond, best.VsSDK = rate, best.PerSecond/rate
 		}
 		sr.Results = append(sr.Results, best)
 	}
@@ -429,6 +514,8 @@ func runChild(ctx context.Context, cfg Config, wl workload, jobPath, outDir stri
 		args = []string{"bench", "baseline", "--job", jobPath, "--database-url", cfg.DatabaseURL, "--out", filepath.Join(outDir, "out.ndjson")}
 	}
 	cmd := exec.CommandContext(ctx, cfg.Binary, args...)
+	// The SQS workload's endpoint checks no signature, but the SDK signs.
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=bench", "AWS_SECRET_ACCESS_KEY=bench", "AWS_REGION=us-east-1")
 	var stdout, stderr strings.Builder
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
@@ -462,9 +549,9 @@ func tail(s string, n int) string {
 func Steps(cfg Config) int {
 	n := 0
 	for _, p := range cfg.Projects {
-		n++
+		n += 2 // the two COPY floors
 		for _, wl := range workloads {
-			if cfg.wants(wl.job) && (!wl.baseline || (cfg.BaselineMaxUsers > 0 && int64(p.Users) <= cfg.BaselineMaxUsers)) {
+			if cfg.applies(wl, int64(p.Users)) {
 				n++
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -219,17 +220,34 @@ func TestIndexStudy(t *testing.T) {
 	}
 }
 
-// Steps counts what Run measures: the seed pattern only on small projects,
-// and only the workloads asked for.
+// Steps counts what Run measures: two COPY floors per project, the seed
+// pattern only on small projects, the SQS workload only with a round trip
+// set, and only the workloads asked for.
 func TestSteps(t *testing.T) {
 	t.Parallel()
 	all := len(workloads)
 	cfg := Config{Projects: []Project{{ID: "a", Users: 1_000_000}, {ID: "b", Users: 3_000_000}}, BaselineMaxUsers: 1_000_000}
-	if got, want := Steps(cfg), (1+all)+(1+all-2); got != want {
+	if got, want := Steps(cfg), (2+all-1)+(2+all-3); got != want {
 		t.Fatalf("Steps = %d, want %d", got, want)
 	}
+	cfg.SQSRTT = 20 * time.Millisecond
+	if got, want := Steps(cfg), (2+all)+(2+all-2); got != want {
+		t.Fatalf("Steps with the SQS workload = %d, want %d", got, want)
+	}
 	cfg.Only = []string{JobPushAll, JobSeedPushAll}
-	if got := Steps(cfg); got != (1+2)+(1+1) {
+	if got := Steps(cfg); got != (2+2)+(2+1) {
 		t.Fatalf("Steps with --only = %d", got)
+	}
+}
+
+// The plain floor is the audience join without segpub's ORDER BY.
+func TestWithoutOrder(t *testing.T) {
+	t.Parallel()
+	plain, ok := withoutOrder("SELECT a FROM t\nLEFT JOIN d ON d.x = t.x\nORDER BY a COLLATE \"C\", b")
+	if !ok || plain != "SELECT a FROM t\nLEFT JOIN d ON d.x = t.x" {
+		t.Fatalf("got %q, %v", plain, ok)
+	}
+	if _, ok := withoutOrder("SELECT a FROM (SELECT a FROM t\nORDER BY a) s"); ok {
+		t.Fatal("cut an ORDER BY inside a subquery")
 	}
 }

@@ -113,8 +113,12 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	out := fs.String("out", os.TempDir()+"/segpub-bench", "working directory")
 	plots := fs.String("plots", "", "directory to write throughput.svg and memory.svg to")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	sqsRTT := fs.Duration("sqs-rtt", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
+	}
+	if *sqsRTT < 0 || *sqsRTT > 10*time.Second {
+		return fail(env, "bench", fmt.Errorf("--sqs-rtt: %v out of range 0..10s", *sqsRTT))
 	}
 	if *runs < 1 {
 		return fail(env, "bench", fmt.Errorf("--runs: must be at least 1"))
@@ -157,7 +161,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	}
 	defer pool.Close()
 	cfg := bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
-		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, OutDir: *out, Logger: c.logger(env)}
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: *sqsRTT, OutDir: *out, Logger: c.logger(env)}
 	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.Stderr})
 	cfg.Step = func(string) { bar.Add(1) }
 	rep, err := bench.Run(ctx, cfg)

@@ -48,7 +48,7 @@ func (o *awsOpener) config(ctx context.Context) (aws.Config, error) {
 
 // sqsClient returns a client and the plain queue URL. An sqs+http(s)://
 // URL also sets the endpoint (an emulator or a VPC endpoint).
-func (o *awsOpener) sqsClient(ctx context.Context, raw string) (*sqs.Client, string, error) {
+func (o *awsOpener) sqsClient(ctx context.Context, raw string, extra ...func(*sqs.Options)) (*sqs.Client, string, error) {
 	cfg, err := o.config(ctx)
 	if err != nil {
 		return nil, "", err
@@ -63,7 +63,7 @@ func (o *awsOpener) sqsClient(ctx context.Context, raw string) (*sqs.Client, str
 		endpoint := u.Scheme + "://" + u.Host
 		opts = append(opts, func(o *sqs.Options) { o.BaseEndpoint = aws.String(endpoint) })
 	}
-	return sqs.NewFromConfig(cfg, opts...), plain, nil
+	return sqs.NewFromConfig(cfg, append(opts, extra...)...), plain, nil
 }
 
 func (o *awsOpener) Queue(ctx context.Context, raw string, visibility time.Duration) (queue.Queue, error) {
@@ -75,12 +75,13 @@ func (o *awsOpener) Queue(ctx context.Context, raw string, visibility time.Durat
 }
 
 func (o *awsOpener) Sink(ctx context.Context, pattern string, maxInFlight int) (publish.Sink, error) {
-	client, plain, err := o.sqsClient(ctx, pattern)
+	// SendMessageBatch carries up to 10 messages.
+	inFlight := (maxInFlight + 9) / 10
+	client, plain, err := o.sqsClient(ctx, pattern, sqssink.ClientOptions(inFlight))
 	if err != nil {
 		return nil, err
 	}
-	// SendMessageBatch carries up to 10 messages.
-	return sqssink.New(sqssink.Config{Client: client, URLPattern: plain, InFlight: (maxInFlight + 9) / 10})
+	return sqssink.New(sqssink.Config{Client: client, URLPattern: plain, InFlight: inFlight})
 }
 
 func (o *awsOpener) Store(ctx context.Context, table string) (msgstore.Store, error) {

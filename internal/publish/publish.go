@@ -34,6 +34,17 @@ type Sink interface {
 	Publish(ctx context.Context, b *Batch) error
 }
 
+// Windowed is a Sink that accepts several Publish calls at once. Window is
+// how many batches the engine keeps in flight: enough to hide a
+// destination's round trip. Checkpoints still advance in publishing order,
+// and only past batches the destination acknowledged, so a crash re-sends at
+// most the window, with the same keys. A Sink that is not Windowed gets one
+// batch at a time.
+type Windowed interface {
+	Sink
+	Window() int
+}
+
 // Message is one encoded channel message.
 type Message struct {
 	// Key is the idempotency key (64 hex characters).

@@ -278,8 +278,13 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	for range cap(freeRows) {
 		freeRows <- newRowBatch()
 	}
+	window := 1
+	if w, ok := sink.(Windowed); ok && p.publish {
+		window = max(1, w.Window())
+	}
 	outCh := make(chan *Batch, 4)
-	freeOut := make(chan *Batch, 6)
+	// Batches the checker can fill while window batches are in flight.
+	freeOut := make(chan *Batch, window+5)
 	for range cap(freeOut) {
 		freeOut <- &Batch{Channel: p.job.Campaign.Channel}
 	}
@@ -322,30 +327,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return ch.run(gctx, rowsCh, freeRows, outCh, freeOut, res)
 	})
 	g.Go(func() error {
-		for b := range outCh {
-			if p.publish && len(b.Messages) > 0 {
-				if err := sink.Publish(gctx, b); err != nil {
-					return fmt.Errorf("publish batch at message %d: %w", b.First, err)
-				}
-				if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
-					return err
-				}
-				if onAck != nil {
-					if err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.First + int64(len(b.Messages))}); err != nil {
-						return fmt.Errorf("record checkpoint: %w", err)
-					}
-				}
-			}
-			if r.cfg.Progress != nil {
-				r.cfg.Progress(Progress{Candidates: ch.candidates.Load(), Published: b.First + int64(len(b.Messages))})
-			}
-			select {
-			case freeOut <- b:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-		return nil
+		return r.output(gctx, p, sink, window, outCh, freeOut, ch, onAck)
 	})
 	if err := g.Wait(); err != nil {
 		return err
@@ -365,6 +347,91 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped", res.Candidates, res.Published, res.Skipped.Total())
 	}
 	return nil
+}
+
+// flight is a batch handed to the sink; done receives Publish's outcome.
+type flight struct {
+	b    *Batch
+	done chan error
+}
+
+// output publishes the checker's batches with up to window of them in
+// flight, and handles their acknowledgements in publishing order: the
+// checkpoint after batch k is recorded only once batches 0..k are all
+// acknowledged. The first failure stops the dispatch of new batches; the
+// batches already in flight are waited for, so none is still being sent
+// when the run returns.
+func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, outCh <-chan *Batch, freeOut chan<- *Batch, ch *checker, onAck func(Checkpoint) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// slots holds one token per batch in flight; the acknowledging loop
+	// returns it once it is done with the batch.
+	slots := make(chan struct{}, window)
+	pending := make(chan *flight, window)
+	go func() {
+		defer close(pending)
+		for {
+			// Once the run is ending, dispatch nothing more: the checker
+			// stops on the group's context when output returns.
+			var b *Batch
+			select {
+			case b = <-outCh:
+				if b == nil {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			f := &flight{b: b, done: make(chan error, 1)}
+			if !p.publish || len(b.Messages) == 0 {
+				f.done <- nil
+			} else {
+				go func() { f.done <- sink.Publish(ctx, b) }()
+			}
+			pending <- f
+		}
+	}()
+	var first error
+	for f := range pending {
+		b := f.b
+		err := <-f.done
+		<-slots
+		if first != nil {
+			continue
+		}
+		if err != nil {
+			first = fmt.Errorf("publish batch at message %d: %w", b.First, err)
+			cancel(first)
+			continue
+		}
+		if p.publish && len(b.Messages) > 0 {
+			if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
+				first = err
+				cancel(first)
+				continue
+			}
+			if onAck != nil {
+				if err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.First + int64(len(b.Messages))}); err != nil {
+					first = fmt.Errorf("record checkpoint: %w", err)
+					cancel(first)
+					continue
+				}
+			}
+		}
+		if r.cfg.Progress != nil {
+			r.cfg.Progress(Progress{Candidates: ch.candidates.Load(), Published: b.First + int64(len(b.Messages))})
+		}
+		select {
+		case freeOut <- b:
+		case <-ctx.Done():
+		}
+	}
+	return first
 }
 
 // AudienceQuery returns what a run of the job would stream: its compiled

@@ -2,6 +2,7 @@ package sqssink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -200,6 +203,87 @@ func TestPartialFailure(t *testing.T) {
 	for _, l := range ls {
 		if seen[l] != 1 {
 			t.Fatalf("message seen %d times", seen[l])
+		}
+	}
+}
+
+// gauge counts requests in flight around the real client.
+type gauge struct {
+	API
+	running, peak atomic.Int32
+}
+
+func (g *gauge) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	n := g.running.Add(1)
+	defer g.running.Add(-1)
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
+	time.Sleep(2 * time.Millisecond) // a round trip, so requests overlap
+	return g.API.SendMessageBatch(ctx, in, opts...)
+}
+
+// Batches published at once (the engine's window) share InFlight: never
+// more requests than that, and every message of every batch arrives.
+func TestConcurrentBatchesShareInFlight(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, false)
+	g := &gauge{API: w.client}
+	s, err := New(Config{Client: g, URLPattern: w.pattern, InFlight: 6, Window: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Window() != 3 {
+		t.Fatalf("window %d, want 3", s.Window())
+	}
+	all := lines(400, 10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for k := range 4 {
+		wg.Go(func() {
+			errs <- s.Publish(context.Background(), sinktest.BatchFromLines(job.ChannelEmail, all[k*100:(k+1)*100]))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := g.peak.Load(); p > 6 || p < 2 {
+		t.Fatalf("peak requests in flight %d, want 2..6", p)
+	}
+	got := w.read(t, job.ChannelEmail, 400)
+	seen := map[string]bool{}
+	for _, b := range got {
+		seen[string(b)] = true
+	}
+	if len(got) != 400 || len(seen) != 400 {
+		t.Fatalf("%d messages arrived, %d distinct; want 400", len(got), len(seen))
+	}
+}
+
+// The client options keep a pool as large as the requests in flight and
+// turn off the SDK's retry quota.
+func TestClientOptions(t *testing.T) {
+	t.Parallel()
+	o := sqs.Options{}
+	ClientOptions(300)(&o)
+	bc, ok := o.HTTPClient.(*awshttp.BuildableClient)
+	if !ok {
+		t.Fatalf("HTTP client %T", o.HTTPClient)
+	}
+	if tr := bc.GetTransport(); tr.MaxIdleConnsPerHost != 300 {
+		t.Fatalf("MaxIdleConnsPerHost %d, want 300", tr.MaxIdleConnsPerHost)
+	}
+	std, ok := o.Retryer.(*retry.Standard)
+	if !ok {
+		t.Fatalf("retryer %T", o.Retryer)
+	}
+	// With a quota, thousands of retryable failures would exhaust it.
+	for range 2000 {
+		if _, err := std.GetRetryToken(context.Background(), errors.New("throttled")); err != nil {
+			t.Fatalf("retry token refused: %v", err)
 		}
 	}
 }
