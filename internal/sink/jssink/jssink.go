@@ -58,7 +58,14 @@ type Config struct {
 	// a batch that times out is published again message by message.
 	// Default: 30s.
 	AckTimeout time.Duration
+	// Window is how many batches the engine hands over at once (see
+	// publish.Windowed). Default: DefaultWindow.
+	Window int
 }
+
+// DefaultWindow lets a batch's last acknowledgements travel while the next
+// batch is sent, the only wait left in a fast batch's flow.
+const DefaultWindow = 2
 
 // batchFlow is how many messages of a fast batch the stream stores per
 // acknowledgement, and batchWindow how many acknowledgements may be
@@ -96,6 +103,10 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	cfg.Stream = cmp.Or(cfg.Stream, cfg.Conn.Param("stream", "SEGPUB_CHANNELS"))
 	cfg.Subject = cmp.Or(cfg.Subject, cfg.Conn.Param("subject", "segpub.channel.{channel}"))
 	cfg.MaxInFlight = cmp.Or(cfg.MaxInFlight, 4096)
+	if cfg.Window < 0 || cfg.Window > 64 {
+		return nil, fmt.Errorf("jssink: Config.Window %d out of range 1..64", cfg.Window)
+	}
+	cfg.Window = cmp.Or(cfg.Window, DefaultWindow)
 	cfg.Duplicates = cmp.Or(cfg.Duplicates, 24*time.Hour)
 	cfg.Retries = cmp.Or(cfg.Retries, 5)
 	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, 30*time.Second)
@@ -122,6 +133,10 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	}
 	return &Sink{cfg: cfg, js: js}, nil
 }
+
+// Window implements publish.Windowed: Publish may run for several batches
+// at once (the stream de-duplicates by key whatever the order).
+func (s *Sink) Window() int { return s.cfg.Window }
 
 // SubjectFor returns a channel's subject.
 func (s *Sink) SubjectFor(channel string) string {
