@@ -100,6 +100,7 @@ func Fingerprint(sum [sha256.Size]byte) uint64 { return binary.BigEndian.Uint64(
 // Append encodes one channel message. dest is the published destination
 // (normalized phone, trimmed email or token); sendAt is pre-formatted.
 func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, sendAt []byte, r *Recipient, dest []byte) []byte {
+	start := len(buf)
 	buf = append(buf, `{"idempotency_key":"`...)
 	buf = hex.AppendEncode(buf, key[:])
 	buf = append(buf, e.head...)
@@ -145,8 +146,44 @@ func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, se
 	}
 	buf = append(buf, `},"message":`...)
 	buf = append(buf, msg...)
-	return append(buf, '}')
+	buf = append(buf, '}')
+	return escapeNoncharacters(buf, start)
 }
+
+// escapeNoncharacters writes U+FFFE and U+FFFF in buf[start:] as JSON
+// escapes. They are valid UTF-8 that PostgreSQL stores and returns raw, but
+// SQS refuses a message holding them, which would fail the whole batch for
+// one user's property. Outside strings JSON is ASCII, so every occurrence
+// is inside a string, where the escape means the same character.
+func escapeNoncharacters(buf []byte, start int) []byte {
+	i := bytes.Index(buf[start:], nonchar)
+	if i < 0 {
+		return buf
+	}
+	msg := slices.Clone(buf[start:])
+	buf = buf[:start]
+	for {
+		if i < 0 || i+3 > len(msg) {
+			return append(buf, msg...)
+		}
+		if c := msg[i+2]; c == 0xbe || c == 0xbf {
+			buf = append(buf, msg[:i]...)
+			if c == 0xbe {
+				buf = append(buf, `\ufffe`...)
+			} else {
+				buf = append(buf, `\uffff`...)
+			}
+			msg = msg[i+3:]
+		} else {
+			buf = append(buf, msg[:i+2]...)
+			msg = msg[i+2:]
+		}
+		i = bytes.Index(msg, nonchar)
+	}
+}
+
+// nonchar is the UTF-8 prefix shared by U+FFC0..U+FFFF.
+var nonchar = []byte{0xef, 0xbf}
 
 // userKeys are the column values personalization.user adds to the
 // properties; they win over properties of the same name.
