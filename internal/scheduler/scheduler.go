@@ -7,15 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/ddl"
-
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/lifecycle"
 )
 
 // Schema creates the scheduler's tables (segpub's own, in the state
@@ -162,9 +161,7 @@ type Config struct {
 type Scheduler struct {
 	cfg  Config
 	log  *slog.Logger
-	stop context.CancelFunc
-	done chan struct{}
-	mu   sync.Mutex
+	loop lifecycle.Loop
 }
 
 // New returns a Scheduler.
@@ -293,45 +290,19 @@ WHERE id = $1 AND status = 'active' AND EXISTS (SELECT 1 FROM segpub_occurrences
 
 // Start wakes now and then every Interval until Stop.
 func (s *Scheduler) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done != nil {
-		return errors.New("scheduler: already started")
-	}
-	ctx, s.stop = context.WithCancel(ctx)
-	s.done = make(chan struct{})
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(s.cfg.Interval)
-		defer t.Stop()
-		for {
+	err := s.loop.Start(ctx, func(ctx context.Context) {
+		lifecycle.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
 			if _, err := s.Tick(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("scheduler wake", "err", err)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
 	s.log.Info("scheduler started", "interval", s.cfg.Interval, "catch_up", s.cfg.CatchUp)
 	return nil
 }
 
 // Stop stops waking and waits for a wake in progress, until ctx ends.
-func (s *Scheduler) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	done := s.done
-	s.mu.Unlock()
-	if done == nil {
-		return nil
-	}
-	s.stop()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (s *Scheduler) Stop(ctx context.Context) error { return s.loop.Stop(ctx) }
