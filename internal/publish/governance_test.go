@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -450,4 +451,76 @@ func TestResumeCountsDeferred(t *testing.T) {
 		t.Fatalf("resumed deferred %d, want %d", res.Deferred, full.Deferred)
 	}
 	equalStrings(t, "send_at", append(sendAts(&first.captureSink), sendAts(second)...), sendAts(fullSink))
+}
+
+// A partitioned run with the governance rules publishes exactly what one
+// run does: consent and caps are checked in the scan phase as in the
+// publish phase, and deferrals add up.
+func TestPartitionsGovernance(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ref := time.Date(2026, 11, 24, 11, 50, 0, 0, time.UTC) // 20:50 KST
+	b.exec(`INSERT INTO ` + b.tables.Variants + ` VALUES ('va', 'x', 'c', 'A', 1), ('vc', 'x', 'c', 'control', 1)`)
+	for i := 0; i < 120; i++ {
+		id := fmt.Sprintf("%c%03d", "0Aa~"[i%4], i)
+		props := map[int]string{0: `{"mk": true}`, 1: `{"mk": true, "nc": true}`, 2: `{"mk": "true"}`}[i%3]
+		b.user(id, fmt.Sprintf("e%d", i), nil, fmt.Sprintf("0101234%04d", i%50), props, (i*97)%10000)
+		if i%7 == 0 {
+			b.deliveryOn("old", id, "text_message", "sent", ref.Add(-time.Hour))
+		}
+	}
+	text := b.govJob("publish", "2026-11-24T20:50:00+09:00", `"channel":"text_message","experiment_id":"x","audience":{"type":"all"},
+"throttle":{"max_per_interval":5,"interval_minutes":5},"advertising":{"consent":"mk","night_consent":"nc"},"frequency_cap":{"max_messages":1,"within_days":1}`)
+	j, err := job.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, fullSink := b.run(text)
+	if full.Deferred == 0 || full.Skipped.NoConsent == 0 || full.Skipped.FrequencyCapped == 0 || full.Skipped.DuplicateDestination == 0 {
+		t.Fatalf("the data does not exercise the rules: %+v", full)
+	}
+	bounds := []string{"", "0100", "A050", "a", "~060", ""}
+	var scanned [][]uint64
+	for i := 0; i+1 < len(bounds); i++ {
+		part := &Part{From: bounds[i], Before: bounds[i+1], Scan: true, Record: func(fps []uint64) error {
+			scanned = append(scanned, append([]uint64(nil), fps...))
+			return nil
+		}}
+		if _, err := b.runner.RunPart(context.Background(), j, part, nil, Checkpoint{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	var sum Skipped
+	var published, deferred int64
+	earlier := map[uint64]bool{}
+	for i := 0; i+1 < len(bounds); i++ {
+		var taken []uint64
+		for _, fp := range scanned[i] {
+			if earlier[fp] {
+				taken = append(taken, fp)
+			}
+		}
+		sink := &captureSink{}
+		res, err := b.runner.RunPart(context.Background(), j, &Part{From: bounds[i], Before: bounds[i+1], Taken: taken, Offset: int64(len(earlier))}, sink, Checkpoint{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fp := range scanned[i] {
+			earlier[fp] = true
+		}
+		got = append(got, sink.raw...)
+		published += res.Published
+		deferred += res.Deferred
+		sum.Add(res.Skipped)
+	}
+	sort.Strings(got)
+	want := append([]string(nil), fullSink.raw...)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("partitions published %d messages, one run %d, or they differ", len(got), len(want))
+	}
+	if published != full.Published || sum != full.Skipped || deferred != full.Deferred {
+		t.Fatalf("partition counts %d %+v deferred %d, single run %+v", published, sum, deferred, full)
+	}
 }
