@@ -72,7 +72,6 @@ func runExplain(ctx context.Context, env *Env, args []string) int {
 	s := r.Skipped
 	fmt.Fprintf(w, "skipped: no_contact %d, invalid_contact %d, duplicate_destination %d, previously_received %d, control_group %d, unknown_user %d, no_consent %d, frequency_capped %d\n",
 		s.NoContact, s.InvalidContact, s.DuplicateDestination, s.PreviouslyReceived, s.ControlGroup, s.UnknownUser, s.NoConsent, s.FrequencyCapped)
-	fmt.Fprintf(w, "deferred to 08:00 Asia/Seoul: %d\n", r.Deferred)
 	if len(r.Variants) > 0 {
 		fmt.Fprintf(w, "variants: %v\n", r.Variants)
 	}
