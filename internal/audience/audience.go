@@ -40,6 +40,9 @@ const (
 	ColProperties
 	ColBucket
 	ColPrevious
+	ColConsent
+	ColNightConsent
+	ColCapped
 	ColDeviceID
 	ColExternalDeviceID
 	ColToken
@@ -62,6 +65,13 @@ type Spec struct {
 	// ExcludePrevious fills the previous-recipient column; otherwise it is
 	// false for every row.
 	ExcludePrevious bool
+	// Consent and NightConsent are the user_properties keys of the
+	// advertising consents (CONTRACT.md section 10); "" when off. The
+	// consent column is true for every row when Consent is "", the
+	// night-consent column false when NightConsent is "".
+	Consent, NightConsent string
+	// FrequencyCap fills the capped column; nil: false for every row.
+	FrequencyCap *job.FrequencyCap
 	// Reference is the run's reference time.
 	Reference time.Time
 	// Render renders {"template": ...} values. Templates are rejected when
@@ -153,6 +163,7 @@ func (b *builder) compile() (*Query, error) {
 	} else {
 		sb.WriteString("false")
 	}
+	sb.WriteString(", " + b.governanceColumns())
 	if device {
 		sb.WriteString(", d.notifly_device_id, d.external_device_id, d.device_token, d.platform, d.os_version, d.app_version, d.sdk_version, d.sdk_type, d.updated_at")
 	}

@@ -212,7 +212,7 @@ func TestIndexStudy(t *testing.T) {
 		_ = rows.Scan(&n)
 		left = append(left, strings.TrimSuffix(n, "_"+project))
 	}
-	if strings.Join(left, ",") != "sp_drcu,sp_dut,sp_evc" {
+	if strings.Join(left, ",") != "sp_drch,sp_drcu,sp_dut,sp_evc" {
 		t.Fatalf("indexes left: %v", left)
 	}
 	if md := IndexMarkdown(res); strings.Count(md, "\n") != 9 {

@@ -70,10 +70,21 @@ func runExplain(ctx context.Context, env *Env, args []string) int {
 	r := ex.Result
 	fmt.Fprintf(w, "audience: %d candidates, %d would be published\n", r.Candidates, r.Published)
 	s := r.Skipped
-	fmt.Fprintf(w, "skipped: no_contact %d, invalid_contact %d, duplicate_destination %d, previously_received %d, control_group %d, unknown_user %d\n",
-		s.NoContact, s.InvalidContact, s.DuplicateDestination, s.PreviouslyReceived, s.ControlGroup, s.UnknownUser)
+	fmt.Fprintf(w, "skipped: no_contact %d, invalid_contact %d, duplicate_destination %d, previously_received %d, control_group %d, unknown_user %d, no_consent %d, frequency_capped %d\n",
+		s.NoContact, s.InvalidContact, s.DuplicateDestination, s.PreviouslyReceived, s.ControlGroup, s.UnknownUser, s.NoConsent, s.FrequencyCapped)
 	if len(r.Variants) > 0 {
 		fmt.Fprintf(w, "variants: %v\n", r.Variants)
+	}
+	if g := ex.Governance; g != nil {
+		if g.NoConsent != nil {
+			fmt.Fprintf(w, "advertising consent: removes %d candidates (%d lack consent in all)\n", g.NoConsent.Removed, g.NoConsent.Applies)
+		}
+		if g.FrequencyCapped != nil {
+			fmt.Fprintf(w, "frequency cap: removes %d candidates (%d at the cap in all)\n", g.FrequencyCapped.Removed, g.FrequencyCapped.Applies)
+		}
+		if g.Deferred != nil {
+			fmt.Fprintf(w, "night-time rule: defers %d messages to 08:00 Asia/Seoul\n", *g.Deferred)
+		}
 	}
 	for _, warn := range ex.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", warn)
@@ -149,6 +160,24 @@ func runWhy(ctx context.Context, env *Env, args []string) int {
 		}
 		fmt.Fprintf(w, "  [%s] %s%s — value %s  (%s)\n", mark, c.Meaning, dev, v, c.Path)
 	}
+	if g := ans.Governance; g != nil {
+		for _, p := range []struct {
+			what string
+			v    *inspect.PropertyValue
+		}{{"advertising consent", g.Consent}, {"night-time consent", g.NightConsent}} {
+			if p.v == nil {
+				continue
+			}
+			v := "missing"
+			if p.v.Value != nil {
+				v = *p.v.Value
+			}
+			fmt.Fprintf(w, "  %s: property %q is %s (consent: %v)\n", p.what, p.v.Property, v, p.v.Holds)
+		}
+		if f := g.Frequency; f != nil {
+			fmt.Fprintf(w, "  frequency cap: %d %s deliveries in the window, max_messages %d (capped: %v)\n", f.Deliveries, f.Channel, f.MaxMessages, f.Capped)
+		}
+	}
 	for _, o := range ans.Outcomes {
 		dev := ""
 		if o.DeviceID != "" {
@@ -159,6 +188,9 @@ func runWhy(ctx context.Context, env *Env, args []string) int {
 			variant = " (variant " + o.VariantID + ")"
 		}
 		fmt.Fprintf(w, "→%s %s%s\n", dev, o.Reason, variant)
+		if o.Detail != "" {
+			fmt.Fprintf(w, "  %s\n", o.Detail)
+		}
 		if len(o.Message) > 0 {
 			fmt.Fprintf(w, "  %s\n", o.Message)
 		}

@@ -237,7 +237,8 @@ func summary(out io.Writer, ids []string, names map[string]campaign, runs map[st
 			k string
 			v int64
 		}{{"no_contact", s.NoContact}, {"invalid", s.InvalidContact}, {"duplicate", s.DuplicateDestination},
-			{"previous", s.PreviouslyReceived}, {"control", s.ControlGroup}, {"unknown", s.UnknownUser}} {
+			{"previous", s.PreviouslyReceived}, {"control", s.ControlGroup}, {"unknown", s.UnknownUser},
+			{"no_consent", s.NoConsent}, {"capped", s.FrequencyCapped}} {
 			if kv.v > 0 {
 				skipped = append(skipped, fmt.Sprintf("%s %d", kv.k, kv.v))
 			}

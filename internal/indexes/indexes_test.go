@@ -52,7 +52,8 @@ SELECT 'old' || (i % 200), 'u' || i, 'email', 'sent' FROM generate_series(1, 200
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 4 || out[0].Action != "created" || out[1].Action != "created" || out[2].Action != "created" || out[3] != (Outcome{Index: retired, Table: schema.Unquoted(tables.User), Action: "dropped"}) {
+	if len(out) != 5 || out[0].Action != "created" || out[1].Action != "created" || out[2].Action != "created" || out[3].Action != "created" ||
+		out[4] != (Outcome{Index: retired, Table: schema.Unquoted(tables.User), Action: "dropped"}) {
 		t.Fatalf("outcomes %+v", out)
 	}
 	q, err := audience.Compile(audience.Spec{Tables: tables, Channel: job.ChannelEmail, Audience: job.Audience{Type: job.AudienceAll},
@@ -74,6 +75,20 @@ SELECT 'old' || (i % 200), 'u' || i, 'email', 'sent' FROM generate_series(1, 200
 	}
 	if !strings.Contains(strings.Join(plan, "\n"), "sp_drcu_"+tables.Project) {
 		t.Fatalf("excluding previous recipients does not use sp_drcu_:\n%s", strings.Join(plan, "\n"))
+	}
+	// A frequency cap counts one channel's deliveries in its window
+	// through sp_drch_ (the 200,000 rows of history are e-mail).
+	q, err = audience.Compile(audience.Spec{Tables: tables, Channel: job.ChannelText, Audience: job.Audience{Type: job.AudienceAll},
+		FrequencyCap: &job.FrequencyCap{MaxMessages: 2, WithinDays: 1}, Reference: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err = pool.Query(ctx, "EXPLAIN "+q.SQL, q.Args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || !strings.Contains(strings.Join(plan, "\n"), "sp_drch_"+tables.Project) {
+		t.Fatalf("a frequency cap does not read sp_drch_ (%v):\n%s", err, strings.Join(plan, "\n"))
 	}
 	// An id list probes its users' devices through sp_dut_, planned as a
 	// run plans it.
@@ -103,7 +118,7 @@ SELECT 'old' || (i % 200), 'u' || i, 'email', 'sent' FROM generate_series(1, 200
 		t.Fatalf("an id list does not probe devices through sp_dut_ (%v):\n%s", err, strings.Join(plan, "\n"))
 	}
 	again, err := Create(ctx, pool, tables, log)
-	if err != nil || len(again) != 3 || again[0].Action != "exists" || again[1].Action != "exists" || again[2].Action != "exists" {
+	if err != nil || len(again) != 4 || again[0].Action != "exists" || again[1].Action != "exists" || again[2].Action != "exists" || again[3].Action != "exists" {
 		t.Fatalf("second run: %+v %v", again, err)
 	}
 }

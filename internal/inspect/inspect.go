@@ -33,6 +33,9 @@ type Explanation struct {
 	// Warnings name missing indexes and other things an operator should
 	// fix.
 	Warnings []string `json:"warnings,omitempty"`
+	// Governance says how many candidates each delivery governance rule
+	// removes or defers; nil when the job has none.
+	Governance *GovernanceCounts `json:"governance,omitempty"`
 }
 
 // sampler keeps the first n messages and drops the rest: explain encodes
@@ -55,7 +58,8 @@ func (s *sampler) Publish(_ context.Context, b *publish.Batch) error {
 // Explain runs the job without publishing: counts, a sample of messages,
 // the SQL with its parameters and PostgreSQL's plan for it.
 func Explain(ctx context.Context, pool *pgxpool.Pool, j *job.Job, sample int) (*Explanation, error) {
-	runner, err := publish.New(publish.Config{Pool: pool})
+	var tally governanceTally
+	runner, err := publish.New(publish.Config{Pool: pool, Trace: tally.trace})
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +89,7 @@ func Explain(ctx context.Context, pool *pgxpool.Pool, j *job.Job, sample int) (*
 	}
 	ex.Result.Action = j.Action
 	ex.Sample = s.out
+	ex.Governance = tally.counts(j.Campaign, ex.Result)
 	return ex, nil
 }
 
@@ -123,6 +128,9 @@ type Answer struct {
 	// Conditions lists every condition on every (user, device) pair:
 	// device conditions once per device.
 	Conditions []ConditionResult `json:"conditions,omitempty"`
+	// Governance shows the user's consent properties and deliveries in
+	// the frequency cap's window; nil when the job has no such rule.
+	Governance *GovernanceAnswer `json:"governance,omitempty"`
 	// Outcomes are the user's candidates in the run: a skip reason, or
 	// published with the message.
 	Outcomes []Outcome `json:"outcomes"`
@@ -130,10 +138,14 @@ type Answer struct {
 
 // Outcome is what happened to one of the user's candidates.
 type Outcome struct {
-	DeviceID  string          `json:"device_id,omitempty"`
-	Reason    string          `json:"reason"`
-	VariantID string          `json:"variant_id,omitempty"`
-	Message   json.RawMessage `json:"message,omitempty"`
+	DeviceID  string `json:"device_id,omitempty"`
+	Reason    string `json:"reason"`
+	VariantID string `json:"variant_id,omitempty"`
+	// Deferred: the night-time rule moved the message to 08:00.
+	Deferred bool `json:"deferred,omitempty"`
+	// Detail says why a governance rule applied.
+	Detail  string          `json:"detail,omitempty"`
+	Message json.RawMessage `json:"message,omitempty"`
 }
 
 // Why evaluates a job for one user: each condition with the user's value,
@@ -150,16 +162,21 @@ func Why(ctx context.Context, pool *pgxpool.Pool, j *job.Job, externalID string)
 	if err != nil {
 		return nil, err
 	}
-	if j.Campaign.Audience.Type != job.AudienceCSV {
+	csv := j.Campaign.Audience.Type == job.AudienceCSV
+	if !csv {
 		if err := evaluate(ctx, pool, spec, externalID, ans); err != nil {
 			return nil, err
 		}
+	}
+	if ans.Governance, err = governanceOf(ctx, pool, j, spec, externalID); err != nil {
+		return nil, err
 	}
 	runner, err := publish.New(publish.Config{Pool: pool, Trace: func(o publish.Outcome) {
 		if o.ExternalUserID != externalID {
 			return
 		}
 		ans.Outcomes = append(ans.Outcomes, Outcome{DeviceID: o.DeviceID, Reason: o.Reason, VariantID: o.VariantID,
+			Deferred: o.Deferred, Detail: ans.Governance.detail(o, csv),
 			Message: append(json.RawMessage(nil), o.Message...)})
 	}})
 	if err != nil {

@@ -101,8 +101,8 @@ func TestExplain(t *testing.T) {
 	if strings.Contains(ex.SQL, "gold") || !strings.Contains(fmt.Sprint(ex.Params), "gold") || len(ex.Plan) == 0 {
 		t.Fatalf("SQL should carry values only as parameters:\n%s\n%v", ex.SQL, ex.Params)
 	}
-	if len(ex.Warnings) != 3 || !strings.Contains(ex.Warnings[0], "sp_drcu_"+tb.Project) || !strings.Contains(ex.Warnings[1], "sp_dut_"+tb.Project) ||
-		!strings.Contains(ex.Warnings[2], "sp_evc_"+tb.Project) {
+	if len(ex.Warnings) != 4 || !strings.Contains(ex.Warnings[0], "sp_drcu_"+tb.Project) || !strings.Contains(ex.Warnings[1], "sp_dut_"+tb.Project) ||
+		!strings.Contains(ex.Warnings[2], "sp_evc_"+tb.Project) || !strings.Contains(ex.Warnings[3], "sp_drch_"+tb.Project) {
 		t.Fatalf("warnings %v", ex.Warnings)
 	}
 }

@@ -78,6 +78,10 @@ type Campaign struct {
 	// ExcludePreviousRecipients skips users with any delivery_result row
 	// for this campaign.
 	ExcludePreviousRecipients bool
+	// Advertising and FrequencyCap are the delivery governance rules
+	// (CONTRACT.md section 10); nil when off.
+	Advertising  *Advertising
+	FrequencyCap *FrequencyCap
 }
 
 // Throttle splits published messages into timed waves.

@@ -158,7 +158,8 @@ func parseJob(o *object) (*Job, error) {
 
 func parseCampaign(o *object) (Campaign, error) {
 	var c Campaign
-	if err := o.allow("id", "channel", "audience", "message", "experiment_id", "variant_messages", "throttle", "exclude_previous_recipients"); err != nil {
+	if err := o.allow("id", "channel", "audience", "message", "experiment_id", "variant_messages", "throttle", "exclude_previous_recipients",
+		"advertising", "frequency_cap"); err != nil {
 		return c, err
 	}
 	var err error
@@ -232,6 +233,9 @@ func parseCampaign(o *object) (Campaign, error) {
 		c.Throttle = th
 	}
 	if c.ExcludePreviousRecipients, err = o.boolean("exclude_previous_recipients"); err != nil {
+		return c, err
+	}
+	if err := parseGovernance(o, &c); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -73,6 +73,7 @@ func (m *Metrics) JobDone(outcome string, res *publish.Result, d time.Duration) 
 	for reason, n := range map[string]int64{
 		"no_contact": s.NoContact, "invalid_contact": s.InvalidContact, "duplicate_destination": s.DuplicateDestination,
 		"previously_received": s.PreviouslyReceived, "control_group": s.ControlGroup, "unknown_user": s.UnknownUser,
+		"no_consent": s.NoConsent, "frequency_capped": s.FrequencyCapped,
 	} {
 		m.skipped.WithLabelValues(reason).Add(float64(n))
 	}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segpub/segpub/internal/audience"
 	"github.com/segpub/segpub/internal/contact"
 	"github.com/segpub/segpub/internal/dedup"
 	"github.com/segpub/segpub/internal/failpoint"
@@ -15,8 +16,10 @@ import (
 
 // checker applies the contract's checks to candidates in order, giving each
 // exactly one skip reason or publishing it: unknown_user,
-// previously_received, control_group, no_contact, invalid_contact,
-// duplicate_destination. Candidates arrive in (notifly_user_id,
+// previously_received, no_consent, frequency_capped, control_group,
+// no_contact, invalid_contact, duplicate_destination. Eligibility (consent,
+// cap) is decided before the control group is drawn, and a skipped
+// candidate never takes a destination, so it goes to the next one. Candidates arrive in (notifly_user_id,
 // notifly_device_id) order (file order for CSV), so the first candidate of a
 // destination is the one the contract says wins.
 type checker struct {
@@ -30,9 +33,15 @@ type checker struct {
 
 	// published counts messages so far; it numbers throttle waves.
 	published int64
-	// wave caches the formatted send_at of the current throttle wave.
-	wave       int64
-	waveSendAt []byte
+	// wave caches the formatted send_at of the current throttle wave,
+	// whether it falls in the night window, and the 08:00 it defers to.
+	wave         int64
+	waveSendAt   []byte
+	waveNight    bool
+	waveDeferred []byte
+	// nightRule: the job defers night-time messages to recipients
+	// without night-time consent.
+	nightRule bool
 
 	candidates atomic.Int64
 	lastUser   []byte
@@ -49,9 +58,10 @@ type checker struct {
 	scanned []uint64
 }
 
-func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte) {
+func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte, deferred bool) {
 	c.trace(Outcome{UserID: string(cand.UserID), ExternalUserID: string(cand.ExternalUserID), DeviceID: string(cand.DeviceID),
-		Reason: reason, VariantID: variantID, Message: msg})
+		Reason: reason, VariantID: variantID, Message: msg,
+		NoConsent: cand.NoConsent, Capped: cand.Capped, Deferred: deferred})
 }
 
 // published reports whether an earlier attempt already published cand's
@@ -75,24 +85,57 @@ func newChecker(p *plan, batchSize int) *checker {
 		batchSize: batchSize,
 		wave:      -1,
 	}
+	camp := p.job.Campaign
+	c.nightRule = camp.Advertising != nil && camp.Advertising.NightConsent != "" && camp.Channel != job.ChannelEmail
 	return c
 }
 
-func (c *checker) sendAt(k int64) []byte {
+// setWave makes message k's throttle wave the current one (section 6:
+// waves are numbered first, then deferred).
+func (c *checker) setWave(k int64) {
 	th := c.p.job.Campaign.Throttle
 	w := int64(0)
 	if th != nil {
 		w = k / th.MaxPerInterval
 	}
-	if w != c.wave || c.waveSendAt == nil {
-		at := c.p.reference
-		if th != nil {
-			at = at.Add(time.Duration(w*th.IntervalMinutes) * time.Minute)
-		}
-		c.waveSendAt = message.AppendSendAt(c.waveSendAt[:0], at)
-		c.wave = w
+	if w == c.wave && c.waveSendAt != nil {
+		return
 	}
-	return c.waveSendAt
+	at := c.p.reference
+	if th != nil {
+		at = at.Add(time.Duration(w*th.IntervalMinutes) * time.Minute)
+	}
+	c.waveSendAt = message.AppendSendAt(c.waveSendAt[:0], at)
+	c.waveNight = false
+	if c.nightRule {
+		if next, night := NightDeferral(at); night {
+			c.waveNight = true
+			c.waveDeferred = message.AppendSendAt(c.waveDeferred[:0], next)
+		}
+	}
+	c.wave = w
+}
+
+// Night-time rule (CONTRACT.md section 10): advertising sent at or after
+// 21:00 and before 08:00 Asia/Seoul needs night-time consent.
+const (
+	NightStartHour = 21
+	NightEndHour   = 8
+)
+
+// NightDeferral reports whether t falls in the night window in Asia/Seoul
+// and, if so, the next 08:00:00 Asia/Seoul.
+func NightDeferral(t time.Time) (time.Time, bool) {
+	local := t.In(audience.Seoul)
+	h := local.Hour()
+	if h >= NightEndHour && h < NightStartHour {
+		return t, false
+	}
+	day := local
+	if h >= NightStartHour {
+		day = local.AddDate(0, 0, 1)
+	}
+	return time.Date(day.Year(), day.Month(), day.Day(), NightEndHour, 0, 0, 0, audience.Seoul), true
 }
 
 func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- *rowBatch, out chan<- *Batch, freeOut <-chan *Batch, res *Result) error {
@@ -174,7 +217,7 @@ func (c *checker) check(cand *candidate, res *Result) {
 	reason, variantID := c.classify(cand, res)
 	if reason != "" {
 		if c.trace != nil {
-			c.traceOutcome(cand, reason, variantID, nil)
+			c.traceOutcome(cand, reason, variantID, nil, false)
 		}
 		return
 	}
@@ -190,6 +233,14 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	if cand.Previous {
 		res.Skipped.PreviouslyReceived++
 		return "previously_received", ""
+	}
+	if cand.NoConsent {
+		res.Skipped.NoConsent++
+		return "no_consent", ""
+	}
+	if cand.Capped {
+		res.Skipped.FrequencyCapped++
+		return "frequency_capped", ""
 	}
 	if c.p.split != nil {
 		v := c.p.split.Of(cand.Bucket)
@@ -225,16 +276,26 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	if variantID != "" {
 		res.Variants[variantID]++
 	}
+	// Deferral is counted for every message, published now or by an
+	// earlier attempt, so a resumed run reports what an uninterrupted
+	// one does.
+	c.setWave(k)
+	sendAt := c.waveSendAt
+	deferred := c.waveNight && !cand.NightConsent
+	if deferred {
+		res.Deferred++
+		sendAt = c.waveDeferred
+	}
 	var msg []byte
 	if c.p.publish && !c.alreadyPublished(cand) {
 		start := len(c.cur.Data)
-		c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, c.sendAt(k), &cand.Recipient, dest)
+		c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, sendAt, &cand.Recipient, dest)
 		msg = c.cur.Data[start:]
 		c.cur.Messages = append(c.cur.Messages, Message{Body: msg})
 		c.cur.Data = append(c.cur.Data, '\n')
 	}
 	if c.trace != nil {
-		c.traceOutcome(cand, "published", variantID, msg)
+		c.traceOutcome(cand, "published", variantID, msg, deferred)
 	}
 	return "", variantID
 }

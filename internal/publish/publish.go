@@ -100,6 +100,10 @@ type Outcome struct {
 	// "published".
 	Reason    string
 	VariantID string
+	// NoConsent, Capped and Deferred say which governance rules applied to
+	// the candidate, whichever reason it was counted under (a candidate
+	// without consent may also be capped), for `segpub explain`.
+	NoConsent, Capped, Deferred bool
 	// Message is the channel message, for a published candidate of a
 	// publish run; it is only valid during the call.
 	Message []byte
@@ -156,11 +160,28 @@ type Skipped struct {
 	PreviouslyReceived   int64 `json:"previously_received"`
 	ControlGroup         int64 `json:"control_group"`
 	UnknownUser          int64 `json:"unknown_user"`
+	// NoConsent and FrequencyCapped are the delivery governance reasons
+	// (CONTRACT.md section 10); always present, 0 when the rules are off.
+	NoConsent       int64 `json:"no_consent"`
+	FrequencyCapped int64 `json:"frequency_capped"`
 }
 
 // Total is the number of skipped candidates.
 func (s Skipped) Total() int64 {
-	return s.NoContact + s.InvalidContact + s.DuplicateDestination + s.PreviouslyReceived + s.ControlGroup + s.UnknownUser
+	return s.NoContact + s.InvalidContact + s.DuplicateDestination + s.PreviouslyReceived + s.ControlGroup + s.UnknownUser +
+		s.NoConsent + s.FrequencyCapped
+}
+
+// Add adds o's counts to s (the partitions of a run).
+func (s *Skipped) Add(o Skipped) {
+	s.NoContact += o.NoContact
+	s.InvalidContact += o.InvalidContact
+	s.DuplicateDestination += o.DuplicateDestination
+	s.PreviouslyReceived += o.PreviouslyReceived
+	s.ControlGroup += o.ControlGroup
+	s.UnknownUser += o.UnknownUser
+	s.NoConsent += o.NoConsent
+	s.FrequencyCapped += o.FrequencyCapped
 }
 
 // Status is a run's outcome.
@@ -174,12 +195,15 @@ const (
 
 // Result is a run's result (CONTRACT.md section 8).
 type Result struct {
-	RequestID  string           `json:"request_id"`
-	Action     job.Action       `json:"action"`
-	Status     Status           `json:"status"`
-	Candidates int64            `json:"candidates"`
-	Published  int64            `json:"published"`
-	Skipped    Skipped          `json:"skipped"`
+	RequestID  string     `json:"request_id"`
+	Action     job.Action `json:"action"`
+	Status     Status     `json:"status"`
+	Candidates int64      `json:"candidates"`
+	Published  int64      `json:"published"`
+	Skipped    Skipped    `json:"skipped"`
+	// Deferred counts the published messages whose send_at the night-time
+	// rule moved to 08:00 Asia/Seoul (CONTRACT.md section 10).
+	Deferred   int64            `json:"deferred"`
 	Variants   map[string]int64 `json:"variants"`
 	DurationMS int64            `json:"duration_ms"`
 	// Error says why a run was rejected or failed.

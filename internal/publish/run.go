@@ -30,7 +30,13 @@ type candidate struct {
 	// Previous marks a user with an earlier delivery of the campaign
 	// (only filled when the job excludes previous recipients).
 	Previous bool
-	Bucket   int
+	// NoConsent marks a candidate without advertising consent; Capped
+	// one whose user is at the frequency cap; NightConsent one whose
+	// recipient consented to advertising at night (CONTRACT.md section 10).
+	NoConsent    bool
+	Capped       bool
+	NightConsent bool
+	Bucket       int
 	// Contact is the CSV row's email or phone_number value.
 	Contact []byte
 	// Start marks the first candidate of a user (or CSV row): batches
@@ -220,6 +226,14 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 		Reference:       p.reference,
 		Render:          render.New(p.reference).Render,
 		WithProperties:  p.publish,
+	}
+	// CSV consents come from the file and its caps from one lookup of
+	// the file's user_ids (source_csv.go), never from the audience query.
+	if c.Audience.Type != job.AudienceCSV {
+		if a := c.Advertising; a != nil {
+			p.spec.Consent, p.spec.NightConsent = a.Consent, a.NightConsent
+		}
+		p.spec.FrequencyCap = c.FrequencyCap
 	}
 	if part != nil {
 		if c.Audience.Type == job.AudienceCSV {

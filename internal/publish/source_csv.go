@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/segpub/segpub/internal/audience"
 	"github.com/segpub/segpub/internal/contact"
 	"github.com/segpub/segpub/internal/job"
@@ -32,7 +34,36 @@ type csvPlan struct {
 	contactCol int
 	// userCol is the user_id column, -1 when absent.
 	userCol int
-	rows    int64
+	// consentCol and nightCol are the advertising consent columns, -1
+	// when absent (CONTRACT.md section 10).
+	consentCol, nightCol int
+	// capped holds the file's user_ids whose users are at the frequency
+	// cap; nil without a cap.
+	capped map[string]struct{}
+	rows   int64
+}
+
+// CSV columns that carry advertising consent.
+const (
+	csvConsentColumn      = "consent"
+	csvNightConsentColumn = "night_consent"
+)
+
+// csvConsent reports whether a (trimmed) consent cell is consent: "true"
+// in any ASCII case.
+func csvConsent(v string) bool { return strings.EqualFold(v, "true") }
+
+// governance sets a CSV row's consent and cap flags on cand.
+func (cp *csvPlan) governance(cand *candidate, rec []string) {
+	if cp.consentCol >= 0 {
+		cand.NoConsent = !csvConsent(rec[cp.consentCol])
+	}
+	if cp.nightCol >= 0 {
+		cand.NightConsent = csvConsent(rec[cp.nightCol])
+	}
+	if cp.capped != nil && cp.userCol >= 0 {
+		_, cand.Capped = cp.capped[rec[cp.userCol]]
+	}
 }
 
 // OpenFile opens file:// URLs. A missing file is a rejection: the job names
@@ -76,7 +107,7 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 	if err != nil {
 		return nil, csvError(url, err)
 	}
-	cp := &csvPlan{url: url, header: make([]string, len(head)), contactCol: -1, userCol: -1}
+	cp := &csvPlan{url: url, header: make([]string, len(head)), contactCol: -1, userCol: -1, consentCol: -1, nightCol: -1}
 	seen := map[string]bool{}
 	for i, h := range head {
 		if i == 0 {
@@ -94,6 +125,10 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 		switch h {
 		case "user_id":
 			cp.userCol = i
+		case csvConsentColumn:
+			cp.consentCol = i
+		case csvNightConsentColumn:
+			cp.nightCol = i
 		case contactColumn(p.job.Campaign.Channel):
 			cp.contactCol = i
 		}
@@ -105,11 +140,28 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 	case !ch.IsDevice() && cp.contactCol < 0:
 		return nil, job.Rejectf(csvPath, "%s: a %s audience needs a %s column", url, ch, contactColumn(ch))
 	}
+	camp := p.job.Campaign
+	if camp.Advertising == nil {
+		// Without the rule the columns are personalization data only.
+		cp.consentCol, cp.nightCol = -1, -1
+	} else if cp.consentCol < 0 {
+		return nil, job.Rejectf(csvPath, "%s: campaign.advertising needs a %s column in the file", url, csvConsentColumn)
+	}
+	if camp.Advertising != nil && camp.Advertising.NightConsent == "" {
+		cp.nightCol = -1
+	}
+	var ids []string
+	if camp.FrequencyCap != nil {
+		if cp.userCol < 0 {
+			return nil, job.Rejectf(csvPath, "%s: campaign.frequency_cap needs a user_id column in the file", url)
+		}
+		ids = []string{}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		_, err := cr.Read()
+		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -117,8 +169,39 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 			return nil, csvError(url, err)
 		}
 		cp.rows++
+		if ids != nil {
+			if id := string(contact.Trim([]byte(rec[cp.userCol]))); id != "" {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if ids != nil {
+		if cp.capped, err = r.cappedIDs(ctx, p, ids); err != nil {
+			return nil, err
+		}
 	}
 	return cp, nil
+}
+
+// cappedIDs looks up, with one query, which of a CSV file's user_ids belong
+// to users at the frequency cap.
+func (r *Runner) cappedIDs(ctx context.Context, p *plan, ids []string) (map[string]struct{}, error) {
+	spec := p.spec
+	spec.FrequencyCap = p.job.Campaign.FrequencyCap
+	q := audience.CappedExternalIDs(spec, ids)
+	rows, err := r.cfg.Pool.Query(ctx, q.SQL, q.Args...)
+	if err != nil {
+		return nil, fmt.Errorf("look up frequency caps of csv audience: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("look up frequency caps of csv audience: %w", err)
+	}
+	capped := make(map[string]struct{}, len(found))
+	for _, id := range found {
+		capped[id] = struct{}{}
+	}
+	return capped, nil
 }
 
 func contactColumn(ch job.Channel) string {
@@ -189,6 +272,7 @@ func (r *Runner) streamCSV(ctx context.Context, p *plan, out chan<- *rowBatch, f
 		c := &b.rows[len(b.rows)-1]
 		c.CSV = b.copy(rowJSON)
 		c.Contact = b.copy([]byte(rec[cp.contactCol]))
+		cp.governance(c, rec)
 		if cp.userCol >= 0 && rec[cp.userCol] != "" {
 			c.ExternalUserID = b.copy([]byte(rec[cp.userCol]))
 		}
@@ -271,6 +355,7 @@ func (r *Runner) emitDeviceChunk(ctx context.Context, p *plan, chunk [][]string,
 		for k, c := range cands {
 			c.Start = k == 0
 			c.Row = row
+			cp.governance(&c, rec)
 			b.rows = append(b.rows, copyCandidate(b, c))
 			b.rows[len(b.rows)-1].CSV = b.copy(rowJSON)
 		}

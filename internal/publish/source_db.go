@@ -139,7 +139,10 @@ func decodeRow(b *rowBatch, c *candidate, v [][]byte, device bool) error {
 		return fmt.Errorf("decode random_bucket_number of user %s: %w", v[audience.ColUserID], err)
 	}
 	c.Bucket = bucket
-	c.Previous = len(v[audience.ColPrevious]) == 1 && v[audience.ColPrevious][0] == 't'
+	c.Previous = isTrue(v[audience.ColPrevious])
+	c.NoConsent = !isTrue(v[audience.ColConsent])
+	c.NightConsent = isTrue(v[audience.ColNightConsent])
+	c.Capped = isTrue(v[audience.ColCapped])
 	if !device || v[audience.ColDeviceID] == nil {
 		return nil
 	}
@@ -155,6 +158,9 @@ func decodeRow(b *rowBatch, c *candidate, v [][]byte, device bool) error {
 	c.DeviceUpdatedAt = pgTime(v[audience.ColDeviceUpdatedAt])
 	return nil
 }
+
+// isTrue reads a boolean column in text format; NULL is false.
+func isTrue(v []byte) bool { return len(v) == 1 && v[0] == 't' }
 
 // pgEpochMicros is the zero of PostgreSQL's binary timestamps (2000-01-01)
 // in Unix microseconds.

@@ -263,13 +263,8 @@ func (w *Worker) sum(ctx context.Context, j *job.Job, plan ledger.Partition, par
 		}
 		total.Candidates += r.Candidates
 		total.Published += r.Published
-		s := &total.Skipped
-		s.NoContact += r.Skipped.NoContact
-		s.InvalidContact += r.Skipped.InvalidContact
-		s.DuplicateDestination += r.Skipped.DuplicateDestination
-		s.PreviouslyReceived += r.Skipped.PreviouslyReceived
-		s.ControlGroup += r.Skipped.ControlGroup
-		s.UnknownUser += r.Skipped.UnknownUser
+		total.Skipped.Add(r.Skipped)
+		total.Deferred += r.Deferred
 		for k, v := range r.Variants {
 			total.Variants[k] += v
 		}
