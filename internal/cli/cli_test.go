@@ -174,3 +174,28 @@ func TestBadEnvironmentSetting(t *testing.T) {
 		t.Fatalf("negative stall timeout: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// A file:// output with a host or a relative path is refused before
+// anything is published: file://out/x.ndjson names host "out" and used to
+// write /x.ndjson at the filesystem root.
+func TestPublishRefusesRelativeFileURL(t *testing.T) {
+	t.Parallel()
+	tables := dbtest.Project(t)
+	dbtest.Exec(t, `INSERT INTO `+tables.User+` (notifly_user_id, email, random_bucket_number) VALUES ('u1', 'a@x.com', 1)`)
+	jobText := fmt.Sprintf(`{"version":1,"action":"publish","request_id":"r","project_id":%q,
+"campaign":{"id":"c","channel":"email","audience":{"type":"all"},"message":{"s":1}}}`, tables.Project)
+	name := tables.Project + "-{channel}.ndjson"
+	atRoot := "/" + strings.ReplaceAll(name, "{channel}", "email")
+	t.Cleanup(func() { os.Remove(atRoot) })
+	r := run(t, jobText, "publish", "--job", "-", "--out", "file://out/"+name)
+	if _, err := os.Stat(atRoot); err == nil {
+		t.Errorf("publish wrote %s", atRoot)
+	}
+	want, _ := filepath.Abs("out/" + name)
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "want file://"+want) {
+		t.Fatalf("exit %d, stderr %q; want exit %d naming file://%s", r.code, r.stderr, ExitFailure, want)
+	}
+	if strings.Contains(r.stdout, `"published"`) {
+		t.Errorf("a result was printed: %s", r.stdout)
+	}
+}

@@ -5,6 +5,7 @@ package filesink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -39,9 +40,9 @@ func New(rawURL string) (*Sink, error) {
 	if u.Scheme != "file" {
 		return nil, fmt.Errorf("output URL %q: not a file:// URL", rawURL)
 	}
-	path := u.Path
-	if u.Opaque != "" || path == "" {
-		return nil, fmt.Errorf("output URL %q: want file:///absolute/path", rawURL)
+	path, err := localPath(u)
+	if err != nil {
+		return nil, fmt.Errorf("output URL %q: %w", rawURL, err)
 	}
 	mode := u.Query().Get("sync")
 	switch mode {
@@ -50,6 +51,48 @@ func New(rawURL string) (*Sink, error) {
 		return nil, fmt.Errorf("output URL %q: sync=%q (want batch or end)", rawURL, mode)
 	}
 	return &Sink{pattern: path, sync: mode, files: map[job.Channel]*os.File{}}, nil
+}
+
+// LocalPath returns the absolute path a file:// URL names, or an error
+// saying how to write the URL (see localPath).
+func LocalPath(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("parse file URL %q: %w", rawURL, err)
+	}
+	if u.Scheme != "file" {
+		return "", fmt.Errorf("URL %q: not a file:// URL", rawURL)
+	}
+	p, err := localPath(u)
+	if err != nil {
+		return "", fmt.Errorf("URL %q: %w", rawURL, err)
+	}
+	return p, nil
+}
+
+// localPath returns the absolute path a file URL names. A file URL names a
+// host before its path (RFC 8089), so file://out/x.ndjson is host "out"
+// and path /x.ndjson, not the relative path out/x.ndjson: relative paths
+// and hosts are refused, with the URL to write instead.
+func localPath(u *url.URL) (string, error) {
+	rel := ""
+	switch {
+	case u.Opaque != "":
+		rel = u.Opaque
+	case u.Host != "":
+		rel = u.Host + u.Path
+	case u.Path == "":
+		return "", errors.New("no path: want file:///absolute/path")
+	case !strings.HasPrefix(u.Path, "/"):
+		rel = u.Path
+	default:
+		return u.Path, nil
+	}
+	hint := "file:///absolute/path"
+	if abs, err := filepath.Abs(rel); err == nil {
+		hint = "file://" + abs
+	}
+	return "", fmt.Errorf("file URLs take an absolute path and no host (file://HOST/PATH and relative paths are refused): want %s", hint)
 }
 
 // Path returns the file a channel's messages go to.

@@ -32,12 +32,25 @@ func TestSuite(t *testing.T) {
 func TestBadURLs(t *testing.T) {
 	t.Parallel()
 	for url, want := range map[string]string{
-		"http://x/y":            "not a file:// URL",
-		"file:relative/path":    "want file:///absolute/path",
-		"file:///tmp/x?sync=no": `sync="no"`,
+		"http://x/y":         "not a file:// URL",
+		"file:relative/path": "want file://" + abs(t, "relative/path"),
+		// file://out/... names host "out": it used to write /x.ndjson.
+		"file://out/{channel}.ndjson":       "want file://" + abs(t, "out/{channel}.ndjson"),
+		"file://fileserver/tmp/{channel}.x": "no host",
+		"file://localhost/tmp/x":            "no host",
+		"file://":                           "no path",
+		"file:///tmp/x?sync=no":             `sync="no"`,
 	} {
 		if _, err := New(url); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", url, err, want)
 		}
 	}
+}
+
+func abs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
