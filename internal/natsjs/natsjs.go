@@ -36,6 +36,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segpub/segpub/internal/flock"
 )
 
 // IsURL reports whether u is a JetStream URL.
@@ -67,7 +69,7 @@ type Connector struct {
 
 type embeddedServer struct {
 	srv  *server.Server
-	lock *dirLock
+	lock *flock.Lock
 }
 
 // DefaultJoinTimeout is how long Connect waits, by default, for an embedded
@@ -157,7 +159,7 @@ func (c *Connector) embeddedConn(ctx context.Context, dir string) (*nats.Conn, e
 	deadline := time.Now().Add(timeout)
 	waiting := false
 	for {
-		lock, err := tryLock(filepath.Join(dir, lockFile))
+		lock, err := flock.TryLock(filepath.Join(dir, lockFile))
 		if err != nil {
 			return nil, err
 		}
@@ -167,7 +169,7 @@ func (c *Connector) embeddedConn(ctx context.Context, dir string) (*nats.Conn, e
 			_ = os.Remove(filepath.Join(dir, urlFile))
 			srv, err := c.serve(dir, lock)
 			if err != nil {
-				lock.release()
+				lock.Release()
 				return nil, err
 			}
 			return inProcess(srv)
@@ -211,7 +213,7 @@ func (c *Connector) logger() *slog.Logger {
 }
 
 // serve starts the embedded server of dir, whose lock this process holds.
-func (c *Connector) serve(dir string, lock *dirLock) (*server.Server, error) {
+func (c *Connector) serve(dir string, lock *flock.Lock) (*server.Server, error) {
 	abs, _ := filepath.Abs(dir)
 	// Recovering a large directory takes seconds, during which nothing
 	// else is logged: say what start-up is doing and how much it reads.
@@ -286,7 +288,7 @@ func (c *Connector) Close() {
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 		// Only now may another process serve the directory.
-		e.lock.release()
+		e.lock.Release()
 		delete(c.embedded, dir)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/segpub/segpub/internal/flock"
 )
 
 type connected struct {
@@ -57,11 +59,11 @@ func startServer(t *testing.T) *server.Server {
 func TestJoinsServerThatIsStarting(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	held, err := tryLock(filepath.Join(dir, lockFile))
+	held, err := flock.TryLock(filepath.Join(dir, lockFile))
 	if err != nil || held == nil {
 		t.Fatalf("lock: %v %v", held, err)
 	}
-	defer held.release()
+	defer held.Release()
 
 	c := &Connector{}
 	defer c.Close()
@@ -106,8 +108,8 @@ func TestServerHoldsDirectoryLock(t *testing.T) {
 	if !conn.Embedded {
 		t.Error("an embedded: connection is not marked Embedded")
 	}
-	if l, err := tryLock(filepath.Join(dir, lockFile)); err != nil || l != nil {
-		l.release()
+	if l, err := flock.TryLock(filepath.Join(dir, lockFile)); err != nil || l != nil {
+		l.Release()
 		t.Fatalf("lock of a served directory was free (%v)", err)
 	}
 	// A second connector (another process) joins the first one's server.
@@ -126,11 +128,11 @@ func TestServerHoldsDirectoryLock(t *testing.T) {
 		t.Errorf("start-up logs:\n%s", text)
 	}
 	c.Close()
-	l, err := tryLock(filepath.Join(dir, lockFile))
+	l, err := flock.TryLock(filepath.Join(dir, lockFile))
 	if err != nil || l == nil {
 		t.Fatalf("lock still held after Close (%v)", err)
 	}
-	l.release()
+	l.Release()
 }
 
 // When the process holding the lock goes away without serving, a waiting
@@ -138,14 +140,14 @@ func TestServerHoldsDirectoryLock(t *testing.T) {
 func TestServesWhenHolderLeaves(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	held, err := tryLock(filepath.Join(dir, lockFile))
+	held, err := flock.TryLock(filepath.Join(dir, lockFile))
 	if err != nil || held == nil {
 		t.Fatalf("lock: %v %v", held, err)
 	}
 	c := &Connector{}
 	defer c.Close()
 	done := connectAsync(c, dir)
-	held.release()
+	held.Release()
 	got := <-done
 	if got.err != nil {
 		t.Fatal(got.err)
