@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/ledger"
@@ -117,9 +118,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	// The stream keeps earlier demos' messages (within its limits, which
-	// may discard old ones while this demo runs): count this run's by
-	// sequence, which grows by one for every message stored.
+	// Earlier demos' messages are of no further use: drop them, so the
+	// data directory holds one demo's (the stream's limits bound it
+	// anyway). Count this run's messages by sequence, which grows by one
+	// for every message stored even if a limit discards old ones.
+	if err := purge(ctx, conn.JS, "DEMO_CHANNELS", log); err != nil {
+		return err
+	}
 	info, err := conn.JS.Stream(ctx, "DEMO_CHANNELS")
 	if err != nil {
 		return err
@@ -186,6 +191,21 @@ func Run(ctx context.Context, cfg Config) error {
 		fmt.Fprintf(cfg.JSON, "%s\n", b)
 	}
 	return summary(out, ids, names, runs, int64(info.CachedInfo().State.LastSeq)-before)
+}
+
+// purge empties a stream, logging what it dropped.
+func purge(ctx context.Context, js jetstream.JetStream, name string, log *slog.Logger) error {
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", name, err)
+	}
+	if state := st.CachedInfo().State; state.Msgs > 0 {
+		log.Info("dropping an earlier demo's channel messages", "stream", name, "messages", state.Msgs, "bytes", state.Bytes)
+		if err := st.Purge(ctx); err != nil {
+			return fmt.Errorf("purge stream %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // wait polls the ledger until every campaign's run has finished, drawing

@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -291,6 +292,49 @@ func (c *Connector) Close() {
 		e.lock.Release()
 		delete(c.embedded, dir)
 	}
+}
+
+// Stream limits of the embedded default, per stream: a laptop's embedded
+// JetStream has no operator to trim it, and a demo stores about 430 MB of
+// channel messages. Standalone servers get no limits unless their URL
+// sets them.
+const (
+	DefaultEmbeddedMaxBytes int64 = 1 << 30
+	DefaultEmbeddedMaxAge         = 7 * 24 * time.Hour
+)
+
+// Limits bound a stream's disk use; zero means unbounded.
+type Limits struct {
+	// MaxBytes bounds the bytes a stream stores.
+	MaxBytes int64
+	// MaxAge bounds how long a stream keeps a message.
+	MaxAge time.Duration
+}
+
+// Limits returns the stream limits of the connection's URL: the query
+// parameters max_bytes (bytes; 0: unbounded) and max_age (a duration like
+// 72h; 0: unbounded), defaulting to DefaultEmbeddedMaxBytes and
+// DefaultEmbeddedMaxAge on embedded: URLs and to none otherwise.
+func (c *Conn) Limits() (Limits, error) {
+	var l Limits
+	if c.Embedded {
+		l = Limits{MaxBytes: DefaultEmbeddedMaxBytes, MaxAge: DefaultEmbeddedMaxAge}
+	}
+	if raw := c.Params.Get("max_bytes"); raw != "" {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || n < 0 {
+			return Limits{}, fmt.Errorf("JetStream URL parameter max_bytes: %q is not a number of bytes (0: unbounded)", raw)
+		}
+		l.MaxBytes = n
+	}
+	if raw := c.Params.Get("max_age"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < 0 {
+			return Limits{}, fmt.Errorf("JetStream URL parameter max_age: %q is not a duration like 72h (0: unbounded)", raw)
+		}
+		l.MaxAge = d
+	}
+	return l, nil
 }
 
 // Param returns a query parameter or a default.
