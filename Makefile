@@ -34,8 +34,10 @@ fuzz:
 	$(GO) test ./internal/audience -run '^$$' -fuzz FuzzCompile -fuzztime 60s
 
 # segpub demo starts a local PostgreSQL itself when none answers.
+# DEMO_FLAGS adds flags (internal/demo's test runs make demo with
+# DEMO_FLAGS='--users 3000').
 demo: build
-	bin/segpub demo
+	bin/segpub demo $(DEMO_FLAGS)
 
 # Every workload at 1M, 3M and 10M users (seeded on first use), with the
 # plots of docs/benchmarks.md. About 35 minutes on 2 cores, 40 GB of disk.

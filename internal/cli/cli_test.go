@@ -174,3 +174,65 @@ func TestBadEnvironmentSetting(t *testing.T) {
 		t.Fatalf("negative stall timeout: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// A file:// output with a host or a relative path is refused before
+// anything is published: file://out/x.ndjson names host "out" and used to
+// write /x.ndjson at the filesystem root.
+func TestPublishRefusesRelativeFileURL(t *testing.T) {
+	t.Parallel()
+	tables := dbtest.Project(t)
+	dbtest.Exec(t, `INSERT INTO `+tables.User+` (notifly_user_id, email, random_bucket_number) VALUES ('u1', 'a@x.com', 1)`)
+	jobText := fmt.Sprintf(`{"version":1,"action":"publish","request_id":"r","project_id":%q,
+"campaign":{"id":"c","channel":"email","audience":{"type":"all"},"message":{"s":1}}}`, tables.Project)
+	name := tables.Project + "-{channel}.ndjson"
+	atRoot := "/" + strings.ReplaceAll(name, "{channel}", "email")
+	t.Cleanup(func() { os.Remove(atRoot) })
+	r := run(t, jobText, "publish", "--job", "-", "--out", "file://out/"+name)
+	if _, err := os.Stat(atRoot); err == nil {
+		t.Errorf("publish wrote %s", atRoot)
+	}
+	want, _ := filepath.Abs("out/" + name)
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "want file://"+want) {
+		t.Fatalf("exit %d, stderr %q; want exit %d naming file://%s", r.code, r.stderr, ExitFailure, want)
+	}
+	if strings.Contains(r.stdout, `"published"`) {
+		t.Errorf("a result was printed: %s", r.stdout)
+	}
+}
+
+// Publishing one request_id twice into the same file is refused (exit 2,
+// the file unchanged); another request_id appends (CONTRACT.md section 8).
+func TestPublishRerunDoesNotDuplicate(t *testing.T) {
+	t.Parallel()
+	tables := dbtest.Project(t)
+	dbtest.Exec(t, `INSERT INTO `+tables.User+` (notifly_user_id, email, random_bucket_number) VALUES ('u1', 'a@x.com', 1), ('u2', 'b@x.com', 2)`)
+	jobFor := func(requestID string) string {
+		return fmt.Sprintf(`{"version":1,"action":"publish","request_id":%q,"project_id":%q,
+"campaign":{"id":"c","channel":"email","audience":{"type":"all"},"message":{"s":1}}}`, requestID, tables.Project)
+	}
+	dir := t.TempDir()
+	out := "file://" + dir + "/{channel}.ndjson"
+	count := func() int {
+		data, err := os.ReadFile(filepath.Join(dir, "email.ndjson"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(data), "\n")
+	}
+	if r := run(t, jobFor("r-1"), "publish", "--job", "-", "--out", out); r.code != ExitOK {
+		t.Fatalf("first run: exit %d: %s", r.code, r.stderr)
+	}
+	r := run(t, jobFor("r-1"), "publish", "--job", "-", "--out", out)
+	if r.code != ExitRejected || !strings.Contains(r.stderr, `already holds the 2 messages of request_id "r-1"`) {
+		t.Fatalf("second run of r-1: exit %d, stderr %q; want exit %d", r.code, r.stderr, ExitRejected)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("the file has %d messages after a rerun, want 2", n)
+	}
+	if r := run(t, jobFor("r-2"), "publish", "--job", "-", "--out", out); r.code != ExitOK {
+		t.Fatalf("another request_id: exit %d: %s", r.code, r.stderr)
+	}
+	if n := count(); n != 4 {
+		t.Fatalf("the file has %d messages after another request_id, want 4", n)
+	}
+}

@@ -14,11 +14,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segpub/segpub/internal/awstest"
 	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/flock"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
 )
@@ -264,4 +266,60 @@ func TestSubmitClaimCheck(t *testing.T) {
 		t.Fatalf("submit output %s", env.Stdout)
 	}
 	serveUntil(t, env, requestID)
+}
+
+// submit while serve is starting on the embedded default (serve holds the
+// data directory's lock but its server is still recovering) waits for
+// serve's server and queues the job there: it never starts a server of its
+// own on the directory, where no worker would see the job.
+func TestSubmitWhileServeStarts(t *testing.T) {
+	t.Parallel()
+	requestID, jobPath := seededJob(t)
+	dataDir := t.TempDir()
+	jsDir := filepath.Join(dataDir, "jetstream")
+	if err := os.MkdirAll(jsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	serving, err := flock.TryLock(filepath.Join(jsDir, "server.lock"))
+	if err != nil || serving == nil {
+		t.Fatalf("lock: %v", err)
+	}
+	defer serving.Release()
+
+	env := serviceEnv(map[string]string{"SEGPUB_DATA_DIR": dataDir})
+	done := make(chan int, 1)
+	go func() { done <- Main(context.Background(), []string{"submit", "--job", string(jobPath)}, env) }()
+	// serve's server comes up a moment later (a window, not an assertion).
+	time.Sleep(300 * time.Millisecond)
+	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("server did not start")
+	}
+	if err := os.WriteFile(filepath.Join(jsDir, "server.url"), []byte(srv.ClientURL()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != ExitOK {
+		t.Fatalf("submit: exit %d: %s", code, env.Stderr)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.Stream(context.Background(), "SEGPUB_JOBS")
+	if err != nil {
+		t.Fatalf("serve's server has no job stream: %v (submit queued %s elsewhere)", err, requestID)
+	}
+	if n := stream.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("serve's job stream holds %d jobs, want 1", n)
+	}
+	if _, err := os.Stat(filepath.Join(jsDir, "jetstream")); err == nil {
+		t.Errorf("submit started a JetStream of its own in %s", jsDir)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -96,6 +97,26 @@ func Exec(tb testing.TB, sql string, args ...any) {
 	if _, err := Pool(tb).Exec(context.Background(), sql, args...); err != nil {
 		tb.Fatalf("exec %q: %v", sql, err)
 	}
+}
+
+// IsolatedURL returns a database URL whose search_path is a schema of the
+// test's own, dropped when the test ends: for tests that run segpub as a
+// separate process.
+func IsolatedURL(tb testing.TB) string {
+	tb.Helper()
+	name := NewProjectID()
+	Exec(tb, `CREATE SCHEMA "`+name+`"`)
+	tb.Cleanup(func() {
+		_, _ = Pool(tb).Exec(context.Background(), `DROP SCHEMA "`+name+`" CASCADE`)
+	})
+	u, err := url.Parse(URL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // IsolatedPool returns a pool whose search_path is a schema of the test's

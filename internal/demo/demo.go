@@ -13,12 +13,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/ledger"
@@ -86,7 +90,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, err := indexes.Create(ctx, cfg.Pool, tables, log); err != nil {
 		return err
 	}
-	csvPath := filepath.Join(cfg.DataDir, "demo-audience.csv")
+	// The data directory is usually relative (segpub-data under the
+	// current directory); a file URL must carry an absolute path.
+	csvPath, err := filepath.Abs(filepath.Join(cfg.DataDir, "demo-audience.csv"))
+	if err != nil {
+		return fmt.Errorf("CSV audience path: %w", err)
+	}
 	if err := writeCSV(ctx, cfg.Pool, tables, csvPath); err != nil {
 		return err
 	}
@@ -109,12 +118,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	// The stream keeps earlier demos' messages: count only this run's.
+	// Earlier demos' messages are of no further use: drop them, so the
+	// data directory holds one demo's (the stream's limits bound it
+	// anyway). Count this run's messages by sequence, which grows by one
+	// for every message stored even if a limit discards old ones.
+	if err := purge(ctx, conn.JS, "DEMO_CHANNELS", log); err != nil {
+		return err
+	}
 	info, err := conn.JS.Stream(ctx, "DEMO_CHANNELS")
 	if err != nil {
 		return err
 	}
-	before := int64(info.CachedInfo().State.Msgs)
+	before := int64(info.CachedInfo().State.LastSeq)
 	led, err := ledger.New(ctx, cfg.Pool)
 	if err != nil {
 		return err
@@ -126,7 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var ids []string
 	names := map[string]campaign{}
 	fmt.Fprintf(out, "== defining %d campaigns\n", len(campaigns("")))
-	for i, c := range campaigns("file://" + csvPath) {
+	for i, c := range campaigns(fileURL(csvPath)) {
 		id := fmt.Sprintf("demo_%s_%d", run, i+1)
 		body := fmt.Sprintf(`{"id":%q,"channel":%q,%s}`, id, c.channel, c.body)
 		if err := store.Add(ctx, scheduler.Campaign{ProjectID: project, Campaign: json.RawMessage(body), Schedule: json.RawMessage(c.schedule)}); err != nil {
@@ -175,7 +190,22 @@ func Run(ctx context.Context, cfg Config) error {
 		b, _ := json.Marshal(list)
 		fmt.Fprintf(cfg.JSON, "%s\n", b)
 	}
-	return summary(out, ids, names, runs, int64(info.CachedInfo().State.Msgs)-before)
+	return summary(out, ids, names, runs, int64(info.CachedInfo().State.LastSeq)-before)
+}
+
+// purge empties a stream, logging what it dropped.
+func purge(ctx context.Context, js jetstream.JetStream, name string, log *slog.Logger) error {
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", name, err)
+	}
+	if state := st.CachedInfo().State; state.Msgs > 0 {
+		log.Info("dropping an earlier demo's channel messages", "stream", name, "messages", state.Msgs, "bytes", state.Bytes)
+		if err := st.Purge(ctx); err != nil {
+			return fmt.Errorf("purge stream %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // wait polls the ledger until every campaign's run has finished, drawing
@@ -245,7 +275,7 @@ func summary(out io.Writer, ids []string, names map[string]campaign, runs map[st
 		}
 		fmt.Fprintf(out, "%-26s %-22s %-10s %10d %10d  %s\n", names[id].name, names[id].channel, r.Status, r.Candidates, r.Published, strings.Join(skipped, ", "))
 		if len(res.Variants) > 0 {
-			fmt.Fprintf(out, "%-26s variants: %v\n", "", res.Variants)
+			fmt.Fprintf(out, "%-26s variants: %s\n", "", variants(res.Variants))
 		}
 		total += r.Published
 		if r.Status != ledger.Completed {
@@ -260,6 +290,27 @@ func summary(out io.Writer, ids []string, names map[string]campaign, runs map[st
 		return fmt.Errorf("%d runs did not complete: %s", len(failed), strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// variants lists published messages per variant, by variant id:
+// "var_a 41799, var_b 41802".
+func variants(m map[string]int64) string {
+	ids := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprintf("%s %d", id, m[id])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fileURL is the file:// URL of a local path, made absolute: file URLs
+// carry no relative paths (file://segpub-data/x.csv names host
+// "segpub-data" and path /x.csv).
+func fileURL(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
 }
 
 // writeCSV writes a CSV audience from some seeded users, with a personal

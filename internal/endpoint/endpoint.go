@@ -161,7 +161,11 @@ func (o *Opener) Events(ctx context.Context, rawURL string) (events.Emitter, err
 	case rawURL == "":
 		return nil, nil
 	case strings.HasPrefix(rawURL, "file://"):
-		return events.NewFile(strings.TrimPrefix(rawURL, "file://"))
+		path, err := filesink.LocalPath(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return events.NewFile(path)
 	case natsjs.IsURL(rawURL):
 		conn, err := o.NATS.Connect(ctx, rawURL)
 		if err != nil {

@@ -83,7 +83,19 @@ func (m *Metrics) JobDone(outcome string, res *publish.Result, d time.Duration) 
 func (m *Metrics) QueueLag(d time.Duration) { m.queueLag.Observe(d.Seconds()) }
 
 // Sink wraps a sink to count messages and time acknowledgements.
-func (m *Metrics) Sink(s publish.Sink) publish.Sink { return &sink{Sink: s, m: m} }
+func (m *Metrics) Sink(s publish.Sink) publish.Sink {
+	w := &sink{Sink: s, m: m}
+	if st, ok := s.(publish.Staging); ok {
+		// The engine must still see a staging sink (file:// outputs).
+		return &stagingSink{sink: w, Staging: st}
+	}
+	return w
+}
+
+type stagingSink struct {
+	*sink
+	publish.Staging
+}
 
 type sink struct {
 	publish.Sink

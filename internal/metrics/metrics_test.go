@@ -46,3 +46,19 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+type fakeStaging struct{}
+
+func (fakeStaging) Publish(context.Context, *publish.Batch) error { return nil }
+func (fakeStaging) Begin(context.Context, publish.RunID, job.Channel, int64) error {
+	return nil
+}
+func (fakeStaging) Commit(context.Context, publish.RunID, job.Channel) error { return nil }
+
+// The metrics wrapper keeps a staging sink (file://) staging: without
+// Begin and Commit the engine would write nothing a run could commit.
+func TestSinkKeepsStaging(t *testing.T) {
+	if _, ok := New().Sink(fakeStaging{}).(publish.Staging); !ok {
+		t.Fatal("wrapped staging sink lost Begin and Commit")
+	}
+}

@@ -9,22 +9,36 @@
 //	nats://h1:4222,h2:4222         standalone servers
 //
 // Either form takes query parameters naming the stream, subject and
-// consumer; the packages that use a connection read them.
+// consumer, and the stream limits max_bytes and max_age; the packages that
+// use a connection read them.
+//
+// One process serves an embedded data directory: it holds an exclusive
+// lock (flock) on the directory's server.lock while its server runs, and
+// every other segpub process of the machine (submit, status, a second
+// serve) that finds the lock held joins that server at the URL in
+// server.url, waiting for it while the server starts. Two servers never
+// share a directory, so a job submitted while serve starts is never stored
+// where no worker looks.
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segpub/segpub/internal/flock"
 )
 
 // IsURL reports whether u is a JetStream URL.
@@ -42,20 +56,45 @@ type Connector struct {
 	DefaultDir string
 	Logger     *slog.Logger
 
+	// JoinTimeout bounds how long Connect waits for the embedded server
+	// another process is starting on the same directory. Default:
+	// DefaultJoinTimeout.
+	JoinTimeout time.Duration
+
+	// start serializes starting or joining embedded servers.
+	start    sync.Mutex
 	mu       sync.Mutex
-	embedded map[string]*server.Server
+	embedded map[string]*embeddedServer
 	conns    []*nats.Conn
 }
 
-// urlFile, in an embedded server's directory, holds the URL other processes
-// join it at while it runs.
-const urlFile = "server.url"
+type embeddedServer struct {
+	srv  *server.Server
+	lock *flock.Lock
+}
+
+// DefaultJoinTimeout is how long Connect waits, by default, for an embedded
+// server that another process is starting (recovering a large directory
+// takes seconds).
+const DefaultJoinTimeout = 2 * time.Minute
+
+const (
+	// urlFile, in an embedded server's directory, holds the URL other
+	// processes join it at while it runs.
+	urlFile = "server.url"
+	// lockFile, in an embedded server's directory, is locked by the
+	// process that serves the directory for as long as its server runs.
+	lockFile = "server.lock"
+)
 
 // Conn is a connection and the URL's query parameters.
 type Conn struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	Params url.Values
+	// Embedded is set for embedded: URLs, whose streams get the embedded
+	// default's limits (see Limits).
+	Embedded bool
 }
 
 // Connect connects to the server a URL names.
@@ -71,20 +110,8 @@ func (c *Connector) Connect(ctx context.Context, rawURL string) (*Conn, error) {
 		if dir == "" || dir == "/" {
 			dir = c.DefaultDir
 		}
-		// Another segpub process on this machine may run the embedded
-		// server for this directory already: join it.
-		if running, err := os.ReadFile(filepath.Join(dir, urlFile)); err == nil {
-			if nc, err = nats.Connect(string(running), nats.Name("segpub"), nats.MaxReconnects(-1)); err == nil {
-				break
-			}
-		}
-		srv, err := c.server(dir)
-		if err != nil {
+		if nc, err = c.embeddedConn(ctx, dir); err != nil {
 			return nil, err
-		}
-		nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("segpub"))
-		if err != nil {
-			return nil, fmt.Errorf("connect to embedded JetStream: %w", err)
 		}
 	case "nats", "tls":
 		servers := u.Scheme + "://" + u.Host
@@ -108,22 +135,92 @@ func (c *Connector) Connect(ctx context.Context, rawURL string) (*Conn, error) {
 	c.mu.Lock()
 	c.conns = append(c.conns, nc)
 	c.mu.Unlock()
-	return &Conn{NC: nc, JS: js, Params: u.Query()}, nil
+	return &Conn{NC: nc, JS: js, Params: u.Query(), Embedded: u.Scheme == "embedded"}, nil
 }
 
-func (c *Connector) server(dir string) (*server.Server, error) {
+// embeddedConn connects to the embedded server of dir: this process's own,
+// the one another process serves (holding the directory's lock), or a new
+// one this process starts and serves.
+func (c *Connector) embeddedConn(ctx context.Context, dir string) (*nats.Conn, error) {
+	c.start.Lock()
+	defer c.start.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.embedded == nil {
-		c.embedded = map[string]*server.Server{}
-	}
-	if s, ok := c.embedded[dir]; ok {
-		return s, nil
+	own, ok := c.embedded[dir]
+	c.mu.Unlock()
+	if ok {
+		return inProcess(own.srv)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create JetStream directory: %w", err)
 	}
+	if c.JoinTimeout < 0 {
+		return nil, fmt.Errorf("natsjs: Connector.JoinTimeout %s is negative", c.JoinTimeout)
+	}
+	timeout := cmp.Or(c.JoinTimeout, DefaultJoinTimeout)
+	deadline := time.Now().Add(timeout)
+	waiting := false
+	for {
+		lock, err := flock.TryLock(filepath.Join(dir, lockFile))
+		if err != nil {
+			return nil, err
+		}
+		if lock != nil {
+			// No process serves the directory: serve it. A server.url
+			// left by one that died names nobody.
+			_ = os.Remove(filepath.Join(dir, urlFile))
+			srv, err := c.serve(dir, lock)
+			if err != nil {
+				lock.Release()
+				return nil, err
+			}
+			return inProcess(srv)
+		}
+		// Another process serves the directory, or is starting to:
+		// join it once its URL is there.
+		if running, err := os.ReadFile(filepath.Join(dir, urlFile)); err == nil && len(running) > 0 {
+			if nc, err := nats.Connect(string(running), nats.Name("segpub"), nats.MaxReconnects(-1)); err == nil {
+				c.logger().Info("joined the embedded JetStream another process serves", "dir", dir, "url", string(running))
+				return nc, nil
+			}
+		}
+		if !waiting {
+			c.logger().Info("waiting for the embedded JetStream another process is starting", "dir", dir, "lock", filepath.Join(dir, lockFile))
+			waiting = true
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("embedded JetStream in %s: another process holds %s but has published no server URL in %s", dir, lockFile, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the embedded JetStream in %s: %w", dir, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func inProcess(srv *server.Server) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("segpub"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded JetStream: %w", err)
+	}
+	return nc, nil
+}
+
+func (c *Connector) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// serve starts the embedded server of dir, whose lock this process holds.
+func (c *Connector) serve(dir string, lock *flock.Lock) (*server.Server, error) {
 	abs, _ := filepath.Abs(dir)
+	// Recovering a large directory takes seconds, during which nothing
+	// else is logged: say what start-up is doing and how much it reads.
+	stored := dirBytes(abs)
+	c.logger().Info("starting embedded JetStream: recovering its stored streams", "dir", abs, "stored_bytes", stored)
+	began := time.Now()
 	s, err := server.NewServer(&server.Options{
 		ServerName: "segpub-embedded",
 		JetStream:  true,
@@ -144,15 +241,39 @@ func (c *Connector) server(dir string) (*server.Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded JetStream in %s did not start", abs)
 	}
-	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte(s.ClientURL()), 0o644); err != nil {
+	// Written whole, then renamed: a joining process never reads half a URL.
+	tmp := filepath.Join(dir, urlFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(s.ClientURL()), 0o644); err != nil {
 		s.Shutdown()
 		return nil, fmt.Errorf("record embedded JetStream URL: %w", err)
 	}
-	if c.Logger != nil {
-		c.Logger.Info("embedded JetStream started", "dir", abs, "url", s.ClientURL())
+	if err := os.Rename(tmp, filepath.Join(dir, urlFile)); err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("record embedded JetStream URL: %w", err)
 	}
-	c.embedded[dir] = s
+	c.logger().Info("embedded JetStream started", "dir", abs, "url", s.ClientURL(), "stored_bytes", stored,
+		"startup_ms", time.Since(began).Milliseconds())
+	c.mu.Lock()
+	if c.embedded == nil {
+		c.embedded = map[string]*embeddedServer{}
+	}
+	c.embedded[dir] = &embeddedServer{srv: s, lock: lock}
+	c.mu.Unlock()
 	return s, nil
+}
+
+// dirBytes is the size of the files under dir (0 when unreadable).
+func dirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // Close drains connections and stops embedded servers.
@@ -163,12 +284,57 @@ func (c *Connector) Close() {
 		_ = nc.Drain()
 	}
 	c.conns = nil
-	for dir, s := range c.embedded {
+	for dir, e := range c.embedded {
 		_ = os.Remove(filepath.Join(dir, urlFile))
-		s.Shutdown()
-		s.WaitForShutdown()
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+		// Only now may another process serve the directory.
+		e.lock.Release()
 		delete(c.embedded, dir)
 	}
+}
+
+// Stream limits of the embedded default, per stream: a laptop's embedded
+// JetStream has no operator to trim it, and a demo stores about 430 MB of
+// channel messages. Standalone servers get no limits unless their URL
+// sets them.
+const (
+	DefaultEmbeddedMaxBytes int64 = 1 << 30
+	DefaultEmbeddedMaxAge         = 7 * 24 * time.Hour
+)
+
+// Limits bound a stream's disk use; zero means unbounded.
+type Limits struct {
+	// MaxBytes bounds the bytes a stream stores.
+	MaxBytes int64
+	// MaxAge bounds how long a stream keeps a message.
+	MaxAge time.Duration
+}
+
+// Limits returns the stream limits of the connection's URL: the query
+// parameters max_bytes (bytes; 0: unbounded) and max_age (a duration like
+// 72h; 0: unbounded), defaulting to DefaultEmbeddedMaxBytes and
+// DefaultEmbeddedMaxAge on embedded: URLs and to none otherwise.
+func (c *Conn) Limits() (Limits, error) {
+	var l Limits
+	if c.Embedded {
+		l = Limits{MaxBytes: DefaultEmbeddedMaxBytes, MaxAge: DefaultEmbeddedMaxAge}
+	}
+	if raw := c.Params.Get("max_bytes"); raw != "" {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || n < 0 {
+			return Limits{}, fmt.Errorf("JetStream URL parameter max_bytes: %q is not a number of bytes (0: unbounded)", raw)
+		}
+		l.MaxBytes = n
+	}
+	if raw := c.Params.Get("max_age"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < 0 {
+			return Limits{}, fmt.Errorf("JetStream URL parameter max_age: %q is not a duration like 72h (0: unbounded)", raw)
+		}
+		l.MaxAge = d
+	}
+	return l, nil
 }
 
 // Param returns a query parameter or a default.

@@ -45,6 +45,29 @@ type Windowed interface {
 	Window() int
 }
 
+// Staging is implemented by sinks that keep each run's messages apart until
+// the run has completed (file:// outputs): an interrupted run then leaves
+// nothing that looks complete, and a destination never holds a run twice.
+// The engine calls Begin before a publishing run's first batch and Commit
+// once every batch is acknowledged and the counts add up.
+type Staging interface {
+	// Begin starts the run's messages for the channel, or resumes them
+	// after the first done ones (a resumed run's checkpoint). It returns
+	// a rejection when the destination already holds the run.
+	Begin(ctx context.Context, run RunID, ch job.Channel, done int64) error
+	// Commit makes the run's messages part of the destination.
+	Commit(ctx context.Context, run RunID, ch job.Channel) error
+}
+
+// RunID names a run's messages at a sink.
+type RunID struct {
+	RequestID string
+	// Part is "" for a whole run; for one partition of a partitioned run,
+	// its range ("from:" and the first notifly_user_id, "from:" for the
+	// first range).
+	Part string
+}
+
 // Message is one encoded channel message.
 type Message struct {
 	// Key is the idempotency key (64 hex characters).
@@ -56,6 +79,8 @@ type Message struct {
 // Batch is a run of consecutive channel messages.
 type Batch struct {
 	Channel job.Channel
+	// Run is the run the batch belongs to.
+	Run RunID
 	// Data holds every message's JSON followed by a newline, in order.
 	Data     []byte
 	Messages []Message

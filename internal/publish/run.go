@@ -296,11 +296,27 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	if w, ok := sink.(Windowed); ok && p.publish {
 		window = max(1, w.Window())
 	}
+	run := RunID{RequestID: p.job.RequestID}
+	done := cp.Published // messages a resumed run published already
+	if p.part != nil {
+		run.Part = "from:" + p.part.From
+		done -= p.part.Offset
+	}
+	if cp.IsZero() {
+		done = 0
+	}
+	stage, staged := sink.(Staging)
+	staged = staged && p.publish
+	if staged {
+		if err := stage.Begin(ctx, run, p.job.Campaign.Channel, done); err != nil {
+			return err
+		}
+	}
 	outCh := make(chan *Batch, 4)
 	// Batches the checker can fill while window batches are in flight.
 	freeOut := make(chan *Batch, window+5)
 	for range cap(freeOut) {
-		freeOut <- &Batch{Channel: p.job.Campaign.Channel}
+		freeOut <- &Batch{Channel: p.job.Campaign.Channel, Run: run}
 	}
 
 	var streamed int64 // distinct users
@@ -359,6 +375,11 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	if got := res.Published + res.Skipped.Total(); got != res.Candidates {
 		// The contract's invariant; a violation is a bug, not bad data.
 		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped", res.Candidates, res.Published, res.Skipped.Total())
+	}
+	if staged {
+		if err := stage.Commit(ctx, run, p.job.Campaign.Channel); err != nil {
+			return fmt.Errorf("commit the run's messages: %w", err)
+		}
 	}
 	return nil
 }

@@ -74,12 +74,21 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	limits, err := cfg.Conn.Limits()
+	if err != nil {
+		return nil, err
+	}
 	stream, err := cfg.Conn.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       cfg.Stream,
 		Subjects:   []string{cfg.Subject},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: cfg.Duplicates,
+		// A full queue refuses new jobs (submit fails and says so)
+		// rather than dropping queued ones, and a job never expires
+		// unrun: only max_bytes applies to queues.
+		MaxBytes: cmp.Or(limits.MaxBytes, -1),
+		Discard:  jetstream.DiscardNew,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)

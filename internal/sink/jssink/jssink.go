@@ -119,11 +119,23 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
+	limits, err := cfg.Conn.Limits()
+	if err != nil {
+		return nil, err
+	}
+	if limits.MaxAge > 0 && limits.MaxAge < cfg.Duplicates {
+		return nil, fmt.Errorf("JetStream URL parameter max_age: %s is shorter than the channel stream's de-duplication window %s", limits.MaxAge, cfg.Duplicates)
+	}
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       cfg.Stream,
 		Subjects:   []string{strings.ReplaceAll(cfg.Subject, "{channel}", "*")},
 		Storage:    jetstream.FileStorage,
 		Duplicates: cfg.Duplicates,
+		// Channel messages are for the senders that read the stream:
+		// past its limits the oldest go (docs/configuration.md).
+		MaxBytes: cmp.Or(limits.MaxBytes, -1),
+		MaxAge:   limits.MaxAge,
+		Discard:  jetstream.DiscardOld,
 		// Set only where batches are used: servers before 2.12 do not
 		// know the setting.
 		AllowBatchPublish: !cfg.PerMessageAcks,
