@@ -31,10 +31,14 @@ const (
 	Completed  Status = "completed"
 	Rejected   Status = "rejected"
 	Failed     Status = "failed"
+	// Paused runs keep their checkpoint and wait for a resume; Cancelled
+	// runs stopped for good at an operator's request.
+	Paused    Status = "paused"
+	Cancelled Status = "cancelled"
 )
 
 // Final reports whether a run in this state never runs again.
-func (s Status) Final() bool { return s == Completed || s == Rejected || s == Failed }
+func (s Status) Final() bool { return s == Completed || s == Rejected || s == Failed || s == Cancelled }
 
 // Schema creates the ledger's table. It is segpub's own table (not the
 // audience's), created by `segpub migrate` and by `segpub serve` at start.
@@ -61,6 +65,7 @@ ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS parent text;
 ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job jsonb;
 ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS plan jsonb;
 CREATE INDEX IF NOT EXISTS segpub_runs_parent ON segpub_runs (parent) WHERE parent IS NOT NULL;
+ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS control text;
 CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
   request_id text NOT NULL,
   part       int  NOT NULL,
@@ -180,31 +185,43 @@ RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, le
 
 // Renew extends the lease and records progress. It fails when the caller
 // no longer owns the run (its lease expired and another worker took it): the
-// caller must stop.
+// caller must stop. ErrPauseRequested and ErrCancelRequested mean the
+// progress was recorded and an operator asked the run to stop.
 func (l *Ledger) Renew(ctx context.Context, requestID, owner string, lease time.Duration, candidates, published int64) error {
-	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET lease_until = now() + $3::interval, candidates = $4, published = $5, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, lease.String(), candidates, published)
-	if err != nil {
-		return fmt.Errorf("renew run %s: %w", requestID, err)
+	var control *string
+	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs SET lease_until = now() + $3::interval, candidates = $4, published = $5, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING control`, requestID, owner, lease.String(), candidates, published).Scan(&control)
+	return held("renew", requestID, control, err)
+}
+
+// held turns the outcome of an update of a held run into ErrLeaseLost
+// (no row: another owner has it) or an operator's stop request.
+func held(op, requestID string, control *string, err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s run %s: %w", op, requestID, ErrLeaseLost)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("renew run %s: %w", requestID, ErrLeaseLost)
+	if err != nil {
+		return fmt.Errorf("%s run %s: %w", op, requestID, err)
+	}
+	if control != nil {
+		switch *control {
+		case controlPause:
+			return ErrPauseRequested
+		case controlCancel:
+			return ErrCancelRequested
+		}
 	}
 	return nil
 }
 
 // Checkpoint records a run's position after an acknowledged batch. Like
-// Renew, it fails with ErrLeaseLost when the caller no longer owns the run.
+// Renew, it fails with ErrLeaseLost when the caller no longer owns the run,
+// and reports a stop request once the position is recorded.
 func (l *Ledger) Checkpoint(ctx context.Context, requestID, owner string, checkpoint json.RawMessage, published int64) error {
-	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET checkpoint = $3, published = $4, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, checkpoint, published)
-	if err != nil {
-		return fmt.Errorf("checkpoint run %s: %w", requestID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("checkpoint run %s: %w", requestID, ErrLeaseLost)
-	}
-	return nil
+	var control *string
+	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs SET checkpoint = $3, published = $4, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING control`, requestID, owner, checkpoint, published).Scan(&control)
+	return held("checkpoint", requestID, control, err)
 }
 
 // ErrLeaseLost means another owner holds the run now.
@@ -219,7 +236,7 @@ func (l *Ledger) Finish(ctx context.Context, requestID, owner string, status Sta
 	}
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, candidates = $4, published = $5, result = $6, error = nullif($7, ''),
   owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
-WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected')`,
+WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected', 'cancelled')`,
 		requestID, owner, status, candidates, published, result, errText)
 	if err != nil {
 		return fmt.Errorf("finish run %s: %w", requestID, err)
@@ -236,7 +253,7 @@ func (l *Ledger) Reject(ctx context.Context, s Start, reason string) error {
 VALUES ($1, $2, $3, $4, 'rejected', 1, $5, $6, now())
 ON CONFLICT (request_id) DO UPDATE SET status = 'rejected', error = EXCLUDED.error, owner = NULL, lease_until = NULL,
   updated_at = now(), finished_at = now()
-WHERE r.status NOT IN ('completed', 'rejected')`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, reason)
+WHERE r.status NOT IN ('completed', 'rejected', 'cancelled')`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, reason)
 	if err != nil {
 		return fmt.Errorf("reject run %s: %w", s.RequestID, err)
 	}

@@ -215,6 +215,9 @@ type Status string
 const (
 	StatusCompleted Status = "completed"
 	StatusRejected  Status = "rejected"
+	// StatusCancelled is an operator's cancel: the counts are what the
+	// output acknowledged before the run stopped.
+	StatusCancelled Status = "cancelled"
 	StatusFailed    Status = "failed"
 )
 

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -390,15 +391,24 @@ type flight struct {
 	done chan error
 }
 
+// ErrStop, wrapped in an error returned by onAck, asks the run to stop
+// after the batches in flight: nothing more is dispatched, the batches
+// already sent are acknowledged and checkpointed in order, and the run
+// returns the error. Operators' pause and cancel use it.
+var ErrStop = errors.New("stop requested")
+
 // output publishes the checker's batches with up to window of them in
 // flight, and handles their acknowledgements in publishing order: the
 // checkpoint after batch k is recorded only once batches 0..k are all
 // acknowledged. The first failure stops the dispatch of new batches; the
 // batches already in flight are waited for, so none is still being sent
-// when the run returns.
+// when the run returns. A stop request (ErrStop) also ends the dispatch,
+// but lets the batches in flight finish and checkpoints them.
 func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, outCh <-chan *Batch, freeOut chan<- *Batch, ch *checker, onAck func(Checkpoint) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	halt := make(chan struct{})
+	var halted bool
 	// slots holds one token per batch in flight; the acknowledging loop
 	// returns it once it is done with the batch.
 	slots := make(chan struct{}, window)
@@ -416,10 +426,14 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 				}
 			case <-ctx.Done():
 				return
+			case <-halt:
+				return
 			}
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
+				return
+			case <-halt:
 				return
 			}
 			f := &flight{b: b, done: make(chan error, 1)}
@@ -431,7 +445,7 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 			pending <- f
 		}
 	}()
-	var first error
+	var first, stop error
 	for f := range pending {
 		b := f.b
 		err := <-f.done
@@ -451,10 +465,18 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 				continue
 			}
 			if onAck != nil {
+				// onAck records the checkpoint even when it reports a
+				// stop request.
 				if err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.First + int64(len(b.Messages))}); err != nil {
-					first = fmt.Errorf("record checkpoint: %w", err)
-					cancel(first)
-					continue
+					if !errors.Is(err, ErrStop) {
+						first = fmt.Errorf("record checkpoint: %w", err)
+						cancel(first)
+						continue
+					}
+					if !halted {
+						stop, halted = err, true
+						close(halt)
+					}
 				}
 			}
 		}
@@ -466,7 +488,7 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 		case <-ctx.Done():
 		}
 	}
-	return first
+	return cmp.Or(first, stop)
 }
 
 // AudienceQuery returns what a run of the job would stream: its compiled

@@ -132,10 +132,27 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 	j.ScheduledAt = refTime
 	parent := j.RequestID
 	child := childID(parent, ref.Phase, ref.Index)
-	claim, err := w.cfg.Ledger.Claim(ctx, ledger.Start{RequestID: child, Parent: parent, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID,
-		Action: string(j.Action), Reference: refTime}, w.cfg.Owner, w.cfg.Lease)
+	start := ledger.Start{RequestID: child, Parent: parent, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID,
+		Action: string(j.Action), Reference: refTime}
+	// A partitioned run paused as a whole: partitions not started yet are
+	// kept for its resume.
+	if pausing, err := w.cfg.Ledger.Pausing(ctx, parent); err != nil {
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return
+	} else if pausing {
+		if kept, err := w.cfg.Ledger.Park(ctx, start, d.Body()); err == nil && kept {
+			log.Info("partitioned run paused; partition kept for its resume")
+			w.ack(ctx, d, log)
+			return
+		}
+	}
+	claim, err := w.cfg.Ledger.Claim(ctx, start, w.cfg.Owner, w.cfg.Lease)
 	if err != nil {
 		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return
+	}
+	if !claim.Granted && claim.Run.Status == ledger.Paused {
+		w.park(ctx, d, start, log)
 		return
 	}
 	if !claim.Granted {
@@ -181,6 +198,8 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		}
 		log.Info("partition completed", "candidates", res.Candidates, "published", res.Published)
 		w.advanceOrHandBack(ctx, d, j, ref.Phase, plan, log)
+	case isStopRequest(err):
+		w.stopped(ctx, d, j, child, err, res, time.Now(), log)
 	case ctx.Err() != nil:
 		_ = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), child, w.cfg.Owner, ledger.Retrying, 0, 0, nil, "interrupted by shutdown")
 		w.nack(context.WithoutCancel(ctx), d, 0, log)

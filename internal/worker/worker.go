@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segpub/segpub/internal/events"
@@ -243,6 +244,10 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 			w.ack(ctx, d, log)
 			return
 		}
+		if claim.Run.Status == ledger.Paused {
+			w.park(ctx, d, startOf(j, ref), log)
+			return
+		}
 		log.Info("run held by another worker; handed back", "holder", claim.Run.Owner)
 		w.nack(ctx, d, w.cfg.Lease, log)
 		return
@@ -280,6 +285,8 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	case job.IsRejection(err):
 		w.observe("rejected", res, start)
 		w.reject(ctx, d, j, err)
+	case isStopRequest(err):
+		w.stopped(ctx, d, j, j.RequestID, err, res, start, log)
 	case ctx.Err() != nil:
 		// Shutting down: hand the job back at once for another worker.
 		log.Info("job interrupted by shutdown; handed back")
@@ -288,6 +295,54 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	default:
 		w.observe("failed", res, start)
 		w.retry(ctx, d, j, err)
+	}
+}
+
+// isStopRequest reports whether err is an operator's pause or cancel.
+func isStopRequest(err error) bool {
+	return errors.Is(err, ledger.ErrPauseRequested) || errors.Is(err, ledger.ErrCancelRequested)
+}
+
+// stopped records a run that stopped at an operator's request and
+// acknowledges its message: a paused run keeps the message in the ledger
+// for its resume, a cancelled one never runs again.
+func (w *Worker) stopped(ctx context.Context, d queue.Delivery, j *job.Job, runID string, cause error, res *publish.Result, start time.Time, log *slog.Logger) {
+	ctx = context.WithoutCancel(ctx)
+	status, outcome := ledger.Paused, "paused"
+	if errors.Is(cause, ledger.ErrCancelRequested) {
+		status, outcome = ledger.Cancelled, "cancelled"
+	}
+	if res == nil {
+		res = &publish.Result{RequestID: j.RequestID, Action: j.Action}
+	}
+	var result json.RawMessage
+	if status == ledger.Cancelled {
+		res.Status, res.Error = publish.StatusCancelled, ""
+		result, _ = json.Marshal(res)
+	}
+	if err := w.cfg.Ledger.Stopped(ctx, runID, w.cfg.Owner, status, res.Candidates, res.Published, d.Body(), result); err != nil {
+		w.retry(ctx, d, j, err)
+		return
+	}
+	log.Info("run "+outcome+" by request", "run", runID, "candidates", res.Candidates, "published", res.Published)
+	w.emit(ctx, outcome, j, d.Attempt(), res, "")
+	w.observe(outcome, res, start)
+	w.ack(ctx, d, log)
+}
+
+// park drops a copy of a paused run's job once the ledger holds it for the
+// resume; when the run was resumed meanwhile, the copy goes back to be
+// claimed again.
+func (w *Worker) park(ctx context.Context, d queue.Delivery, s ledger.Start, log *slog.Logger) {
+	kept, err := w.cfg.Ledger.Park(ctx, s, d.Body())
+	switch {
+	case err != nil:
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+	case kept:
+		log.Info("run paused; job kept for its resume", "run", s.RequestID)
+		w.ack(ctx, d, log)
+	default:
+		w.nack(ctx, d, 0, log)
 	}
 }
 
@@ -323,7 +378,9 @@ func (w *Worker) observe(outcome string, res *publish.Result, start time.Time) {
 func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID string, part *publish.Part, cp publish.Checkpoint, log *slog.Logger) (res *publish.Result, err error) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	progress := &progressCounts{}
+	// A resumed run has acknowledged what its checkpoint covers.
+	progress := &progressCounts{published: cp.Published}
+	var stop struct{ seen atomic.Bool }
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
@@ -340,11 +397,21 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 			}
 			c, p := progress.get()
 			w.emit(runCtx, "progress", j, d.Attempt(), &publish.Result{Candidates: c, Published: p}, "")
-			if err := w.cfg.Ledger.Renew(runCtx, runID, w.cfg.Owner, w.cfg.Lease, c, p); err != nil && runCtx.Err() == nil {
-				if errors.Is(err, ledger.ErrLeaseLost) {
+			err := w.cfg.Ledger.Renew(runCtx, runID, w.cfg.Owner, w.cfg.Lease, c, p)
+			switch {
+			case err == nil || runCtx.Err() != nil:
+			case errors.Is(err, ledger.ErrLeaseLost):
+				cancel(err)
+				return
+			case isStopRequest(err):
+				// A publishing run stops at its next acknowledged batch;
+				// one that published nothing for a whole heartbeat (a scan,
+				// a size, a sparse stretch) is stopped where it is.
+				if stop.seen.Swap(true) {
 					cancel(err)
 					return
 				}
+			default:
 				log.Warn("renew lease", "err", err)
 			}
 		}
@@ -369,11 +436,23 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 		if errors.Is(err, ledger.ErrLeaseLost) {
 			cancel(err)
 		}
+		if isStopRequest(err) {
+			stop.seen.Store(true)
+			return fmt.Errorf("%w: %w", publish.ErrStop, err)
+		}
 		return err
 	}
 	res, err = w.cfg.Runner.RunPart(runCtx, j, part, w.cfg.Sink, cp, onAck)
-	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, ledger.ErrLeaseLost) {
+	if cause := context.Cause(runCtx); err != nil && (errors.Is(cause, ledger.ErrLeaseLost) || isStopRequest(cause)) {
 		err = fmt.Errorf("run %s: %w", j.RequestID, cause)
+	}
+	if err != nil && isStopRequest(err) && res != nil {
+		// Exactly what the output acknowledged: the last checkpoint
+		// (a partition's messages are numbered from its offset).
+		_, res.Published = progress.get()
+		if part != nil && res.Published > 0 {
+			res.Published -= part.Offset
+		}
 	}
 	return res, err
 }
