@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -47,12 +48,25 @@ type checker struct {
 	// encoding messages (a partition's scan phase).
 	scan    bool
 	scanned []uint64
+	// limit is the destination's largest message (0: none); scratch
+	// holds a resumed run's messages, encoded only to be measured.
+	limit   int
+	scratch []byte
+	// counted mirrors res.Published for progress reports from other
+	// goroutines; progress reports the counts (nil: none).
+	counted  atomic.Int64
+	progress func()
 }
 
 func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte) {
 	c.trace(Outcome{UserID: string(cand.UserID), ExternalUserID: string(cand.ExternalUserID), DeviceID: string(cand.DeviceID),
 		Reason: reason, VariantID: variantID, Message: msg})
 }
+
+// ReasonMessageTooLarge is the reason (Outcome.Reason, and the key of
+// Result.Unpublishable) of a candidate whose message is over the channel
+// destination's size limit.
+const ReasonMessageTooLarge = "message_too_large"
 
 // published reports whether an earlier attempt already published cand's
 // message (its position is at or before the checkpoint).
@@ -111,6 +125,10 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 	}
 	flush := func(after string, rows int64) error {
 		c.cur.After, c.cur.Rows = after, rows
+		if c.p.publish {
+			c.cur.published = res.Published
+			c.cur.variants = maps.Clone(res.Variants)
+		}
 		// Bodies are sliced after encoding finished: Data may have
 		// moved while it grew.
 		off := 0
@@ -158,6 +176,10 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 		case freeRows <- rb:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		c.counted.Store(res.Published)
+		if c.progress != nil {
+			c.progress()
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -219,19 +241,37 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	if c.scan {
 		c.scanned = append(c.scanned, fp)
 	}
+	// An unpublishable message keeps its destination and its place in
+	// the throttle order, as if the destination had dropped it: a
+	// partition's scan, which encodes nothing, numbers it the same way.
 	k := c.published
 	c.published++
+	var msg []byte
+	if c.p.publish {
+		if !c.alreadyPublished(cand) {
+			start := len(c.cur.Data)
+			c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, c.sendAt(k), &cand.Recipient, dest)
+			msg = c.cur.Data[start:]
+			if c.limit > 0 && len(msg) > c.limit {
+				c.cur.Data = c.cur.Data[:start]
+				res.Unpublishable.MessageTooLarge++
+				return ReasonMessageTooLarge, variantID
+			}
+			c.cur.Messages = append(c.cur.Messages, Message{Body: msg})
+			c.cur.Data = append(c.cur.Data, '\n')
+		} else if c.limit > 0 {
+			// Measured again so a resumed run skips exactly what the
+			// first attempt skipped.
+			c.scratch = c.enc.Append(c.scratch[:0], sum, variantID, c.sendAt(k), &cand.Recipient, dest)
+			if len(c.scratch) > c.limit {
+				res.Unpublishable.MessageTooLarge++
+				return ReasonMessageTooLarge, variantID
+			}
+		}
+	}
 	res.Published++
 	if variantID != "" {
 		res.Variants[variantID]++
-	}
-	var msg []byte
-	if c.p.publish && !c.alreadyPublished(cand) {
-		start := len(c.cur.Data)
-		c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, c.sendAt(k), &cand.Recipient, dest)
-		msg = c.cur.Data[start:]
-		c.cur.Messages = append(c.cur.Messages, Message{Body: msg})
-		c.cur.Data = append(c.cur.Data, '\n')
 	}
 	if c.trace != nil {
 		c.traceOutcome(cand, "published", variantID, msg)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,8 +108,11 @@ type Checkpoint struct {
 	After string `json:"after,omitempty"`
 	// Rows is the number of CSV rows covered (CSV audiences).
 	Rows int64 `json:"rows,omitempty"`
-	// Published is the number of messages published up to the checkpoint.
+	// Published is the number of messages published up to the checkpoint
+	// (by this run or partition; a partition's Offset is not included).
 	Published int64 `json:"published"`
+	// Variants counts them by variant.
+	Variants map[string]int64 `json:"variants,omitempty"`
 }
 
 // IsZero reports whether the checkpoint is the start of the run.
@@ -119,7 +124,7 @@ func (c Checkpoint) IsZero() bool { return c.After == "" && c.Rows == 0 }
 // not published. onAck, when set, is called with the new checkpoint after
 // every batch the sink acknowledged.
 func (r *Runner) Resume(ctx context.Context, j *job.Job, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
-	return r.RunPart(ctx, j, nil, sink, cp, onAck)
+	return r.RunWith(ctx, j, nil, sink, cp, Hooks{OnAck: onAck})
 }
 
 // Part is one partition of a partitioned run: a key range of
@@ -141,6 +146,15 @@ type Part struct {
 
 // RunPart runs one partition (nil: the whole job) from a checkpoint.
 func (r *Runner) RunPart(ctx context.Context, j *job.Job, part *Part, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
+	return r.RunWith(ctx, j, part, sink, cp, Hooks{OnAck: onAck})
+}
+
+// RunWith is RunPart with the run's own progress callback too.
+//
+// A publish run's result counts only what the sink acknowledged: when it
+// fails, published and variants are those of the last acknowledged batch
+// (or of cp, before any), never messages encoded but not accepted.
+func (r *Runner) RunWith(ctx context.Context, j *job.Job, part *Part, sink Sink, cp Checkpoint, hooks Hooks) (*Result, error) {
 	start := time.Now()
 	res := &Result{RequestID: j.RequestID, Action: j.Action, Variants: map[string]int64{}}
 	p, err := r.prepare(ctx, j, part)
@@ -157,7 +171,7 @@ func (r *Runner) RunPart(ctx context.Context, j *job.Job, part *Part, sink Sink,
 			}
 		}
 	}
-	err = r.execute(ctx, p, sink, res, cp, onAck)
+	err = r.execute(ctx, p, sink, res, cp, hooks)
 	return r.finish(res, start, err)
 }
 
@@ -271,7 +285,7 @@ func distinctCount(ids []string) int64 {
 }
 
 // execute streams the audience through the checks to the sink.
-func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, cp Checkpoint, onAck func(Checkpoint) error) error {
+func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, cp Checkpoint, hooks Hooks) error {
 	g, gctx := errgroup.WithContext(ctx)
 	rowsCh := make(chan *rowBatch, 4)
 	freeRows := make(chan *rowBatch, 6)
@@ -297,6 +311,9 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	ch.failpoints = r.cfg.Failpoints
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
 	ch.trace = r.cfg.Trace
+	if l, ok := sink.(MessageLimiter); ok && p.publish {
+		ch.limit = l.MaxMessageBytes(p.job.Campaign.Channel)
+	}
 	if part := p.part; part != nil {
 		for _, fp := range part.Taken {
 			ch.seen.Add(fp)
@@ -304,6 +321,27 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		ch.published = part.Offset
 		ch.scan = part.Scan
 	}
+	// acked is what the destination has acknowledged: before any batch,
+	// what the checkpoint says earlier attempts published.
+	var acked atomic.Int64
+	acked.Store(cp.Published)
+	ackedVariants := cp.Variants
+	progress := func() {
+		if r.cfg.Progress == nil && hooks.Progress == nil {
+			return
+		}
+		pr := Progress{Candidates: ch.candidates.Load(), Published: acked.Load()}
+		if !p.publish {
+			pr.Published = ch.counted.Load()
+		}
+		if r.cfg.Progress != nil {
+			r.cfg.Progress(pr)
+		}
+		if hooks.Progress != nil {
+			hooks.Progress(pr)
+		}
+	}
+	ch.progress = progress
 	// Unknown ids: a list without groups streams every listed user that
 	// exists (devices are left-joined), so the stream itself counts them.
 	// With groups, a count beside the stream on a connection of its own.
@@ -323,22 +361,30 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	})
 	g.Go(func() error {
 		for b := range outCh {
-			if p.publish && len(b.Messages) > 0 {
-				if err := sink.Publish(gctx, b); err != nil {
-					return fmt.Errorf("publish batch at message %d: %w", b.First, err)
+			if p.publish {
+				if len(b.Messages) > 0 {
+					if err := sink.Publish(gctx, b); err != nil {
+						return fmt.Errorf("publish batch at message %d: %w", b.First, err)
+					}
 				}
-				if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
-					return err
+				// Acknowledged (or nothing to send: messages of earlier
+				// attempts only): count it before anything else can fail.
+				if b.published >= acked.Load() {
+					acked.Store(b.published)
+					ackedVariants = b.variants
 				}
-				if onAck != nil {
-					if err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.First + int64(len(b.Messages))}); err != nil {
-						return fmt.Errorf("record checkpoint: %w", err)
+				if len(b.Messages) > 0 {
+					if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
+						return err
+					}
+					if hooks.OnAck != nil {
+						if err := hooks.OnAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.published, Variants: b.variants}); err != nil {
+							return fmt.Errorf("record checkpoint: %w", err)
+						}
 					}
 				}
 			}
-			if r.cfg.Progress != nil {
-				r.cfg.Progress(Progress{Candidates: ch.candidates.Load(), Published: b.First + int64(len(b.Messages))})
-			}
+			progress()
 			select {
 			case freeOut <- b:
 			case <-gctx.Done():
@@ -348,6 +394,14 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return nil
 	})
 	if err := g.Wait(); err != nil {
+		if p.publish {
+			// Report what was acknowledged, not what was encoded.
+			res.Published = acked.Load()
+			for k := range res.Variants {
+				res.Variants[k] = 0
+			}
+			maps.Copy(res.Variants, ackedVariants)
+		}
 		return err
 	}
 	if byStream {
@@ -360,9 +414,10 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 			return fmt.Errorf("record scanned destinations: %w", err)
 		}
 	}
-	if got := res.Published + res.Skipped.Total(); got != res.Candidates {
+	if got := res.Published + res.Skipped.Total() + res.Unpublishable.Total(); got != res.Candidates {
 		// The contract's invariant; a violation is a bug, not bad data.
-		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped", res.Candidates, res.Published, res.Skipped.Total())
+		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped + %d unpublishable",
+			res.Candidates, res.Published, res.Skipped.Total(), res.Unpublishable.Total())
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/segpub/segpub/internal/failpoint"
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/publish"
 )
@@ -121,6 +122,18 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
 	}
 	return &Sink{cfg: cfg, js: js}, nil
+}
+
+// headerAllowance is the room kept in a NATS message for its headers
+// (Nats-Msg-Id with a 64-character key, about 90 bytes, and a fast batch's
+// own), which count toward the server's max_payload.
+const headerAllowance = 1024
+
+// MaxMessageBytes is the largest message body the server takes: its
+// max_payload less room for the headers. The engine skips larger messages
+// instead of failing the run on "maximum payload exceeded".
+func (s *Sink) MaxMessageBytes(job.Channel) int {
+	return max(int(s.cfg.Conn.NC.MaxPayload())-headerAllowance, 1)
 }
 
 // SubjectFor returns a channel's subject.

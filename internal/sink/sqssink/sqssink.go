@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -36,6 +38,11 @@ type Config struct {
 	// MaxRequestBytes bounds a request's total message size. Default:
 	// 262144 (256 KiB; newer queues allow 1 MiB).
 	MaxRequestBytes int
+	// MaxMessageBytes is the largest message the queues accept (their
+	// MaximumMessageSize); the engine skips larger messages. Default:
+	// DefaultMaxMessageBytes, or the URL parameter max_message_bytes
+	// (up to 1048576 for queues that allow 1 MiB).
+	MaxMessageBytes int
 	// InFlight is how many requests run at once. Default: 16.
 	InFlight int
 	// Retries is how many times failed entries are re-sent. Default: 8.
@@ -45,6 +52,13 @@ type Config struct {
 	Backoff time.Duration
 }
 
+// DefaultMaxMessageBytes is SQS's default (and long-standing) message size
+// limit, 256 KiB.
+const DefaultMaxMessageBytes = 256 << 10
+
+// maxMessageParam is the queue URL parameter that sets MaxMessageBytes.
+const maxMessageParam = "max_message_bytes"
+
 // Sink is an SQS channel sink.
 type Sink struct {
 	cfg Config
@@ -52,6 +66,26 @@ type Sink struct {
 
 // New returns a Sink.
 func New(cfg Config) (*Sink, error) {
+	if base, query, ok := strings.Cut(cfg.URLPattern, "?"); ok {
+		// SQS queue URLs carry no query: the parameters are segpub's.
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, fmt.Errorf("sqssink: URL %q: %w", cfg.URLPattern, err)
+		}
+		for k := range vals {
+			if k != maxMessageParam {
+				return nil, fmt.Errorf("sqssink: URL %q: unknown parameter %q (want %s)", cfg.URLPattern, k, maxMessageParam)
+			}
+		}
+		if v := vals.Get(maxMessageParam); v != "" && cfg.MaxMessageBytes == 0 {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("sqssink: URL parameter %s=%q: want a number of bytes from 1 to 1048576", maxMessageParam, v)
+			}
+			cfg.MaxMessageBytes = n
+		}
+		cfg.URLPattern = base
+	}
 	switch {
 	case cfg.Client == nil:
 		return nil, errors.New("sqssink: Config.Client is required")
@@ -59,13 +93,19 @@ func New(cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("sqssink: Config.URLPattern %q has no {channel}", cfg.URLPattern)
 	case cfg.MaxRequestBytes < 0 || cfg.MaxRequestBytes > 1<<20:
 		return nil, fmt.Errorf("sqssink: Config.MaxRequestBytes %d out of range 1..1048576", cfg.MaxRequestBytes)
+	case cfg.MaxMessageBytes < 0 || cfg.MaxMessageBytes > 1<<20:
+		return nil, fmt.Errorf("sqssink: %s (Config.MaxMessageBytes) %d out of range 1..1048576", maxMessageParam, cfg.MaxMessageBytes)
 	}
+	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, DefaultMaxMessageBytes)
 	cfg.MaxRequestBytes = cmp.Or(cfg.MaxRequestBytes, 256<<10)
 	cfg.InFlight = cmp.Or(cfg.InFlight, 16)
 	cfg.Retries = cmp.Or(cfg.Retries, 8)
 	cfg.Backoff = cmp.Or(cfg.Backoff, 100*time.Millisecond)
 	return &Sink{cfg: cfg}, nil
 }
+
+// MaxMessageBytes is the queues' message size limit (Config.MaxMessageBytes).
+func (s *Sink) MaxMessageBytes(job.Channel) int { return s.cfg.MaxMessageBytes }
 
 // URLFor returns a channel's queue URL.
 func (s *Sink) URLFor(channel string) string {
