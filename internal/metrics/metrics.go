@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -89,6 +90,15 @@ type sink struct {
 	m *Metrics
 	// reported is the sink's duplicate count already added to the metric.
 	reported atomic.Int64
+}
+
+// MaxMessageBytes passes the wrapped sink's message size limit on, so the
+// engine still skips oversized messages behind the metrics.
+func (s *sink) MaxMessageBytes(ch job.Channel) int {
+	if l, ok := s.Sink.(publish.MessageLimiter); ok {
+		return l.MaxMessageBytes(ch)
+	}
+	return 0
 }
 
 // duplicateCounter is implemented by sinks that learn of dropped

@@ -46,3 +46,20 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+type limitedSink struct{ okSink }
+
+func (limitedSink) MaxMessageBytes(job.Channel) int { return 1234 }
+
+// The metrics wrapper keeps the wrapped sink's message size limit visible
+// to the engine (serve wraps every channel sink): hidden, one oversized
+// message would fail the whole run again.
+func TestSinkKeepsMessageLimit(t *testing.T) {
+	m := New()
+	for s, want := range map[publish.Sink]int{limitedSink{}: 1234, okSink{}: 0} {
+		l, ok := m.Sink(s).(publish.MessageLimiter)
+		if !ok || l.MaxMessageBytes(job.ChannelPush) != want {
+			t.Fatalf("%T: wrapped limiter %v, want limit %d", s, ok, want)
+		}
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/metrics"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -153,5 +155,39 @@ func TestShutdownLeavesHandedBackRun(t *testing.T) {
 	defer stop()
 	if _, err := b.jobs.Receive(rctx); err != nil {
 		t.Fatalf("the job was not handed back: %v", err)
+	}
+}
+
+// One device with a 1 MB token no longer fails the campaign in serve (it
+// failed with "nats: maximum payload exceeded", nobody got the campaign,
+// and the failed result still said published=197): behind the metrics
+// wrapper serve uses, its message is skipped and counted, and everyone else
+// gets theirs.
+func TestOversizedTokenDoesNotFailServe(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 500)
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	var user string
+	if err := pool.QueryRow(ctx, `SELECT notifly_user_id FROM `+b.tables.User+` ORDER BY notifly_user_id LIMIT 1 OFFSET 100`).Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO `+b.tables.Device+` (notifly_device_id, notifly_user_id, device_token, platform, updated_at)
+VALUES ('huge-token', $1, repeat('t', 1 << 20), 'ios', now())`, user); err != nil {
+		t.Fatal(err)
+	}
+	b.worker(Config{Owner: "w1", Sink: metrics.New().Sink(b.sink)})
+	text := b.jobText("r-huge")
+	if err := b.jobs.Send(ctx, text, ""); err != nil {
+		t.Fatal(err)
+	}
+	run := b.waitStatus("r-huge", ledger.Completed)
+	var res publish.Result
+	if err := json.Unmarshal(run.Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Unpublishable.MessageTooLarge != 1 || res.Published == 0 || int64(len(b.channelMessages())) != res.Published ||
+		res.Candidates != res.Published+res.Skipped.Total()+res.Unpublishable.Total() {
+		t.Fatalf("result %s; the stream holds %d messages", run.Result, len(b.channelMessages()))
 	}
 }
