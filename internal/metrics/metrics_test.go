@@ -63,3 +63,15 @@ func TestSinkKeepsMessageLimit(t *testing.T) {
 		}
 	}
 }
+
+// Unpublishable candidates have a metric of their own.
+func TestUnpublishableMetric(t *testing.T) {
+	m := New()
+	m.JobDone("completed", &publish.Result{Candidates: 3, Published: 2, Unpublishable: publish.Unpublishable{MessageTooLarge: 1}}, time.Second)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	if want := `segpub_candidates_unpublishable_total{reason="message_too_large"} 1`; !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %q", want)
+	}
+}

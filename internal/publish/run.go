@@ -404,6 +404,10 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		}
 		return err
 	}
+	if n := res.Unpublishable.MessageTooLarge; n > 0 {
+		r.cfg.Logger.Warn("messages over the channel destination's size limit were skipped",
+			"request_id", p.job.RequestID, "message_too_large", n, "limit_bytes", ch.limit)
+	}
 	if byStream {
 		unknown = distinctCount(p.listed) - streamed
 	}
