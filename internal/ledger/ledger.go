@@ -284,7 +284,7 @@ WHERE r.status NOT IN ('completed', 'rejected')`, s.RequestID, s.ProjectID, s.Ca
 
 // LatestOf returns the most recent run of a campaign.
 func (l *Ledger) LatestOf(ctx context.Context, campaignID string) (*Run, error) {
-	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+columns+` FROM segpub_runs WHERE campaign_id = $1 ORDER BY created_at DESC LIMIT 1`, campaignID))
+	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+partsColumns+` FROM segpub_runs r WHERE campaign_id = $1 ORDER BY created_at DESC LIMIT 1`, campaignID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
