@@ -159,6 +159,9 @@ func (r *Runner) RunWith(ctx context.Context, j *job.Job, part *Part, sink Sink,
 	res := &Result{RequestID: j.RequestID, Action: j.Action, Variants: map[string]int64{}}
 	p, err := r.prepare(ctx, j, part)
 	if err != nil {
+		// Still, earlier attempts published what the checkpoint says.
+		res.Published = cp.Published
+		maps.Copy(res.Variants, cp.Variants)
 		return r.finish(res, start, err)
 	}
 	if p.publish && sink == nil {

@@ -198,3 +198,21 @@ func TestFailedRunCountsAcknowledged(t *testing.T) {
 		same(fmt.Sprintf("resumed, failing after %d batches", ok), res, &again.captureSink, cp.Published, cp.Variants)
 	}
 }
+
+// A resumed run stopped before it could start (its context ended while it
+// prepared) still reports what its checkpoint says was published.
+func TestResumeStoppedEarlyKeepsCheckpointCount(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.user("u1", nil, "a@x.com", nil, "", 0)
+	j, err := job.Parse([]byte(b.jobJSON(`"channel":"email","audience":{"type":"all"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := b.runner.Resume(ctx, j, &captureSink{}, Checkpoint{After: "u0", Published: 41}, nil)
+	if err == nil || res.Published != 41 {
+		t.Fatalf("result %+v, err %v", res, err)
+	}
+}
