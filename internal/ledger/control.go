@@ -199,7 +199,7 @@ func (l *Ledger) stopChildren(ctx context.Context, tx pgx.Tx, parent, control st
 		finished = "now()"
 	}
 	_, err = tx.Exec(ctx, `UPDATE segpub_runs SET status = $2, control = NULL, owner = NULL, lease_until = NULL, updated_at = now(),
-  finished_at = `+finished+` WHERE parent = $1 AND status IN ('retrying', 'paused')`, parent, status)
+  finished_at = `+finished+` WHERE parent = $1 AND status IN ('retrying', 'handed_back', 'paused')`, parent, status)
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,10 @@ type Status string
 const (
 	Running  Status = "running"
 	Retrying Status = "retrying"
+	// HandedBack is a run its worker stopped when shutting down and handed
+	// back to the queue: not a failure; the next worker resumes it from
+	// its checkpoint.
+	HandedBack Status = "handed_back"
 	// Scanning and Publishing are a partitioned run's phases: its
 	// partitions run as runs of their own.
 	Scanning   Status = "scanning"
@@ -122,9 +127,21 @@ func scan(row pgx.Row) (*Run, error) {
 // ErrNotFound is returned by Get for an unknown request_id.
 var ErrNotFound = errors.New("no run with that request_id")
 
-// Get returns a run.
+// partsColumns is columns for a partitioned run in progress (scanning,
+// publishing), whose own row holds no counts: its candidates and published
+// are the sums of its current phase's partitions.
+var partsColumns = strings.NewReplacer("candidates, published,", `CASE WHEN r.status IN ('scanning', 'publishing') THEN coalesce((
+  SELECT sum(c.candidates) FROM segpub_runs c WHERE c.parent = r.request_id
+   AND starts_with(c.request_id, r.request_id || CASE r.status WHEN 'scanning' THEN '#scan-' ELSE '#publish-' END)), 0)::bigint
+  ELSE r.candidates END,
+CASE WHEN r.status = 'publishing' THEN coalesce((
+  SELECT sum(c.published) FROM segpub_runs c WHERE c.parent = r.request_id AND starts_with(c.request_id, r.request_id || '#publish-')), 0)::bigint
+  ELSE r.published END,`).Replace(columns)
+
+// Get returns a run. A partitioned run in progress shows the sums of its
+// partitions' counts.
 func (l *Ledger) Get(ctx context.Context, requestID string) (*Run, error) {
-	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+columns+` FROM segpub_runs WHERE request_id = $1`, requestID))
+	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+partsColumns+` FROM segpub_runs r WHERE request_id = $1`, requestID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -159,7 +176,7 @@ type Start struct {
 // delivery. It is not granted when the run is final, or running under a
 // lease that has not expired, whoever holds it: two copies of a job taken
 // by two slots of the same worker must not both run. A run handed back
-// (retrying) can be claimed at once.
+// (retrying, handed_back) can be claimed at once.
 func (l *Ledger) Claim(ctx context.Context, s Start, owner string, lease time.Duration) (*Claim, error) {
 	r, err := scan(l.pool.QueryRow(ctx, `INSERT INTO segpub_runs AS r
   (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time, parent)
@@ -167,7 +184,7 @@ VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7, nullif($8, '
 ON CONFLICT (request_id) DO UPDATE SET
   status = 'running', attempts = r.attempts + 1, owner = EXCLUDED.owner,
   lease_until = EXCLUDED.lease_until, updated_at = now(), error = NULL
-WHERE r.status = 'retrying'
+WHERE r.status IN ('retrying', 'handed_back')
    OR (r.status = 'running' AND (r.lease_until IS NULL OR r.lease_until < now()))
 RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference, s.Parent))
 	if err == nil {
@@ -224,6 +241,28 @@ WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING control`, 
 	return held("checkpoint", requestID, control, err)
 }
 
+// Release ends an attempt that has no result (it failed before or while
+// running, or was handed back): the status and error are recorded and the
+// lease released, while the counts stay those of its last checkpoint, so
+// `segpub status` keeps showing what was published.
+func (l *Ledger) Release(ctx context.Context, requestID, owner string, status Status, errText string) error {
+	finished := "NULL"
+	if status.Final() {
+		finished = "now()"
+	}
+	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, error = nullif($4, ''),
+  owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
+WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected')`,
+		requestID, owner, status, errText)
+	if err != nil {
+		return fmt.Errorf("release run %s: %w", requestID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("release run %s: %w", requestID, ErrLeaseLost)
+	}
+	return nil
+}
+
 // ErrLeaseLost means another owner holds the run now.
 var ErrLeaseLost = errors.New("lease lost to another worker")
 
@@ -262,7 +301,7 @@ WHERE r.status NOT IN ('completed', 'rejected', 'cancelled')`, s.RequestID, s.Pr
 
 // LatestOf returns the most recent run of a campaign.
 func (l *Ledger) LatestOf(ctx context.Context, campaignID string) (*Run, error) {
-	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+columns+` FROM segpub_runs WHERE campaign_id = $1 ORDER BY created_at DESC LIMIT 1`, campaignID))
+	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+partsColumns+` FROM segpub_runs r WHERE campaign_id = $1 ORDER BY created_at DESC LIMIT 1`, campaignID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -426,7 +465,11 @@ func (l *Ledger) Advance(ctx context.Context, requestID string, from, to Status,
 	if to.Final() {
 		finished = "now()"
 	}
-	if _, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = $2, result = coalesce($3, result), updated_at = now(), finished_at = `+finished+`
+	// The counts columns follow the summed result, so the completed run
+	// reads like any other.
+	if _, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = $2, result = coalesce($3, result),
+  candidates = coalesce(($3::jsonb->>'candidates')::bigint, candidates), published = coalesce(($3::jsonb->>'published')::bigint, published),
+  updated_at = now(), finished_at = `+finished+`
 WHERE request_id = $1`, requestID, to, result); err != nil {
 		return false, fmt.Errorf("advance run %s: %w", requestID, err)
 	}

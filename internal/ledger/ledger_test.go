@@ -101,3 +101,38 @@ func TestRetryingThenRejected(t *testing.T) {
 		t.Fatalf("unknown run: %v", err)
 	}
 }
+
+// A run whose attempt ends without a result keeps the counts its
+// checkpoints recorded; a handed-back run can be claimed at once.
+func TestReleaseKeepsCountsAndHandedBackIsClaimable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, s := setup(t)
+	if _, err := l.Claim(ctx, s, "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx, s.RequestID, "w1", time.Minute, 500, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Checkpoint(ctx, s.RequestID, "w1", []byte(`{"after":"u9","published":300}`), 300); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx, s.RequestID, "w1", Retrying, "queue unavailable"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Get(ctx, s.RequestID)
+	if err != nil || r.Status != Retrying || r.Candidates != 500 || r.Published != 300 || r.Error != "queue unavailable" || r.Owner != "" {
+		t.Fatalf("released run: %+v %v", r, err)
+	}
+	c, err := l.Claim(ctx, s, "w2", time.Minute)
+	if err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	if err := l.Finish(ctx, s.RequestID, "w2", HandedBack, 800, 600, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	c, err = l.Claim(ctx, s, "w3", time.Minute)
+	if err != nil || !c.Granted || c.Run.Attempts != 3 || c.Run.Published != 600 {
+		t.Fatalf("claim of a handed-back run: %+v %v", c, err)
+	}
+}

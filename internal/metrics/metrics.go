@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -27,6 +28,7 @@ type Metrics struct {
 	publishSeconds *prometheus.HistogramVec
 	queueLag       prometheus.Histogram
 	duplicates     *prometheus.CounterVec
+	unpublishable  *prometheus.CounterVec
 }
 
 // New registers the metrics.
@@ -53,6 +55,9 @@ func New() *Metrics {
 	m.duplicates = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_messages_duplicate_total",
 		Help: "Messages published again (a resumed run's batch in flight) that the destination dropped by idempotency key, by channel; only destinations that report it (JetStream; with fast batches only batches it held whole, so a lower bound)."}, []string{"channel"})
 	reg.MustRegister(m.jobs, m.jobSeconds, m.messages, m.skipped, m.candidates, m.publishSeconds, m.queueLag, m.duplicates)
+	m.unpublishable = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_candidates_unpublishable_total",
+		Help: "Candidates whose message the channel destination cannot take (message_too_large), skipped without failing the run, counted when their job completes."}, []string{"reason"})
+	reg.MustRegister(m.unpublishable)
 	return m
 }
 
@@ -77,6 +82,7 @@ func (m *Metrics) JobDone(outcome string, res *publish.Result, d time.Duration) 
 	} {
 		m.skipped.WithLabelValues(reason).Add(float64(n))
 	}
+	m.unpublishable.WithLabelValues(publish.ReasonMessageTooLarge).Add(float64(res.Unpublishable.MessageTooLarge))
 }
 
 // QueueLag records how long a job waited in the queue (worker.Observer).
@@ -102,6 +108,15 @@ type sink struct {
 	m *Metrics
 	// reported is the sink's duplicate count already added to the metric.
 	reported atomic.Int64
+}
+
+// MaxMessageBytes passes the wrapped sink's message size limit on, so the
+// engine still skips oversized messages behind the metrics.
+func (s *sink) MaxMessageBytes(ch job.Channel) int {
+	if l, ok := s.Sink.(publish.MessageLimiter); ok {
+		return l.MaxMessageBytes(ch)
+	}
+	return 0
 }
 
 // duplicateCounter is implemented by sinks that learn of dropped

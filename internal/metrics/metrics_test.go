@@ -62,3 +62,32 @@ func TestSinkKeepsStaging(t *testing.T) {
 		t.Fatal("wrapped staging sink lost Begin and Commit")
 	}
 }
+
+type limitedSink struct{ okSink }
+
+func (limitedSink) MaxMessageBytes(job.Channel) int { return 1234 }
+
+// The metrics wrapper keeps the wrapped sink's message size limit visible
+// to the engine (serve wraps every channel sink): hidden, one oversized
+// message would fail the whole run again.
+func TestSinkKeepsMessageLimit(t *testing.T) {
+	m := New()
+	for s, want := range map[publish.Sink]int{limitedSink{}: 1234, okSink{}: 0} {
+		l, ok := m.Sink(s).(publish.MessageLimiter)
+		if !ok || l.MaxMessageBytes(job.ChannelPush) != want {
+			t.Fatalf("%T: wrapped limiter %v, want limit %d", s, ok, want)
+		}
+	}
+}
+
+// Unpublishable candidates have a metric of their own.
+func TestUnpublishableMetric(t *testing.T) {
+	m := New()
+	m.JobDone("completed", &publish.Result{Candidates: 3, Published: 2, Unpublishable: publish.Unpublishable{MessageTooLarge: 1}}, time.Second)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	if want := `segpub_candidates_unpublishable_total{reason="message_too_large"} 1`; !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %q", want)
+	}
+}

@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,14 @@ type checker struct {
 	// encoding messages (a partition's scan phase).
 	scan    bool
 	scanned []uint64
+	// limit is the destination's largest message (0: none); scratch
+	// holds a resumed run's messages, encoded only to be measured.
+	limit   int
+	scratch []byte
+	// counted mirrors res.Published for progress reports from other
+	// goroutines; progress reports the counts (nil: none).
+	counted  atomic.Int64
+	progress func()
 }
 
 func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte, deferred bool) {
@@ -63,6 +72,11 @@ func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []
 		Reason: reason, VariantID: variantID, Message: msg,
 		NoConsent: cand.NoConsent, Capped: cand.Capped, Deferred: deferred})
 }
+
+// ReasonMessageTooLarge is the reason (Outcome.Reason, and the key of
+// Result.Unpublishable) of a candidate whose message is over the channel
+// destination's size limit.
+const ReasonMessageTooLarge = "message_too_large"
 
 // published reports whether an earlier attempt already published cand's
 // message (its position is at or before the checkpoint).
@@ -154,6 +168,10 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 	}
 	flush := func(after string, rows int64) error {
 		c.cur.After, c.cur.Rows = after, rows
+		if c.p.publish {
+			c.cur.published = res.Published
+			c.cur.variants = maps.Clone(res.Variants)
+		}
 		// Bodies are sliced after encoding finished: Data may have
 		// moved while it grew.
 		off := 0
@@ -201,6 +219,10 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 		case freeRows <- rb:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		c.counted.Store(res.Published)
+		if c.progress != nil {
+			c.progress()
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -270,8 +292,40 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	if c.scan {
 		c.scanned = append(c.scanned, fp)
 	}
+	// An unpublishable message keeps its destination and its place in
+	// the throttle order, as if the destination had dropped it: a
+	// partition's scan, which encodes nothing, numbers it the same way.
 	k := c.published
 	c.published++
+	c.setWave(k)
+	sendAt := c.waveSendAt
+	deferred := c.waveNight && !cand.NightConsent
+	if deferred {
+		sendAt = c.waveDeferred
+	}
+	var msg []byte
+	if c.p.publish {
+		if !c.alreadyPublished(cand) {
+			start := len(c.cur.Data)
+			c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, sendAt, &cand.Recipient, dest)
+			msg = c.cur.Data[start:]
+			if c.limit > 0 && len(msg) > c.limit {
+				c.cur.Data = c.cur.Data[:start]
+				res.Unpublishable.MessageTooLarge++
+				return ReasonMessageTooLarge, variantID
+			}
+			c.cur.Messages = append(c.cur.Messages, Message{Body: msg})
+			c.cur.Data = append(c.cur.Data, '\n')
+		} else if c.limit > 0 {
+			// Measured again so a resumed run skips exactly what the
+			// first attempt skipped.
+			c.scratch = c.enc.Append(c.scratch[:0], sum, variantID, sendAt, &cand.Recipient, dest)
+			if len(c.scratch) > c.limit {
+				res.Unpublishable.MessageTooLarge++
+				return ReasonMessageTooLarge, variantID
+			}
+		}
+	}
 	res.Published++
 	if variantID != "" {
 		res.Variants[variantID]++
@@ -279,20 +333,8 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	// Deferral is counted for every message, published now or by an
 	// earlier attempt, so a resumed run reports what an uninterrupted
 	// one does.
-	c.setWave(k)
-	sendAt := c.waveSendAt
-	deferred := c.waveNight && !cand.NightConsent
 	if deferred {
 		res.Deferred++
-		sendAt = c.waveDeferred
-	}
-	var msg []byte
-	if c.p.publish && !c.alreadyPublished(cand) {
-		start := len(c.cur.Data)
-		c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, sendAt, &cand.Recipient, dest)
-		msg = c.cur.Data[start:]
-		c.cur.Messages = append(c.cur.Messages, Message{Body: msg})
-		c.cur.Data = append(c.cur.Data, '\n')
 	}
 	if c.trace != nil {
 		c.traceOutcome(cand, "published", variantID, msg, deferred)

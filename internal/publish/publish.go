@@ -68,6 +68,17 @@ type RunID struct {
 	Part string
 }
 
+// MessageLimiter is implemented by sinks whose destination refuses messages
+// over a size (a NATS server's max_payload, SQS's message size). The engine
+// checks every message against it before the message is sent, so one
+// oversized message is skipped and counted instead of failing the run, and
+// a resumed run skips exactly the same ones.
+type MessageLimiter interface {
+	// MaxMessageBytes is the largest message body, in bytes, the
+	// channel's destination accepts; 0 means no limit.
+	MaxMessageBytes(ch job.Channel) int
+}
+
 // Message is one encoded channel message.
 type Message struct {
 	// Key is the idempotency key (64 hex characters).
@@ -93,6 +104,13 @@ type Batch struct {
 	After string
 	// Rows counts the CSV rows fully handled by this and earlier batches.
 	Rows int64
+
+	// published and variants are the run's published messages, in all
+	// and by variant, up to the end of this batch (those of earlier
+	// attempts included): once the batch is acknowledged, the run has
+	// published exactly these.
+	published int64
+	variants  map[string]int64
 }
 
 // Config configures a Runner.
@@ -108,7 +126,8 @@ type Config struct {
 	Open func(ctx context.Context, url string) (io.ReadCloser, error)
 	// Now is the clock for jobs without scheduled_at. Default: time.Now.
 	Now func() time.Time
-	// Progress, when set, is called after every sink batch.
+	// Progress, when set, is told every run's counts as they grow (see
+	// Hooks.Progress). It may be called from several goroutines at once.
 	Progress func(Progress)
 	// Trace, when set, is told the outcome of every candidate (operator
 	// tools: segpub why). It runs on the engine's hot path: keep it cheap.
@@ -134,10 +153,23 @@ type Outcome struct {
 	Message []byte
 }
 
-// Progress is a running run's counts so far.
+// Progress is a running run's counts so far: the candidates checked, and
+// the messages the channel destination acknowledged (those of earlier
+// attempts of a resumed run included).
 type Progress struct {
 	Candidates int64
 	Published  int64
+}
+
+// Hooks are one run's own callbacks.
+type Hooks struct {
+	// OnAck, when set, is called with the new checkpoint after every
+	// batch the sink acknowledged; an error fails the run.
+	OnAck func(Checkpoint) error
+	// Progress, when set, is called with the run's counts after every
+	// batch of candidates checked and every batch acknowledged, possibly
+	// from several goroutines at once: keep it cheap.
+	Progress func(Progress)
 }
 
 func (c *Config) withDefaults() Config {
@@ -209,6 +241,19 @@ func (s *Skipped) Add(o Skipped) {
 	s.FrequencyCapped += o.FrequencyCapped
 }
 
+// Unpublishable counts candidates that passed every check of the contract
+// but whose message the channel destination cannot take, by reason. They
+// are outside Skipped, whose keys the contract fixes, so for a publish run
+// candidates = published + sum(skipped) + sum(unpublishable).
+type Unpublishable struct {
+	// MessageTooLarge counts messages over the destination's size limit
+	// (MessageLimiter).
+	MessageTooLarge int64 `json:"message_too_large"`
+}
+
+// Total is the number of unpublishable candidates.
+func (u Unpublishable) Total() int64 { return u.MessageTooLarge }
+
 // Status is a run's outcome.
 type Status string
 
@@ -231,9 +276,11 @@ type Result struct {
 	Skipped    Skipped    `json:"skipped"`
 	// Deferred counts the published messages whose send_at the night-time
 	// rule moved to 08:00 Asia/Seoul (CONTRACT.md section 10).
-	Deferred   int64            `json:"deferred"`
-	Variants   map[string]int64 `json:"variants"`
-	DurationMS int64            `json:"duration_ms"`
+	Deferred int64            `json:"deferred"`
+	Variants map[string]int64 `json:"variants"`
+	// Unpublishable is omitted when empty (docs/decisions.md).
+	Unpublishable Unpublishable `json:"unpublishable,omitzero"`
+	DurationMS    int64         `json:"duration_ms"`
 	// Error says why a run was rejected or failed.
 	Error string `json:"error,omitempty"`
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -113,8 +115,11 @@ type Checkpoint struct {
 	After string `json:"after,omitempty"`
 	// Rows is the number of CSV rows covered (CSV audiences).
 	Rows int64 `json:"rows,omitempty"`
-	// Published is the number of messages published up to the checkpoint.
+	// Published is the number of messages published up to the checkpoint
+	// (by this run or partition; a partition's Offset is not included).
 	Published int64 `json:"published"`
+	// Variants counts them by variant.
+	Variants map[string]int64 `json:"variants,omitempty"`
 }
 
 // IsZero reports whether the checkpoint is the start of the run.
@@ -126,7 +131,7 @@ func (c Checkpoint) IsZero() bool { return c.After == "" && c.Rows == 0 }
 // not published. onAck, when set, is called with the new checkpoint after
 // every batch the sink acknowledged.
 func (r *Runner) Resume(ctx context.Context, j *job.Job, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
-	return r.RunPart(ctx, j, nil, sink, cp, onAck)
+	return r.RunWith(ctx, j, nil, sink, cp, Hooks{OnAck: onAck})
 }
 
 // Part is one partition of a partitioned run: a key range of
@@ -148,10 +153,22 @@ type Part struct {
 
 // RunPart runs one partition (nil: the whole job) from a checkpoint.
 func (r *Runner) RunPart(ctx context.Context, j *job.Job, part *Part, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
+	return r.RunWith(ctx, j, part, sink, cp, Hooks{OnAck: onAck})
+}
+
+// RunWith is RunPart with the run's own progress callback too.
+//
+// A publish run's result counts only what the sink acknowledged: when it
+// fails, published and variants are those of the last acknowledged batch
+// (or of cp, before any), never messages encoded but not accepted.
+func (r *Runner) RunWith(ctx context.Context, j *job.Job, part *Part, sink Sink, cp Checkpoint, hooks Hooks) (*Result, error) {
 	start := time.Now()
 	res := &Result{RequestID: j.RequestID, Action: j.Action, Variants: map[string]int64{}}
 	p, err := r.prepare(ctx, j, part)
 	if err != nil {
+		// Still, earlier attempts published what the checkpoint says.
+		res.Published = cp.Published
+		maps.Copy(res.Variants, cp.Variants)
 		return r.finish(res, start, err)
 	}
 	if p.publish && sink == nil {
@@ -164,7 +181,7 @@ func (r *Runner) RunPart(ctx context.Context, j *job.Job, part *Part, sink Sink,
 			}
 		}
 	}
-	err = r.execute(ctx, p, sink, res, cp, onAck)
+	err = r.execute(ctx, p, sink, res, cp, hooks)
 	return r.finish(res, start, err)
 }
 
@@ -286,7 +303,7 @@ func distinctCount(ids []string) int64 {
 }
 
 // execute streams the audience through the checks to the sink.
-func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, cp Checkpoint, onAck func(Checkpoint) error) error {
+func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, cp Checkpoint, hooks Hooks) error {
 	g, gctx := errgroup.WithContext(ctx)
 	rowsCh := make(chan *rowBatch, 4)
 	freeRows := make(chan *rowBatch, 6)
@@ -333,6 +350,9 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	ch.failpoints = r.cfg.Failpoints
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
 	ch.trace = r.cfg.Trace
+	if l, ok := sink.(MessageLimiter); ok && p.publish {
+		ch.limit = l.MaxMessageBytes(p.job.Campaign.Channel)
+	}
 	if part := p.part; part != nil {
 		for _, fp := range part.Taken {
 			ch.seen.Add(fp)
@@ -340,6 +360,27 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		ch.published = part.Offset
 		ch.scan = part.Scan
 	}
+	// acked is what the destination has acknowledged: before any batch,
+	// what the checkpoint says earlier attempts published.
+	var acked atomic.Int64
+	acked.Store(cp.Published)
+	ackedVariants := cp.Variants
+	progress := func() {
+		if r.cfg.Progress == nil && hooks.Progress == nil {
+			return
+		}
+		pr := Progress{Candidates: ch.candidates.Load(), Published: acked.Load()}
+		if !p.publish {
+			pr.Published = ch.counted.Load()
+		}
+		if r.cfg.Progress != nil {
+			r.cfg.Progress(pr)
+		}
+		if hooks.Progress != nil {
+			hooks.Progress(pr)
+		}
+	}
+	ch.progress = progress
 	// Unknown ids: a list without groups streams every listed user that
 	// exists (devices are left-joined), so the stream itself counts them.
 	// With groups, a count beside the stream on a connection of its own.
@@ -358,10 +399,22 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return ch.run(gctx, rowsCh, freeRows, outCh, freeOut, res)
 	})
 	g.Go(func() error {
-		return r.output(gctx, p, sink, window, outCh, freeOut, ch, onAck)
+		return r.output(gctx, p, sink, window, outCh, freeOut, hooks.OnAck, &acked, &ackedVariants, progress)
 	})
 	if err := g.Wait(); err != nil {
+		if p.publish {
+			// Report what was acknowledged, not what was encoded.
+			res.Published = acked.Load()
+			for k := range res.Variants {
+				res.Variants[k] = 0
+			}
+			maps.Copy(res.Variants, ackedVariants)
+		}
 		return err
+	}
+	if n := res.Unpublishable.MessageTooLarge; n > 0 {
+		r.cfg.Logger.Warn("messages over the channel destination's size limit were skipped",
+			"request_id", p.job.RequestID, "message_too_large", n, "limit_bytes", ch.limit)
 	}
 	if byStream {
 		unknown = distinctCount(p.listed) - streamed
@@ -373,9 +426,10 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 			return fmt.Errorf("record scanned destinations: %w", err)
 		}
 	}
-	if got := res.Published + res.Skipped.Total(); got != res.Candidates {
+	if got := res.Published + res.Skipped.Total() + res.Unpublishable.Total(); got != res.Candidates {
 		// The contract's invariant; a violation is a bug, not bad data.
-		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped", res.Candidates, res.Published, res.Skipped.Total())
+		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped + %d unpublishable",
+			res.Candidates, res.Published, res.Skipped.Total(), res.Unpublishable.Total())
 	}
 	if staged {
 		if err := stage.Commit(ctx, run, p.job.Campaign.Channel); err != nil {
@@ -404,7 +458,8 @@ var ErrStop = errors.New("stop requested")
 // batches already in flight are waited for, so none is still being sent
 // when the run returns. A stop request (ErrStop) also ends the dispatch,
 // but lets the batches in flight finish and checkpoints them.
-func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, outCh <-chan *Batch, freeOut chan<- *Batch, ch *checker, onAck func(Checkpoint) error) error {
+func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, outCh <-chan *Batch, freeOut chan<- *Batch,
+	onAck func(Checkpoint) error, acked *atomic.Int64, ackedVariants *map[string]int64, progress func()) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	halt := make(chan struct{})
@@ -451,6 +506,12 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 		err := <-f.done
 		<-slots
 		if first != nil {
+			if err == nil && p.publish {
+				// Acknowledged out of order after a failed batch: the
+				// destination has it, so the result counts it (the
+				// checkpoint does not move past the failed batch).
+				acked.Add(int64(len(b.Messages)))
+			}
 			continue
 		}
 		if err != nil {
@@ -458,31 +519,39 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 			cancel(first)
 			continue
 		}
-		if p.publish && len(b.Messages) > 0 {
-			if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
-				first = err
-				cancel(first)
-				continue
+		if p.publish {
+			// Acknowledged (or nothing to send: messages of earlier
+			// attempts only): count it before anything else can fail.
+			if b.published >= acked.Load() {
+				acked.Store(b.published)
+				*ackedVariants = b.variants
 			}
-			if onAck != nil {
-				// onAck records the checkpoint even when it reports a
-				// stop request.
-				if err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.First + int64(len(b.Messages))}); err != nil {
-					if !errors.Is(err, ErrStop) {
+			if len(b.Messages) > 0 {
+				if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
+					first = err
+					cancel(first)
+					continue
+				}
+				if onAck != nil {
+					// onAck records the checkpoint even when it reports a
+					// stop request.
+					err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.published, Variants: b.variants})
+					switch {
+					case err == nil:
+					case errors.Is(err, ErrStop):
+						if !halted {
+							stop, halted = err, true
+							close(halt)
+						}
+					default:
 						first = fmt.Errorf("record checkpoint: %w", err)
 						cancel(first)
 						continue
 					}
-					if !halted {
-						stop, halted = err, true
-						close(halt)
-					}
 				}
 			}
 		}
-		if r.cfg.Progress != nil {
-			r.cfg.Progress(Progress{Candidates: ch.candidates.Load(), Published: b.First + int64(len(b.Messages))})
-		}
+		progress()
 		select {
 		case freeOut <- b:
 		case <-ctx.Done():

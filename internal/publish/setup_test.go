@@ -140,8 +140,8 @@ func (b *testBundle) tryRun(jobText string) (*Result, *captureSink, error) {
 
 func checkInvariant(t *testing.T, res *Result) {
 	t.Helper()
-	if res.Candidates != res.Published+res.Skipped.Total() {
-		t.Fatalf("candidates %d != published %d + skipped %d", res.Candidates, res.Published, res.Skipped.Total())
+	if res.Candidates != res.Published+res.Skipped.Total()+res.Unpublishable.Total() {
+		t.Fatalf("candidates %d != published %d + skipped %d + unpublishable %d", res.Candidates, res.Published, res.Skipped.Total(), res.Unpublishable.Total())
 	}
 }
 

@@ -172,7 +172,7 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		part.Record = func(fps []uint64) error { return w.cfg.Ledger.RecordScan(ctx, parent, ref.Index, fps) }
 	case phasePublish:
 		if part.Taken, part.Offset, err = w.cfg.Ledger.Taken(ctx, parent, ref.Index); err != nil {
-			w.retryPart(ctx, d, j, child, err, log)
+			w.retryPart(ctx, d, j, child, nil, err, log)
 			return
 		}
 	default:
@@ -193,7 +193,7 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		res.RequestID = parent
 		out, _ := json.Marshal(res)
 		if err := w.cfg.Ledger.Finish(ctx, child, w.cfg.Owner, ledger.Completed, res.Candidates, res.Published, out, ""); err != nil {
-			w.retryPart(ctx, d, j, child, err, log)
+			w.retryPart(ctx, d, j, child, nil, err, log)
 			return
 		}
 		log.Info("partition completed", "candidates", res.Candidates, "published", res.Published)
@@ -201,20 +201,19 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 	case isStopRequest(err):
 		w.stopped(ctx, d, j, child, err, res, time.Now(), log)
 	case ctx.Err() != nil:
-		_ = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), child, w.cfg.Owner, ledger.Retrying, 0, 0, nil, "interrupted by shutdown")
-		w.nack(context.WithoutCancel(ctx), d, 0, log)
+		w.handBack(ctx, d, child, res, log)
 	default:
-		w.retryPart(ctx, d, j, child, err, log)
+		w.retryPart(ctx, d, j, child, res, err, log)
 	}
 }
 
 // retryPart is retry for a partition: the partition's run is retried, and
 // the whole run fails when the partition runs out of attempts.
-func (w *Worker) retryPart(ctx context.Context, d queue.Delivery, j *job.Job, child string, cause error, log *slog.Logger) {
+func (w *Worker) retryPart(ctx context.Context, d queue.Delivery, j *job.Job, child string, res *publish.Result, cause error, log *slog.Logger) {
 	cj := *j
 	cj.RequestID = child
-	w.retry(ctx, d, &cj, cause)
-	if d.Attempt() >= w.cfg.MaxAttempts {
+	w.fail(ctx, d, &cj, res, cause)
+	if ctx.Err() == nil && d.Attempt() >= w.cfg.MaxAttempts {
 		if err := w.cfg.Ledger.FailParent(context.WithoutCancel(ctx), j.RequestID, fmt.Sprintf("%s: %v", child, cause)); err != nil {
 			log.Error("fail partitioned run", "err", err)
 		}
@@ -284,6 +283,7 @@ func (w *Worker) sum(ctx context.Context, j *job.Job, plan ledger.Partition, par
 		total.Published += r.Published
 		total.Skipped.Add(r.Skipped)
 		total.Deferred += r.Deferred
+		total.Unpublishable.MessageTooLarge += r.Unpublishable.MessageTooLarge
 		for k, v := range r.Variants {
 			total.Variants[k] += v
 		}

@@ -30,7 +30,7 @@ import (
 // Runner runs a job, or one partition of it, from a checkpoint, and plans
 // partitions (publish.Runner).
 type Runner interface {
-	RunPart(ctx context.Context, j *job.Job, part *publish.Part, sink publish.Sink, cp publish.Checkpoint, onAck func(publish.Checkpoint) error) (*publish.Result, error)
+	RunWith(ctx context.Context, j *job.Job, part *publish.Part, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error)
 	Bounds(ctx context.Context, j *job.Job, rowsPerPart int) ([]string, int64, error)
 }
 
@@ -288,13 +288,10 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	case isStopRequest(err):
 		w.stopped(ctx, d, j, j.RequestID, err, res, start, log)
 	case ctx.Err() != nil:
-		// Shutting down: hand the job back at once for another worker.
-		log.Info("job interrupted by shutdown; handed back")
-		_ = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, ledger.Retrying, res.Candidates, res.Published, nil, "interrupted by shutdown")
-		w.nack(context.WithoutCancel(ctx), d, 0, log)
+		w.handBack(ctx, d, j.RequestID, res, log)
 	default:
 		w.observe("failed", res, start)
-		w.retry(ctx, d, j, err)
+		w.fail(ctx, d, j, res, err)
 	}
 }
 
@@ -344,6 +341,21 @@ func (w *Worker) park(ctx context.Context, d queue.Delivery, s ledger.Start, log
 	default:
 		w.nack(ctx, d, 0, log)
 	}
+}
+
+// handBack records a run stopped by a shutdown as handed back, with what it
+// published (acknowledged messages only), and hands its message back to the
+// queue at once for another worker, which resumes from the checkpoint.
+func (w *Worker) handBack(ctx context.Context, d queue.Delivery, runID string, res *publish.Result, log *slog.Logger) {
+	if res == nil {
+		res = &publish.Result{}
+	}
+	log.Info("job interrupted by shutdown; handed back", "published", res.Published)
+	ctx = context.WithoutCancel(ctx)
+	if err := w.cfg.Ledger.Finish(ctx, runID, w.cfg.Owner, ledger.HandedBack, res.Candidates, res.Published, nil, ""); err != nil {
+		log.Error("record hand-back", "err", err)
+	}
+	w.nack(ctx, d, 0, log)
 }
 
 // emit sends a run event; a stream that is down never fails the run.
@@ -425,9 +437,6 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 		<-hbDone
 	}()
 	onAck := func(c publish.Checkpoint) error {
-		progress.mu.Lock()
-		progress.published = c.Published
-		progress.mu.Unlock()
 		body, err := json.Marshal(c)
 		if err != nil {
 			return err
@@ -442,17 +451,9 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 		}
 		return err
 	}
-	res, err = w.cfg.Runner.RunPart(runCtx, j, part, w.cfg.Sink, cp, onAck)
+	res, err = w.cfg.Runner.RunWith(runCtx, j, part, w.cfg.Sink, cp, publish.Hooks{OnAck: onAck, Progress: progress.set})
 	if cause := context.Cause(runCtx); err != nil && (errors.Is(cause, ledger.ErrLeaseLost) || isStopRequest(cause)) {
 		err = fmt.Errorf("run %s: %w", j.RequestID, cause)
-	}
-	if err != nil && isStopRequest(err) && res != nil {
-		// Exactly what the output acknowledged: the last checkpoint
-		// (a partition's messages are numbered from its offset).
-		_, res.Published = progress.get()
-		if part != nil && res.Published > 0 {
-			res.Published -= part.Offset
-		}
 	}
 	return res, err
 }
@@ -530,9 +531,23 @@ func (w *Worker) reject(ctx context.Context, d queue.Delivery, j *job.Job, reaso
 // retry hands a failed job back with backoff, or dead-letters it after its
 // last attempt.
 func (w *Worker) retry(ctx context.Context, d queue.Delivery, j *job.Job, cause error) {
+	w.fail(ctx, d, j, nil, cause)
+}
+
+// fail is retry for an attempt that may have a result: its counts (what
+// was acknowledged) are recorded; without one the run keeps those of its
+// last checkpoint. A failure caused by the worker shutting down (a claim
+// or a read cut short) is no failure of the job: the message is handed
+// back and the run left as it is.
+func (w *Worker) fail(ctx context.Context, d queue.Delivery, j *job.Job, res *publish.Result, cause error) {
 	log := w.log.With("attempt", d.Attempt())
 	if j != nil {
 		log = log.With("request_id", j.RequestID)
+	}
+	if ctx.Err() != nil {
+		log.Info("job not run: shutting down; handed back", "err", cause.Error())
+		w.nack(context.WithoutCancel(ctx), d, 0, log)
+		return
 	}
 	final := d.Attempt() >= w.cfg.MaxAttempts
 	if j != nil {
@@ -540,7 +555,13 @@ func (w *Worker) retry(ctx context.Context, d queue.Delivery, j *job.Job, cause 
 		if final {
 			status = ledger.Failed
 		}
-		if err := w.cfg.Ledger.Finish(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, status, 0, 0, nil, cause.Error()); err != nil && !errors.Is(err, ledger.ErrLeaseLost) {
+		var err error
+		if res != nil {
+			err = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, status, res.Candidates, res.Published, nil, cause.Error())
+		} else {
+			err = w.cfg.Ledger.Release(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, status, cause.Error())
+		}
+		if err != nil && !errors.Is(err, ledger.ErrLeaseLost) {
 			log.Error("record failure", "err", err)
 		}
 	}
@@ -613,10 +634,18 @@ func (w *Worker) nack(ctx context.Context, d queue.Delivery, delay time.Duration
 	}
 }
 
-// progressCounts is the run's progress as the sink sees it.
+// progressCounts is the run's progress as the engine reports it
+// (publish.Hooks.Progress): candidates checked and messages acknowledged.
+// The heartbeat records it in the ledger, for `segpub status`.
 type progressCounts struct {
 	mu                    sync.Mutex
 	candidates, published int64
+}
+
+func (p *progressCounts) set(pr publish.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.candidates, p.published = pr.Candidates, pr.Published
 }
 
 func (p *progressCounts) get() (int64, int64) {

@@ -516,3 +516,6 @@ func (s *Sink) Close() error {
 	}
 	return first
 }
+
+// MaxMessageBytes is 0: a file takes lines of any length.
+func (s *Sink) MaxMessageBytes(job.Channel) int { return 0 }

@@ -26,6 +26,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/segpub/segpub/internal/failpoint"
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/publish"
 )
@@ -151,6 +152,18 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 // Window implements publish.Windowed: Publish may run for several batches
 // at once (the stream de-duplicates by key whatever the order).
 func (s *Sink) Window() int { return s.cfg.Window }
+
+// headerAllowance is the room kept in a NATS message for its headers
+// (Nats-Msg-Id with a 64-character key, about 90 bytes, and a fast batch's
+// own), which count toward the server's max_payload.
+const headerAllowance = 1024
+
+// MaxMessageBytes is the largest message body the server takes: its
+// max_payload less room for the headers. The engine skips larger messages
+// instead of failing the run on "maximum payload exceeded".
+func (s *Sink) MaxMessageBytes(job.Channel) int {
+	return max(int(s.cfg.Conn.NC.MaxPayload())-headerAllowance, 1)
+}
 
 // SubjectFor returns a channel's subject.
 func (s *Sink) SubjectFor(channel string) string {

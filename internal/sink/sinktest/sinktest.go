@@ -1,6 +1,7 @@
 // Package sinktest is the suite every channel sink must pass (file, SQS,
 // JetStream): what goes in comes out, once, whole, with its key, in batches
-// of any size.
+// of any size; and a message over the sink's size limit is skipped by the
+// engine without failing the run (this part needs the test database).
 package sinktest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )
@@ -72,6 +74,33 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 		}
 		check(t, h, job.ChannelEmail, b.Messages)
 	})
+	t.Run("AtLimit", func(t *testing.T) {
+		t.Parallel()
+		h := setup(t)
+		l, ok := h.Sink.(publish.MessageLimiter)
+		if !ok {
+			t.Fatalf("%T does not report its message size limit (publish.MessageLimiter)", h.Sink)
+		}
+		limit := l.MaxMessageBytes(job.ChannelEmail)
+		if limit == 0 {
+			t.Skip("no message size limit")
+		}
+		// A message of exactly the limit gets through: the engine
+		// never skips a message the destination would take.
+		base := len(batchOf(job.ChannelEmail, 0, 1, 0).Messages[0].Body)
+		b := batchOf(job.ChannelEmail, 0, 1, limit-base)
+		if got := len(b.Messages[0].Body); got != limit {
+			t.Fatalf("built a %d-byte message, want %d", got, limit)
+		}
+		if err := h.Sink.Publish(context.Background(), b); err != nil {
+			t.Fatalf("a message of the reported limit, %d bytes, was refused: %v", limit, err)
+		}
+		check(t, h, job.ChannelEmail, b.Messages)
+	})
+	t.Run("Oversized", func(t *testing.T) {
+		t.Parallel()
+		oversized(t, setup(t))
+	})
 	t.Run("Empty", func(t *testing.T) {
 		t.Parallel()
 		h := setup(t)
@@ -79,6 +108,56 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// oversized runs a push job through the engine into the sink: one device's
+// token is as long as the sink's limit, so its message (which carries the
+// token twice) is over it. The run must complete, count that candidate as
+// unpublishable and publish everyone else (CONTRACT.md section 7 and
+// docs/decisions.md); a sink with no limit publishes it.
+func oversized(t *testing.T, h Harness) {
+	tables := dbtest.Project(t)
+	limit := 0
+	if l, ok := h.Sink.(publish.MessageLimiter); ok {
+		limit = l.MaxMessageBytes(job.ChannelPush)
+	}
+	tokenLen := max(limit, 2<<20)
+	ins := func(user, token string) {
+		dbtest.Exec(t, `INSERT INTO `+tables.User+` (notifly_user_id, external_user_id, user_properties, random_bucket_number) VALUES ($1, $1, '{}', 0)`, user)
+		dbtest.Exec(t, `INSERT INTO `+tables.Device+` (notifly_device_id, notifly_user_id, device_token, platform, updated_at) VALUES ($1, $2, $3, 'ios', now())`, "d-"+user, user, token)
+	}
+	ins("u1", "token-1")
+	ins("u2", strings.Repeat("t", tokenLen))
+	ins("u3", "token-3")
+	j, err := job.Parse(fmt.Appendf(nil, `{"version":1,"action":"publish","request_id":"r-oversized","project_id":%q,
+"campaign":{"id":"c1","channel":"push_notification","audience":{"type":"all"},"message":{"title":"hi"}}}`, tables.Project))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := publish.New(publish.Config{Pool: dbtest.Pool(t), BatchSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runner.Run(context.Background(), j, h.Sink)
+	if err != nil {
+		t.Fatalf("one oversized message failed the run: %v", err)
+	}
+	want := int64(2)
+	if limit == 0 {
+		want = 3
+	}
+	if res.Candidates != 3 || res.Published != want || res.Unpublishable.MessageTooLarge != 3-want {
+		t.Fatalf("limit %d: result %+v", limit, res)
+	}
+	got := h.Read(t, job.ChannelPush, int(want))
+	if int64(len(got)) != want {
+		t.Fatalf("destination holds %d messages, want %d", len(got), want)
+	}
+	for _, m := range got {
+		if limit > 0 && len(m) > limit {
+			t.Fatalf("a %d-byte message went out past the %d-byte limit", len(m), limit)
+		}
+	}
 }
 
 func check(t *testing.T, h Harness, ch job.Channel, want []publish.Message) {

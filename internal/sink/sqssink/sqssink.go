@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -40,6 +42,11 @@ type Config struct {
 	// MaxRequestBytes bounds a request's total message size. Default:
 	// 262144 (256 KiB; newer queues allow 1 MiB).
 	MaxRequestBytes int
+	// MaxMessageBytes is the largest message the queues accept (their
+	// MaximumMessageSize); the engine skips larger messages. Default:
+	// DefaultMaxMessageBytes, or the URL parameter max_message_bytes
+	// (up to 1048576 for queues that allow 1 MiB).
+	MaxMessageBytes int
 	// InFlight is how many requests run at once, over all the batches in
 	// flight. Default: DefaultInFlight.
 	InFlight int
@@ -52,6 +59,13 @@ type Config struct {
 	// jitter. Default: 100ms.
 	Backoff time.Duration
 }
+
+// DefaultMaxMessageBytes is SQS's default (and long-standing) message size
+// limit, 256 KiB.
+const DefaultMaxMessageBytes = 256 << 10
+
+// maxMessageParam is the queue URL parameter that sets MaxMessageBytes.
+const maxMessageParam = "max_message_bytes"
 
 // DefaultInFlight hides a round trip of about 20 ms (SendMessageBatch in
 // the same region): 256 requests of 10 entries each in flight carry about
@@ -73,6 +87,26 @@ type Sink struct {
 
 // New returns a Sink.
 func New(cfg Config) (*Sink, error) {
+	if base, query, ok := strings.Cut(cfg.URLPattern, "?"); ok {
+		// SQS queue URLs carry no query: the parameters are segpub's.
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, fmt.Errorf("sqssink: URL %q: %w", cfg.URLPattern, err)
+		}
+		for k := range vals {
+			if k != maxMessageParam {
+				return nil, fmt.Errorf("sqssink: URL %q: unknown parameter %q (want %s)", cfg.URLPattern, k, maxMessageParam)
+			}
+		}
+		if v := vals.Get(maxMessageParam); v != "" && cfg.MaxMessageBytes == 0 {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("sqssink: URL parameter %s=%q: want a number of bytes from 1 to 1048576", maxMessageParam, v)
+			}
+			cfg.MaxMessageBytes = n
+		}
+		cfg.URLPattern = base
+	}
 	switch {
 	case cfg.Client == nil:
 		return nil, errors.New("sqssink: Config.Client is required")
@@ -84,7 +118,10 @@ func New(cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("sqssink: Config.InFlight %d out of range 1..4096", cfg.InFlight)
 	case cfg.Window < 0 || cfg.Window > 64:
 		return nil, fmt.Errorf("sqssink: Config.Window %d out of range 1..64", cfg.Window)
+	case cfg.MaxMessageBytes < 0 || cfg.MaxMessageBytes > 1<<20:
+		return nil, fmt.Errorf("sqssink: %s (Config.MaxMessageBytes) %d out of range 1..1048576", maxMessageParam, cfg.MaxMessageBytes)
 	}
+	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, DefaultMaxMessageBytes)
 	cfg.MaxRequestBytes = cmp.Or(cfg.MaxRequestBytes, 256<<10)
 	cfg.InFlight = cmp.Or(cfg.InFlight, DefaultInFlight)
 	cfg.Window = cmp.Or(cfg.Window, DefaultWindow)
@@ -112,6 +149,9 @@ func ClientOptions(inFlight int) func(*sqs.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None })
 	}
 }
+
+// MaxMessageBytes is the queues' message size limit (Config.MaxMessageBytes).
+func (s *Sink) MaxMessageBytes(job.Channel) int { return s.cfg.MaxMessageBytes }
 
 // URLFor returns a channel's queue URL.
 func (s *Sink) URLFor(channel string) string {

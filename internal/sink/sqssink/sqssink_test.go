@@ -287,3 +287,29 @@ func TestClientOptions(t *testing.T) {
 		}
 	}
 }
+
+// The message size limit is a setting: 256 KiB by default, up to 1 MiB
+// for queues that allow it, as the URL parameter max_message_bytes.
+func TestMaxMessageBytes(t *testing.T) {
+	t.Parallel()
+	client := sqs.NewFromConfig(aws.Config{Region: "us-east-1"})
+	const base = "https://sqs.us-east-1.amazonaws.com/1/q-{channel}"
+	for url, want := range map[string]int{base: DefaultMaxMessageBytes, base + "?max_message_bytes=1048576": 1 << 20} {
+		s, err := New(Config{Client: client, URLPattern: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.MaxMessageBytes(job.ChannelEmail); got != want {
+			t.Fatalf("%s: limit %d, want %d", url, got, want)
+		}
+		if got := s.URLFor("email"); got != "https://sqs.us-east-1.amazonaws.com/1/q-email" {
+			t.Fatalf("%s: queue URL %s", url, got)
+		}
+	}
+	for _, bad := range []string{"?max_message_bytes=1048577", "?max_message_bytes=0", "?max_message_bytes=big", "?max_bytes=5"} {
+		_, err := New(Config{Client: client, URLPattern: base + bad})
+		if err == nil || !strings.Contains(err.Error(), "max_") {
+			t.Fatalf("%s: err %v, want one naming the parameter", bad, err)
+		}
+	}
+}
