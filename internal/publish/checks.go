@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"sync/atomic"
-	"time"
 
 	"github.com/segpub/segpub/internal/contact"
 	"github.com/segpub/segpub/internal/dedup"
@@ -33,6 +32,9 @@ type checker struct {
 	// wave caches the formatted send_at of the current throttle wave.
 	wave       int64
 	waveSendAt []byte
+	// capacity is the number of messages whose send_at fits before
+	// job.MaxTime.
+	capacity int64
 
 	candidates atomic.Int64
 	lastUser   []byte
@@ -74,6 +76,7 @@ func newChecker(p *plan, batchSize int) *checker {
 		seen:      dedup.New(int(p.estimate)),
 		batchSize: batchSize,
 		wave:      -1,
+		capacity:  job.ThrottleCapacity(p.reference, p.job.Campaign.Throttle),
 	}
 	return c
 }
@@ -85,10 +88,9 @@ func (c *checker) sendAt(k int64) []byte {
 		w = k / th.MaxPerInterval
 	}
 	if w != c.wave || c.waveSendAt == nil {
-		at := c.p.reference
-		if th != nil {
-			at = at.Add(time.Duration(w*th.IntervalMinutes) * time.Minute)
-		}
+		// Past the last wave that fits (ok false) the message is never
+		// sent: run stops at it. Until then the time is what it would be.
+		at, _ := job.SendAt(c.p.reference, th, k)
 		c.waveSendAt = message.AppendSendAt(c.waveSendAt[:0], at)
 		c.wave = w
 	}
@@ -151,6 +153,11 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 				}
 			}
 			c.check(cand, res)
+			if c.p.publish && !c.scan && c.published > c.capacity {
+				// Checked before the run where the audience's size is
+				// known; this catches the rest before the batch is sent.
+				return job.ThrottleOverflow("campaign.throttle", c.p.reference, c.p.job.Campaign.Throttle, c.published)
+			}
 			c.lastUser = append(c.lastUser[:0], cand.UserID...)
 			lastRow = cand.Row
 		}

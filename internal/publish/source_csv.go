@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/segpub/segpub/internal/audience"
 	"github.com/segpub/segpub/internal/contact"
@@ -109,7 +110,7 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		_, err := cr.Read()
+		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -117,8 +118,23 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 			return nil, csvError(url, err)
 		}
 		cp.rows++
+		if ch.IsDevice() {
+			if err := checkUserID(url, cr, rec[cp.userCol]); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return cp, nil
+}
+
+// checkUserID rejects a user_id that PostgreSQL cannot take as text (it is
+// looked up in the database): not UTF-8, or holding a NUL.
+func checkUserID(url string, cr *csv.Reader, id string) error {
+	if utf8.ValidString(id) && !strings.ContainsRune(id, 0) {
+		return nil
+	}
+	line, _ := cr.FieldPos(0)
+	return job.Rejectf(csvPath, "%s: line %d: user_id is not valid UTF-8 text without NUL characters", url, line)
 }
 
 func contactColumn(ch job.Channel) string {
