@@ -170,3 +170,45 @@ func TestJobAtLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A long in-list on a version attribute is one parameter (it used to be one
+// per element, and PostgreSQL takes at most 65,535); a version part too
+// long for PostgreSQL's numeric is a rejection naming the value.
+func TestVersionListParams(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.user("u1", "ext-1", "a@x.com", nil, "", 0)
+	b.device("d1", "u1", "tok", "ios", "17", "3.10.0")
+	versions := make([]string, 70000)
+	for i := range versions {
+		versions[i] = fmt.Sprintf(`"1.%d"`, i)
+	}
+	versions[69999] = `"3.10"`
+	cond := func(op, value string) string {
+		return b.jobJSON(`"channel":"email","audience":{"type":"segment","groups":[{"conditions":[{"kind":"device","attribute":"app_version","operator":"` +
+			op + `","value":` + value + `}]}]}`)
+	}
+	res, _ := b.run(cond("in", "["+strings.Join(versions, ",")+"]"))
+	if res.Published != 1 {
+		t.Fatalf("in: %+v", res)
+	}
+	res, _ = b.run(cond("not_in", "["+strings.Join(versions, ",")+"]"))
+	if res.Published != 0 || res.Candidates != 0 {
+		t.Fatalf("not_in: %+v", res)
+	}
+	// Leading zeros do not count: 0003.010 = 3.10.
+	res, _ = b.run(cond("=", `"0003.010"`))
+	if res.Published != 1 {
+		t.Fatalf("leading zeros: %+v", res)
+	}
+	for _, c := range []struct{ op, value, path string }{
+		{">", `"1.` + strings.Repeat("9", 1001) + `"`, ".value"},
+		{"in", `["1", "2.` + strings.Repeat("9", 1001) + `"]`, ".value[1]"},
+	} {
+		_, _, err := b.tryRun(cond(c.op, c.value))
+		want := "campaign.audience.groups[0].conditions[0]" + c.path + ": a version part has 1001 digits, more than the 1000 allowed"
+		if err == nil || !job.IsRejection(err) || err.Error() != want {
+			t.Errorf("%s: got %v, want %q", c.op, err, want)
+		}
+	}
+}
