@@ -162,6 +162,7 @@ func TestJobAtLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d bind parameters at every limit", len(q.Args))
 	if len(q.Args) >= job.MaxQueryParams/4 {
 		t.Fatalf("%d parameters at the limits: too close to PostgreSQL's %d", len(q.Args), job.MaxQueryParams)
 	}

@@ -148,6 +148,12 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		w.nack(ctx, d, w.cfg.Lease, log)
 		return
 	}
+	d = ledgerAttempt{d, claim.Run.Attempts}
+	if d.Attempt() > w.cfg.MaxAttempts {
+		w.retryPart(ctx, d, j, child, fmt.Errorf("claimed %d times, at most %d attempts: earlier attempts ended without an outcome (the worker crashed or was killed while running the partition)",
+			d.Attempt(), w.cfg.MaxAttempts), log)
+		return
+	}
 	part := &publish.Part{From: plan.Bounds[ref.Index], Before: plan.Bounds[ref.Index+1]}
 	switch ref.Phase {
 	case phaseScan:
@@ -182,7 +188,9 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		log.Info("partition completed", "candidates", res.Candidates, "published", res.Published)
 		w.advanceOrHandBack(ctx, d, j, ref.Phase, plan, log)
 	case ctx.Err() != nil:
-		_ = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), child, w.cfg.Owner, ledger.Retrying, 0, 0, nil, "interrupted by shutdown")
+		if err := w.cfg.Ledger.HandBack(context.WithoutCancel(ctx), child, w.cfg.Owner, 0, 0, "interrupted by shutdown"); err != nil {
+			log.Warn("record hand-back", "err", err)
+		}
 		w.nack(context.WithoutCancel(ctx), d, 0, log)
 	default:
 		w.retryPart(ctx, d, j, child, err, log)
