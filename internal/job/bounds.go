@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Bounds on the numbers and sizes a job may carry (docs/decisions.md,
@@ -23,6 +25,9 @@ const (
 	// have: each is a join the planner must order, and planning time
 	// grows steeply with them (400 took 52 s).
 	MaxJoinedConditions = 32
+	// MaxMessageIDBytes bounds a claim check's message_id: the message
+	// store's keys (DynamoDB: 2,048 bytes) must take it.
+	MaxMessageIDBytes = 1024
 	// MaxUserIDs is the most ids a user_ids audience may list.
 	MaxUserIDs = 10_000_000
 	// MaxPerInterval bounds throttle.max_per_interval.
@@ -164,31 +169,87 @@ func ThrottleOverflow(path string, ref time.Time, th *Throttle, n int64) error {
 // characters are invalid inside JSON strings).
 var nulEscape = []byte(`\u0000`)
 
-// findNUL returns the path of the first string or key holding a NUL
-// character, "" when there is none. PostgreSQL's text and jsonb cannot
-// store NUL, so such a job could never be recorded or queried.
-func findNUL(data []byte) string {
-	if !bytes.Contains(data, nulEscape) {
-		return "" // the common case: no decoding
+// unstorable returns the path of the first string or key PostgreSQL cannot
+// store, and why; "" when there is none. Its text and jsonb take no NUL
+// character, and jsonb no unpaired UTF-16 surrogate escape (which Go
+// decodes to U+FFFD), so such a job could be neither recorded nor queried.
+func unstorable(data []byte) (path, why string) {
+	var bad func(string) bool
+	switch {
+	case bytes.Contains(data, nulEscape):
+		why = "contains a NUL character (\\u0000), which PostgreSQL cannot store"
+		bad = func(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+	case loneSurrogate(data):
+		why = "contains an unpaired UTF-16 surrogate escape, which PostgreSQL cannot store"
+		bad = func(s string) bool { return strings.ContainsRune(s, utf8.RuneError) }
+	default:
+		return "", "" // the common case: no decoding
 	}
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
-		return ""
+		return "", ""
 	}
-	return nulIn(v, "")
+	if path = findString(v, "", bad); path == "" {
+		return "", "" // `\\u0000`: an escaped backslash, then text
+	}
+	return path, why
 }
 
-func nulIn(v any, path string) string {
+// loneSurrogate reports whether JSON text holds a \uD800-\uDFFF escape
+// that is not a high surrogate followed by a low one.
+func loneSurrogate(data []byte) bool {
+	for i := 0; i+1 < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		if data[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(data, i+2)
+		if !ok {
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			low, ok := rune(0), false
+			if i+7 < len(data) && data[i+6] == '\\' && data[i+7] == 'u' {
+				low, ok = hex4(data, i+8)
+			}
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+func hex4(data []byte, at int) (rune, bool) {
+	if at+4 > len(data) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(data[at:at+4]), 16, 32)
+	return rune(n), err == nil
+}
+
+// findString returns the path of the first string or key (keys in sorted
+// order) for which bad holds.
+func findString(v any, path string, bad func(string) bool) string {
 	switch x := v.(type) {
 	case string:
-		if strings.IndexByte(x, 0) >= 0 {
+		if bad(x) {
 			return cmpPath(path)
 		}
 	case []any:
 		for i, it := range x {
-			if p := nulIn(it, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+			if p := findString(it, fmt.Sprintf("%s[%d]", path, i), bad); p != "" {
 				return p
 			}
 		}
@@ -200,10 +261,10 @@ func nulIn(v any, path string) string {
 		sort.Strings(keys)
 		o := &object{path: path}
 		for _, k := range keys {
-			if strings.IndexByte(k, 0) >= 0 {
+			if bad(k) {
 				return cmpPath(o.at(k))
 			}
-			if p := nulIn(x[k], o.at(k)); p != "" {
+			if p := findString(x[k], o.at(k), bad); p != "" {
 				return p
 			}
 		}

@@ -98,6 +98,26 @@ func TestParseNUL(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", c.to, err, c.want)
 		}
 	}
+	// PostgreSQL's jsonb refuses unpaired surrogate escapes.
+	for _, c := range []struct{ from, to, want string }{
+		{`"message":{"title":"x"}`, `"message":{"title":"a\ud800b"}`, "campaign.message.title: contains an unpaired UTF-16 surrogate escape"},
+		{`"message":{"title":"x"}`, `"message":{"title":"\uDC00"}`, "campaign.message.title: contains an unpaired UTF-16 surrogate escape"},
+		{`"message":{"title":"x"}`, `"message":{"\ud83d":1}`, "campaign.message[\"\ufffd\"]: contains an unpaired UTF-16 surrogate escape"},
+		{`"value":"gold"`, `"value":"\ud83d\u0041"`, "campaign.audience.groups[0].conditions[0].value: contains an unpaired UTF-16 surrogate escape"},
+	} {
+		_, err := Parse([]byte(strings.Replace(validJob, c.from, c.to, 1)))
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || !IsRejection(err) {
+			t.Errorf("%s: got %v, want %q", c.to, err, c.want)
+		}
+	}
+	for _, ok := range []string{`"\ud83d\ude00"`, `"\\ud800"`, `"\u00e9"`} {
+		if _, err := Parse([]byte(strings.Replace(validJob, `"value":"gold"`, `"value":`+ok, 1))); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	if _, err := ParseEnvelope([]byte(`{"version":1,"message_id":"` + strings.Repeat("m", MaxMessageIDBytes+1) + `"}`)); err == nil || err.Error() != "message_id: longer than 1024 bytes" {
+		t.Fatalf("long message id: %v", err)
+	}
 	// An escaped backslash followed by u0000 is not a NUL.
 	if _, err := Parse([]byte(strings.Replace(validJob, `"value":"gold"`, `"value":"\\u0000"`, 1))); err != nil {
 		t.Fatalf("escaped backslash: %v", err)

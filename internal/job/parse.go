@@ -40,6 +40,9 @@ func ParseEnvelope(data []byte) (Envelope, error) {
 		if err != nil {
 			return Envelope{}, err
 		}
+		if len(id) > MaxMessageIDBytes {
+			return Envelope{}, Rejectf(root.at("message_id"), "longer than %d bytes", MaxMessageIDBytes)
+		}
 		return Envelope{MessageID: id}, nil
 	}
 	j, err := parseJob(root)
@@ -62,8 +65,8 @@ func decodeRoot(data []byte) (*object, error) {
 	if !utf8.Valid(data) {
 		return nil, Rejectf("", "malformed JSON: not valid UTF-8")
 	}
-	if p := findNUL(data); p != "" {
-		return nil, Rejectf(p, "contains a NUL character (\\u0000), which PostgreSQL cannot store")
+	if p, why := unstorable(data); p != "" {
+		return nil, Rejectf(p, "%s", why)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var m map[string]json.RawMessage

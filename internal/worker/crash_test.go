@@ -166,3 +166,59 @@ func TestStopAbandonsStuckJob(t *testing.T) {
 		t.Fatalf("ledger %+v", r)
 	}
 }
+
+// Errors that come from a job's content are rejections: dead-lettered on
+// the first attempt, never retried. Each of these was retried as an outage.
+func TestContentErrorsRejected(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 50)
+	b.worker(Config{MaxAttempts: 3})
+	ctx := context.Background()
+	jobs := map[string]string{
+		"r-nul":      strings.Replace(string(b.jobText("r-nul")), `"title":"hi"`, `"title":"h\u0000i"`, 1),
+		"r-project":  strings.Replace(string(b.jobText("r-project")), `"project_id":"`+b.tables.Project+`"`, `"project_id":"nosuch_`+b.tables.Project+`"`, 1),
+		"r-year0":    strings.Replace(string(b.jobText("r-year0")), `2026-11-24T18:00:00+09:00`, `0000-01-01T00:00:00Z`, 1),
+		"r-offset":   strings.Replace(string(b.jobText("r-offset")), `+09:00`, `+24:00`, 1),
+		"r-throttle": strings.Replace(strings.Replace(string(b.jobText("r-throttle")), `2026-11-24T18:00:00+09:00`, `9999-12-01T00:00:00Z`, 1), `"message":{"title":"hi"}`, `"message":{"title":"hi"},"throttle":{"max_per_interval":1,"interval_minutes":527040}`, 1),
+	}
+	want := map[string]string{
+		"r-nul":      "campaign.message.title: contains a NUL character",
+		"r-project":  `project_id: no project "nosuch_` + b.tables.Project + `" in the database`,
+		"r-year0":    `scheduled_at: "0000-01-01T00:00:00Z" is out of range`,
+		"r-offset":   "scheduled_at: not an RFC 3339 time",
+		"r-throttle": "campaign.throttle: ",
+	}
+	for _, text := range jobs {
+		if err := b.jobs.Send(ctx, []byte(text), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range jobs {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		d, err := b.dead.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("dead letter: %v", err)
+		}
+		var dl DeadLetter
+		if err := json.Unmarshal(d.Body(), &dl); err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Ack(ctx)
+		// Jobs rejected while parsing have no request_id: the reason
+		// tells them apart.
+		id := ""
+		for k, w := range want {
+			if strings.HasPrefix(dl.Reason, w) {
+				id = k
+			}
+		}
+		if dl.Kind != "rejected" || dl.Attempts != 1 || id == "" {
+			t.Errorf("dead letter %s (%s, attempt %d): not one of the expected rejections", dl.Reason, dl.Kind, dl.Attempts)
+		}
+		delete(want, id)
+	}
+	if len(want) > 0 {
+		t.Fatalf("not dead-lettered: %v", want)
+	}
+}

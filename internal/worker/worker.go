@@ -451,6 +451,9 @@ func (w *Worker) resolve(ctx context.Context, body []byte) (*job.Job, []byte, er
 	if errors.Is(err, msgstore.ErrNotFound) {
 		return nil, nil, job.Rejectf("message_id", "no item %q in the message store", env.MessageID)
 	}
+	if errors.Is(err, msgstore.ErrMalformed) {
+		return nil, nil, job.Rejectf("message_id", "item %q of the message store holds no job: %v", env.MessageID, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("get claim-checked job %s: %w", env.MessageID, err)
 	}
