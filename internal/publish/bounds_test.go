@@ -105,6 +105,15 @@ func TestThrottlePastYear9999(t *testing.T) {
 	if len(sink.msgs) > 10 {
 		t.Fatalf("csv push: %d messages", len(sink.msgs))
 	}
+	// A partitioned run is checked when it is planned: its ranges do not
+	// count the audience.
+	j, err := job.Parse([]byte(strings.Replace(b.jobJSON(cases["segment"]), `"scheduled_at":"2026-11-24T18:00:00+09:00"`, `"scheduled_at":"9990-01-01T00:00:00Z"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.runner.Bounds(t.Context(), j, 5); err == nil || !job.IsRejection(err) || !strings.HasPrefix(err.Error(), "campaign.throttle: 20 messages") {
+		t.Errorf("partition plan: %v", err)
+	}
 	// Ten fit, the last in 9999.
 	text = strings.Replace(b.jobJSON(`"channel":"email","audience":{"type":"user_ids","user_ids":`+strings.Replace(ids, `,"ext-u10","ext-u11"`, "", 1)+`},`+throttle),
 		`"scheduled_at":"2026-11-24T18:00:00+09:00"`, `"scheduled_at":"9990-01-01T00:00:00Z"`, 1)

@@ -411,6 +411,13 @@ func (r *Runner) Bounds(ctx context.Context, j *job.Job, rowsPerPart int) (bound
 	if err := r.checkProject(ctx, j, t); err != nil {
 		return nil, 0, err
 	}
+	if th := j.Campaign.Throttle; th != nil && j.Action == job.ActionPublish && job.ThrottleCapacity(j.ScheduledAt, th) < countThreshold {
+		// Partitions do not count the audience: the whole run's plan
+		// does (checkThrottle), before any range publishes.
+		if _, err := r.prepare(ctx, j, nil); err != nil {
+			return nil, 0, err
+		}
+	}
 	var est float64
 	var sample []string
 	if a.Type == job.AudienceUserIDs {
