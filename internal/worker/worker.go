@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -472,6 +473,11 @@ func lenientStart(body []byte) (ledger.Start, bool) {
 		} `json:"campaign"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil || raw.RequestID == "" || len(raw.RequestID) > 512 {
+		return ledger.Start{}, false
+	}
+	// PostgreSQL cannot store a NUL character: such a job is only
+	// dead-lettered, not recorded.
+	if strings.ContainsRune(raw.RequestID+raw.ProjectID+raw.Action+raw.Campaign.ID, 0) {
 		return ledger.Start{}, false
 	}
 	return ledger.Start{RequestID: raw.RequestID, ProjectID: raw.ProjectID, CampaignID: raw.Campaign.ID, Action: raw.Action}, true
