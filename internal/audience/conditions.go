@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -240,24 +241,24 @@ func (b *builder) versionCond(col string, c job.Condition) (string, error) {
 	}
 	norm := "string_to_array(regexp_replace(" + col + `, '(\.0+)+$', ''), '.')::numeric[]`
 	guard := col + " ~ " + versionPattern
-	eq := func(item job.Value) (string, bool) {
-		parts, ok := versionParts(item)
-		if !ok {
-			return "", false
-		}
-		return norm + " = " + b.arg(parts) + "::text[]::numeric[]", true
-	}
 	switch c.Operator {
 	case job.OpIn, job.OpNotIn:
-		var ors []string
-		for _, it := range v.Items {
-			if e, ok := eq(it); ok {
-				ors = append(ors, e)
+		// One parameter for the whole list, however long: a parameter per
+		// element would pass PostgreSQL's 65,535.
+		var versions []string
+		for i, it := range v.Items {
+			parts, ok := versionParts(it)
+			if !ok {
+				continue
 			}
+			if err := checkVersionParts(parts, fmt.Sprintf("%s.value[%d]", c.Path, i)); err != nil {
+				return "", err
+			}
+			versions = append(versions, strings.Join(parts, "."))
 		}
 		in := "false"
-		if len(ors) > 0 {
-			in = guarded(guard, "("+strings.Join(ors, " OR ")+")", "false")
+		if len(versions) > 0 {
+			in = guarded(guard, "("+norm+" IN (SELECT string_to_array(v, '.')::numeric[] FROM unnest("+b.arg(versions)+"::text[]) v))", "false")
 		}
 		if c.Operator == job.OpNotIn {
 			return "NOT " + in, nil
@@ -267,6 +268,9 @@ func (b *builder) versionCond(col string, c job.Condition) (string, error) {
 	parts, ok := versionParts(v)
 	if !ok {
 		return constant(c.Operator), nil
+	}
+	if err := checkVersionParts(parts, c.Path+".value"); err != nil {
+		return "", err
 	}
 	return guarded(guard, norm+" "+sqlOps[c.Operator]+" "+b.arg(parts)+"::text[]::numeric[]", constant(c.Operator)), nil
 }
@@ -291,7 +295,27 @@ func versionParts(v job.Value) ([]string, bool) {
 	for len(parts) > 1 && strings.Trim(parts[len(parts)-1], "0") == "" {
 		parts = parts[:len(parts)-1]
 	}
+	// Leading zeros do not change a part's value; without them its length
+	// is its magnitude.
+	for i, p := range parts {
+		if t := strings.TrimLeft(p, "0"); t != p {
+			parts[i] = cmp.Or(t, "0")
+		}
+	}
 	return parts, true
+}
+
+// MaxVersionDigits bounds a version part of a condition value, far below
+// what PostgreSQL's numeric holds (131,072 digits).
+const MaxVersionDigits = 1000
+
+func checkVersionParts(parts []string, path string) error {
+	for _, p := range parts {
+		if len(p) > MaxVersionDigits {
+			return job.Rejectf(path, "a version part has %d digits, more than the %d allowed", len(p), MaxVersionDigits)
+		}
+	}
+	return nil
 }
 
 // eventCond compares the sum of an event's counts over the window; a user

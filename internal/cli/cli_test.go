@@ -119,9 +119,11 @@ func TestExitCodes(t *testing.T) {
 	if r := run(t, "{", "size", "--job", "-"); r.code != ExitRejected || !strings.Contains(r.stderr, "malformed JSON") {
 		t.Fatalf("malformed: exit %d, %q", r.code, r.stderr)
 	}
-	// A project whose tables do not exist is a failure, not a rejection.
+	// A project whose tables do not exist is the job's error: a rejection
+	// (retrying cannot create the tables).
 	missing := strings.Replace(strings.Replace(bad, `"~="`, `"="`, 1), `"project_id":"p"`, `"project_id":"no_such_project_x"`, 1)
-	if r := run(t, missing, "size", "--job", "-"); r.code != ExitFailure || !strings.Contains(r.stdout, `"status":"failed"`) {
+	if r := run(t, missing, "size", "--job", "-"); r.code != ExitRejected || !strings.Contains(r.stdout, `"status":"rejected"`) ||
+		!strings.Contains(r.stderr, `project_id: no project "no_such_project_x" in the database`) {
 		t.Fatalf("missing tables: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	if r := run(t, "", "size"); r.code != ExitFailure || !strings.Contains(r.stderr, "--job is required") {

@@ -168,11 +168,21 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 		return code
 	}
 	log := s.logger(env)
+	if s.grace <= 0 {
+		return fail(env, "serve", fmt.Errorf("--shutdown-grace ($SEGPUB_SHUTDOWN_GRACE): %s is not positive", s.grace))
+	}
 	svc, err := s.open(ctx, log)
 	if err != nil {
 		return fail(env, "serve", err)
 	}
-	defer svc.close()
+	// A job that ignored cancellation may still hold connections, and
+	// closing the pools would wait for it: the process exits instead.
+	abandoned := false
+	defer func() {
+		if !abandoned {
+			svc.close()
+		}
+	}()
 	w, m, err := s.worker(ctx, svc, log)
 	if err != nil {
 		return fail(env, "serve", err)
@@ -211,19 +221,37 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 	<-ctx.Done()
 	log.Info("shutting down: no new jobs; running ones may finish", "grace", s.grace)
 	ready = false
-	stopCtx, cancel := context.WithTimeout(context.Background(), s.grace)
+	// The whole stop fits in the grace: running jobs may finish until
+	// the hand-back allowance before its end, are then cancelled, and
+	// whatever still runs at the end is abandoned.
+	hardCtx, cancelHard := context.WithTimeout(context.Background(), s.grace)
+	defer cancelHard()
+	stopCtx, cancel := context.WithTimeout(hardCtx, s.grace-handBackWait(s.grace))
 	defer cancel()
 	if sch != nil {
 		_ = sch.Stop(stopCtx)
 	}
-	if err := w.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	code := ExitOK
+	if err := w.Stop(stopCtx); errors.Is(err, worker.ErrAbandoned) {
+		abandoned = true
+		code = ExitFailure
+		log.Error("stop worker: exiting with jobs still running", "err", err)
+	} else if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("stop worker", "err", err)
 	}
 	if srv != nil {
-		_ = srv.Shutdown(context.Background())
+		if err := srv.Shutdown(hardCtx); err != nil {
+			_ = srv.Close()
+		}
 	}
 	log.Info("stopped")
-	return ExitOK
+	return code
+}
+
+// handBackWait is the part of the shutdown grace kept for cancelled jobs
+// to hand their runs back: a quarter, at most worker.DefaultHandBackWait.
+func handBackWait(grace time.Duration) time.Duration {
+	return max(min(grace/4, worker.DefaultHandBackWait), time.Millisecond)
 }
 
 func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (*worker.Worker, *metrics.Metrics, error) {
@@ -258,7 +286,7 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	m := metrics.New()
 	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: dead, Store: store, Ledger: led, Runner: runner,
 		Sink: m.Sink(sink), Logger: log, Observer: m, Events: ev, Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease,
-		PartitionRows: s.partitionRows})
+		PartitionRows: s.partitionRows, HandBackWait: handBackWait(s.grace)})
 	return w, m, err
 }
 

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/segpub/segpub/internal/schema"
@@ -41,6 +40,9 @@ func ParseEnvelope(data []byte) (Envelope, error) {
 		if err != nil {
 			return Envelope{}, err
 		}
+		if len(id) > MaxMessageIDBytes {
+			return Envelope{}, Rejectf(root.at("message_id"), "longer than %d bytes", MaxMessageIDBytes)
+		}
 		return Envelope{MessageID: id}, nil
 	}
 	j, err := parseJob(root)
@@ -62,6 +64,9 @@ func Parse(data []byte) (*Job, error) {
 func decodeRoot(data []byte) (*object, error) {
 	if !utf8.Valid(data) {
 		return nil, Rejectf("", "malformed JSON: not valid UTF-8")
+	}
+	if p, why := unstorable(data); p != "" {
+		return nil, Rejectf(p, "%s", why)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var m map[string]json.RawMessage
@@ -137,11 +142,9 @@ func parseJob(o *object) (*Job, error) {
 	if s, err := o.str("scheduled_at", false); err != nil {
 		return nil, err
 	} else if s != "" {
-		t, perr := time.Parse(time.RFC3339Nano, s)
-		if perr != nil {
-			return nil, Rejectf(o.at("scheduled_at"), "not an RFC 3339 time: %q", s)
+		if j.ScheduledAt, err = parseScheduledAt(o.at("scheduled_at"), s); err != nil {
+			return nil, err
 		}
-		j.ScheduledAt = t
 	}
 	c, err := o.obj("campaign", true)
 	if err != nil {
@@ -152,6 +155,9 @@ func parseJob(o *object) (*Job, error) {
 	}
 	if j.Action == ActionPublish && j.Campaign.Message == nil {
 		return nil, Rejectf(c.at("message"), "required for action %q", ActionPublish)
+	}
+	if err := checkThrottleFits(c.at("throttle"), j); err != nil {
+		return nil, err
 	}
 	return j, nil
 }
@@ -221,14 +227,14 @@ func parseCampaign(o *object) (Campaign, error) {
 		if th.MaxPerInterval, err = t.integer("max_per_interval", true); err != nil {
 			return c, err
 		}
-		if th.MaxPerInterval < 1 {
-			return c, Rejectf(t.at("max_per_interval"), "must be at least 1")
+		if th.MaxPerInterval < 1 || th.MaxPerInterval > MaxPerInterval {
+			return c, Rejectf(t.at("max_per_interval"), "must be between 1 and %d, got %d", MaxPerInterval, th.MaxPerInterval)
 		}
 		if th.IntervalMinutes, err = t.integer("interval_minutes", true); err != nil {
 			return c, err
 		}
-		if th.IntervalMinutes < 1 {
-			return c, Rejectf(t.at("interval_minutes"), "must be at least 1")
+		if th.IntervalMinutes < 1 || th.IntervalMinutes > MaxIntervalMinutes {
+			return c, Rejectf(t.at("interval_minutes"), "must be between 1 and %d, got %d", MaxIntervalMinutes, th.IntervalMinutes)
 		}
 		c.Throttle = th
 	}
@@ -283,6 +289,9 @@ func parseAudience(o *object) (Audience, error) {
 		if a.UserIDs, err = stringList(raw, o.at("user_ids")); err != nil {
 			return a, err
 		}
+		if len(a.UserIDs) > MaxUserIDs {
+			return a, Rejectf(o.at("user_ids"), "%d ids, more than the %d allowed", len(a.UserIDs), MaxUserIDs)
+		}
 		if _, ok := o.m["groups"]; ok {
 			if a.Groups, err = parseGroups(o); err != nil {
 				return a, err
@@ -300,6 +309,9 @@ func parseAudience(o *object) (Audience, error) {
 		}
 	default:
 		return a, Rejectf(o.at("type"), "unknown audience type %q (want all, segment, user_ids or csv)", typ)
+	}
+	if err := checkLimits(o.path, a.Groups); err != nil {
+		return a, err
 	}
 	return a, nil
 }
@@ -508,8 +520,8 @@ func toValue(v any, path string, arrayOK bool) (Value, error) {
 		return Value{Type: ValueBool, Bool: x}, nil
 	case json.Number:
 		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil || math.IsInf(f, 0) {
-			return Value{}, Rejectf(path, "number %s is out of range", x)
+		if err != nil || math.IsInf(f, 0) || len(x) > MaxNumberLength || (f == 0 && nonZeroMantissa(string(x))) {
+			return Value{}, Rejectf(path, "number %.64s is out of range (want a float64 of at most %d characters)", x, MaxNumberLength)
 		}
 		return Value{Type: ValueNumber, Str: string(x)}, nil
 	case []any:

@@ -63,7 +63,7 @@ func TestParseRejections(t *testing.T) {
 		{"request_id blank", `"request_id":"r1"`, `"request_id":"  "`, `request_id: must not be blank`},
 		{"audience type", `"type":"segment"`, `"type":"everyone"`, `campaign.audience.type: unknown audience type "everyone"`},
 		{"empty groups", `"groups":[{"conditions":[`, `"groups":[],"x":[{"conditions":[`, `campaign.audience.x: unknown field`},
-		{"throttle", `"message":{"title":"x"}`, `"message":{"title":"x"},"throttle":{"max_per_interval":0,"interval_minutes":5}`, `campaign.throttle.max_per_interval: must be at least 1`},
+		{"throttle", `"message":{"title":"x"}`, `"message":{"title":"x"},"throttle":{"max_per_interval":0,"interval_minutes":5}`, `campaign.throttle.max_per_interval: must be between 1 and`},
 		{"message type", `"message":{"title":"x"}`, `"message":"x"`, `campaign.message: want an object, got a string`},
 		{"variant msgs", `"message":{"title":"x"}`, `"message":{"title":"x"},"variant_messages":{"a":{}}`, `campaign.variant_messages: needs campaign.experiment_id`},
 		{"malformed", `"campaign":{`, `"campaign":{{`, `malformed JSON`},

@@ -286,6 +286,25 @@ WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('comp
 	return nil
 }
 
+// HandBack releases a run interrupted by a graceful stop (status handed_back)
+// and takes back the attempt its claim counted: the run did not fail, the
+// process was asked to stop. A run that never gets here (the process
+// crashed, was killed, or was stopped hard after its grace period) keeps
+// the attempt, so a job that crashes its worker ends in the dead-letter
+// destination after its last attempt.
+func (l *Ledger) HandBack(ctx context.Context, requestID, owner string, candidates, published int64, reason string) error {
+	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'handed_back', attempts = greatest(attempts - 1, 0), candidates = $3, published = $4,
+  error = nullif($5, ''), owner = NULL, lease_until = NULL, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, candidates, published, reason)
+	if err != nil {
+		return fmt.Errorf("hand back run %s: %w", requestID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("hand back run %s: %w", requestID, ErrLeaseLost)
+	}
+	return nil
+}
+
 // Reject records a job rejected before it could run (it may have no row).
 func (l *Ledger) Reject(ctx context.Context, s Start, reason string) error {
 	_, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs AS r (request_id, project_id, campaign_id, action, status, attempts, reference_time, error, finished_at)

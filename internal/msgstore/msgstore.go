@@ -19,3 +19,7 @@ type Store interface {
 
 // ErrNotFound means no item has the id: the job is rejected.
 var ErrNotFound = errors.New("no message with that id")
+
+// ErrMalformed means the item exists but holds no job body (DynamoDB: no
+// string attribute body): it never will, so the job is rejected too.
+var ErrMalformed = errors.New("message has no string body")

@@ -43,6 +43,9 @@ type checker struct {
 	// nightRule: the job defers night-time messages to recipients
 	// without night-time consent.
 	nightRule bool
+	// capacity is the number of messages whose send_at fits before
+	// job.MaxTime.
+	capacity int64
 
 	candidates atomic.Int64
 	lastUser   []byte
@@ -98,6 +101,7 @@ func newChecker(p *plan, batchSize int) *checker {
 		seen:      dedup.New(int(p.estimate)),
 		batchSize: batchSize,
 		wave:      -1,
+		capacity:  job.ThrottleCapacity(p.reference, p.job.Campaign.Throttle),
 	}
 	camp := p.job.Campaign
 	c.nightRule = camp.Advertising != nil && camp.Advertising.NightConsent != "" && camp.Channel != job.ChannelEmail
@@ -115,10 +119,9 @@ func (c *checker) setWave(k int64) {
 	if w == c.wave && c.waveSendAt != nil {
 		return
 	}
-	at := c.p.reference
-	if th != nil {
-		at = at.Add(time.Duration(w*th.IntervalMinutes) * time.Minute)
-	}
+	// Past the last wave that fits (ok false) the message is never sent:
+	// run stops at it. Until then the time is what it would be.
+	at, _ := job.SendAt(c.p.reference, th, k)
 	c.waveSendAt = message.AppendSendAt(c.waveSendAt[:0], at)
 	c.waveNight = false
 	if c.nightRule {
@@ -212,6 +215,11 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 				}
 			}
 			c.check(cand, res)
+			if c.p.publish && !c.scan && c.published > c.capacity {
+				// Checked before the run where the audience's size is
+				// known; this catches the rest before the batch is sent.
+				return job.ThrottleOverflow("campaign.throttle", c.p.reference, c.p.job.Campaign.Throttle, c.published)
+			}
 			c.lastUser = append(c.lastUser[:0], cand.UserID...)
 			lastRow = cand.Row
 		}

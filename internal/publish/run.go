@@ -205,6 +205,9 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 	if err != nil {
 		return nil, job.Rejectf("project_id", "%v", err)
 	}
+	if err := r.checkProject(ctx, j, tables); err != nil {
+		return nil, err
+	}
 	p := &plan{job: j, tables: tables, reference: j.ScheduledAt, publish: j.Action == job.ActionPublish, part: part}
 	if part != nil && part.Scan {
 		p.publish = false
@@ -263,9 +266,18 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 		if p.csv, err = r.prepareCSV(ctx, p); err != nil {
 			return nil, err
 		}
+		if err := r.checkThrottle(ctx, p); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
 	if p.query, err = audience.Compile(p.spec); err != nil {
+		return nil, err
+	}
+	if err := checkParams(p.query); err != nil {
+		return nil, err
+	}
+	if err := r.checkThrottle(ctx, p); err != nil {
 		return nil, err
 	}
 	if ids := c.Audience.UserIDs; c.Audience.Type == job.AudienceUserIDs {
@@ -588,6 +600,16 @@ func (r *Runner) Bounds(ctx context.Context, j *job.Job, rowsPerPart int) (bound
 	t, err := schema.For(j.ProjectID)
 	if err != nil {
 		return nil, 0, job.Rejectf("project_id", "%v", err)
+	}
+	if err := r.checkProject(ctx, j, t); err != nil {
+		return nil, 0, err
+	}
+	if th := j.Campaign.Throttle; th != nil && j.Action == job.ActionPublish && job.ThrottleCapacity(j.ScheduledAt, th) < countThreshold {
+		// Partitions do not count the audience: the whole run's plan
+		// does (checkThrottle), before any range publishes.
+		if _, err := r.prepare(ctx, j, nil); err != nil {
+			return nil, 0, err
+		}
 	}
 	var est float64
 	var sample []string

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -169,6 +170,13 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 			return nil, csvError(url, err)
 		}
 		cp.rows++
+		if ch.IsDevice() || ids != nil {
+			// Looked up in the database: push recipients, and users to
+			// count against the frequency cap.
+			if err := checkUserID(url, cr, rec[cp.userCol]); err != nil {
+				return nil, err
+			}
+		}
 		if ids != nil {
 			if id := string(contact.Trim([]byte(rec[cp.userCol]))); id != "" {
 				ids = append(ids, id)
@@ -202,6 +210,16 @@ func (r *Runner) cappedIDs(ctx context.Context, p *plan, ids []string) (map[stri
 		capped[id] = struct{}{}
 	}
 	return capped, nil
+}
+
+// checkUserID rejects a user_id that PostgreSQL cannot take as text (it is
+// looked up in the database): not UTF-8, or holding a NUL.
+func checkUserID(url string, cr *csv.Reader, id string) error {
+	if utf8.ValidString(id) && !strings.ContainsRune(id, 0) {
+		return nil
+	}
+	line, _ := cr.FieldPos(0)
+	return job.Rejectf(csvPath, "%s: line %d: user_id is not valid UTF-8 text without NUL characters", url, line)
 }
 
 func contactColumn(ch job.Channel) string {

@@ -165,6 +165,12 @@ func (w *Worker) handlePart(ctx context.Context, d queue.Delivery, ref *partRef)
 		w.nack(ctx, d, w.cfg.Lease, log)
 		return
 	}
+	d = ledgerAttempt{d, claim.Run.Attempts}
+	if d.Attempt() > w.cfg.MaxAttempts {
+		w.retryPart(ctx, d, j, child, nil, fmt.Errorf("claimed %d times, at most %d attempts: earlier attempts ended without an outcome (the worker crashed or was killed while running the partition)",
+			d.Attempt(), w.cfg.MaxAttempts), log)
+		return
+	}
 	part := &publish.Part{From: plan.Bounds[ref.Index], Before: plan.Bounds[ref.Index+1]}
 	switch ref.Phase {
 	case phaseScan:

@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,20 @@ type Config struct {
 	// Failpoints lets tests fail runs at named points (internal/failpoint).
 	// Nil in production.
 	Failpoints *failpoint.Set
+	// HandBackWait is how long Stop waits, once it has cancelled the
+	// running jobs, for them to hand their runs back. A job still running
+	// then ignores cancellation: it is abandoned (Stop returns
+	// ErrAbandoned) so the process can exit, and like a crashed run it is
+	// redelivered and counted as an attempt. Default: DefaultHandBackWait.
+	HandBackWait time.Duration
 }
+
+// DefaultHandBackWait is Config.HandBackWait's default.
+const DefaultHandBackWait = 5 * time.Second
+
+// ErrAbandoned is returned by Stop when running jobs did not stop within
+// Config.HandBackWait of being cancelled.
+var ErrAbandoned = errors.New("worker: running jobs ignored cancellation and were abandoned")
 
 func (c *Config) validate() error {
 	switch {
@@ -96,6 +110,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("worker: Config.Concurrency %d is negative", c.Concurrency)
 	case c.Lease != 0 && c.Lease < 3*time.Second:
 		return fmt.Errorf("worker: Config.Lease %s is under 3s", c.Lease)
+	case c.HandBackWait < 0:
+		return fmt.Errorf("worker: Config.HandBackWait %s is negative", c.HandBackWait)
 	}
 	return nil
 }
@@ -126,6 +142,7 @@ func New(cfg Config) (*Worker, error) {
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1)
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 5)
 	cfg.Lease = cmp.Or(cfg.Lease, 60*time.Second)
+	cfg.HandBackWait = cmp.Or(cfg.HandBackWait, DefaultHandBackWait)
 	if cfg.Backoff == nil {
 		cfg.Backoff = defaultBackoff
 	}
@@ -168,6 +185,8 @@ func (w *Worker) Start(ctx context.Context) error {
 // Stop stops taking jobs and waits for the running ones to finish. When ctx
 // ends first, running jobs are cancelled: each stops after the batch in
 // hand and its message is handed back to the queue for another worker.
+// Stop returns at most Config.HandBackWait after ctx ends, with ErrAbandoned
+// when some job ignored its cancellation.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	done := w.done
@@ -183,8 +202,15 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.log.Warn("stop deadline reached: handing running jobs back")
 	w.cancelJobs()
-	<-done
-	return ctx.Err()
+	t := time.NewTimer(w.cfg.HandBackWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return ctx.Err()
+	case <-t.C:
+	}
+	w.log.Error("running jobs did not stop when cancelled; abandoned (they will be redelivered and counted as an attempt)", "waited", w.cfg.HandBackWait)
+	return ErrAbandoned
 }
 
 func (w *Worker) loop(recvCtx, jobCtx context.Context) {
@@ -250,6 +276,13 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		}
 		log.Info("run held by another worker; handed back", "holder", claim.Run.Owner)
 		w.nack(ctx, d, w.cfg.Lease, log)
+		return
+	}
+	// The ledger counts attempts when they are claimed: the queue's count
+	// also counts graceful hand-backs, and an attempt that crashed the
+	// worker records nothing else.
+	d = ledgerAttempt{d, claim.Run.Attempts}
+	if w.crashLoop(ctx, d, j) {
 		return
 	}
 	// The ledger's reference time wins: a resumed run keeps the first
@@ -352,10 +385,33 @@ func (w *Worker) handBack(ctx context.Context, d queue.Delivery, runID string, r
 	}
 	log.Info("job interrupted by shutdown; handed back", "published", res.Published)
 	ctx = context.WithoutCancel(ctx)
-	if err := w.cfg.Ledger.Finish(ctx, runID, w.cfg.Owner, ledger.HandedBack, res.Candidates, res.Published, nil, ""); err != nil {
+	// The attempt is given back: a graceful stop is not the job's fault.
+	if err := w.cfg.Ledger.HandBack(ctx, runID, w.cfg.Owner, res.Candidates, res.Published, ""); err != nil {
 		log.Error("record hand-back", "err", err)
 	}
 	w.nack(ctx, d, 0, log)
+}
+
+// ledgerAttempt is a delivery whose attempt number is the ledger's.
+type ledgerAttempt struct {
+	queue.Delivery
+	attempt int
+}
+
+func (d ledgerAttempt) Attempt() int { return d.attempt }
+
+// crashLoop dead-letters a run claimed more times than it may be attempted
+// (and reports true). Failed attempts are dead-lettered by retry on the
+// last one, so a run claimed past its last attempt had attempts that ended
+// with no outcome recorded: its worker crashed (OOM) or was killed while
+// running it, and would be again.
+func (w *Worker) crashLoop(ctx context.Context, d queue.Delivery, j *job.Job) bool {
+	if d.Attempt() <= w.cfg.MaxAttempts {
+		return false
+	}
+	w.retry(ctx, d, j, fmt.Errorf("claimed %d times, at most %d attempts: earlier attempts ended without an outcome (the worker crashed or was killed while running the job)",
+		d.Attempt(), w.cfg.MaxAttempts))
+	return true
 }
 
 // emit sends a run event; a stream that is down never fails the run.
@@ -475,6 +531,9 @@ func (w *Worker) resolve(ctx context.Context, body []byte) (*job.Job, []byte, er
 	if errors.Is(err, msgstore.ErrNotFound) {
 		return nil, nil, job.Rejectf("message_id", "no item %q in the message store", env.MessageID)
 	}
+	if errors.Is(err, msgstore.ErrMalformed) {
+		return nil, nil, job.Rejectf("message_id", "item %q of the message store holds no job: %v", env.MessageID, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("get claim-checked job %s: %w", env.MessageID, err)
 	}
@@ -493,6 +552,11 @@ func lenientStart(body []byte) (ledger.Start, bool) {
 		} `json:"campaign"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil || raw.RequestID == "" || len(raw.RequestID) > 512 {
+		return ledger.Start{}, false
+	}
+	// PostgreSQL cannot store a NUL character: such a job is only
+	// dead-lettered, not recorded.
+	if strings.ContainsRune(raw.RequestID+raw.ProjectID+raw.Action+raw.Campaign.ID, 0) {
 		return ledger.Start{}, false
 	}
 	return ledger.Start{RequestID: raw.RequestID, ProjectID: raw.ProjectID, CampaignID: raw.Campaign.ID, Action: raw.Action}, true

@@ -51,7 +51,7 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	}
 	body, ok := out.Item["body"].(*types.AttributeValueMemberS)
 	if !ok {
-		return nil, fmt.Errorf("message %s in %s has no string attribute body", id, s.table)
+		return nil, fmt.Errorf("message %s in %s has no string attribute body: %w", id, s.table, msgstore.ErrMalformed)
 	}
 	return []byte(body.Value), nil
 }

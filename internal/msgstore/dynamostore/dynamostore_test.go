@@ -42,3 +42,31 @@ func TestStore(t *testing.T) {
 		t.Fatalf("got %q %v", got, err)
 	}
 }
+
+// itemAPI returns one item, whatever is asked.
+type itemAPI struct {
+	API
+	item map[string]types.AttributeValue
+}
+
+func (a itemAPI) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return &dynamodb.GetItemOutput{Item: a.item}, nil
+}
+
+// An item without a string body never holds a job: ErrMalformed, which the
+// worker rejects instead of retrying.
+func TestMalformedItem(t *testing.T) {
+	t.Parallel()
+	for name, item := range map[string]map[string]types.AttributeValue{
+		"no body":     {"id": &types.AttributeValueMemberS{Value: "m"}},
+		"number body": {"id": &types.AttributeValueMemberS{Value: "m"}, "body": &types.AttributeValueMemberN{Value: "1"}},
+	} {
+		s, err := New(itemAPI{item: item}, "messages")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(context.Background(), "m"); !errors.Is(err, msgstore.ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
