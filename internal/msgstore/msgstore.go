@@ -11,11 +11,17 @@ import (
 
 // Store holds job bodies by id.
 type Store interface {
-	// Get returns the body stored under id, or ErrNotFound.
-	Get(ctx context.Context, id string) ([]byte, error)
+	// Get returns the body stored under id, ErrNotFound, or ErrTooLarge
+	// when the body is over maxBytes (checked before the body is fetched
+	// where the store can tell its size).
+	Get(ctx context.Context, id string, maxBytes int64) ([]byte, error)
 	// Put stores body under id (segpub submit uses it for large jobs).
 	Put(ctx context.Context, id string, body []byte) error
 }
 
 // ErrNotFound means no item has the id: the job is rejected.
 var ErrNotFound = errors.New("no message with that id")
+
+// ErrTooLarge means the item's body is over the job size cap: the job is
+// rejected.
+var ErrTooLarge = errors.New("message over the size limit")
