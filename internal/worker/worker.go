@@ -54,8 +54,8 @@ type Config struct {
 	// MaxJobBytes rejects larger jobs, inline or claim-checked, before
 	// they are parsed. Default: job.DefaultMaxJobBytes.
 	MaxJobBytes int64
-	Ledger *ledger.Ledger
-	Runner Runner
+	Ledger      *ledger.Ledger
+	Runner      Runner
 	// Sink receives channel messages.
 	Sink   publish.Sink
 	Logger *slog.Logger
