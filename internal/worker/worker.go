@@ -50,12 +50,9 @@ type Config struct {
 	// only logged (and recorded in the ledger).
 	DeadLetter queue.Queue
 	// Store resolves claim checks. Nil: claim-checked jobs are rejected.
-	Store msgstore.Store
-	// MaxJobBytes rejects larger jobs, inline or claim-checked, before
-	// they are parsed. Default: job.DefaultMaxJobBytes.
-	MaxJobBytes int64
-	Ledger      *ledger.Ledger
-	Runner      Runner
+	Store  msgstore.Store
+	Ledger *ledger.Ledger
+	Runner Runner
 	// Sink receives channel messages.
 	Sink   publish.Sink
 	Logger *slog.Logger
@@ -68,6 +65,9 @@ type Config struct {
 	// MaxAttempts is the number of runs a failing job gets before it is
 	// dead-lettered. Default: 5.
 	MaxAttempts int
+	// MaxJobBytes rejects larger jobs, inline or claim-checked, before
+	// they are parsed. Default: job.DefaultMaxJobBytes.
+	MaxJobBytes int64
 	// Lease is how long a run is held without a heartbeat. Default: 60s.
 	Lease time.Duration
 	// Backoff is the redelivery delay after failed attempt n. Default:
