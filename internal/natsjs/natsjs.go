@@ -14,11 +14,14 @@ package natsjs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,12 +47,19 @@ type Connector struct {
 
 	mu       sync.Mutex
 	embedded map[string]*server.Server
+	tokens   map[string]string // by directory, of embedded
 	conns    []*nats.Conn
 }
 
 // urlFile, in an embedded server's directory, holds the URL other processes
 // join it at while it runs.
 const urlFile = "server.url"
+
+// tokenFile, next to urlFile, holds the token the embedded server requires
+// of every client, in process or not. Both files and the directory are the
+// owner's only (0600, 0700): another local user can neither join the
+// server nor read its streams from disk.
+const tokenFile = "server.token"
 
 // Conn is a connection and the URL's query parameters.
 type Conn struct {
@@ -73,16 +83,16 @@ func (c *Connector) Connect(ctx context.Context, rawURL string) (*Conn, error) {
 		}
 		// Another segpub process on this machine may run the embedded
 		// server for this directory already: join it.
-		if running, err := os.ReadFile(filepath.Join(dir, urlFile)); err == nil {
-			if nc, err = nats.Connect(string(running), nats.Name("segpub"), nats.MaxReconnects(-1)); err == nil {
+		if running, token, err := readJoinFiles(dir); err == nil {
+			if nc, err = nats.Connect(running, nats.Name("segpub"), nats.Token(token), nats.MaxReconnects(-1)); err == nil {
 				break
 			}
 		}
-		srv, err := c.server(dir)
+		srv, token, err := c.server(dir)
 		if err != nil {
 			return nil, err
 		}
-		nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("segpub"))
+		nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("segpub"), nats.Token(token))
 		if err != nil {
 			return nil, fmt.Errorf("connect to embedded JetStream: %w", err)
 		}
@@ -111,17 +121,68 @@ func (c *Connector) Connect(ctx context.Context, rawURL string) (*Conn, error) {
 	return &Conn{NC: nc, JS: js, Params: u.Query()}, nil
 }
 
-func (c *Connector) server(dir string) (*server.Server, error) {
+// readJoinFiles reads the URL and token of a server another process runs.
+func readJoinFiles(dir string) (url, token string, err error) {
+	u, err := os.ReadFile(filepath.Join(dir, urlFile))
+	if err != nil {
+		return "", "", err
+	}
+	t, err := os.ReadFile(filepath.Join(dir, tokenFile))
+	if err != nil {
+		return "", "", err
+	}
+	return strings.TrimSpace(string(u)), strings.TrimSpace(string(t)), nil
+}
+
+// writePrivate replaces path with data, readable by the owner only. The
+// file is written aside and renamed, so it never exists with other modes
+// or half written.
+func writePrivate(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func (c *Connector) server(dir string) (*server.Server, string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.embedded == nil {
 		c.embedded = map[string]*server.Server{}
+		c.tokens = map[string]string{}
 	}
 	if s, ok := c.embedded[dir]; ok {
-		return s, nil
+		return s, c.tokens[dir], nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create JetStream directory: %w", err)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("create JetStream directory: %w", err)
+	}
+	// A directory made by an older version may be open to everyone.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("restrict JetStream directory %s to its owner: %w", dir, err)
+	}
+	// A fresh token each start: a token read while an earlier server
+	// ran is worthless afterwards.
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, "", fmt.Errorf("generate embedded JetStream token: %w", err)
+	}
+	token := hex.EncodeToString(secret)
+	if err := writePrivate(filepath.Join(dir, tokenFile), []byte(token)); err != nil {
+		return nil, "", fmt.Errorf("record embedded JetStream token: %w", err)
 	}
 	abs, _ := filepath.Abs(dir)
 	s, err := server.NewServer(&server.Options{
@@ -135,24 +196,27 @@ func (c *Connector) server(dir string) (*server.Server, error) {
 		Port:   server.RANDOM_PORT,
 		NoSigs: true,
 		NoLog:  true,
+		// Loopback is not private: any local user could connect.
+		Authorization: token,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start embedded JetStream: %w", err)
+		return nil, "", fmt.Errorf("start embedded JetStream: %w", err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded JetStream in %s did not start", abs)
+		return nil, "", fmt.Errorf("embedded JetStream in %s did not start", abs)
 	}
-	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte(s.ClientURL()), 0o644); err != nil {
+	if err := writePrivate(filepath.Join(dir, urlFile), []byte(s.ClientURL())); err != nil {
 		s.Shutdown()
-		return nil, fmt.Errorf("record embedded JetStream URL: %w", err)
+		return nil, "", fmt.Errorf("record embedded JetStream URL: %w", err)
 	}
 	if c.Logger != nil {
 		c.Logger.Info("embedded JetStream started", "dir", abs, "url", s.ClientURL())
 	}
 	c.embedded[dir] = s
-	return s, nil
+	c.tokens[dir] = token
+	return s, token, nil
 }
 
 // Close drains connections and stops embedded servers.
@@ -165,9 +229,11 @@ func (c *Connector) Close() {
 	c.conns = nil
 	for dir, s := range c.embedded {
 		_ = os.Remove(filepath.Join(dir, urlFile))
+		_ = os.Remove(filepath.Join(dir, tokenFile))
 		s.Shutdown()
 		s.WaitForShutdown()
 		delete(c.embedded, dir)
+		delete(c.tokens, dir)
 	}
 }
 
