@@ -11,14 +11,19 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/segpub/segpub/internal/dbtest"
 )
 
 func mainWith(vars map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
+	// A command that should stop at once but runs on (serve) ends with
+	// the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	env := serviceEnv(vars)
 	env.Stdin = strings.NewReader(stdin)
-	code = Main(context.Background(), args, env)
+	code = Main(ctx, args, env)
 	return code, env.Stdout.(*bytes.Buffer).String(), env.Stderr.(*bytes.Buffer).String()
 }
 
@@ -63,7 +68,7 @@ func TestJobSizeCap(t *testing.T) {
 	if code, _, stderr := mainWith(map[string]string{"SEGPUB_CSV_MAX_BYTES": "-1"}, jobText, "size", "--job", "-"); code != ExitFailure || !strings.Contains(stderr, "--csv-max-bytes ($SEGPUB_CSV_MAX_BYTES): -1 is not positive") {
 		t.Errorf("SEGPUB_CSV_MAX_BYTES=-1: exit %d, %q", code, stderr)
 	}
-	if code, _, stderr := mainWith(map[string]string{"SEGPUB_CSV_ROOT": "relative/dir"}, "", "serve", "--listen", ""); code != ExitFailure || !strings.Contains(stderr, `--csv-root ($SEGPUB_CSV_ROOT): "relative/dir" is not an absolute path`) {
+	if code, _, stderr := mainWith(map[string]string{"SEGPUB_CSV_ROOT": "relative/dir", "SEGPUB_DATA_DIR": t.TempDir()}, "", "serve", "--listen", ""); code != ExitFailure || !strings.Contains(stderr, `--csv-root ($SEGPUB_CSV_ROOT): "relative/dir" is not an absolute path`) {
 		t.Errorf("SEGPUB_CSV_ROOT relative: exit %d, %q", code, stderr)
 	}
 }
