@@ -248,7 +248,7 @@ func runBaseline(ctx context.Context, env *Env, args []string) int {
 	if *jobPath == "" || *out == "" {
 		return fail(env, "bench baseline", fmt.Errorf("--job and --out are required"))
 	}
-	data, err := readJob(*jobPath, env.Stdin)
+	data, err := c.readJob(*jobPath, env.Stdin)
 	if err != nil {
 		return fail(env, "bench baseline", err)
 	}

@@ -100,17 +100,18 @@ func (o *awsOpener) Kinesis(ctx context.Context) (events.KinesisAPI, error) {
 	return kinesis.NewFromConfig(cfg), nil
 }
 
-// openCSV opens CSV audiences: file:// here, s3:// from S3.
-func openCSV(_ context.Context, log *slog.Logger) func(context.Context, string) (io.ReadCloser, error) {
+// openCSV opens CSV audiences: file:// with files, s3:// from S3 within
+// the same size cap.
+func openCSV(log *slog.Logger, files publish.FileOpener) func(context.Context, string) (io.ReadCloser, error) {
 	o := newAWSOpener(log)
 	return func(ctx context.Context, raw string) (io.ReadCloser, error) {
 		if !strings.HasPrefix(raw, "s3://") {
-			return publish.OpenFile(ctx, raw)
+			return files.Open(ctx, raw)
 		}
 		cfg, err := o.config(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return (&s3csv.Opener{Client: s3.NewFromConfig(cfg)}).Open(ctx, raw)
+		return (&s3csv.Opener{Client: s3.NewFromConfig(cfg), MaxBytes: files.MaxBytes}).Open(ctx, raw)
 	}
 }

@@ -102,9 +102,9 @@ func runCampaign(ctx context.Context, env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, usage)
 			return ExitFailure
 		}
-		data, err := readJob(file, env.Stdin)
+		data, err := s.readJob(file, env.Stdin)
 		if err != nil {
-			return fail(env, "campaign", err)
+			return outcome(env, "campaign", err)
 		}
 		var camp scheduler.Campaign
 		if err := json.Unmarshal(data, &camp); err != nil {

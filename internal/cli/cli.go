@@ -17,7 +17,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/pgtimeout"
+	"github.com/segpub/segpub/internal/publish"
 )
 
 // Exit codes (CONTRACT.md section 8).
@@ -105,6 +107,8 @@ type common struct {
 	databaseURL string
 	verbose     bool
 	dbStall     time.Duration
+	maxJobBytes int64
+	csvMaxBytes int64
 }
 
 func (c *common) register(fs *flag.FlagSet, env *Env) {
@@ -112,6 +116,36 @@ func (c *common) register(fs *flag.FlagSet, env *Env) {
 	fs.BoolVar(&c.verbose, "v", false, "log debug detail")
 	fs.DurationVar(&c.dbStall, "db-stall-timeout", envDuration(env, "SEGPUB_DB_STALL_TIMEOUT", 10*time.Minute),
 		"close a database connection that sends nothing for this long while a reply is due; 0: never ($SEGPUB_DB_STALL_TIMEOUT)")
+	fs.Int64Var(&c.maxJobBytes, "max-job-bytes", envInt64(env, "SEGPUB_MAX_JOB_BYTES", job.DefaultMaxJobBytes),
+		"larger jobs (inline, file, standard input or claim check) are rejected before parsing ($SEGPUB_MAX_JOB_BYTES)")
+	fs.Int64Var(&c.csvMaxBytes, "csv-max-bytes", envInt64(env, "SEGPUB_CSV_MAX_BYTES", publish.DefaultMaxCSVBytes),
+		"larger CSV audiences (file:// or s3://) are rejected ($SEGPUB_CSV_MAX_BYTES)")
+}
+
+// checkLimits validates the size caps.
+func (c *common) checkLimits() error {
+	if c.maxJobBytes <= 0 {
+		return fmt.Errorf("--max-job-bytes ($SEGPUB_MAX_JOB_BYTES): %d is not positive", c.maxJobBytes)
+	}
+	if c.csvMaxBytes <= 0 {
+		return fmt.Errorf("--csv-max-bytes ($SEGPUB_CSV_MAX_BYTES): %d is not positive", c.csvMaxBytes)
+	}
+	return nil
+}
+
+// csvOpener opens the CSV audiences of jobs an operator runs by hand: any
+// local file the operator names, within the size cap.
+func (c *common) csvOpener(log *slog.Logger) func(context.Context, string) (io.ReadCloser, error) {
+	return openCSV(log, publish.FileOpener{MaxBytes: c.csvMaxBytes})
+}
+
+// readJob reads --job within the job size cap; an oversized job is a
+// rejection.
+func (c *common) readJob(path string, stdin io.Reader) ([]byte, error) {
+	if err := c.checkLimits(); err != nil {
+		return nil, err
+	}
+	return readJob(path, stdin, c.maxJobBytes)
 }
 
 func (c *common) logger(env *Env) *slog.Logger {

@@ -13,16 +13,19 @@ import (
 )
 
 // loadJob reads and parses --job for the operator tools; a bad job exits 2.
-func loadJob(env *Env, name, path string) (*job.Job, int) {
+func loadJob(env *Env, c *common, name, path string) (*job.Job, int) {
 	if path == "" {
 		fmt.Fprintf(env.Stderr, "segpub %s: --job is required\n", name)
 		return nil, ExitFailure
 	}
-	data, err := readJob(path, env.Stdin)
-	if err != nil {
+	data, err := c.readJob(path, env.Stdin)
+	if err != nil && !job.IsRejection(err) {
 		return nil, fail(env, name, err)
 	}
-	j, err := job.Parse(data)
+	var j *job.Job
+	if err == nil {
+		j, err = job.Parse(data)
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, err)
 		return nil, ExitRejected
@@ -49,7 +52,7 @@ func runExplain(ctx context.Context, env *Env, args []string) int {
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
 	}
-	j, code := loadJob(env, "explain", *jobPath)
+	j, code := loadJob(env, &c, "explain", *jobPath)
 	if j == nil {
 		return code
 	}
@@ -122,7 +125,7 @@ func runWhy(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "segpub why: --user is required")
 		return ExitFailure
 	}
-	j, code := loadJob(env, "why", *jobPath)
+	j, code := loadJob(env, &c, "why", *jobPath)
 	if j == nil {
 		return code
 	}

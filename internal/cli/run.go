@@ -54,12 +54,15 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 		return ExitFailure
 	}
 	log := c.logger(env)
-	data, err := readJob(*jobPath, env.Stdin)
-	if err != nil {
+	env2 := jobResult{env: env, name: name}
+	data, err := c.readJob(*jobPath, env.Stdin)
+	if err != nil && !job.IsRejection(err) {
 		return fail(env, name, err)
 	}
-	env2 := jobResult{env: env, name: name}
-	j, err := job.Parse(data)
+	var j *job.Job
+	if err == nil {
+		j, err = job.Parse(data)
+	}
 	if err != nil {
 		return env2.report(&publish.Result{Action: actionFor(name), Status: publish.StatusRejected, Error: err.Error(), Variants: map[string]int64{}}, err)
 	}
@@ -90,7 +93,7 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 	// Progress: a redrawn line on a terminal, a log line every few
 	// seconds otherwise (standard output carries only the result).
 	bar := progress.New(progress.Config{Label: "candidates", Out: env.Stderr, Logger: log})
-	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: openCSV(ctx, log),
+	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: c.csvOpener(log), MaxCSVBytes: c.csvMaxBytes,
 		Progress: func(p publish.Progress) { bar.Set(p.Candidates) }})
 	if err != nil {
 		return fail(env, name, err)
@@ -140,19 +143,26 @@ func (r jobResult) report(res *publish.Result, err error) int {
 	}
 }
 
-func readJob(path string, stdin io.Reader) ([]byte, error) {
+// readJob reads a job file or standard input, at most max bytes (more is a
+// rejection).
+func readJob(path string, stdin io.Reader, max int64) ([]byte, error) {
 	if path == "-" {
-		data, err := io.ReadAll(stdin)
-		if err != nil {
+		data, err := job.ReadLimited(stdin, max)
+		if err != nil && !job.IsRejection(err) {
 			return nil, fmt.Errorf("read job from standard input: %w", err)
 		}
-		return data, nil
+		return data, err
 	}
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read job: %w", err)
 	}
-	return data, nil
+	defer f.Close()
+	data, err := job.ReadLimited(f, max)
+	if err != nil && !job.IsRejection(err) {
+		return nil, fmt.Errorf("read job %s: %w", path, err)
+	}
+	return data, err
 }
 
 // startCPUProfile profiles the process into path until stop is called.

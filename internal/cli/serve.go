@@ -43,6 +43,7 @@ type settings struct {
 	grace         time.Duration
 	jsonLogs      bool
 	partitionRows int
+	csvRoot       string
 }
 
 func envInt(env *Env, name string, def int) int {
@@ -51,6 +52,19 @@ func envInt(env *Env, name string, def int) int {
 		return def
 	}
 	v, err := strconv.Atoi(raw)
+	if err != nil {
+		env.bad = append(env.bad, fmt.Sprintf("$%s: %q is not a whole number", name, raw))
+		return def
+	}
+	return v
+}
+
+func envInt64(env *Env, name string, def int64) int64 {
+	raw := env.Getenv(name)
+	if raw == "" {
+		return def
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil {
 		env.bad = append(env.bad, fmt.Sprintf("$%s: %q is not a whole number", name, raw))
 		return def
@@ -94,6 +108,7 @@ func (s *settings) register(fs *flag.FlagSet, env *Env) {
 	fs.DurationVar(&s.lease, "lease", envDuration(env, "SEGPUB_LEASE", 60*time.Second), "how long a run is held without a heartbeat ($SEGPUB_LEASE)")
 	fs.DurationVar(&s.grace, "shutdown-grace", envDuration(env, "SEGPUB_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back ($SEGPUB_SHUTDOWN_GRACE)")
 	fs.IntVar(&s.partitionRows, "partition-rows", envInt(env, "SEGPUB_PARTITION_ROWS", 2_000_000), "split publish jobs over this many users into ranges every worker shares; 0: never ($SEGPUB_PARTITION_ROWS)")
+	fs.StringVar(&s.csvRoot, "csv-root", env.Getenv("SEGPUB_CSV_ROOT"), "directory whose regular files file:// CSV audiences may name; empty: file:// audiences are rejected ($SEGPUB_CSV_ROOT)")
 	fs.BoolVar(&s.jsonLogs, "json-logs", env.Getenv("SEGPUB_LOG_FORMAT") == "json", "JSON logs ($SEGPUB_LOG_FORMAT=json)")
 }
 
@@ -129,6 +144,12 @@ type service struct {
 func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error) {
 	if s.maxInFlight < 0 {
 		return nil, fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", s.maxInFlight)
+	}
+	if err := s.checkLimits(); err != nil {
+		return nil, err
+	}
+	if err := publish.CheckCSVRoot(s.csvRoot); err != nil {
+		return nil, fmt.Errorf("--csv-root ($SEGPUB_CSV_ROOT): %w", err)
 	}
 	aud, err := s.pool(ctx)
 	if err != nil {
@@ -279,14 +300,17 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("events: %w", err)
 	}
-	runner, err := publish.New(publish.Config{Pool: svc.audience, Logger: log, Open: openCSV(ctx, log)})
+	// Jobs come from another system: file:// audiences only under the
+	// operator's CSV directory.
+	files := publish.FileOpener{Confined: true, Root: s.csvRoot, MaxBytes: s.csvMaxBytes}
+	runner, err := publish.New(publish.Config{Pool: svc.audience, Logger: log, Open: openCSV(log, files), MaxCSVBytes: s.csvMaxBytes})
 	if err != nil {
 		return nil, nil, err
 	}
 	m := metrics.New()
 	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: dead, Store: store, Ledger: led, Runner: runner,
 		Sink: m.Sink(sink), Logger: log, Observer: m, Events: ev, Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease,
-		PartitionRows: s.partitionRows, HandBackWait: handBackWait(s.grace)})
+		PartitionRows: s.partitionRows, HandBackWait: handBackWait(s.grace), MaxJobBytes: s.maxJobBytes})
 	return w, m, err
 }
 
@@ -304,9 +328,9 @@ func runSubmit(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "segpub submit: --job is required")
 		return ExitFailure
 	}
-	data, err := readJob(*jobPath, env.Stdin)
+	data, err := s.readJob(*jobPath, env.Stdin)
 	if err != nil {
-		return fail(env, "submit", err)
+		return outcome(env, "submit", err)
 	}
 	// Reject here what a worker would reject: the operator sees the path
 	// now rather than in the dead letters later.

@@ -79,20 +79,31 @@ func publishToFile(t *testing.T, jobPath string) []string {
 // serveUntil runs `segpub serve` until the run completes.
 func serveUntil(t *testing.T, env *Env, requestID string) {
 	t.Helper()
+	serveUntilStatus(t, env, map[string]string{requestID: "completed"})
+}
+
+// serveUntilStatus runs `segpub serve` until each run has its status.
+func serveUntilStatus(t *testing.T, env *Env, want map[string]string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- Main(ctx, []string{"serve", "--listen", "", "--scheduler=false"}, env) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st := serviceEnv(nil)
-		Main(context.Background(), []string{"status", requestID}, st)
-		if strings.Contains(st.Stdout.(*bytes.Buffer).String(), `"status":"completed"`) {
+		all := true
+		for requestID, status := range want {
+			Main(context.Background(), []string{"status", requestID}, st)
+			all = all && strings.Contains(st.Stdout.(*bytes.Buffer).String(), `"status":"`+status+`"`)
+			st.Stdout.(*bytes.Buffer).Reset()
+		}
+		if all {
 			break
 		}
 		if time.Now().After(deadline) {
 			cancel()
 			<-done
-			t.Fatalf("run did not complete: %s\nserve log:\n%s", st.Stdout, env.Stderr)
+			t.Fatalf("runs did not reach %v\nserve log:\n%s", want, env.Stderr)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -11,8 +11,10 @@ import (
 
 // Store holds job bodies by id.
 type Store interface {
-	// Get returns the body stored under id, or ErrNotFound.
-	Get(ctx context.Context, id string) ([]byte, error)
+	// Get returns the body stored under id, ErrNotFound, or ErrTooLarge
+	// when the body is over maxBytes (checked before the body is fetched
+	// where the store can tell its size).
+	Get(ctx context.Context, id string, maxBytes int64) ([]byte, error)
 	// Put stores body under id (segpub submit uses it for large jobs).
 	Put(ctx context.Context, id string, body []byte) error
 }
@@ -23,3 +25,7 @@ var ErrNotFound = errors.New("no message with that id")
 // ErrMalformed means the item exists but holds no job body (DynamoDB: no
 // string attribute body): it never will, so the job is rejected too.
 var ErrMalformed = errors.New("message has no string body")
+
+// ErrTooLarge means the item's body is over the job size cap: the job is
+// rejected.
+var ErrTooLarge = errors.New("message over the size limit")

@@ -19,11 +19,18 @@
 // server.url, waiting for it while the server starts. Two servers never
 // share a directory, so a job submitted while serve starts is never stored
 // where no worker looks.
+//
+// The embedded server accepts only clients that present the token in the
+// directory's server.token, made afresh at each start; it and server.url
+// are readable by their owner only, and the directory is 0700, so other
+// users of the machine can neither join the server nor read its streams.
 package natsjs
 
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -31,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,8 +77,9 @@ type Connector struct {
 }
 
 type embeddedServer struct {
-	srv  *server.Server
-	lock *flock.Lock
+	srv   *server.Server
+	token string
+	lock  *flock.Lock
 }
 
 // DefaultJoinTimeout is how long Connect waits, by default, for an embedded
@@ -85,6 +94,9 @@ const (
 	// lockFile, in an embedded server's directory, is locked by the
 	// process that serves the directory for as long as its server runs.
 	lockFile = "server.lock"
+	// tokenFile, next to urlFile, holds the token the embedded server
+	// requires of every client.
+	tokenFile = "server.token"
 )
 
 // Conn is a connection and the URL's query parameters.
@@ -148,9 +160,9 @@ func (c *Connector) embeddedConn(ctx context.Context, dir string) (*nats.Conn, e
 	own, ok := c.embedded[dir]
 	c.mu.Unlock()
 	if ok {
-		return inProcess(own.srv)
+		return inProcess(own)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create JetStream directory: %w", err)
 	}
 	if c.JoinTimeout < 0 {
@@ -168,18 +180,18 @@ func (c *Connector) embeddedConn(ctx context.Context, dir string) (*nats.Conn, e
 			// No process serves the directory: serve it. A server.url
 			// left by one that died names nobody.
 			_ = os.Remove(filepath.Join(dir, urlFile))
-			srv, err := c.serve(dir, lock)
+			e, err := c.serve(dir, lock)
 			if err != nil {
 				lock.Release()
 				return nil, err
 			}
-			return inProcess(srv)
+			return inProcess(e)
 		}
 		// Another process serves the directory, or is starting to:
 		// join it once its URL is there.
-		if running, err := os.ReadFile(filepath.Join(dir, urlFile)); err == nil && len(running) > 0 {
-			if nc, err := nats.Connect(string(running), nats.Name("segpub"), nats.MaxReconnects(-1)); err == nil {
-				c.logger().Info("joined the embedded JetStream another process serves", "dir", dir, "url", string(running))
+		if running, token, err := readJoinFiles(dir); err == nil && running != "" {
+			if nc, err := nats.Connect(running, nats.Name("segpub"), nats.Token(token), nats.MaxReconnects(-1)); err == nil {
+				c.logger().Info("joined the embedded JetStream another process serves", "dir", dir, "url", running)
 				return nc, nil
 			}
 		}
@@ -198,8 +210,8 @@ func (c *Connector) embeddedConn(ctx context.Context, dir string) (*nats.Conn, e
 	}
 }
 
-func inProcess(srv *server.Server) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("segpub"))
+func inProcess(e *embeddedServer) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name("segpub"), nats.Token(e.token))
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded JetStream: %w", err)
 	}
@@ -213,8 +225,58 @@ func (c *Connector) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// readJoinFiles reads the URL and token of a server another process runs.
+func readJoinFiles(dir string) (url, token string, err error) {
+	u, err := os.ReadFile(filepath.Join(dir, urlFile))
+	if err != nil {
+		return "", "", err
+	}
+	t, err := os.ReadFile(filepath.Join(dir, tokenFile))
+	if err != nil {
+		return "", "", err
+	}
+	return strings.TrimSpace(string(u)), strings.TrimSpace(string(t)), nil
+}
+
+// writePrivate replaces path with data, readable by the owner only. The
+// file is written aside and renamed, so it never exists with other modes
+// or half written (a joining process never reads half a URL).
+func writePrivate(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
 // serve starts the embedded server of dir, whose lock this process holds.
-func (c *Connector) serve(dir string, lock *flock.Lock) (*server.Server, error) {
+func (c *Connector) serve(dir string, lock *flock.Lock) (*embeddedServer, error) {
+	// A directory made by an older version may be open to everyone.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restrict JetStream directory %s to its owner: %w", dir, err)
+	}
+	// A fresh token each start: a token read while an earlier server ran
+	// is worthless afterwards.
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("generate embedded JetStream token: %w", err)
+	}
+	token := hex.EncodeToString(secret)
+	if err := writePrivate(filepath.Join(dir, tokenFile), []byte(token)); err != nil {
+		return nil, fmt.Errorf("record embedded JetStream token: %w", err)
+	}
 	abs, _ := filepath.Abs(dir)
 	// Recovering a large directory takes seconds, during which nothing
 	// else is logged: say what start-up is doing and how much it reads.
@@ -232,6 +294,8 @@ func (c *Connector) serve(dir string, lock *flock.Lock) (*server.Server, error) 
 		Port:   server.RANDOM_PORT,
 		NoSigs: true,
 		NoLog:  true,
+		// Loopback is not private: any local user could connect.
+		Authorization: token,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start embedded JetStream: %w", err)
@@ -241,13 +305,7 @@ func (c *Connector) serve(dir string, lock *flock.Lock) (*server.Server, error) 
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded JetStream in %s did not start", abs)
 	}
-	// Written whole, then renamed: a joining process never reads half a URL.
-	tmp := filepath.Join(dir, urlFile+".tmp")
-	if err := os.WriteFile(tmp, []byte(s.ClientURL()), 0o644); err != nil {
-		s.Shutdown()
-		return nil, fmt.Errorf("record embedded JetStream URL: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, urlFile)); err != nil {
+	if err := writePrivate(filepath.Join(dir, urlFile), []byte(s.ClientURL())); err != nil {
 		s.Shutdown()
 		return nil, fmt.Errorf("record embedded JetStream URL: %w", err)
 	}
@@ -257,9 +315,10 @@ func (c *Connector) serve(dir string, lock *flock.Lock) (*server.Server, error) 
 	if c.embedded == nil {
 		c.embedded = map[string]*embeddedServer{}
 	}
-	c.embedded[dir] = &embeddedServer{srv: s, lock: lock}
+	e := &embeddedServer{srv: s, token: token, lock: lock}
+	c.embedded[dir] = e
 	c.mu.Unlock()
-	return s, nil
+	return e, nil
 }
 
 // dirBytes is the size of the files under dir (0 when unreadable).
@@ -286,6 +345,7 @@ func (c *Connector) Close() {
 	c.conns = nil
 	for dir, e := range c.embedded {
 		_ = os.Remove(filepath.Join(dir, urlFile))
+		_ = os.Remove(filepath.Join(dir, tokenFile))
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 		// Only now may another process serve the directory.

@@ -38,9 +38,10 @@ func connectAsync(c *Connector, dir string) <-chan connected {
 
 // startServer starts a standalone JetStream server, standing for the one a
 // serve process is starting on dir.
-func startServer(t *testing.T) *server.Server {
+func startServer(t *testing.T, token string) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
+	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
+		Authorization: token})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +73,11 @@ func TestJoinsServerThatIsStarting(t *testing.T) {
 	// submit to start its own server before (this is a window, not an
 	// assertion on speed).
 	time.Sleep(300 * time.Millisecond)
-	srv := startServer(t)
-	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte(srv.ClientURL()), 0o644); err != nil {
+	srv := startServer(t, "t0ken")
+	if err := os.WriteFile(filepath.Join(dir, tokenFile), []byte("t0ken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte(srv.ClientURL()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got := <-done

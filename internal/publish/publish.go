@@ -122,8 +122,11 @@ type Config struct {
 	// BatchSize is the number of messages handed to the sink at once.
 	// Default: 1000.
 	BatchSize int
-	// Open opens a CSV audience URL. Default: file:// URLs only.
+	// Open opens a CSV audience URL. Default: OpenFile (local file:// URLs).
 	Open func(ctx context.Context, url string) (io.ReadCloser, error)
+	// MaxCSVBytes is the most a CSV audience may hold, whatever Open
+	// reads it from (SEGPUB_CSV_MAX_BYTES). Default: DefaultMaxCSVBytes.
+	MaxCSVBytes int64
 	// Now is the clock for jobs without scheduled_at. Default: time.Now.
 	Now func() time.Time
 	// Progress, when set, is told every run's counts as they grow (see
@@ -179,6 +182,7 @@ func (c *Config) withDefaults() Config {
 	if out.Open == nil {
 		out.Open = OpenFile
 	}
+	out.MaxCSVBytes = cmp.Or(out.MaxCSVBytes, DefaultMaxCSVBytes)
 	if out.Now == nil {
 		out.Now = time.Now
 	}
@@ -191,6 +195,9 @@ func (c *Config) validate() error {
 	}
 	if c.BatchSize < 0 || c.BatchSize > 100_000 {
 		return fmt.Errorf("publish: Config.BatchSize %d out of range 1..100000", c.BatchSize)
+	}
+	if c.MaxCSVBytes < 0 {
+		return fmt.Errorf("publish: Config.MaxCSVBytes %d is negative", c.MaxCSVBytes)
 	}
 	return nil
 }

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net/url"
-	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -25,6 +22,9 @@ const csvPath = "campaign.audience.url"
 // csvChunk is how many CSV rows of a push audience are looked up in the
 // database at once (one query per chunk, never one per row).
 const csvChunk = 2000
+
+// csvChunkBytes also ends a chunk, so wide rows cannot make one large.
+const csvChunkBytes = 4 << 20
 
 // csvPlan is a validated CSV audience.
 type csvPlan struct {
@@ -67,27 +67,55 @@ func (cp *csvPlan) governance(cand *candidate, rec []string) {
 	}
 }
 
-// OpenFile opens file:// URLs. A missing file is a rejection: the job names
-// something that does not exist, and retrying will not make it appear.
-func OpenFile(_ context.Context, rawURL string) (io.ReadCloser, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme != "file" {
-		return nil, job.Rejectf(csvPath, "cannot open %q here (file:// URLs only)", rawURL)
-	}
-	f, err := os.Open(u.Path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, job.Rejectf(csvPath, "no such file: %s", u.Path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open csv audience %s: %w", rawURL, err)
-	}
-	return f, nil
-}
-
 func newCSVReader(r io.Reader) *csv.Reader {
 	cr := csv.NewReader(r)
 	cr.ReuseRecord = true
 	return cr
+}
+
+// csvRows reads a CSV audience's records within its limits.
+type csvRows struct {
+	url  string
+	in   *csvInput
+	cr   *csv.Reader
+	read int64 // records read, the header included
+	off  int64 // input offset after the last record
+}
+
+// openCSV opens a CSV audience bounded by the run's size cap.
+func (r *Runner) openCSV(ctx context.Context, url string) (*csvRows, io.Closer, error) {
+	rc, err := r.cfg.Open(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	in := &csvInput{r: rc, max: r.cfg.MaxCSVBytes}
+	return &csvRows{url: url, in: in, cr: newCSVReader(in)}, rc, nil
+}
+
+// next returns the next record (reused by the following call), io.EOF at
+// the end, or a rejection.
+func (c *csvRows) next() ([]string, error) {
+	rec, err := c.cr.Read()
+	switch {
+	case errors.Is(err, errCSVTooLarge):
+		return nil, job.Rejectf(csvPath, "%s: over the limit of %d bytes (SEGPUB_CSV_MAX_BYTES)", c.url, c.in.max)
+	case errors.Is(err, errCSVRecord):
+		return nil, c.recordTooLarge()
+	case err != nil:
+		return nil, csvError(c.url, err)
+	}
+	off := c.cr.InputOffset()
+	if off-c.off > MaxCSVRecordBytes {
+		return nil, c.recordTooLarge()
+	}
+	c.read++
+	c.off = off
+	c.in.record = 0
+	return rec, nil
+}
+
+func (c *csvRows) recordTooLarge() error {
+	return job.Rejectf(csvPath, "%s: record %d is over %d bytes", c.url, c.read+1, MaxCSVRecordBytes)
 }
 
 // prepareCSV reads the whole file once before anything is published: a
@@ -95,18 +123,17 @@ func newCSVReader(r io.Reader) *csv.Reader {
 // two.
 func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 	url := p.job.Campaign.Audience.URL
-	rc, err := r.cfg.Open(ctx, url)
+	rows, rc, err := r.openCSV(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	cr := newCSVReader(rc)
-	head, err := cr.Read()
+	head, err := rows.next()
 	if errors.Is(err, io.EOF) {
 		return nil, job.Rejectf(csvPath, "%s: empty file, want a header row", url)
 	}
 	if err != nil {
-		return nil, csvError(url, err)
+		return nil, err
 	}
 	cp := &csvPlan{url: url, header: make([]string, len(head)), contactCol: -1, userCol: -1, consentCol: -1, nightCol: -1}
 	seen := map[string]bool{}
@@ -162,18 +189,18 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		rec, err := cr.Read()
+		rec, err := rows.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, csvError(url, err)
+			return nil, err
 		}
 		cp.rows++
 		if ch.IsDevice() || ids != nil {
 			// Looked up in the database: push recipients, and users to
 			// count against the frequency cap.
-			if err := checkUserID(url, cr, rec[cp.userCol]); err != nil {
+			if err := checkUserID(url, rows.cr, rec[cp.userCol]); err != nil {
 				return nil, err
 			}
 		}
@@ -233,6 +260,9 @@ func contactColumn(ch job.Channel) string {
 }
 
 func csvError(url string, err error) error {
+	if job.IsRejection(err) {
+		return err
+	}
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
 		return job.Rejectf(csvPath, "%s: line %d: %v", url, pe.StartLine, pe.Err)
@@ -243,14 +273,13 @@ func csvError(url string, err error) error {
 // streamCSV streams the file's rows in file order.
 func (r *Runner) streamCSV(ctx context.Context, p *plan, out chan<- *rowBatch, free <-chan *rowBatch) error {
 	cp := p.csv
-	rc, err := r.cfg.Open(ctx, cp.url)
+	rows, rc, err := r.openCSV(ctx, cp.url)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	cr := newCSVReader(rc)
-	if _, err := cr.Read(); err != nil {
-		return csvError(cp.url, err)
+	if _, err := rows.next(); err != nil {
+		return err
 	}
 	device := p.job.Campaign.Channel.IsDevice()
 	b, err := takeRows(ctx, free)
@@ -258,15 +287,16 @@ func (r *Runner) streamCSV(ctx context.Context, p *plan, out chan<- *rowBatch, f
 		return err
 	}
 	var chunk [][]string
+	var chunkBytes int
 	var n int64
 	var rowJSON []byte
 	for {
-		rec, err := cr.Read()
+		rec, err := rows.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return csvError(cp.url, err)
+			return err
 		}
 		n++
 		if n > cp.rows {
@@ -277,11 +307,14 @@ func (r *Runner) streamCSV(ctx context.Context, p *plan, out chan<- *rowBatch, f
 		}
 		if device {
 			chunk = append(chunk, append([]string(nil), rec...))
-			if len(chunk) == csvChunk {
+			for _, v := range rec {
+				chunkBytes += len(v)
+			}
+			if len(chunk) == csvChunk || chunkBytes >= csvChunkBytes {
 				if b, err = r.emitDeviceChunk(ctx, p, chunk, n-int64(len(chunk)), b, out, free); err != nil {
 					return err
 				}
-				chunk = chunk[:0]
+				chunk, chunkBytes = chunk[:0], 0
 			}
 			continue
 		}

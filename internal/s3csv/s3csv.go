@@ -26,6 +26,9 @@ type API interface {
 // Opener opens s3:// URLs.
 type Opener struct {
 	Client API
+	// MaxBytes, when set, rejects larger objects before their body is
+	// read (SEGPUB_CSV_MAX_BYTES; the engine also stops reading there).
+	MaxBytes int64
 }
 
 // Open streams an object. A missing bucket or object rejects the job.
@@ -43,6 +46,10 @@ func (o *Opener) Open(ctx context.Context, rawURL string) (io.ReadCloser, error)
 			return nil, job.Rejectf("campaign.audience.url", "no such object: %s", rawURL)
 		}
 		return nil, fmt.Errorf("get %s: %w", rawURL, err)
+	}
+	if n := aws.ToInt64(out.ContentLength); o.MaxBytes > 0 && n > o.MaxBytes {
+		out.Body.Close()
+		return nil, job.Rejectf("campaign.audience.url", "%s: %d bytes, over the limit of %d (SEGPUB_CSV_MAX_BYTES)", rawURL, n, o.MaxBytes)
 	}
 	return out.Body, nil
 }

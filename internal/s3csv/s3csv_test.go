@@ -40,3 +40,26 @@ func TestOpen(t *testing.T) {
 		}
 	}
 }
+
+// An object over the size cap is refused before its body is read.
+func TestOpenOverCap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := s3.NewFromConfig(awstest.Config(t), func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("capped")}); err != nil {
+		t.Fatal(err)
+	}
+	content := "email\n" + strings.Repeat("a@x.com\n", 1000)
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("capped"), Key: aws.String("list.csv"), Body: strings.NewReader(content)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := (&Opener{Client: client, MaxBytes: 1000}).Open(ctx, "s3://capped/list.csv")
+	if !job.IsRejection(err) || !strings.Contains(err.Error(), "SEGPUB_CSV_MAX_BYTES") || !strings.HasPrefix(err.Error(), "campaign.audience.url: ") {
+		t.Fatalf("over the cap: got %v", err)
+	}
+	rc, err := (&Opener{Client: client, MaxBytes: int64(len(content))}).Open(ctx, "s3://capped/list.csv")
+	if err != nil {
+		t.Fatalf("at the cap: %v", err)
+	}
+	rc.Close()
+}

@@ -67,6 +67,9 @@ type Config struct {
 	// MaxAttempts is the number of runs a failing job gets before it is
 	// dead-lettered. Default: 5.
 	MaxAttempts int
+	// MaxJobBytes rejects larger jobs, inline or claim-checked, before
+	// they are parsed. Default: job.DefaultMaxJobBytes.
+	MaxJobBytes int64
 	// Lease is how long a run is held without a heartbeat. Default: 60s.
 	Lease time.Duration
 	// Backoff is the redelivery delay after failed attempt n. Default:
@@ -108,6 +111,8 @@ func (c *Config) validate() error {
 		return errors.New("worker: Config.Sink is required")
 	case c.Concurrency < 0:
 		return fmt.Errorf("worker: Config.Concurrency %d is negative", c.Concurrency)
+	case c.MaxJobBytes < 0:
+		return fmt.Errorf("worker: Config.MaxJobBytes %d is negative", c.MaxJobBytes)
 	case c.Lease != 0 && c.Lease < 3*time.Second:
 		return fmt.Errorf("worker: Config.Lease %s is under 3s", c.Lease)
 	case c.HandBackWait < 0:
@@ -141,6 +146,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1)
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 5)
+	cfg.MaxJobBytes = cmp.Or(cfg.MaxJobBytes, job.DefaultMaxJobBytes)
 	cfg.Lease = cmp.Or(cfg.Lease, 60*time.Second)
 	cfg.HandBackWait = cmp.Or(cfg.HandBackWait, DefaultHandBackWait)
 	if cfg.Backoff == nil {
@@ -238,6 +244,10 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	start := time.Now()
 	if e, ok := d.(enqueued); ok && w.cfg.Observer != nil && d.Attempt() == 1 {
 		w.cfg.Observer.QueueLag(start.Sub(e.EnqueuedAt()))
+	}
+	if err := w.checkSize(d.Body()); err != nil {
+		w.reject(ctx, d, nil, err)
+		return
 	}
 	if ref, ok := isPart(d.Body()); ok {
 		w.handlePart(ctx, d, ref)
@@ -527,18 +537,27 @@ func (w *Worker) resolve(ctx context.Context, body []byte) (*job.Job, []byte, er
 	if w.cfg.Store == nil {
 		return nil, nil, job.Rejectf("message_id", "claim check %q, but no message store is configured", env.MessageID)
 	}
-	full, err := w.cfg.Store.Get(ctx, env.MessageID)
+	full, err := w.cfg.Store.Get(ctx, env.MessageID, w.cfg.MaxJobBytes)
 	if errors.Is(err, msgstore.ErrNotFound) {
 		return nil, nil, job.Rejectf("message_id", "no item %q in the message store", env.MessageID)
 	}
 	if errors.Is(err, msgstore.ErrMalformed) {
 		return nil, nil, job.Rejectf("message_id", "item %q of the message store holds no job: %v", env.MessageID, err)
 	}
+	if errors.Is(err, msgstore.ErrTooLarge) {
+		return nil, nil, job.Rejectf("message_id", "item %q in the message store is over the limit of %d bytes (SEGPUB_MAX_JOB_BYTES)", env.MessageID, w.cfg.MaxJobBytes)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("get claim-checked job %s: %w", env.MessageID, err)
 	}
 	j, err := job.Parse(full)
 	return j, full, err
+}
+
+// checkSize rejects a message over the job size cap before anything
+// parses it.
+func (w *Worker) checkSize(body []byte) error {
+	return job.CheckSize(int64(len(body)), w.cfg.MaxJobBytes)
 }
 
 // lenientStart reads what it can of a job that failed validation.
@@ -569,7 +588,11 @@ func startOf(j *job.Job, ref time.Time) ledger.Start {
 // reject dead-letters a job that can never succeed, then acknowledges it.
 func (w *Worker) reject(ctx context.Context, d queue.Delivery, j *job.Job, reason error) {
 	log := w.log
-	start, ok := lenientStart(d.Body())
+	var start ledger.Start
+	var ok bool
+	if w.checkSize(d.Body()) == nil {
+		start, ok = lenientStart(d.Body())
+	}
 	if j != nil {
 		start, ok = startOf(j, j.ScheduledAt), true
 	}
@@ -670,9 +693,12 @@ func (w *Worker) deadLetter(ctx context.Context, d queue.Delivery, j *job.Job, k
 	if j != nil {
 		dl.RequestID = j.RequestID
 	}
-	if json.Valid(d.Body()) {
+	switch {
+	case w.checkSize(d.Body()) != nil:
+		// An oversized job is not copied: the reason says what it was.
+	case json.Valid(d.Body()):
 		dl.Job = d.Body()
-	} else {
+	default:
 		dl.JobText = string(d.Body())
 	}
 	body, err := json.Marshal(dl)

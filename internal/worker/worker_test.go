@@ -297,6 +297,65 @@ func TestClaimChecksAndRejections(t *testing.T) {
 	}
 }
 
+// A job over MaxJobBytes, inline or behind a claim check, is rejected before
+// it is parsed: dead-lettered at once with the limit, never run, and not
+// copied into the dead letter.
+func TestOversizedJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 50)
+	const limit = 4096
+	b.worker(Config{MaxJobBytes: limit})
+	ctx := context.Background()
+	// Valid jobs, padded past the limit with JSON white space.
+	big := func(requestID string) []byte {
+		return append(b.jobText(requestID), bytes.Repeat([]byte(" "), limit)...)
+	}
+	claim := "m-big-" + b.tables.Project
+	if err := b.store.Put(ctx, claim, big("r-big-claim")); err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range [][]byte{big("r-big-inline"), []byte(`{"version":1,"message_id":"` + claim + `"}`)} {
+		if err := b.jobs.Send(ctx, body, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reasons []string
+	for range 2 {
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		d, err := b.dead.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("dead letter: %v", err)
+		}
+		var dl DeadLetter
+		if err := json.Unmarshal(d.Body(), &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Kind != "rejected" || dl.Attempts != 1 {
+			t.Fatalf("dead letter %+v", dl)
+		}
+		if len(d.Body()) > limit {
+			t.Errorf("dead letter of %d bytes copies the oversized job", len(d.Body()))
+		}
+		reasons = append(reasons, dl.Reason)
+		_ = d.Ack(ctx)
+	}
+	all := strings.Join(reasons, "\n")
+	for _, want := range []string{
+		fmt.Sprintf("the job is %d bytes, over the limit of %d (SEGPUB_MAX_JOB_BYTES)", len(big("r-big-inline")), limit),
+		fmt.Sprintf("message_id: item %q in the message store is over the limit of %d bytes (SEGPUB_MAX_JOB_BYTES)", claim, limit),
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no dead letter says %q:\n%s", want, all)
+		}
+	}
+	for _, id := range []string{"r-big-inline", "r-big-claim"} {
+		if r, err := b.ledger.Get(ctx, b.id(id)); err == nil {
+			t.Errorf("%s ran: %+v", id, r)
+		}
+	}
+}
+
 type panicRunner struct{ calls atomic.Int64 }
 
 func (p *panicRunner) Bounds(context.Context, *job.Job, int) ([]string, int64, error) {

@@ -36,8 +36,9 @@ func New(client API, table string) (*Store, error) {
 }
 
 // Get reads an item with a consistent read: the submitter wrote it just
-// before enqueueing the claim check.
-func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
+// before enqueueing the claim check. DynamoDB items are at most 400 KB, so
+// the cap is checked once the item is read.
+func (s *Store) Get(ctx context.Context, id string, maxBytes int64) ([]byte, error) {
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(s.table),
 		Key:            map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: id}},
@@ -52,6 +53,9 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	body, ok := out.Item["body"].(*types.AttributeValueMemberS)
 	if !ok {
 		return nil, fmt.Errorf("message %s in %s has no string attribute body: %w", id, s.table, msgstore.ErrMalformed)
+	}
+	if int64(len(body.Value)) > maxBytes {
+		return nil, fmt.Errorf("message %s in %s is %d bytes: %w", id, s.table, len(body.Value), msgstore.ErrTooLarge)
 	}
 	return []byte(body.Value), nil
 }

@@ -30,16 +30,23 @@ func TestStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, "m-123"); !errors.Is(err, msgstore.ErrNotFound) {
+	if _, err := s.Get(ctx, "m-123", 1<<20); !errors.Is(err, msgstore.ErrNotFound) {
 		t.Fatalf("missing item: %v", err)
 	}
 	body := `{"version":1,"request_id":"r","campaign":{"audience":{"user_ids":["a","b"]}}}`
 	if err := s.Put(ctx, "m-123", []byte(body)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Get(ctx, "m-123")
+	got, err := s.Get(ctx, "m-123", 1<<20)
 	if err != nil || string(got) != body {
 		t.Fatalf("got %q %v", got, err)
+	}
+	// Over the job size cap: refused, not returned.
+	if got, err := s.Get(ctx, "m-123", int64(len(body))-1); !errors.Is(err, msgstore.ErrTooLarge) || got != nil {
+		t.Fatalf("over the cap: got %d bytes, %v", len(got), err)
+	}
+	if _, err := s.Get(ctx, "m-123", int64(len(body))); err != nil {
+		t.Fatalf("at the cap: %v", err)
 	}
 }
 
@@ -65,7 +72,7 @@ func TestMalformedItem(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Get(context.Background(), "m"); !errors.Is(err, msgstore.ErrMalformed) {
+		if _, err := s.Get(context.Background(), "m", 1<<20); !errors.Is(err, msgstore.ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -40,17 +40,23 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string) (*Store, error) 
 	return s, nil
 }
 
-// Get returns the body stored under id.
-func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
-	var body string
-	err := s.pool.QueryRow(ctx, `SELECT body FROM `+s.table+` WHERE id = $1`, id).Scan(&body)
+// Get returns the body stored under id. A body over maxBytes never leaves
+// the database: its length is read first (octet_length does not detoast).
+func (s *Store) Get(ctx context.Context, id string, maxBytes int64) ([]byte, error) {
+	var size int64
+	var body *string
+	err := s.pool.QueryRow(ctx, `SELECT octet_length(body), CASE WHEN octet_length(body) <= $2 THEN body END FROM `+s.table+` WHERE id = $1`,
+		id, maxBytes).Scan(&size, &body)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, msgstore.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get message %s: %w", id, err)
 	}
-	return []byte(body), nil
+	if body == nil {
+		return nil, fmt.Errorf("message %s is %d bytes: %w", id, size, msgstore.ErrTooLarge)
+	}
+	return []byte(*body), nil
 }
 
 // Put stores body under id, replacing what was there.
