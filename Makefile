@@ -6,7 +6,7 @@ DB_URL = $(shell scripts/pg-ensure)
 .PHONY: build test vet fuzz demo bench chaos reliability
 
 build:
-	$(GO) build -o bin/segpub ./cmd/segpub
+	$(GO) build -buildvcs=auto -o bin/segpub ./cmd/segpub
 
 test:
 	SEGPUB_TEST_DATABASE_URL=$${SEGPUB_TEST_DATABASE_URL:-$(DB_URL)} \

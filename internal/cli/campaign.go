@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -162,9 +164,9 @@ func (a *App) campaignAdd(ctx context.Context, store *scheduler.Store, file stri
 	if err != nil {
 		return fail(env, "campaign", err)
 	}
-	var camp scheduler.Campaign
-	if err := json.Unmarshal(data, &camp); err != nil {
-		fmt.Fprintf(env.Stderr, "segpub campaign: rejected: malformed JSON: %v\n", err)
+	camp, err := parseCampaignFile(data)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "segpub campaign: rejected: %v\n", err)
 		return ExitRejected
 	}
 	if err := store.Add(ctx, camp); err != nil {
@@ -174,7 +176,7 @@ func (a *App) campaignAdd(ctx context.Context, store *scheduler.Store, file stri
 		}
 		return fail(env, "campaign", err)
 	}
-	printJSON(env.Stdout, map[string]any{"added": true})
+	printJSON(env.Stdout, map[string]any{"added": true, "id": campaignID(camp)})
 	return ExitOK
 }
 
@@ -231,4 +233,47 @@ func scheduleSummary(raw json.RawMessage) string {
 		parts = append(parts, "("+cmp.Or(s.TimeZone, "Asia/Seoul")+")")
 	}
 	return strings.Join(parts, " ")
+}
+
+// campaignFile is the file campaign add reads (docs/campaigns.md,
+// docs/campaign.schema.json).
+type campaignFile struct {
+	Schema    string          `json:"$schema"`
+	ProjectID string          `json:"project_id"`
+	Action    string          `json:"action"`
+	Campaign  json.RawMessage `json:"campaign"`
+	Schedule  json.RawMessage `json:"schedule"`
+}
+
+// parseCampaignFile reads a campaign file; a field it does not know is
+// refused rather than ignored (a misspelt "schedule" would otherwise read
+// as none).
+func parseCampaignFile(data []byte) (scheduler.Campaign, error) {
+	var f campaignFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return scheduler.Campaign{}, fmt.Errorf("%s: unknown field (want project_id, action, campaign, schedule)", strings.Trim(name, `"`))
+		}
+		return scheduler.Campaign{}, fmt.Errorf("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return scheduler.Campaign{}, errors.New("malformed JSON: more than one value")
+	}
+	if len(f.Campaign) == 0 || string(f.Campaign) == "null" {
+		return scheduler.Campaign{}, errors.New("campaign: required")
+	}
+	if len(f.Schedule) == 0 || string(f.Schedule) == "null" {
+		return scheduler.Campaign{}, errors.New("schedule: required")
+	}
+	return scheduler.Campaign{ProjectID: f.ProjectID, Action: f.Action, Campaign: f.Campaign, Schedule: f.Schedule}, nil
+}
+
+func campaignID(c scheduler.Campaign) string {
+	var inner struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(c.Campaign, &inner)
+	return inner.ID
 }

@@ -108,25 +108,30 @@ $SEGPUB_* variable read it when the flag is not given.`,
 		a.healthcheckCmd(), a.explainCmd(), a.whyCmd(), a.diffCmd(), a.costCmd(), a.demoCmd(),
 		a.versionCmd(),
 	)
-	root.CompletionOptions.HiddenDefaultCmd = false
+	// completion bash|zsh|fish|powershell is cobra's; alone, or with
+	// another shell, it is a usage error like every group.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = needSubcommand
+		}
+	}
 	return root
 }
 
 // group is a command that only holds subcommands: alone, or with an
 // unknown subcommand, it is a usage error.
 func (a *App) group(use, short string, subs ...*cobra.Command) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return errors.New("a subcommand is required: " + subNames(cmd))
-		},
-	}
+	cmd := &cobra.Command{Use: use, Short: short, RunE: needSubcommand}
 	cmd.AddCommand(subs...)
 	return cmd
+}
+
+func needSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return errors.New("a subcommand is required: " + subNames(cmd))
 }
 
 func subNames(cmd *cobra.Command) string {

@@ -192,3 +192,41 @@ func TestOnSeededData(t *testing.T) {
 	}
 	t.Fatal("no published message with an external id in the first 20")
 }
+
+// One job run twice without scheduled_at: every send_at moves by the same
+// amount. That is one shift, reported once, and the messages are the same;
+// a shift that is not the same everywhere stays a difference.
+func TestDiffUniformShift(t *testing.T) {
+	t.Parallel()
+	msg := func(email, sendAt, title string) string {
+		return fmt.Sprintf(`{"request_id":"r","recipient":{"email":%q},"send_at":%q,"message":{"title":%q}}`, email, sendAt, title)
+	}
+	a := writeLines(t, msg("a@x.com", "2026-11-24T09:00:00Z", "hi"), msg("b@x.com", "2026-11-24T09:05:00Z", "hi"), msg("c@x.com", "2026-11-24T09:10:00Z", "hi"))
+	b := writeLines(t, msg("a@x.com", "2026-11-24T09:00:03.5Z", "hi"), msg("b@x.com", "2026-11-24T09:05:03.5Z", "hi"), msg("c@x.com", "2026-11-24T09:10:03.5Z", "yo"))
+	r, err := Diff(a, b, []string{"request_id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Shifted) != 1 || r.Shifted[0].Field != "send_at" || r.Shifted[0].By != "+3.5s" || r.Shifted[0].ByMS != 3500 || r.Shifted[0].Messages != 3 {
+		t.Fatalf("shifted %+v", r.Shifted)
+	}
+	if r.Same != 2 || len(r.Different) != 1 || strings.Join(r.Different[0].Fields, ",") != "message.title" {
+		t.Fatalf("report %+v", r)
+	}
+	if s := r.Summary(20); strings.Count(s, "send_at") != 1 || !strings.Contains(s, "send_at: B is A +3.5s in all 3 messages") {
+		t.Fatalf("summary:\n%s", s)
+	}
+	// One message moved by another amount: no uniform shift.
+	c := writeLines(t, msg("a@x.com", "2026-11-24T09:00:03.5Z", "hi"), msg("b@x.com", "2026-11-24T09:05:09Z", "hi"), msg("c@x.com", "2026-11-24T09:10:03.5Z", "hi"))
+	r, err = Diff(a, c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Shifted) != 0 || len(r.Different) != 3 || !r.Differ() {
+		t.Fatalf("non-uniform: %+v", r)
+	}
+	// --ignore send_at leaves it out altogether.
+	if r, err = Diff(a, c, []string{"send_at", "request_id"}); err != nil || r.Same != 3 || len(r.Shifted) != 0 || r.Differ() {
+		t.Fatalf("ignored: %+v %v", r, err)
+	}
+}
