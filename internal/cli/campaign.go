@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"

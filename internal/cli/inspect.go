@@ -50,7 +50,9 @@ func (a *App) explainCmd() *cobra.Command {
 	d.Int(&sample, "sample", "", 3, "messages to show")
 	d.fs.BoolVar(&asJSON, "json", false, "print JSON")
 	c.register(d)
-	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runExplain(ctx, a.env, &c, &jobPath, &sample, &asJSON) })
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int {
+		return runExplain(ctx, a.env, &c, &jobPath, &sample, &asJSON)
+	})
 	return cmd
 }
 
@@ -246,11 +248,11 @@ func (a *App) costCmd() *cobra.Command {
 }
 
 type costOptions struct {
-	perDay, campaign      int64
-	mps                   float64
-	benchFile             string
-	p                     cost.Prices
-	asJSON                bool
+	perDay, campaign int64
+	mps              float64
+	benchFile        string
+	p                cost.Prices
+	asJSON           bool
 }
 
 // runCost is `segpub cost`.
