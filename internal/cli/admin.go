@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/segpub/segpub/internal/bench"
 	"github.com/segpub/segpub/internal/demo"
@@ -44,7 +43,7 @@ func runMigrate(ctx context.Context, env *Env, c *common, project *string) int {
 		return fail(env, "migrate", err)
 	}
 	defer pool.Close()
-	bar := progress.New(progress.Config{Label: "indexes", Total: int64(len(indexes.For(tables))), Out: env.Stderr})
+	bar := progress.New(progress.Config{Label: "indexes", Total: int64(len(indexes.For(tables))), Out: env.progressOut()})
 	out, err := indexes.Create(ctx, pool, tables, c.logger(env), func() { bar.Add(1) })
 	bar.Done()
 	printJSON(env.Stdout, map[string]any{"project_id": *project, "indexes": out})
@@ -93,8 +92,8 @@ func runSeed(ctx context.Context, env *Env, o *seedOptions) int {
 	}
 	defer pool.Close()
 	cfg := seed.Config{ProjectID: *project, Users: *users, Seed: *seedN, Logger: c.logger(env), Replace: *replace}
-	if f, ok := env.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		cfg.Progress = f
+	if env.term != nil {
+		cfg.Progress = env.term
 	}
 	stats, err := seed.Run(ctx, pool, cfg)
 	if err != nil {
@@ -179,7 +178,7 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 	defer pool.Close()
 	cfg := bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
 		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, OutDir: *out, Logger: c.logger(env)}
-	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.Stderr})
+	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.progressOut()})
 	cfg.Step = func(string) { bar.Add(1) }
 	rep, err := bench.Run(ctx, cfg)
 	bar.Done()
@@ -322,9 +321,11 @@ func runDemo(ctx context.Context, env *Env, c *common, users *int, dataDir *stri
 	if c.databaseURL == "" {
 		c.databaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	}
+	where := ""
 	pool, err := c.pool(ctx)
 	if err != nil {
 		log.Info("no PostgreSQL answers; starting a local one", "reason", err.Error())
+		where = ", started here in " + filepath.Join(*dataDir, "postgres")
 		url, lerr := localpg.Ensure(ctx, filepath.Join(*dataDir, "postgres"), log)
 		if lerr != nil {
 			return fail(env, "demo", lerr)
@@ -335,10 +336,12 @@ func runDemo(ctx context.Context, env *Env, c *common, users *int, dataDir *stri
 		}
 	}
 	defer pool.Close()
-	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.Stdout}
+	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.stdout()}
 	if *asJSON {
-		cfg.Out, cfg.JSON = env.Stderr, env.Stdout
+		cfg.Out, cfg.JSON = env.progressOut(), env.Stdout
 	}
+	// Say which database gets the demo's tables before anything is written.
+	fmt.Fprintf(cfg.Out, "== database %s%s\n", redact(c.databaseURL), where)
 	if err := demo.Run(ctx, cfg); err != nil {
 		return fail(env, "demo", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/segpub/segpub/internal/pgtimeout"
+	"github.com/segpub/segpub/internal/progress"
 )
 
 // Exit codes (CONTRACT.md section 8).
@@ -33,6 +34,31 @@ type Env struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	Getenv func(string) string
+
+	// term is standard error's display when it is a terminal: logs and
+	// the progress line share it without mixing.
+	term *progress.Terminal
+}
+
+// logOut is where log lines go.
+func (e *Env) logOut() io.Writer {
+	if e.term != nil {
+		return e.term
+	}
+	return e.Stderr
+}
+
+// progressOut is where progress goes: the terminal's display, or standard
+// error, where the reporters log lines instead.
+func (e *Env) progressOut() io.Writer { return e.logOut() }
+
+// stdout is standard output, kept out of the progress line's way when both
+// are the terminal.
+func (e *Env) stdout() io.Writer {
+	if e.term != nil && isTerminal(e.Stdout) {
+		return e.term.Above(e.Stdout)
+	}
+	return e.Stdout
 }
 
 // exitCode ends a command with a code whose message the command printed.
@@ -50,6 +76,9 @@ type App struct {
 func New(env *Env) *App {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
+	}
+	if env.term == nil && isTerminal(env.Stderr) {
+		env.term = progress.NewTerminal(env.Stderr)
 	}
 	return &App{env: env}
 }
@@ -252,7 +281,7 @@ func (c *common) logger(env *Env) *slog.Logger {
 	if c.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(env.logOut(), &slog.HandlerOptions{Level: level}))
 }
 
 func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {

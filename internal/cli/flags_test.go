@@ -271,3 +271,17 @@ func TestDiffOfTwoRuns(t *testing.T) {
 		t.Fatalf("--ignore send_at: exit %d\n%s", r.code, r.stdout)
 	}
 }
+
+// A rejected job's result names its request_id.
+func TestRejectionNamesRequestID(t *testing.T) {
+	t.Parallel()
+	bad := `{"version":1,"action":"publish","request_id":"r-42","project_id":"p","campaign":{"id":"c","channel":"email","message":{},
+"audience":{"type":"segment","groups":[{"conditions":[{"kind":"user","attribute":"a","operator":"~=","value":1}]}]}}}`
+	r := runEnv(nil, bad, "size", "--job", "-")
+	if r.code != ExitRejected || !strings.Contains(r.stdout, `"request_id":"r-42"`) || !strings.Contains(r.stdout, `"status":"rejected"`) {
+		t.Fatalf("exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if got := formatCounts(map[string]int64{"var_b": 2, "var_a": 41799}); got != "var_a 41799, var_b 2" {
+		t.Fatalf("formatCounts: %q", got)
+	}
+}

@@ -109,7 +109,7 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 	}
 	// Progress: a redrawn line on a terminal, a log line every few
 	// seconds otherwise (standard output carries only the result).
-	bar := progress.New(progress.Config{Label: "candidates", Out: env.Stderr, Logger: log})
+	bar := progress.New(progress.Config{Label: "candidates", Out: env.progressOut(), Logger: log})
 	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: openCSV(ctx, log),
 		Progress: func(p publish.Progress) { bar.Set(p.Candidates) }})
 	if err != nil {

@@ -94,7 +94,7 @@ func (s *settings) logger(env *Env) *slog.Logger {
 	if s.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(env.logOut(), &slog.HandlerOptions{Level: level}))
 }
 
 // statePool connects to segpub's own database: --state-url, or the

@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -244,7 +246,11 @@ func summary(out io.Writer, ids []string, names map[string]campaign, runs map[st
 		}
 		fmt.Fprintf(out, "%-26s %-22s %-10s %10d %10d  %s\n", names[id].name, names[id].channel, r.Status, r.Candidates, r.Published, strings.Join(skipped, ", "))
 		if len(res.Variants) > 0 {
-			fmt.Fprintf(out, "%-26s variants: %v\n", "", res.Variants)
+			var vs []string
+			for _, v := range slices.Sorted(maps.Keys(res.Variants)) {
+				vs = append(vs, fmt.Sprintf("%s %d", v, res.Variants[v]))
+			}
+			fmt.Fprintf(out, "%-26s variants: %s\n", "", strings.Join(vs, ", "))
 		}
 		total += r.Published
 		if r.Status != ledger.Completed {

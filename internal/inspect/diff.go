@@ -188,7 +188,7 @@ func sortedKeys(m map[string][]any) []string {
 func load(path string) (map[string][]any, []string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, nil, err // an *fs.PathError: it says "open <path>" itself
 	}
 	defer f.Close()
 	out := map[string][]any{}
