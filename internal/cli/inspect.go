@@ -69,7 +69,7 @@ func runExplain(ctx context.Context, env *Env, c *common, jobPath *string, sampl
 	defer pool.Close()
 	ex, err := inspect.Explain(ctx, pool, j, *sample)
 	if err != nil {
-		return outcome(env, "explain", err)
+		return outcome(env, "explain", withHint(err, j.ProjectID))
 	}
 	if *asJSON {
 		printJSON(env.Stdout, ex)
@@ -135,7 +135,7 @@ func runWhy(ctx context.Context, env *Env, c *common, jobPath, user *string, asJ
 	defer pool.Close()
 	ans, err := inspect.Why(ctx, pool, j, *user)
 	if err != nil {
-		return outcome(env, "why", err)
+		return outcome(env, "why", withHint(err, j.ProjectID))
 	}
 	if *asJSON {
 		printJSON(env.Stdout, ans)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/segpub/segpub/internal/endpoint"
@@ -83,6 +84,7 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 	if err != nil {
 		return env2.report(&publish.Result{RequestID: requestIDOf(data), Action: actionFor(name), Status: publish.StatusRejected, Error: err.Error(), Variants: map[string]int64{}}, err)
 	}
+	env2.project = j.ProjectID
 	if name == "size" {
 		j.Action = job.ActionCalculateSize
 	}
@@ -137,8 +139,9 @@ func actionFor(name string) job.Action {
 }
 
 type jobResult struct {
-	env  *Env
-	name string
+	env     *Env
+	name    string
+	project string
 }
 
 // report prints the result and maps the outcome to an exit code: 2 for a
@@ -155,9 +158,20 @@ func (r jobResult) report(res *publish.Result, err error) int {
 		fmt.Fprintf(r.env.Stderr, "segpub %s: interrupted\n", r.name)
 		return ExitFailure
 	default:
-		fmt.Fprintf(r.env.Stderr, "segpub %s: %v\n", r.name, err)
+		fmt.Fprintf(r.env.Stderr, "segpub %s: %v\n", r.name, withHint(err, r.project))
 		return ExitFailure
 	}
+}
+
+// withHint says what a database error means for the operator when it has
+// a usual cause: a project whose tables do not exist.
+func withHint(err error, project string) error {
+	var pgErr *pgconn.PgError
+	if project != "" && errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return fmt.Errorf("project %q has no tables here (%s): check project_id and the database, or create them with segpub seed --project %s",
+			project, pgErr.Message, project)
+	}
+	return err
 }
 
 // requestIDOf finds the request_id of a job that did not parse, so its

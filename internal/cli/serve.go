@@ -152,7 +152,7 @@ func (a *App) serveCmd() *cobra.Command {
 	var withScheduler bool
 	s.register(d)
 	ss.register(d)
-	d.Bool(&withScheduler, "scheduler", "SEGPUB_SCHEDULER", true, "run the scheduler in this process too (the variable: on or off)", nil)
+	d.Bool(&withScheduler, "scheduler", "SEGPUB_SCHEDULER", true, "run the scheduler in this process too; --scheduler=false: not (the variable: on or off)", nil)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runServe(ctx, a.env, &s, &ss, withScheduler) })
 	return cmd
 }
