@@ -39,6 +39,18 @@ func (s *schedSettings) register(d *decls) {
 	d.Duration(&s.catchUp, "scheduler-catch-up", "SEGPUB_SCHEDULER_CATCH_UP", DefaultSchedulerCatchUp, "occurrences missed by more are reported, not sent")
 }
 
+// validate checks the scheduler's settings; an error names the flag and
+// the variable.
+func (s *schedSettings) validate() error {
+	switch {
+	case s.interval <= 0:
+		return fmt.Errorf("--scheduler-interval ($SEGPUB_SCHEDULER_INTERVAL): %s; want more than 0", s.interval)
+	case s.catchUp <= 0:
+		return fmt.Errorf("--scheduler-catch-up ($SEGPUB_SCHEDULER_CATCH_UP): %s; want more than 0", s.catchUp)
+	}
+	return nil
+}
+
 func (s *schedSettings) start(ctx context.Context, svc *service, jobQueueURL string, log *slog.Logger) (*scheduler.Scheduler, error) {
 	store, err := scheduler.NewStore(ctx, svc.state)
 	if err != nil {
@@ -69,6 +81,9 @@ func (a *App) schedulerCmd() *cobra.Command {
 
 // runScheduler is `segpub scheduler`: the scheduler alone.
 func runScheduler(ctx context.Context, env *Env, s *settings, ss *schedSettings) int {
+	if err := ss.validate(); err != nil {
+		return fail(env, "scheduler", err)
+	}
 	log := s.logger(env)
 	svc, err := s.open(ctx, log)
 	if err != nil {

@@ -297,3 +297,29 @@ func TestUnknownProject(t *testing.T) {
 		}
 	}
 }
+
+// A setting out of range stops the command with the flag and variable
+// named, before anything is opened.
+func TestSettingsValidated(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"SEGPUB_CONCURRENCY": "0"}, []string{"serve"}, "--concurrency ($SEGPUB_CONCURRENCY): 0; want at least 1"},
+		{nil, []string{"serve", "--lease", "1s"}, "--lease ($SEGPUB_LEASE): 1s; want at least 3s"},
+		{nil, []string{"serve", "--max-attempts", "0"}, "--max-attempts ($SEGPUB_MAX_ATTEMPTS): 0; want at least 1"},
+		{nil, []string{"serve", "--partition-rows", "-1"}, "--partition-rows ($SEGPUB_PARTITION_ROWS): -1 is negative"},
+		{nil, []string{"submit", "--job", "-", "--max-in-flight", "-1"}, "--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): -1 is negative"},
+		{map[string]string{"SEGPUB_SCHEDULER_INTERVAL": "0s"}, []string{"scheduler"}, "--scheduler-interval ($SEGPUB_SCHEDULER_INTERVAL): 0s; want more than 0"},
+		{map[string]string{"SEGPUB_SCHEDULER": "maybe"}, []string{"serve"}, `$SEGPUB_SCHEDULER: "maybe" is not on or off`},
+		{map[string]string{"SEGPUB_LOG_FORMAT": "xml"}, []string{"serve"}, `$SEGPUB_LOG_FORMAT: "xml" is not json or text`},
+	} {
+		job := `{"version":1,"action":"publish","request_id":"r","project_id":"p","campaign":{"id":"c","channel":"email","message":{},"audience":{"type":"all"}}}`
+		r := runEnv(c.vars, job, c.args...)
+		if r.code != ExitFailure || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v %v: exit %d %q, want %q", c.vars, c.args, r.code, r.stderr, c.want)
+		}
+	}
+}

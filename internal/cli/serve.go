@@ -86,6 +86,26 @@ func (s *settings) register(d *decls) {
 	})
 }
 
+// validate checks the service's settings; an error names the flag and
+// the variable.
+func (s *settings) validate() error {
+	switch {
+	case s.maxInFlight < 0:
+		return fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", s.maxInFlight)
+	case s.concurrency < 1:
+		return fmt.Errorf("--concurrency ($SEGPUB_CONCURRENCY): %d; want at least 1", s.concurrency)
+	case s.maxAttempts < 1:
+		return fmt.Errorf("--max-attempts ($SEGPUB_MAX_ATTEMPTS): %d; want at least 1", s.maxAttempts)
+	case s.lease < 3*time.Second:
+		return fmt.Errorf("--lease ($SEGPUB_LEASE): %s; want at least 3s (heartbeats are every third of it)", s.lease)
+	case s.grace < 0:
+		return fmt.Errorf("--shutdown-grace ($SEGPUB_SHUTDOWN_GRACE): %s is negative", s.grace)
+	case s.partitionRows < 0:
+		return fmt.Errorf("--partition-rows ($SEGPUB_PARTITION_ROWS): %d is negative", s.partitionRows)
+	}
+	return nil
+}
+
 func (s *settings) logger(env *Env) *slog.Logger {
 	if !s.jsonLogs {
 		return s.common.logger(env)
@@ -116,8 +136,8 @@ type service struct {
 }
 
 func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error) {
-	if s.maxInFlight < 0 {
-		return nil, fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", s.maxInFlight)
+	if err := s.validate(); err != nil {
+		return nil, err
 	}
 	aud, err := s.pool(ctx)
 	if err != nil {
@@ -159,6 +179,9 @@ func (a *App) serveCmd() *cobra.Command {
 
 // runServe is `segpub serve`.
 func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, withScheduler bool) int {
+	if err := ss.validate(); err != nil {
+		return fail(env, "serve", err)
+	}
 	log := s.logger(env)
 	svc, err := s.open(ctx, log)
 	if err != nil {
