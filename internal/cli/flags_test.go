@@ -323,3 +323,56 @@ func TestSettingsValidated(t *testing.T) {
 		}
 	}
 }
+
+// Every flag each command took before the move to a command-line framework
+// is still accepted, shown or not, in both spellings.
+func TestEveryOldFlagAccepted(t *testing.T) {
+	t.Parallel()
+	common := []string{"database-url", "v", "db-stall-timeout"}
+	service := append([]string{"state-url", "job-queue-url", "channel-url", "message-store-url", "dead-letter-url", "events-url",
+		"data-dir", "listen", "concurrency", "max-in-flight", "max-attempts", "lease", "shutdown-grace", "partition-rows", "json-logs"}, common...)
+	sched := []string{"scheduler-interval", "scheduler-catch-up"}
+	old := map[string][]string{
+		"size":            append([]string{"job", "data-dir", "cpuprofile"}, common...),
+		"publish":         append([]string{"job", "out", "data-dir", "cpuprofile"}, common...),
+		"seed":            append([]string{"project", "users", "seed", "replace"}, common...),
+		"migrate indexes": append([]string{"project"}, common...),
+		"bench":           append([]string{"sizes", "project", "users", "runs", "baseline-max-users", "only", "out", "plots", "json"}, common...),
+		"bench indexes":   append([]string{"project", "json"}, common...),
+		"bench baseline":  append([]string{"job", "out"}, common...),
+		"serve":           append(append([]string{"scheduler"}, sched...), service...),
+		"submit":          append([]string{"job"}, service...),
+		"status":          service,
+		"scheduler":       append(sched, service...),
+		"campaign add":    append([]string{"file"}, service...),
+		"campaign list":   service,
+		"campaign pause":  service,
+		"campaign resume": service,
+		"campaign end":    service,
+		"healthcheck":     {"url"},
+		"explain":         append([]string{"job", "sample", "json"}, common...),
+		"why":             append([]string{"job", "user", "json"}, common...),
+		"diff":            {"ignore", "limit", "json"},
+		"cost":            {"messages-per-day", "campaign-size", "bench", "messages-per-second", "fargate-vcpu-hour", "fargate-gb-hour", "spot-discount", "sqs-per-million", "json"},
+		"demo":            append([]string{"users", "data-dir", "json"}, common...),
+	}
+	env := &Env{Getenv: func(string) string { return "" }}
+	for path, flags := range old {
+		root := New(env).Command()
+		cmd, _, err := root.Find(strings.Fields(path))
+		if err != nil || cmd.Name() != strings.Fields(path)[len(strings.Fields(path))-1] {
+			t.Errorf("%s: no such command (%v)", path, err)
+			continue
+		}
+		for _, f := range flags {
+			if cmd.Flags().Lookup(f) == nil && cmd.Flags().ShorthandLookup(f) == nil {
+				t.Errorf("%s: --%s is gone", path, f)
+			}
+		}
+	}
+	// The one-dash spelling of the Go flag package, as scripts wrote it.
+	got := longFlagsWithOneDash(New(env).Command(), []string{"publish", "-job", "-", "-out=file:///x", "-v", "--v", "-db-stall-timeout", "-1s", "--", "-job"})
+	if want := "publish --job - --out=file:///x -v -v --db-stall-timeout -1s -- -job"; strings.Join(got, " ") != want {
+		t.Fatalf("rewritten %q, want %q", strings.Join(got, " "), want)
+	}
+}

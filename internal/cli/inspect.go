@@ -233,8 +233,8 @@ func runDiff(_ context.Context, env *Env, args []string, ignore *string, limit *
 func (a *App) costCmd() *cobra.Command {
 	cmd, d := a.newCmd("cost", "monthly cost of a workload on Fargate, from measured throughput, beside Glue and EMR")
 	var o costOptions
-	d.Int64(&o.perDay, "messages-per-day", "", 10_000_000, "messages sent a day")
-	d.Int64(&o.campaign, "campaign-size", "", 1_000_000, "messages of one large campaign")
+	d.Float64(&o.perDay, "messages-per-day", "", 10_000_000, "messages sent a day")
+	d.Float64(&o.campaign, "campaign-size", "", 1_000_000, "messages of one large campaign")
 	d.String(&o.benchFile, "bench", "", "", "report file written by segpub bench --json, to take throughput and memory from")
 	d.Float64(&o.mps, "messages-per-second", "", 0, "throughput when no --bench file is given; 0: the figure in docs/benchmarks.md")
 	o.p = cost.DefaultPrices
@@ -248,7 +248,7 @@ func (a *App) costCmd() *cobra.Command {
 }
 
 type costOptions struct {
-	perDay, campaign int64
+	perDay, campaign float64
 	mps              float64
 	benchFile        string
 	p                cost.Prices
@@ -267,7 +267,7 @@ func runCost(_ context.Context, env *Env, o *costOptions) int {
 	} else if *mps > 0 {
 		m = cost.Measured{MessagesPerSecond: *mps, Source: "--messages-per-second"}
 	}
-	rep, err := cost.Compute(cost.Workload{MessagesPerDay: float64(*perDay), CampaignSize: float64(*campaign)}, m, p)
+	rep, err := cost.Compute(cost.Workload{MessagesPerDay: *perDay, CampaignSize: *campaign}, m, p)
 	if err != nil {
 		return fail(env, "cost", err)
 	}

@@ -76,6 +76,8 @@ func (d *decls) Int64(p *int64, flag, env string, def int64, help string) {
 // Float64 declares a number setting.
 func (d *decls) Float64(p *float64, flag, env string, def float64, help string) {
 	d.fs.Float64Var(p, flag, def, envHelp(help, env))
+	// Help shows 10000000, not pflag's 1e+07.
+	d.fs.Lookup(flag).DefValue = strconv.FormatFloat(def, 'f', -1, 64)
 	d.bind(flag, env, func(raw string) error {
 		v, err := strconv.ParseFloat(raw, 64)
 		if err != nil {
