@@ -142,6 +142,7 @@ $SEGPUB_* variable read it when the flag is not given.`,
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {
+			c.Short = "print a shell completion script: bash, zsh, fish or powershell"
 			c.RunE = needSubcommand
 		}
 	}

@@ -58,7 +58,10 @@ const (
 	DefaultPartitionRows   = 2_000_000
 )
 
-// register declares the service's settings, one line each.
+// register declares the service's settings, one line each:
+// d.Int(&s.field, "flag-name", "SEGPUB_VARIABLE", DefaultConstant, "help"),
+// with the range checked in validate. The help omits the default and the
+// variable: they are printed from the declaration.
 func (s *settings) register(d *decls) {
 	s.common.register(d)
 	d.String(&s.stateURL, "state-url", "SEGPUB_STATE_URL", "", "segpub's own database (run ledger, pg: message store); empty: --database-url")
