@@ -114,3 +114,16 @@ func TestCampaignTable(t *testing.T) {
 		t.Fatalf("empty: %q", got)
 	}
 }
+
+// The demo says which database it seeds before it writes anything.
+func TestDemoNamesItsDatabase(t *testing.T) {
+	t.Parallel()
+	db := isolatedStateURL(t)
+	r := runEnv(nil, "", "demo", "--users", "300", "--data-dir", t.TempDir(), "--database-url", db)
+	if r.code != ExitOK {
+		t.Fatalf("demo: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if first, _, _ := strings.Cut(r.stdout, "\n"); first != "== database "+redact(db) || !strings.Contains(first, "@") {
+		t.Fatalf("first line %q", first)
+	}
+}
