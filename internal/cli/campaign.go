@@ -175,7 +175,7 @@ func (a *App) campaignAdd(ctx context.Context, store *scheduler.Store, file stri
 		fmt.Fprintln(env.Stderr, "segpub campaign add: --file is required")
 		return ExitFailure
 	}
-	data, err := readJob(file, env.Stdin)
+	data, err := readInput("campaign file", file, env.Stdin)
 	if err != nil {
 		return fail(env, "campaign", err)
 	}

@@ -187,17 +187,21 @@ func requestIDOf(data []byte) string {
 	return id
 }
 
-func readJob(path string, stdin io.Reader) ([]byte, error) {
+func readJob(path string, stdin io.Reader) ([]byte, error) { return readInput("job", path, stdin) }
+
+// readInput reads a file, or standard input for "-"; what names it in
+// errors.
+func readInput(what, path string, stdin io.Reader) ([]byte, error) {
 	if path == "-" {
 		data, err := io.ReadAll(stdin)
 		if err != nil {
-			return nil, fmt.Errorf("read job from standard input: %w", err)
+			return nil, fmt.Errorf("read %s from standard input: %w", what, err)
 		}
 		return data, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read job: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	return data, nil
 }
