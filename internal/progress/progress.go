@@ -137,7 +137,11 @@ func Line(label string, n, total int64, elapsed time.Duration, width int) string
 	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
 	eta := "--"
 	if r > 0 && n < total {
-		eta = (time.Duration(float64(total-n)/r) * time.Second).Round(time.Second).String()
+		left := time.Duration(float64(total-n) / r * float64(time.Second))
+		eta = left.Round(time.Second).String()
+		if left < time.Second {
+			eta = "<1s" // not "0s" while work is left
+		}
 	} else if n >= total {
 		eta = "0s"
 	}

@@ -150,3 +150,14 @@ func TestSlowRate(t *testing.T) {
 		t.Fatalf("line %q", got)
 	}
 }
+
+// Work left is never 0s away.
+func TestETANotZeroWhileWorkIsLeft(t *testing.T) {
+	t.Parallel()
+	if got := Line("runs", 4, 9, 400*time.Millisecond, 10); !strings.Contains(got, "ETA <1s") {
+		t.Fatalf("line %q", got)
+	}
+	if got := Line("runs", 1, 9, 10*time.Second, 10); !strings.Contains(got, "ETA 1m20s") {
+		t.Fatalf("line %q", got)
+	}
+}
