@@ -11,7 +11,7 @@ RACE_PKGS = ./internal/cli/ ./internal/publish/ ./internal/worker/ ./internal/sc
 	./internal/queue/... ./internal/sink/... ./internal/seed/
 
 build:
-	$(GO) build -o bin/segpub ./cmd/segpub
+	$(GO) build -buildvcs=auto -o bin/segpub ./cmd/segpub
 
 # Every test, then the goroutine-owning packages under -race.
 test: unit race

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/term"
+	"github.com/spf13/cobra"
 
 	"github.com/segpub/segpub/internal/bench"
 	"github.com/segpub/segpub/internal/demo"
@@ -23,19 +22,18 @@ import (
 	"github.com/segpub/segpub/internal/seed"
 )
 
-// runMigrate is `segpub migrate indexes --project P`.
-func runMigrate(ctx context.Context, env *Env, args []string) int {
-	if len(args) == 0 || args[0] != "indexes" {
-		fmt.Fprintln(env.Stderr, "usage: segpub migrate indexes --project P [--database-url URL]")
-		return ExitFailure
-	}
-	fs := flag.NewFlagSet("migrate indexes", flag.ContinueOnError)
+func (a *App) migrateCmd() *cobra.Command {
+	cmd, d := a.newCmd("indexes --project P", "create the secondary indexes the audience queries use")
 	var c common
-	c.register(fs, env)
-	project := fs.String("project", "", "project id whose tables get the indexes")
-	if ok, code := parseFlags(fs, args[1:], env); !ok {
-		return code
-	}
+	var project string
+	d.String(&project, "project", "", "", "project id whose tables get the indexes")
+	c.register(d)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runMigrate(ctx, a.env, &c, &project) })
+	return a.group("migrate", "create the secondary indexes the audience queries use (migrate indexes)", cmd)
+}
+
+// runMigrate is `segpub migrate indexes --project P`.
+func runMigrate(ctx context.Context, env *Env, c *common, project *string) int {
 	tables, err := schema.For(*project)
 	if err != nil {
 		return fail(env, "migrate", fmt.Errorf("--project: %w", err))
@@ -45,7 +43,7 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 		return fail(env, "migrate", err)
 	}
 	defer pool.Close()
-	bar := progress.New(progress.Config{Label: "indexes", Total: int64(len(indexes.For(tables))), Out: env.Stderr})
+	bar := progress.New(progress.Config{Label: "indexes", Total: int64(len(indexes.For(tables))), Out: env.progressOut()})
 	out, err := indexes.Create(ctx, pool, tables, c.logger(env), func() { bar.Add(1) })
 	bar.Done()
 	printJSON(env.Stdout, map[string]any{"project_id": *project, "indexes": out})
@@ -55,18 +53,33 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
+// seedOptions are the settings of `segpub seed`.
+type seedOptions struct {
+	common
+	project string
+	users   int
+	seed    int64
+	replace bool
+}
+
+// DefaultSeedUsers is how many users seed makes without --users.
+const DefaultSeedUsers = 10_000
+
+func (a *App) seedCmd() *cobra.Command {
+	cmd, d := a.newCmd("seed --project P", "create a project's tables and fill them with synthetic data")
+	var o seedOptions
+	d.String(&o.project, "project", "", "", "project id to create and fill")
+	d.Int(&o.users, "users", "", DefaultSeedUsers, "number of users")
+	d.Int64(&o.seed, "seed", "", 1, "random seed: the same seed gives the same data")
+	d.fs.BoolVar(&o.replace, "replace", false, "drop the project's tables first if they exist")
+	o.common.register(d)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runSeed(ctx, a.env, &o) })
+	return cmd
+}
+
 // runSeed is `segpub seed --project P --users N`.
-func runSeed(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
-	var c common
-	c.register(fs, env)
-	project := fs.String("project", "", "project id to create and fill")
-	users := fs.Int("users", 10000, "number of users")
-	seedN := fs.Int64("seed", 1, "random seed: the same seed gives the same data")
-	replace := fs.Bool("replace", false, "drop the project's tables first if they exist")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+func runSeed(ctx context.Context, env *Env, o *seedOptions) int {
+	c, project, users, seedN, replace := &o.common, &o.project, &o.users, &o.seed, &o.replace
 	if _, err := schema.For(*project); err != nil {
 		return fail(env, "seed", fmt.Errorf("--project: %w", err))
 	}
@@ -79,8 +92,8 @@ func runSeed(ctx context.Context, env *Env, args []string) int {
 	}
 	defer pool.Close()
 	cfg := seed.Config{ProjectID: *project, Users: *users, Seed: *seedN, Logger: c.logger(env), Replace: *replace}
-	if f, ok := env.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		cfg.Progress = f
+	if env.term != nil {
+		cfg.Progress = env.term
 	}
 	stats, err := seed.Run(ctx, pool, cfg)
 	if err != nil {
@@ -93,35 +106,43 @@ func runSeed(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
+// benchOptions are the settings of `segpub bench`.
+type benchOptions struct {
+	common
+	sizes, project, only, out, plots string
+	users, runs                      int
+	baselineMax                      int64
+	asJSON                           bool
+	sqsRTT                           time.Duration
+}
+
+func (a *App) benchCmd() *cobra.Command {
+	cmd, d := a.newCmd("bench", "measure publish and size against PostgreSQL's COPY of the same query")
+	var o benchOptions
+	d.String(&o.sizes, "sizes", "", "1m", "comma-separated audience sizes (1m, 3m, 10m, 250k…); each is project bench<size>, seeded when it has no tables")
+	d.String(&o.project, "project", "", "", "measure this project instead of --sizes (seeded with --users when it has no tables)")
+	d.Int(&o.users, "users", "", 1_000_000, "users to seed --project with when it has no tables")
+	d.Int(&o.runs, "runs", "", 1, "repetitions of each measurement; the best is kept")
+	d.Int64(&o.baselineMax, "baseline-max-users", "", 1_000_000, "run the seed pattern on projects of at most this many users (its OFFSET paging is quadratic); 0: never")
+	d.String(&o.only, "only", "", "", "comma-separated workloads to measure; empty: all of "+strings.Join(bench.Workloads(), ", "))
+	d.String(&o.out, "out", "", filepath.Join(os.TempDir(), "segpub-bench"), "working directory")
+	d.String(&o.plots, "plots", "", "", "directory to write throughput.svg and memory.svg to")
+	d.fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	d.Duration(&o.sqsRTT, "sqs-rtt", "", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
+	o.common.register(d)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runBench(ctx, a.env, &o) })
+	cmd.AddCommand(a.benchBaselineCmd(), a.benchIndexesCmd())
+	return cmd
+}
+
 // runBench is `segpub bench`.
-func runBench(ctx context.Context, env *Env, args []string) int {
-	if len(args) > 0 && args[0] == "baseline" {
-		return runBaseline(ctx, env, args[1:])
-	}
-	if len(args) > 0 && args[0] == "indexes" {
-		return runIndexStudy(ctx, env, args[1:])
-	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var c common
-	c.register(fs, env)
-	sizes := fs.String("sizes", "1m", "comma-separated audience sizes (1m, 3m, 10m, 250k…); each is project bench<size>, seeded when it has no tables")
-	project := fs.String("project", "", "measure this project instead of --sizes (seeded with --users when it has no tables)")
-	users := fs.Int("users", 1_000_000, "users to seed --project with when it has no tables")
-	runs := fs.Int("runs", 1, "repetitions of each measurement; the best is kept")
-	baselineMax := fs.Int64("baseline-max-users", 1_000_000, "run the seed pattern on projects of at most this many users (its OFFSET paging is quadratic); 0: never")
-	only := fs.String("only", "", "comma-separated workloads to measure (default: all): "+strings.Join(bench.Workloads(), ", "))
-	out := fs.String("out", os.TempDir()+"/segpub-bench", "working directory")
-	plots := fs.String("plots", "", "directory to write throughput.svg and memory.svg to")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	sqsRTT := fs.Duration("sqs-rtt", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
-	if *sqsRTT < 0 || *sqsRTT > 10*time.Second {
-		return fail(env, "bench", fmt.Errorf("--sqs-rtt: %v out of range 0..10s", *sqsRTT))
-	}
+func runBench(ctx context.Context, env *Env, o *benchOptions) int {
+	c, sizes, project, users, runs, baselineMax, only, out, plots, asJSON := &o.common, &o.sizes, &o.project, &o.users, &o.runs, &o.baselineMax, &o.only, &o.out, &o.plots, &o.asJSON
 	if *runs < 1 {
 		return fail(env, "bench", fmt.Errorf("--runs: must be at least 1"))
+	}
+	if o.sqsRTT < 0 || o.sqsRTT > 10*time.Second {
+		return fail(env, "bench", fmt.Errorf("--sqs-rtt: %v out of range 0..10s", o.sqsRTT))
 	}
 	var projects []bench.Project
 	if *project != "" {
@@ -161,8 +182,8 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	}
 	defer pool.Close()
 	cfg := bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
-		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: *sqsRTT, OutDir: *out, Logger: c.logger(env)}
-	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.Stderr})
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, OutDir: *out, Logger: c.logger(env)}
+	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.progressOut()})
 	cfg.Step = func(string) { bar.Add(1) }
 	rep, err := bench.Run(ctx, cfg)
 	bar.Done()
@@ -204,16 +225,20 @@ func parseSize(s string) (int, error) {
 	return n * mult, nil
 }
 
-// runIndexStudy is `segpub bench indexes`.
-func runIndexStudy(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("bench indexes", flag.ContinueOnError)
+func (a *App) benchIndexesCmd() *cobra.Command {
+	cmd, d := a.newCmd("indexes", "measure each query with and without candidate indexes")
 	var c common
-	c.register(fs, env)
-	project := fs.String("project", "bench1m", "project to study (it must exist; its secondary indexes are dropped and rebuilt)")
-	asJSON := fs.Bool("json", false, "print the results as JSON")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+	var project string
+	var asJSON bool
+	d.String(&project, "project", "", "bench1m", "project to study (it must exist; its secondary indexes are dropped and rebuilt)")
+	d.fs.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	c.register(d)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runIndexStudy(ctx, a.env, &c, &project, &asJSON) })
+	return cmd
+}
+
+// runIndexStudy is `segpub bench indexes`.
+func runIndexStudy(ctx context.Context, env *Env, c *common, project *string, asJSON *bool) int {
 	if err := schema.ValidateProjectID(*project); err != nil {
 		return fail(env, "bench indexes", fmt.Errorf("--project: %w", err))
 	}
@@ -234,17 +259,20 @@ func runIndexStudy(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
+func (a *App) benchBaselineCmd() *cobra.Command {
+	cmd, d := a.newCmd("baseline --job FILE --out FILE", "run a job the seed's way (the benchmark's child process)")
+	var c common
+	var jobPath, out string
+	d.String(&jobPath, "job", "", "", "job file")
+	d.String(&out, "out", "", "", "file to write messages to")
+	c.register(d)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runBaseline(ctx, a.env, &c, &jobPath, &out) })
+	return cmd
+}
+
 // runBaseline is `segpub bench baseline`: the seed pattern, run by the
 // benchmark as a child process so its time and memory are its own.
-func runBaseline(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("bench baseline", flag.ContinueOnError)
-	var c common
-	c.register(fs, env)
-	jobPath := fs.String("job", "", "job file")
-	out := fs.String("out", "", "file to write messages to")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+func runBaseline(ctx context.Context, env *Env, c *common, jobPath, out *string) int {
 	if *jobPath == "" || *out == "" {
 		return fail(env, "bench baseline", fmt.Errorf("--job and --out are required"))
 	}
@@ -277,24 +305,32 @@ func runBaseline(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
-// runDemo is `segpub demo`.
-func runDemo(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+func (a *App) demoCmd() *cobra.Command {
+	cmd, d := a.newCmd("demo", "run the whole service on this machine: seed, schedule, publish, summarize")
 	var c common
-	c.register(fs, env)
-	users := fs.Int("users", 100_000, "users to seed")
-	dataDir := fs.String("data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
-	asJSON := fs.Bool("json", false, "print the runs as JSON instead of a table")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+	var users int
+	var dataDir string
+	var asJSON bool
+	d.Int(&users, "users", "", 100_000, "users to seed")
+	d.String(&dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
+	d.fs.BoolVar(&asJSON, "json", false, "print the runs as JSON instead of a table")
+	c.register(d)
+	d.fs.Lookup("database-url").Usage = "audience database URL; empty: the local PostgreSQL on 127.0.0.1:5432, started when none answers ($SEGPUB_DATABASE_URL)"
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runDemo(ctx, a.env, &c, &users, &dataDir, &asJSON) })
+	return cmd
+}
+
+// runDemo is `segpub demo`.
+func runDemo(ctx context.Context, env *Env, c *common, users *int, dataDir *string, asJSON *bool) int {
 	log := c.logger(env)
 	if c.databaseURL == "" {
 		c.databaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	}
+	where := ""
 	pool, err := c.pool(ctx)
 	if err != nil {
 		log.Info("no PostgreSQL answers; starting a local one", "reason", err.Error())
+		where = ", started here in " + filepath.Join(*dataDir, "postgres")
 		url, lerr := localpg.Ensure(ctx, filepath.Join(*dataDir, "postgres"), log)
 		if lerr != nil {
 			return fail(env, "demo", lerr)
@@ -305,24 +341,29 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 		}
 	}
 	defer pool.Close()
-	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.Stdout}
+	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.stdout()}
 	if *asJSON {
-		cfg.Out, cfg.JSON = env.Stderr, env.Stdout
+		cfg.Out, cfg.JSON = env.progressOut(), env.Stdout
 	}
+	// Say which database gets the demo's tables before anything is written.
+	fmt.Fprintf(cfg.Out, "== database %s%s\n", redact(c.databaseURL), where)
 	if err := demo.Run(ctx, cfg); err != nil {
 		return fail(env, "demo", err)
 	}
 	return ExitOK
 }
 
+func (a *App) healthcheckCmd() *cobra.Command {
+	cmd, d := a.newCmd("healthcheck", "exit 0 when the service's /healthz answers (for container health checks)")
+	var url string
+	d.String(&url, "url", "", "http://127.0.0.1:9090/healthz", "URL that must answer 200")
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runHealthcheck(ctx, a.env, &url) })
+	return cmd
+}
+
 // runHealthcheck is `segpub healthcheck --url U`: the container image has no
 // curl, so the binary checks its own /healthz.
-func runHealthcheck(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	url := fs.String("url", "http://127.0.0.1:9090/healthz", "URL that must answer 200")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+func runHealthcheck(ctx context.Context, env *Env, url *string) int {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)

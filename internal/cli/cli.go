@@ -6,19 +6,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/pgtimeout"
+	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -36,73 +37,232 @@ type Env struct {
 	Stderr io.Writer
 	Getenv func(string) string
 
-	// bad collects environment settings that did not parse; a command
-	// refuses to run with any.
-	bad []string
+	// term is standard error's display when it is a terminal: logs and
+	// the progress line share it without mixing.
+	term *progress.Terminal
 }
 
-type command struct {
-	summary string
-	run     func(ctx context.Context, env *Env, args []string) int
-}
-
-func commands() map[string]command {
-	return map[string]command{
-		"size":        {"print the audience size and skip reasons of a job", runSize},
-		"publish":     {"run a job, publishing its channel messages to --out", runPublish},
-		"seed":        {"create a project's tables and fill them with synthetic data", runSeed},
-		"migrate":     {"create the secondary indexes the audience queries use", runMigrate},
-		"bench":       {"measure publish and size against PostgreSQL's COPY of the same query", runBench},
-		"serve":       {"run the service: take jobs from the job queue and publish them", runServe},
-		"submit":      {"put a job on the job queue (as a claim check when it is too large)", runSubmit},
-		"status":      {"show a run's status, progress and result by request_id", runStatus},
-		"scheduler":   {"run the scheduler alone: enqueue due campaign occurrences", runScheduler},
-		"campaign":    {"manage scheduled campaigns: add, list, pause, resume, end", runCampaign},
-		"healthcheck": {"exit 0 when the service's /healthz answers (for container health checks)", runHealthcheck},
-		"explain":     {"show what a job would do: counts, sample messages, SQL and plan, missing indexes", runExplain},
-		"why":         {"show what a job does to one user: each condition, the variant, the skip reason or message", runWhy},
-		"diff":        {"compare two channel outputs by destination (old publisher vs segpub)", runDiff},
-		"cost":        {"monthly cost of a workload on Fargate, from measured throughput, beside Glue and EMR", runCost},
-		"demo":        {"run the whole service on this machine: seed, schedule, publish, summarize", runDemo},
+// logOut is where log lines go.
+func (e *Env) logOut() io.Writer {
+	if e.term != nil {
+		return e.term
 	}
+	return e.Stderr
 }
 
-// Main runs one command and returns the process exit code.
-func Main(ctx context.Context, args []string, env *Env) int {
+// progressOut is where progress goes: the terminal's display, or standard
+// error, where the reporters log lines instead.
+func (e *Env) progressOut() io.Writer { return e.logOut() }
+
+// stdout is standard output, kept out of the progress line's way when both
+// are the terminal.
+func (e *Env) stdout() io.Writer {
+	if e.term != nil && isTerminal(e.Stdout) {
+		return e.term.Above(e.Stdout)
+	}
+	return e.Stdout
+}
+
+// exitCode ends a command with a code whose message the command printed.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// App is segpub's command tree for one process: main builds one and runs
+// it; tests do the same with their own Env.
+type App struct {
+	env *Env
+}
+
+// New returns the command line of a process with the given environment.
+func New(env *Env) *App {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(env.Stderr, cmds)
-		if len(args) == 0 {
-			return ExitFailure
-		}
+	if env.term == nil && isTerminal(env.Stderr) {
+		env.term = progress.NewTerminal(env.Stderr)
+	}
+	return &App{env: env}
+}
+
+// Main runs one command line and returns the process exit code.
+func Main(ctx context.Context, args []string, env *Env) int {
+	return New(env).Run(ctx, args)
+}
+
+// Run runs one command line and returns the process exit code: 0 ok, 2 a
+// rejected job, 1 anything else, usage errors included (an unknown command
+// or flag, a missing or extra argument). -h and --help exit 0.
+func (a *App) Run(ctx context.Context, args []string) int {
+	root := a.Command()
+	root.SetArgs(longFlagsWithOneDash(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
 		return ExitOK
 	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(env.Stderr, "segpub: unknown command %q\n", args[0])
-		usage(env.Stderr, cmds)
-		return ExitFailure
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code)
 	}
-	return cmd.run(ctx, env, args[1:])
+	// A usage error found by the parser: say it once, point at the help.
+	fmt.Fprintf(a.env.Stderr, "%s: %v\nRun '%s -h' for usage.\n", cmd.CommandPath(), err, cmd.CommandPath())
+	return ExitFailure
 }
 
-func usage(w io.Writer, cmds map[string]command) {
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
+// Command builds the command tree.
+func (a *App) Command() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "segpub",
+		Short: "segpub turns campaign jobs into per-recipient channel messages",
+		Long: `segpub turns campaign jobs into per-recipient channel messages.
+
+Exit status: 0 success; 2 a rejected job (its reason on standard error);
+1 any other failure, usage errors included. -h on any command exits 0.
+Flags may come before or after positional arguments. Settings with a
+$SEGPUB_* variable read it when the flag is not given.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Bare "segpub" is a usage error: the help, on standard error.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(a.env.Stderr)
+			_ = cmd.Help()
+			return exitCode(ExitFailure)
+		},
 	}
-	sort.Strings(names)
-	fmt.Fprintln(w, "usage: segpub <command> [flags]\n\ncommands:")
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
+	root.SetIn(a.env.Stdin)
+	root.SetOut(a.env.Stdout)
+	root.SetErr(a.env.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	root.AddCommand(
+		a.jobCmd("size"), a.jobCmd("publish"), a.seedCmd(), a.migrateCmd(), a.benchCmd(),
+		a.serveCmd(), a.submitCmd(), a.statusCmd(), a.schedulerCmd(), a.campaignCmd(),
+		a.healthcheckCmd(), a.explainCmd(), a.whyCmd(), a.diffCmd(), a.costCmd(), a.demoCmd(),
+		a.versionCmd(),
+	)
+	// completion bash|zsh|fish|powershell is cobra's; alone, or with
+	// another shell, it is a usage error like every group.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Short = "print a shell completion script: bash, zsh, fish or powershell"
+			c.RunE = needSubcommand
+		}
 	}
-	fmt.Fprintln(w, "\nRun 'segpub <command> -h' for a command's flags.")
+	return root
 }
 
-// common holds the flags every database command shares.
+// group is a command that only holds subcommands: alone, or with an
+// unknown subcommand, it is a usage error.
+func (a *App) group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, RunE: needSubcommand}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+func needSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return errors.New("a subcommand is required: " + subNames(cmd))
+}
+
+func subNames(cmd *cobra.Command) string {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// action adapts a command body to cobra: settings from the environment
+// apply first (a bad one stops the command, by name), then the positional
+// arguments are checked, then the body runs and its exit code is kept.
+func (a *App) action(d *decls, args cobra.PositionalArgs, body func(ctx context.Context, args []string) int) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, pos []string) error {
+		if d != nil {
+			if err := d.applyEnv(); err != nil {
+				fmt.Fprintf(a.env.Stderr, "%s: %v\n", cmd.CommandPath(), err)
+				return exitCode(ExitFailure)
+			}
+		}
+		if args != nil {
+			if err := args(cmd, pos); err != nil {
+				return err
+			}
+		}
+		if code := body(cmd.Context(), pos); code != ExitOK {
+			return exitCode(code)
+		}
+		return nil
+	}
+}
+
+// newCmd returns a command and the declarations of its settings.
+func (a *App) newCmd(use, short string) (*cobra.Command, *decls) {
+	cmd := &cobra.Command{Use: use, Short: short}
+	cmd.Flags().SortFlags = false
+	return cmd, newDecls(cmd.Flags(), a.env)
+}
+
+// noArgs, oneArg and twoArgs check positional arguments with messages that
+// name what is expected.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(args, " "))
+	}
+	return nil
+}
+
+func argsNamed(names ...string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return fmt.Errorf("want %s, got %d argument(s)", strings.Join(names, " "), len(args))
+		}
+		return nil
+	}
+}
+
+// longFlagsWithOneDash rewrites -name to --name for every long flag of the
+// tree: segpub's flags were Go flag package flags, which take one dash, and
+// command lines written then keep working.
+func longFlagsWithOneDash(root *cobra.Command, args []string) []string {
+	long := map[string]bool{}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if len(f.Name) > 1 {
+				long[f.Name] = true
+			}
+		})
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+	out := make([]string, len(args))
+	for i, arg := range args {
+		out[i] = arg
+		if arg == "--v" { // -v was also spelled --v
+			out[i] = "-v"
+			continue
+		}
+		if arg == "--" {
+			copy(out[i:], args[i:])
+			break
+		}
+		if len(arg) > 2 && arg[0] == '-' && arg[1] != '-' {
+			name, _, _ := strings.Cut(arg[1:], "=")
+			if long[name] {
+				out[i] = "-" + arg
+			}
+		}
+	}
+	return out
+}
+
+// common holds the settings every database command shares.
 type common struct {
 	databaseURL string
 	verbose     bool
@@ -111,15 +271,18 @@ type common struct {
 	csvMaxBytes int64
 }
 
-func (c *common) register(fs *flag.FlagSet, env *Env) {
-	fs.StringVar(&c.databaseURL, "database-url", env.Getenv("SEGPUB_DATABASE_URL"), "audience database URL (default $SEGPUB_DATABASE_URL)")
-	fs.BoolVar(&c.verbose, "v", false, "log debug detail")
-	fs.DurationVar(&c.dbStall, "db-stall-timeout", envDuration(env, "SEGPUB_DB_STALL_TIMEOUT", 10*time.Minute),
-		"close a database connection that sends nothing for this long while a reply is due; 0: never ($SEGPUB_DB_STALL_TIMEOUT)")
-	fs.Int64Var(&c.maxJobBytes, "max-job-bytes", envInt64(env, "SEGPUB_MAX_JOB_BYTES", job.DefaultMaxJobBytes),
-		"larger jobs (inline, file, standard input or claim check) are rejected before parsing ($SEGPUB_MAX_JOB_BYTES)")
-	fs.Int64Var(&c.csvMaxBytes, "csv-max-bytes", envInt64(env, "SEGPUB_CSV_MAX_BYTES", publish.DefaultMaxCSVBytes),
-		"larger CSV audiences (file:// or s3://) are rejected ($SEGPUB_CSV_MAX_BYTES)")
+// Defaults of the common settings.
+const DefaultDBStallTimeout = 10 * time.Minute
+
+func (c *common) register(d *decls) {
+	d.String(&c.databaseURL, "database-url", "SEGPUB_DATABASE_URL", "", "audience database URL (postgres://…)")
+	d.Duration(&c.dbStall, "db-stall-timeout", "SEGPUB_DB_STALL_TIMEOUT", DefaultDBStallTimeout,
+		"close a database connection that sends nothing for this long while a reply is due; 0: never")
+	d.Int64(&c.maxJobBytes, "max-job-bytes", "SEGPUB_MAX_JOB_BYTES", job.DefaultMaxJobBytes,
+		"larger jobs (inline, file, standard input or claim check) are rejected before parsing")
+	d.Int64(&c.csvMaxBytes, "csv-max-bytes", "SEGPUB_CSV_MAX_BYTES", publish.DefaultMaxCSVBytes,
+		"larger CSV audiences (file:// or s3://) are rejected")
+	d.fs.BoolVarP(&c.verbose, "verbose", "v", false, "log debug detail")
 }
 
 // checkLimits validates the size caps.
@@ -153,7 +316,7 @@ func (c *common) logger(env *Env) *slog.Logger {
 	if c.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(env.logOut(), &slog.HandlerOptions{Level: level}))
 }
 
 func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
@@ -194,33 +357,6 @@ func redact(u string) string {
 		return "(unparsable URL)"
 	}
 	return fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
-}
-
-func parseFlags(fs *flag.FlagSet, args []string, env *Env) (ok bool, code int) {
-	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return false, ExitOK
-		}
-		return false, ExitFailure
-	}
-	if badEnv(fs, env) {
-		return false, ExitFailure
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "segpub %s: unexpected arguments: %s\n", fs.Name(), strings.Join(fs.Args(), " "))
-		return false, ExitFailure
-	}
-	return true, 0
-}
-
-// badEnv reports the environment settings that did not parse, if any.
-func badEnv(fs *flag.FlagSet, env *Env) bool {
-	if len(env.bad) == 0 {
-		return false
-	}
-	fmt.Fprintf(env.Stderr, "segpub %s: %s\n", fs.Name(), strings.Join(env.bad, "; "))
-	return true
 }
 
 func printJSON(w io.Writer, v any) {

@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"sort"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/segpub/segpub/internal/cost"
 	"github.com/segpub/segpub/internal/inspect"
@@ -41,18 +43,25 @@ func outcome(env *Env, name string, err error) int {
 	return fail(env, name, err)
 }
 
-// runExplain is `segpub explain --job F`.
-func runExplain(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+func (a *App) explainCmd() *cobra.Command {
+	cmd, d := a.newCmd("explain --job FILE", "show what a job would do: counts, sample messages, SQL and plan, missing indexes")
 	var c common
-	c.register(fs, env)
-	jobPath := fs.String("job", "", "job file, or - for standard input")
-	sample := fs.Int("sample", 3, "messages to show")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
-	j, code := loadJob(env, &c, "explain", *jobPath)
+	var jobPath string
+	var sample int
+	var asJSON bool
+	d.String(&jobPath, "job", "", "", "job file, or - for standard input")
+	d.Int(&sample, "sample", "", 3, "messages to show")
+	d.fs.BoolVar(&asJSON, "json", false, "print JSON")
+	c.register(d)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int {
+		return runExplain(ctx, a.env, &c, &jobPath, &sample, &asJSON)
+	})
+	return cmd
+}
+
+// runExplain is `segpub explain --job F`.
+func runExplain(ctx context.Context, env *Env, c *common, jobPath *string, sample *int, asJSON *bool) int {
+	j, code := loadJob(env, c, "explain", *jobPath)
 	if j == nil {
 		return code
 	}
@@ -63,7 +72,7 @@ func runExplain(ctx context.Context, env *Env, args []string) int {
 	defer pool.Close()
 	ex, err := inspect.Explain(ctx, pool, j, *sample)
 	if err != nil {
-		return outcome(env, "explain", err)
+		return outcome(env, "explain", withHint(err, j.ProjectID))
 	}
 	if *asJSON {
 		printJSON(env.Stdout, ex)
@@ -76,7 +85,7 @@ func runExplain(ctx context.Context, env *Env, args []string) int {
 	fmt.Fprintf(w, "skipped: no_contact %d, invalid_contact %d, duplicate_destination %d, previously_received %d, control_group %d, unknown_user %d, no_consent %d, frequency_capped %d\n",
 		s.NoContact, s.InvalidContact, s.DuplicateDestination, s.PreviouslyReceived, s.ControlGroup, s.UnknownUser, s.NoConsent, s.FrequencyCapped)
 	if len(r.Variants) > 0 {
-		fmt.Fprintf(w, "variants: %v\n", r.Variants)
+		fmt.Fprintf(w, "variants: %s\n", formatCounts(r.Variants))
 	}
 	if g := ex.Governance; g != nil {
 		if g.NoConsent != nil {
@@ -110,22 +119,26 @@ func runExplain(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
-// runWhy is `segpub why --job F --user EXTERNAL_ID`.
-func runWhy(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("why", flag.ContinueOnError)
+func (a *App) whyCmd() *cobra.Command {
+	cmd, d := a.newCmd("why --job FILE --user ID", "show what a job does to one user: each condition, the variant, the skip reason or message")
 	var c common
-	c.register(fs, env)
-	jobPath := fs.String("job", "", "job file, or - for standard input")
-	user := fs.String("user", "", "the user's external_user_id")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+	var jobPath, user string
+	var asJSON bool
+	d.String(&jobPath, "job", "", "", "job file, or - for standard input")
+	d.String(&user, "user", "", "", "the user's external_user_id")
+	d.fs.BoolVar(&asJSON, "json", false, "print JSON")
+	c.register(d)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runWhy(ctx, a.env, &c, &jobPath, &user, &asJSON) })
+	return cmd
+}
+
+// runWhy is `segpub why --job F --user EXTERNAL_ID`.
+func runWhy(ctx context.Context, env *Env, c *common, jobPath, user *string, asJSON *bool) int {
 	if *user == "" {
 		fmt.Fprintln(env.Stderr, "segpub why: --user is required")
 		return ExitFailure
 	}
-	j, code := loadJob(env, &c, "why", *jobPath)
+	j, code := loadJob(env, c, "why", *jobPath)
 	if j == nil {
 		return code
 	}
@@ -136,7 +149,7 @@ func runWhy(ctx context.Context, env *Env, args []string) int {
 	defer pool.Close()
 	ans, err := inspect.Why(ctx, pool, j, *user)
 	if err != nil {
-		return outcome(env, "why", err)
+		return outcome(env, "why", withHint(err, j.ProjectID))
 	}
 	if *asJSON {
 		printJSON(env.Stdout, ans)
@@ -201,27 +214,42 @@ func runWhy(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
+// DefaultDiffIgnore are the fields diff does not compare: they differ
+// between any two runs by construction.
+const DefaultDiffIgnore = "idempotency_key,request_id"
+
+func (a *App) diffCmd() *cobra.Command {
+	cmd, d := a.newCmd("diff A.ndjson B.ndjson", "compare two channel outputs by destination (old publisher vs segpub)")
+	cmd.Long = `Compare two channel outputs by destination (old publisher vs segpub, or two runs).
+
+A time field (send_at) that B holds moved by one same amount in every
+message is reported once as a shift, not as a difference of every message:
+two runs of a job without scheduled_at each take their own "now". List it
+in --ignore to leave it out altogether.
+
+Exit status, like diff(1): 0 the outputs match (uniform shifts aside), 1 they
+differ or a file could not be read.`
+	var ignore string
+	var limit int
+	var asJSON bool
+	d.String(&ignore, "ignore", "", DefaultDiffIgnore, "comma-separated fields not compared (dotted paths, e.g. send_at)")
+	d.Int(&limit, "limit", "", 20, "destinations listed per section")
+	d.fs.BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.RunE = a.action(d, argsNamed("A.ndjson", "B.ndjson"), func(ctx context.Context, args []string) int {
+		return runDiff(ctx, a.env, args, &ignore, &limit, &asJSON)
+	})
+	return cmd
+}
+
 // runDiff is `segpub diff A B`.
-func runDiff(_ context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
-	ignore := fs.String("ignore", "idempotency_key,request_id", "comma-separated fields not compared (dotted paths)")
-	limit := fs.Int("limit", 20, "destinations listed per section")
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil {
-		return ExitFailure
-	}
-	if fs.NArg() != 2 {
-		fmt.Fprintln(env.Stderr, "usage: segpub diff [--ignore f1,f2] A.ndjson B.ndjson")
-		return ExitFailure
-	}
+func runDiff(_ context.Context, env *Env, args []string, ignore *string, limit *int, asJSON *bool) int {
 	var ign []string
 	for _, f := range strings.Split(*ignore, ",") {
 		if f = strings.TrimSpace(f); f != "" {
 			ign = append(ign, f)
 		}
 	}
-	rep, err := inspect.Diff(fs.Arg(0), fs.Arg(1), ign)
+	rep, err := inspect.Diff(args[0], args[1], ign)
 	if err != nil {
 		return fail(env, "diff", err)
 	}
@@ -231,28 +259,40 @@ func runDiff(_ context.Context, env *Env, args []string) int {
 		fmt.Fprint(env.Stdout, rep.Summary(*limit))
 	}
 	// Like diff(1): 1 when the outputs differ.
-	if len(rep.OnlyInA)+len(rep.OnlyInB)+len(rep.Different)+len(rep.RepeatedA)+len(rep.RepeatedB) > 0 {
+	if rep.Differ() {
 		return ExitFailure
 	}
 	return ExitOK
 }
 
+func (a *App) costCmd() *cobra.Command {
+	cmd, d := a.newCmd("cost", "monthly cost of a workload on Fargate, from measured throughput, beside Glue and EMR")
+	var o costOptions
+	d.Float64(&o.perDay, "messages-per-day", "", 10_000_000, "messages sent a day")
+	d.Float64(&o.campaign, "campaign-size", "", 1_000_000, "messages of one large campaign")
+	d.String(&o.benchFile, "bench", "", "", "report file written by segpub bench --json, to take throughput and memory from")
+	d.Float64(&o.mps, "messages-per-second", "", 0, "throughput when no --bench file is given; 0: the figure in docs/benchmarks.md")
+	o.p = cost.DefaultPrices
+	d.Float64(&o.p.FargateVCPUHour, "fargate-vcpu-hour", "", o.p.FargateVCPUHour, "Fargate $ per vCPU-hour")
+	d.Float64(&o.p.FargateGBHour, "fargate-gb-hour", "", o.p.FargateGBHour, "Fargate $ per GB-hour")
+	d.Float64(&o.p.SpotDiscount, "spot-discount", "", o.p.SpotDiscount, "Fargate Spot discount (0.6 = 60% off)")
+	d.Float64(&o.p.SQSPerMillionReqs, "sqs-per-million", "", o.p.SQSPerMillionReqs, "SQS $ per million requests")
+	d.fs.BoolVar(&o.asJSON, "json", false, "print JSON")
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runCost(ctx, a.env, &o) })
+	return cmd
+}
+
+type costOptions struct {
+	perDay, campaign float64
+	mps              float64
+	benchFile        string
+	p                cost.Prices
+	asJSON           bool
+}
+
 // runCost is `segpub cost`.
-func runCost(_ context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("cost", flag.ContinueOnError)
-	perDay := fs.Float64("messages-per-day", 10_000_000, "messages sent a day")
-	campaign := fs.Float64("campaign-size", 1_000_000, "messages of one large campaign")
-	benchFile := fs.String("bench", "", "a `segpub bench --json` report to take throughput and memory from")
-	mps := fs.Float64("messages-per-second", 0, "throughput, when no --bench file is given (default: the figure in docs/benchmarks.md)")
-	p := cost.DefaultPrices
-	fs.Float64Var(&p.FargateVCPUHour, "fargate-vcpu-hour", p.FargateVCPUHour, "Fargate $ per vCPU-hour")
-	fs.Float64Var(&p.FargateGBHour, "fargate-gb-hour", p.FargateGBHour, "Fargate $ per GB-hour")
-	fs.Float64Var(&p.SpotDiscount, "spot-discount", p.SpotDiscount, "Fargate Spot discount (0.6 = 60% off)")
-	fs.Float64Var(&p.SQSPerMillionReqs, "sqs-per-million", p.SQSPerMillionReqs, "SQS $ per million requests")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+func runCost(_ context.Context, env *Env, o *costOptions) int {
+	perDay, campaign, benchFile, mps, p, asJSON := &o.perDay, &o.campaign, &o.benchFile, &o.mps, o.p, &o.asJSON
 	m := cost.Measured{MessagesPerSecond: 168931, PeakRSSMiB: 63, Source: "docs/benchmarks.md (segpub bench, 1M users, 2 cores)"}
 	if *benchFile != "" {
 		var err error
@@ -272,4 +312,18 @@ func runCost(_ context.Context, env *Env, args []string) int {
 		fmt.Fprint(env.Stdout, rep.Table())
 	}
 	return ExitOK
+}
+
+// formatCounts renders counts by name as "a 1, b 2", by name.
+func formatCounts(m map[string]int64) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", n, m[n])
+	}
+	return strings.Join(parts, ", ")
 }

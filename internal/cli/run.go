@@ -2,13 +2,16 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
 
 	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
@@ -17,42 +20,60 @@ import (
 	"github.com/segpub/segpub/internal/publish"
 )
 
-func runSize(ctx context.Context, env *Env, args []string) int {
-	return runJob(ctx, env, "size", args)
+// jobOptions are the settings of size and publish.
+type jobOptions struct {
+	common
+	job        string
+	out        string
+	dataDir    string
+	cpuProfile string
 }
 
-func runPublish(ctx context.Context, env *Env, args []string) int {
-	return runJob(ctx, env, "publish", args)
+// Defaults shared by the commands that keep an embedded JetStream.
+const DefaultDataDir = "segpub-data"
+
+// jobCmd is `segpub size` and `segpub publish`.
+func (a *App) jobCmd(name string) *cobra.Command {
+	short := "print the audience size and skip reasons of a job (publishes nothing)"
+	use := "size --job FILE"
+	if name == "publish" {
+		short = "run a job, publishing its channel messages to --out"
+		use = "publish --job FILE --out URL"
+	}
+	cmd, d := a.newCmd(use, short)
+	var o jobOptions
+	d.String(&o.job, "job", "", "", "job file (JSON), or - for standard input")
+	if name == "publish" {
+		d.String(&o.out, "out", "", "", "destination URL, {channel} replaced by the channel name (file:///dir/{channel}.ndjson, embedded:///dir, nats://…, an SQS queue URL)")
+	}
+	o.common.register(d)
+	d.String(&o.dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "embedded JetStream's data directory when --out is embedded:")
+	d.String(&o.cpuProfile, "cpuprofile", "", "", "write a CPU profile of the run to this file (go tool pprof reads it)")
+	if name == "size" {
+		// size writes nothing: --data-dir is accepted as it always was, not shown.
+		d.hideExcept("job", "database-url", "db-stall-timeout", "verbose", "cpuprofile")
+	}
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runJob(ctx, a.env, name, &o) })
+	return cmd
 }
 
 // runJob is `segpub size` and `segpub publish`. size always counts; publish
 // does what the job's action says, so a calculate-size job run with publish
 // still publishes nothing.
-func runJob(ctx context.Context, env *Env, name string, args []string) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	var c common
-	c.register(fs, env)
-	jobPath := fs.String("job", "", "job file (JSON), or - for standard input")
-	out := ""
-	if name == "publish" {
-		fs.StringVar(&out, "out", "", "destination URL, {channel} replaced by the channel name (file:///dir/{channel}.ndjson, embedded:///dir, nats://…, an SQS queue URL)")
-	}
-	dataDir := fs.String("data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "embedded JetStream's data directory when --out is embedded: ($SEGPUB_DATA_DIR)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof reads it)")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
+func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
+	c, out, dataDir := &o.common, o.out, &o.dataDir
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
 			return fail(env, name, err)
 		}
 		defer stop()
 	}
-	if *jobPath == "" {
+	if o.job == "" {
 		fmt.Fprintf(env.Stderr, "segpub %s: --job is required\n", name)
 		return ExitFailure
 	}
+	jobPath := &o.job
 	log := c.logger(env)
 	env2 := jobResult{env: env, name: name}
 	data, err := c.readJob(*jobPath, env.Stdin)
@@ -64,8 +85,9 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 		j, err = job.Parse(data)
 	}
 	if err != nil {
-		return env2.report(&publish.Result{Action: actionFor(name), Status: publish.StatusRejected, Error: err.Error(), Variants: map[string]int64{}}, err)
+		return env2.report(&publish.Result{RequestID: requestIDOf(data), Action: actionFor(name), Status: publish.StatusRejected, Error: err.Error(), Variants: map[string]int64{}}, err)
 	}
+	env2.project = j.ProjectID
 	if name == "size" {
 		j.Action = job.ActionCalculateSize
 	}
@@ -92,7 +114,7 @@ func runJob(ctx context.Context, env *Env, name string, args []string) int {
 	}
 	// Progress: a redrawn line on a terminal, a log line every few
 	// seconds otherwise (standard output carries only the result).
-	bar := progress.New(progress.Config{Label: "candidates", Out: env.Stderr, Logger: log})
+	bar := progress.New(progress.Config{Label: "candidates", Out: env.progressOut(), Logger: log})
 	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: c.csvOpener(log), MaxCSVBytes: c.csvMaxBytes,
 		Progress: func(p publish.Progress) { bar.Set(p.Candidates) }})
 	if err != nil {
@@ -120,8 +142,9 @@ func actionFor(name string) job.Action {
 }
 
 type jobResult struct {
-	env  *Env
-	name string
+	env     *Env
+	name    string
+	project string
 }
 
 // report prints the result and maps the outcome to an exit code: 2 for a
@@ -138,9 +161,33 @@ func (r jobResult) report(res *publish.Result, err error) int {
 		fmt.Fprintf(r.env.Stderr, "segpub %s: interrupted\n", r.name)
 		return ExitFailure
 	default:
-		fmt.Fprintf(r.env.Stderr, "segpub %s: %v\n", r.name, err)
+		fmt.Fprintf(r.env.Stderr, "segpub %s: %v\n", r.name, withHint(err, r.project))
 		return ExitFailure
 	}
+}
+
+// withHint says what a database error means for the operator when it has
+// a usual cause: a project whose tables do not exist.
+func withHint(err error, project string) error {
+	var pgErr *pgconn.PgError
+	if project != "" && errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return fmt.Errorf("project %q has no tables here (%s): check project_id and the database, or create them with segpub seed --project %s",
+			project, pgErr.Message, project)
+	}
+	return err
+}
+
+// requestIDOf finds the request_id of a job that did not parse, so its
+// rejection still names it; "" when even that cannot be read.
+func requestIDOf(data []byte) string {
+	var j struct {
+		RequestID any `json:"request_id"`
+	}
+	if json.Unmarshal(data, &j) != nil {
+		return ""
+	}
+	id, _ := j.RequestID.(string)
+	return id
 }
 
 // readJob reads a job file or standard input, at most max bytes (more is a
@@ -163,6 +210,23 @@ func readJob(path string, stdin io.Reader, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("read job %s: %w", path, err)
 	}
 	return data, err
+}
+
+// readInput reads a file, or standard input for "-"; what names it in
+// errors.
+func readInput(what, path string, stdin io.Reader) ([]byte, error) {
+	if path == "-" {
+		data, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read %s from standard input: %w", what, err)
+		}
+		return data, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return data, nil
 }
 
 // startCPUProfile profiles the process into path until stop is called.

@@ -5,16 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
+	"github.com/segpub/segpub/internal/cleaner"
 	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
@@ -44,72 +45,86 @@ type settings struct {
 	jsonLogs      bool
 	partitionRows int
 	csvRoot       string
+	// Retention of segpub's own tables (internal/cleaner).
+	retainRuns, retainOccurrences, retainDestinations, cleanInterval time.Duration
 }
 
-func envInt(env *Env, name string, def int) int {
-	raw := env.Getenv(name)
-	if raw == "" {
-		return def
-	}
-	v, err := strconv.Atoi(raw)
-	if err != nil {
-		env.bad = append(env.bad, fmt.Sprintf("$%s: %q is not a whole number", name, raw))
-		return def
-	}
-	return v
+// Defaults of the service's settings.
+const (
+	DefaultJobQueueURL     = "embedded:"
+	DefaultChannelURL      = "embedded:"
+	DefaultMessageStoreURL = "pg:"
+	DefaultDeadLetterURL   = "embedded:"
+	DefaultListen          = ":9090"
+	DefaultConcurrency     = 2
+	DefaultMaxAttempts     = 5
+	DefaultLease           = 60 * time.Second
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultPartitionRows   = 2_000_000
+)
+
+// register declares the service's settings, one line each:
+// d.Int(&s.field, "flag-name", "SEGPUB_VARIABLE", DefaultConstant, "help"),
+// with the range checked in validate. The help omits the default and the
+// variable: they are printed from the declaration.
+func (s *settings) register(d *decls) {
+	s.common.register(d)
+	d.String(&s.stateURL, "state-url", "SEGPUB_STATE_URL", "", "segpub's own database (run ledger, pg: message store); empty: --database-url")
+	d.String(&s.jobQueueURL, "job-queue-url", "SEGPUB_JOB_QUEUE_URL", DefaultJobQueueURL, "where jobs arrive")
+	d.String(&s.channelURL, "channel-url", "SEGPUB_CHANNEL_URL", DefaultChannelURL, "where channel messages go, {channel} replaced")
+	d.String(&s.storeURL, "message-store-url", "SEGPUB_MESSAGE_STORE_URL", DefaultMessageStoreURL, "claim-check bodies")
+	d.String(&s.deadLetterURL, "dead-letter-url", "SEGPUB_DEAD_LETTER_URL", DefaultDeadLetterURL, "rejected and exhausted jobs")
+	d.String(&s.eventsURL, "events-url", "SEGPUB_EVENTS_URL", "", "where run events go; empty: nowhere")
+	d.String(&s.dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "embedded JetStream's data directory")
+	d.String(&s.listen, "listen", "SEGPUB_LISTEN", DefaultListen, "address of /metrics, /healthz and /readyz; empty: none")
+	d.Int(&s.concurrency, "concurrency", "SEGPUB_CONCURRENCY", DefaultConcurrency, "jobs run at once")
+	d.Int(&s.maxInFlight, "max-in-flight", "SEGPUB_MAX_IN_FLIGHT", 0, "channel messages awaiting acknowledgement at once; 0: the output's default")
+	d.Int(&s.maxAttempts, "max-attempts", "SEGPUB_MAX_ATTEMPTS", DefaultMaxAttempts, "runs of a failing job before it is dead-lettered")
+	d.Duration(&s.lease, "lease", "SEGPUB_LEASE", DefaultLease, "how long a run is held without a heartbeat")
+	d.Duration(&s.grace, "shutdown-grace", "SEGPUB_SHUTDOWN_GRACE", DefaultShutdownGrace, "on SIGTERM, how long running jobs may finish before they are handed back")
+	d.Int(&s.partitionRows, "partition-rows", "SEGPUB_PARTITION_ROWS", DefaultPartitionRows, "split publish jobs over this many users into ranges every worker shares; 0: never")
+	d.String(&s.csvRoot, "csv-root", "SEGPUB_CSV_ROOT", "", "directory whose regular files file:// CSV audiences may name; empty: file:// audiences are rejected")
+	d.Duration(&s.retainRuns, "retain-runs", "SEGPUB_RETAIN_RUNS", cleaner.DefaultRunRetention, "how long a finished run is kept (it stops late copies of its job from running again)")
+	d.Duration(&s.retainOccurrences, "retain-occurrences", "SEGPUB_RETAIN_OCCURRENCES", cleaner.DefaultOccurrenceRetention, "how long a scheduler occurrence is kept")
+	d.Duration(&s.retainDestinations, "retain-partition-destinations", "SEGPUB_RETAIN_PARTITION_DESTINATIONS", cleaner.DefaultDestinationRetention, "how long a partitioned run's destination fingerprints are kept after it finished")
+	d.Duration(&s.cleanInterval, "clean-interval", "SEGPUB_CLEAN_INTERVAL", cleaner.DefaultInterval, "time between passes of the cleaner of segpub's own tables")
+	d.Bool(&s.jsonLogs, "json-logs", "SEGPUB_LOG_FORMAT", false, "JSON logs (the variable: json or text)", func(raw string) (bool, error) {
+		switch raw {
+		case "json":
+			return true, nil
+		case "text":
+			return false, nil
+		}
+		return false, fmt.Errorf("%q is not json or text", raw)
+	})
 }
 
-func envInt64(env *Env, name string, def int64) int64 {
-	raw := env.Getenv(name)
-	if raw == "" {
-		return def
+// validate checks the service's settings; an error names the flag and
+// the variable.
+func (s *settings) validate() error {
+	switch {
+	case s.maxInFlight < 0:
+		return fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", s.maxInFlight)
+	case s.concurrency < 1:
+		return fmt.Errorf("--concurrency ($SEGPUB_CONCURRENCY): %d; want at least 1", s.concurrency)
+	case s.maxAttempts < 1:
+		return fmt.Errorf("--max-attempts ($SEGPUB_MAX_ATTEMPTS): %d; want at least 1", s.maxAttempts)
+	case s.lease < 3*time.Second:
+		return fmt.Errorf("--lease ($SEGPUB_LEASE): %s; want at least 3s (heartbeats are every third of it)", s.lease)
+	case s.grace <= 0:
+		return fmt.Errorf("--shutdown-grace ($SEGPUB_SHUTDOWN_GRACE): %s is not positive", s.grace)
+	case s.retainRuns < cleaner.MinRunRetention:
+		return fmt.Errorf("--retain-runs ($SEGPUB_RETAIN_RUNS): %s; want at least %s (a queue may still hold a copy of a finished job)", s.retainRuns, cleaner.MinRunRetention)
+	case s.retainOccurrences < cleaner.MinOccurrenceRetention:
+		return fmt.Errorf("--retain-occurrences ($SEGPUB_RETAIN_OCCURRENCES): %s; want at least the scheduler's look-back of %s", s.retainOccurrences, cleaner.MinOccurrenceRetention)
+	case s.retainDestinations < 0:
+		return fmt.Errorf("--retain-partition-destinations ($SEGPUB_RETAIN_PARTITION_DESTINATIONS): %s is negative", s.retainDestinations)
+	case s.cleanInterval <= 0:
+		return fmt.Errorf("--clean-interval ($SEGPUB_CLEAN_INTERVAL): %s is not positive", s.cleanInterval)
+	case s.partitionRows < 0:
+		return fmt.Errorf("--partition-rows ($SEGPUB_PARTITION_ROWS): %d is negative", s.partitionRows)
 	}
-	v, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil {
-		env.bad = append(env.bad, fmt.Sprintf("$%s: %q is not a whole number", name, raw))
-		return def
-	}
-	return v
-}
-
-func envDuration(env *Env, name string, def time.Duration) time.Duration {
-	raw := env.Getenv(name)
-	if raw == "" {
-		return def
-	}
-	v, err := time.ParseDuration(raw)
-	if err != nil {
-		env.bad = append(env.bad, fmt.Sprintf("$%s: %q is not a duration (like 90s or 10m)", name, raw))
-		return def
-	}
-	return v
-}
-
-func envOr(env *Env, name, def string) string {
-	if v := env.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func (s *settings) register(fs *flag.FlagSet, env *Env) {
-	s.common.register(fs, env)
-	fs.StringVar(&s.stateURL, "state-url", env.Getenv("SEGPUB_STATE_URL"), "segpub's own database (run ledger, pg: message store); default: --database-url ($SEGPUB_STATE_URL)")
-	fs.StringVar(&s.jobQueueURL, "job-queue-url", envOr(env, "SEGPUB_JOB_QUEUE_URL", "embedded:"), "where jobs arrive ($SEGPUB_JOB_QUEUE_URL)")
-	fs.StringVar(&s.channelURL, "channel-url", envOr(env, "SEGPUB_CHANNEL_URL", "embedded:"), "where channel messages go, {channel} replaced ($SEGPUB_CHANNEL_URL)")
-	fs.StringVar(&s.storeURL, "message-store-url", envOr(env, "SEGPUB_MESSAGE_STORE_URL", "pg:"), "claim-check bodies ($SEGPUB_MESSAGE_STORE_URL)")
-	fs.StringVar(&s.deadLetterURL, "dead-letter-url", envOr(env, "SEGPUB_DEAD_LETTER_URL", "embedded:"), "rejected and exhausted jobs ($SEGPUB_DEAD_LETTER_URL)")
-	fs.StringVar(&s.eventsURL, "events-url", env.Getenv("SEGPUB_EVENTS_URL"), "where run events go; empty: nowhere ($SEGPUB_EVENTS_URL)")
-	fs.StringVar(&s.dataDir, "data-dir", envOr(env, "SEGPUB_DATA_DIR", "segpub-data"), "embedded JetStream's data directory ($SEGPUB_DATA_DIR)")
-	fs.StringVar(&s.listen, "listen", envOr(env, "SEGPUB_LISTEN", ":9090"), "address of /metrics, /healthz and /readyz; empty: none ($SEGPUB_LISTEN)")
-	fs.IntVar(&s.concurrency, "concurrency", envInt(env, "SEGPUB_CONCURRENCY", 2), "jobs run at once ($SEGPUB_CONCURRENCY)")
-	fs.IntVar(&s.maxInFlight, "max-in-flight", envInt(env, "SEGPUB_MAX_IN_FLIGHT", 0), "channel messages awaiting acknowledgement at once; 0: the output's default ($SEGPUB_MAX_IN_FLIGHT)")
-	fs.IntVar(&s.maxAttempts, "max-attempts", envInt(env, "SEGPUB_MAX_ATTEMPTS", 5), "runs of a failing job before it is dead-lettered ($SEGPUB_MAX_ATTEMPTS)")
-	fs.DurationVar(&s.lease, "lease", envDuration(env, "SEGPUB_LEASE", 60*time.Second), "how long a run is held without a heartbeat ($SEGPUB_LEASE)")
-	fs.DurationVar(&s.grace, "shutdown-grace", envDuration(env, "SEGPUB_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back ($SEGPUB_SHUTDOWN_GRACE)")
-	fs.IntVar(&s.partitionRows, "partition-rows", envInt(env, "SEGPUB_PARTITION_ROWS", 2_000_000), "split publish jobs over this many users into ranges every worker shares; 0: never ($SEGPUB_PARTITION_ROWS)")
-	fs.StringVar(&s.csvRoot, "csv-root", env.Getenv("SEGPUB_CSV_ROOT"), "directory whose regular files file:// CSV audiences may name; empty: file:// audiences are rejected ($SEGPUB_CSV_ROOT)")
-	fs.BoolVar(&s.jsonLogs, "json-logs", env.Getenv("SEGPUB_LOG_FORMAT") == "json", "JSON logs ($SEGPUB_LOG_FORMAT=json)")
+	return nil
 }
 
 func (s *settings) logger(env *Env) *slog.Logger {
@@ -120,7 +135,7 @@ func (s *settings) logger(env *Env) *slog.Logger {
 	if s.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(env.logOut(), &slog.HandlerOptions{Level: level}))
 }
 
 // statePool connects to segpub's own database: --state-url, or the
@@ -142,8 +157,8 @@ type service struct {
 }
 
 func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error) {
-	if s.maxInFlight < 0 {
-		return nil, fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", s.maxInFlight)
+	if err := s.validate(); err != nil {
+		return nil, err
 	}
 	if err := s.checkLimits(); err != nil {
 		return nil, err
@@ -177,21 +192,24 @@ func (svc *service) close() {
 	svc.audience.Close()
 }
 
-// runServe is `segpub serve`.
-func runServe(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+func (a *App) serveCmd() *cobra.Command {
+	cmd, d := a.newCmd("serve", "run the service: take jobs from the job queue and publish them")
 	var s settings
 	var ss schedSettings
-	s.register(fs, env)
-	ss.register(fs, env)
-	withScheduler := fs.Bool("scheduler", env.Getenv("SEGPUB_SCHEDULER") != "off", "run the scheduler in this process too ($SEGPUB_SCHEDULER=off disables)")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
+	var withScheduler bool
+	s.register(d)
+	ss.register(d)
+	d.Bool(&withScheduler, "scheduler", "SEGPUB_SCHEDULER", true, "run the scheduler in this process too; --scheduler=false: not (the variable: on or off)", nil)
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runServe(ctx, a.env, &s, &ss, withScheduler) })
+	return cmd
+}
+
+// runServe is `segpub serve`.
+func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, withScheduler bool) int {
+	if err := ss.validate(); err != nil {
+		return fail(env, "serve", err)
 	}
 	log := s.logger(env)
-	if s.grace <= 0 {
-		return fail(env, "serve", fmt.Errorf("--shutdown-grace ($SEGPUB_SHUTDOWN_GRACE): %s is not positive", s.grace))
-	}
 	svc, err := s.open(ctx, log)
 	if err != nil {
 		return fail(env, "serve", err)
@@ -208,14 +226,15 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 	if err != nil {
 		return fail(env, "serve", err)
 	}
-	var ready bool
+	// Read by the /readyz handler's goroutines.
+	var ready atomic.Bool
 	var srv *http.Server
 	if s.listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", m.Handler())
 		mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
 		mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-			if err := svc.state.Ping(r.Context()); err != nil || !ready {
+			if err := svc.state.Ping(r.Context()); err != nil || !ready.Load() {
 				http.Error(rw, "not ready", http.StatusServiceUnavailable)
 				return
 			}
@@ -233,15 +252,23 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 		return fail(env, "serve", err)
 	}
 	var sch interface{ Stop(context.Context) error }
-	if *withScheduler {
+	if withScheduler {
 		if sch, err = ss.start(ctx, svc, s.jobQueueURL, log); err != nil {
 			return fail(env, "serve", err)
 		}
 	}
-	ready = true
+	cl, err := cleaner.New(cleaner.Config{Pool: svc.state, RunRetention: s.retainRuns, OccurrenceRetention: s.retainOccurrences,
+		DestinationRetention: s.retainDestinations, Interval: s.cleanInterval, Logger: log})
+	if err != nil {
+		return fail(env, "serve", err)
+	}
+	if err := cl.Start(ctx); err != nil {
+		return fail(env, "serve", err)
+	}
+	ready.Store(true)
 	<-ctx.Done()
 	log.Info("shutting down: no new jobs; running ones may finish", "grace", s.grace)
-	ready = false
+	ready.Store(false)
 	// The whole stop fits in the grace: running jobs may finish until
 	// the hand-back allowance before its end, are then cancelled, and
 	// whatever still runs at the end is abandoned.
@@ -252,6 +279,7 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 	if sch != nil {
 		_ = sch.Stop(stopCtx)
 	}
+	_ = cl.Stop(stopCtx)
 	code := ExitOK
 	if err := w.Stop(stopCtx); errors.Is(err, worker.ErrAbandoned) {
 		abandoned = true
@@ -314,16 +342,21 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	return w, m, err
 }
 
+func (a *App) submitCmd() *cobra.Command {
+	cmd, d := a.newCmd("submit --job FILE", "put a job on the job queue (as a claim check when it is too large)")
+	var s settings
+	var jobPath string
+	d.String(&jobPath, "job", "", "", "job file (JSON), or - for standard input")
+	s.register(d)
+	// The serve settings submit does not read stay accepted, not shown.
+	d.hideExcept("job", "database-url", "state-url", "job-queue-url", "message-store-url", "data-dir", "db-stall-timeout", "verbose", "json-logs")
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runSubmit(ctx, a.env, &s, &jobPath) })
+	return cmd
+}
+
 // runSubmit is `segpub submit`: it puts a job on the job queue, as a claim
 // check when it is over the queue's size limit.
-func runSubmit(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
-	var s settings
-	s.register(fs, env)
-	jobPath := fs.String("job", "", "job file (JSON), or - for standard input")
-	if ok, code := parseFlags(fs, args, env); !ok {
-		return code
-	}
+func runSubmit(ctx context.Context, env *Env, s *settings, jobPath *string) int {
 	if *jobPath == "" {
 		fmt.Fprintln(env.Stderr, "segpub submit: --job is required")
 		return ExitFailure
@@ -369,19 +402,17 @@ func runSubmit(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
-// runStatus is `segpub status REQUEST_ID`.
-func runStatus(ctx context.Context, env *Env, args []string) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+func (a *App) statusCmd() *cobra.Command {
+	cmd, d := a.newCmd("status REQUEST_ID", "show a run's status, progress and result by request_id")
 	var s settings
-	s.register(fs, env)
-	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil || badEnv(fs, env) {
-		return ExitFailure
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(env.Stderr, "usage: segpub status [flags] REQUEST_ID")
-		return ExitFailure
-	}
+	s.register(d)
+	d.hideExcept("database-url", "state-url", "db-stall-timeout")
+	cmd.RunE = a.action(d, argsNamed("REQUEST_ID"), func(ctx context.Context, args []string) int { return runStatus(ctx, a.env, &s, args[0]) })
+	return cmd
+}
+
+// runStatus is `segpub status REQUEST_ID`.
+func runStatus(ctx context.Context, env *Env, s *settings, requestID string) int {
 	pool, err := s.statePool(ctx)
 	if err != nil {
 		return fail(env, "status", err)
@@ -391,7 +422,7 @@ func runStatus(ctx context.Context, env *Env, args []string) int {
 	if err != nil {
 		return fail(env, "status", err)
 	}
-	run, err := led.Get(ctx, fs.Arg(0))
+	run, err := led.Get(ctx, requestID)
 	if err != nil {
 		return fail(env, "status", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/segpub/segpub/internal/contact"
 )
@@ -26,6 +27,25 @@ type DiffReport struct {
 	// once: a publisher that messages someone twice.
 	RepeatedA []string `json:"repeated_in_a"`
 	RepeatedB []string `json:"repeated_in_b"`
+	// Shifted lists the time fields (send_at) that B holds moved by one
+	// same amount in every message: two runs of one job without
+	// scheduled_at each take their own "now". Such a field is reported
+	// here once, not as a difference of every message.
+	Shifted []Shift `json:"shifted"`
+}
+
+// Shift is a time field moved by the same amount in every message.
+type Shift struct {
+	Field    string `json:"field"`
+	By       string `json:"by"`
+	ByMS     int64  `json:"by_ms"`
+	Messages int    `json:"messages"`
+}
+
+// Differ reports whether the outputs differ once uniform shifts are set
+// aside.
+func (r *DiffReport) Differ() bool {
+	return len(r.OnlyInA)+len(r.OnlyInB)+len(r.Different)+len(r.RepeatedA)+len(r.RepeatedB) > 0
 }
 
 // FieldDiff is one destination whose messages differ.
@@ -48,18 +68,34 @@ func Diff(pathA, pathB string, ignore []string) (*DiffReport, error) {
 		return nil, err
 	}
 	r := &DiffReport{A: pathA, B: pathB, InA: count(a), InB: count(b), RepeatedA: repA, RepeatedB: repB,
-		OnlyInA: []string{}, OnlyInB: []string{}, Different: []FieldDiff{}}
+		OnlyInA: []string{}, OnlyInB: []string{}, Different: []FieldDiff{}, Shifted: []Shift{}}
 	skip := map[string]bool{}
 	for _, f := range ignore {
 		skip[f] = true
 	}
+	var both []string
+	diffs := map[string][]string{}
 	for _, dest := range sortedKeys(a) {
 		mb, ok := b[dest]
 		if !ok {
 			r.OnlyInA = append(r.OnlyInA, dest)
 			continue
 		}
-		fields := differing("", a[dest][0], mb[0], skip)
+		both = append(both, dest)
+		diffs[dest] = differing("", a[dest][0], mb[0], skip)
+	}
+	shifted := uniformShifts(a, b, both, diffs)
+	for _, sh := range shifted {
+		r.Shifted = append(r.Shifted, sh)
+	}
+	sort.Slice(r.Shifted, func(i, j int) bool { return r.Shifted[i].Field < r.Shifted[j].Field })
+	for _, dest := range both {
+		var fields []string
+		for _, f := range diffs[dest] {
+			if _, ok := shifted[f]; !ok {
+				fields = append(fields, f)
+			}
+		}
 		if len(fields) == 0 {
 			r.Same++
 		} else {
@@ -72,6 +108,63 @@ func Diff(pathA, pathB string, ignore []string) (*DiffReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// uniformShifts finds the differing fields that are times in both files
+// and moved by one same non-zero amount in every message compared.
+func uniformShifts(a, b map[string][]any, both []string, diffs map[string][]string) map[string]Shift {
+	candidates := map[string]bool{}
+	for _, fields := range diffs {
+		for _, f := range fields {
+			candidates[f] = true
+		}
+	}
+	out := map[string]Shift{}
+	for f := range candidates {
+		var by time.Duration
+		n := 0
+		uniform := true
+		for _, dest := range both {
+			ta, okA := timeAt(a[dest][0], f)
+			tb, okB := timeAt(b[dest][0], f)
+			if !okA || !okB {
+				uniform = false
+				break
+			}
+			d := tb.Sub(ta)
+			if n > 0 && d != by {
+				uniform = false
+				break
+			}
+			by = d
+			n++
+		}
+		if uniform && n > 0 && by != 0 {
+			sign := "+"
+			if by < 0 {
+				sign = ""
+			}
+			out[f] = Shift{Field: f, By: sign + by.String(), ByMS: by.Milliseconds(), Messages: n}
+		}
+	}
+	return out
+}
+
+// timeAt reads an RFC 3339 time at a dotted path.
+func timeAt(m any, path string) (time.Time, bool) {
+	for _, k := range strings.Split(path, ".") {
+		obj, ok := m.(map[string]any)
+		if !ok {
+			return time.Time{}, false
+		}
+		m = obj[k]
+	}
+	s, ok := m.(string)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
 }
 
 func count(m map[string][]any) int {
@@ -95,7 +188,7 @@ func sortedKeys(m map[string][]any) []string {
 func load(path string) (map[string][]any, []string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, nil, err // an *fs.PathError: it says "open <path>" itself
 	}
 	defer f.Close()
 	out := map[string][]any{}
@@ -203,6 +296,10 @@ func (r *DiffReport) Summary(limit int) string {
 	fmt.Fprintf(&sb, "A: %s (%d messages)\nB: %s (%d messages)\n", r.A, r.InA, r.B, r.InB)
 	fmt.Fprintf(&sb, "same: %d  only in A: %d  only in B: %d  different: %d  repeated in A: %d  repeated in B: %d\n",
 		r.Same, len(r.OnlyInA), len(r.OnlyInB), len(r.Different), len(r.RepeatedA), len(r.RepeatedB))
+	for _, sh := range r.Shifted {
+		fmt.Fprintf(&sb, "%s: B is A %s in all %d messages compared (a job without scheduled_at takes each run's own time; not counted as a difference)\n",
+			sh.Field, sh.By, sh.Messages)
+	}
 	list := func(title string, items []string) {
 		if len(items) == 0 {
 			return

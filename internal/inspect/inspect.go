@@ -75,7 +75,7 @@ func Explain(ctx context.Context, pool *pgxpool.Pool, j *job.Job, sample int) (*
 		}
 	}
 	tables, _ := schema.For(j.ProjectID)
-	if ex.Warnings, err = missingIndexes(ctx, pool, tables); err != nil {
+	if ex.Warnings, err = missingIndexes(ctx, pool, tables, j); err != nil {
 		return nil, err
 	}
 	run := *j
@@ -94,10 +94,13 @@ func Explain(ctx context.Context, pool *pgxpool.Pool, j *job.Job, sample int) (*
 }
 
 // missingIndexes warns about each index of `segpub migrate indexes` that the
-// project lacks.
-func missingIndexes(ctx context.Context, pool *pgxpool.Pool, t schema.Tables) ([]string, error) {
+// project lacks and the job's queries would use.
+func missingIndexes(ctx context.Context, pool *pgxpool.Pool, t schema.Tables, j *job.Job) ([]string, error) {
 	var out []string
 	for _, ix := range indexes.For(t) {
+		if !usesIndex(j, strings.TrimSuffix(ix.Name, t.Project)) {
+			continue
+		}
 		var ok bool
 		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND relkind = 'i')`, ix.Name).Scan(&ok); err != nil {
 			return nil, fmt.Errorf("look up index %s: %w", ix.Name, err)
@@ -107,6 +110,28 @@ func missingIndexes(ctx context.Context, pool *pgxpool.Pool, t schema.Tables) ([
 		}
 	}
 	return out, nil
+}
+
+// usesIndex reports whether the job's queries read the index named by its
+// prefix (indexes.For): the deliveries index for delivery conditions and
+// previous recipients, the device index for id lists on device channels,
+// the event index for event conditions.
+func usesIndex(j *job.Job, prefix string) bool {
+	kinds := map[job.ConditionKind]bool{}
+	for _, g := range j.Campaign.Audience.Groups {
+		for _, c := range g.Conditions {
+			kinds[c.Kind] = true
+		}
+	}
+	switch prefix {
+	case "sp_drcu_":
+		return kinds[job.KindDelivery] || j.Campaign.ExcludePreviousRecipients
+	case "sp_dut_":
+		return j.Campaign.Audience.Type == job.AudienceUserIDs && (j.Campaign.Channel.IsDevice() || kinds[job.KindDevice])
+	case "sp_evc_":
+		return kinds[job.KindEvent]
+	}
+	return true // an index this list does not know: warn as before
 }
 
 // ConditionResult is one condition evaluated for one user (and device).
@@ -229,7 +254,7 @@ func evaluate(ctx context.Context, pool *pgxpool.Pool, spec audience.Spec, exter
 				continue // user-level conditions: once, not per device
 			}
 			seenUserLevel[i] = true
-			r := ConditionResult{Path: c.Path, Kind: string(c.Kind), Meaning: describe(c)}
+			r := ConditionResult{Path: c.Path, Kind: string(c.Kind), Meaning: describe(c, spec.Render)}
 			if v, ok := vals[3+2*i].(string); ok {
 				r.Value = &v
 			}
@@ -243,9 +268,10 @@ func evaluate(ctx context.Context, pool *pgxpool.Pool, spec audience.Spec, exter
 	return rows.Err()
 }
 
-// describe renders a condition the way an operator wrote it.
-func describe(c job.Condition) string {
-	v := valueText(c.Value)
+// describe renders a condition the way an operator wrote it, with the value
+// each template rendered for this run.
+func describe(c job.Condition, render func(string) (string, error)) string {
+	v := valueText(c.Value, render)
 	switch c.Kind {
 	case job.KindUser, job.KindDevice:
 		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", c.Kind, c.Attribute, c.Operator, v))
@@ -265,7 +291,7 @@ func describe(c job.Condition) string {
 	return string(c.Kind)
 }
 
-func valueText(v job.Value) string {
+func valueText(v job.Value, render func(string) (string, error)) string {
 	switch v.Type {
 	case job.ValueString:
 		b, _ := json.Marshal(v.Str)
@@ -275,11 +301,17 @@ func valueText(v job.Value) string {
 	case job.ValueBool:
 		return fmt.Sprint(v.Bool)
 	case job.ValueTemplate:
+		if render != nil {
+			if out, err := render(v.Str); err == nil {
+				b, _ := json.Marshal(out)
+				return string(b)
+			}
+		}
 		return "{template " + v.Str + "}"
 	case job.ValueArray:
 		parts := make([]string, len(v.Items))
 		for i, it := range v.Items {
-			parts[i] = valueText(it)
+			parts[i] = valueText(it, render)
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	}

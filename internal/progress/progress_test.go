@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestLine(t *testing.T) {
@@ -45,5 +46,118 @@ func TestPlainRateLimited(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "count=100") || strings.Contains(buf.String(), "\r") {
 		t.Fatalf("final line: %s", buf.String())
+	}
+}
+
+// screen replays terminal output: \r returns to the start of the line,
+// ESC[K clears to its end. It returns the lines left on the screen.
+func screen(s string) []string {
+	var lines []string
+	var cur []rune
+	col := 0
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "\x1b[K"):
+			cur = cur[:col]
+			i += 3
+		case s[i] == '\r':
+			col = 0
+			i++
+		case s[i] == '\n':
+			lines = append(lines, string(cur))
+			cur, col = nil, 0
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if col < len(cur) {
+				cur[col] = r
+			} else {
+				cur = append(cur, r)
+			}
+			col++
+			i += size
+		}
+	}
+	if len(cur) > 0 {
+		lines = append(lines, string(cur))
+	}
+	return lines
+}
+
+// On a terminal, log lines go above the one progress line, never into it,
+// whichever stream (standard error or output) they are written to.
+func TestTerminalLogsAbove(t *testing.T) {
+	t.Parallel()
+	var tty bytes.Buffer
+	term := NewTerminal(&tty)
+	log := slog.New(slog.NewTextHandler(term, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	now := time.Unix(0, 0)
+	r := New(Config{Label: "rows", Total: 10, Out: term, Logger: log, Now: func() time.Time { return now }})
+	if !r.IsTerminal() {
+		t.Fatal("a Terminal is a terminal")
+	}
+	stdout := term.Above(&tty)
+	for i := 1; i <= 10; i++ {
+		now = now.Add(time.Second)
+		r.Add(1)
+		if i == 4 {
+			log.Info("hello")
+		}
+		if i == 7 {
+			stdout.Write([]byte("a result line\n"))
+		}
+	}
+	r.Done()
+	r.Done()
+	got := screen(tty.String())
+	if len(got) != 3 || got[0] != "level=INFO msg=hello" || got[1] != "a result line" ||
+		!strings.HasPrefix(got[2], "rows ") || !strings.Contains(got[2], "10/10") {
+		t.Fatalf("screen:\n%s", strings.Join(got, "\n"))
+	}
+	// The last line is the bar, drawn once at the end.
+	log.Info("after")
+	if got := screen(tty.String()); len(got) != 4 || got[3] != "level=INFO msg=after" {
+		t.Fatalf("after done:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// The final count is logged once, even when the last regular line had it.
+func TestPlainFinalOnce(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	r := New(Config{Label: "candidates", Out: &buf, Logger: slog.New(slog.NewTextHandler(&buf, nil)), Now: func() time.Time { return now }})
+	now = now.Add(6 * time.Second)
+	r.Set(1000)
+	r.Done()
+	if n := strings.Count(buf.String(), "count=1000"); n != 1 {
+		t.Fatalf("final count logged %d times:\n%s", n, buf.String())
+	}
+}
+
+// Slow counts show a rate, not 0/s.
+func TestSlowRate(t *testing.T) {
+	t.Parallel()
+	if got := Line("runs", 3, 9, 10*time.Second, 10); !strings.Contains(got, " 0.3/s ") {
+		t.Fatalf("line %q", got)
+	}
+	if got := Line("runs", 1, 9, 40*time.Second, 10); !strings.Contains(got, " 0.025/s ") {
+		t.Fatalf("line %q", got)
+	}
+}
+
+// Work left is never 0s away.
+func TestETANotZeroWhileWorkIsLeft(t *testing.T) {
+	t.Parallel()
+	if got := Line("runs", 4, 9, 400*time.Millisecond, 10); !strings.Contains(got, "ETA <1s") {
+		t.Fatalf("line %q", got)
+	}
+	if got := Line("runs", 1, 9, 10*time.Second, 10); !strings.Contains(got, "ETA 1m20s") {
+		t.Fatalf("line %q", got)
 	}
 }

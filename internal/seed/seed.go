@@ -74,7 +74,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 		return Stats{}, fmt.Errorf("seed %s: look up tables: %w", cfg.ProjectID, err)
 	}
 	if exists && !cfg.Replace {
-		return Stats{}, fmt.Errorf("seed: project %s already has tables; pass Replace (--replace) to recreate them", cfg.ProjectID)
+		return Stats{}, fmt.Errorf("seed: project %s already has tables: seed --replace drops and recreates them", cfg.ProjectID)
 	}
 	stmts := append(t.DropStatements(), t.CreateStatements(false)...)
 	for _, s := range stmts {
@@ -99,6 +99,8 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 			if err != nil {
 				return fmt.Errorf("seed %s: load %s: %w", cfg.ProjectID, table, err)
 			}
+			// The rows after the last full 4096: the bar ends at its total.
+			bar.Add(int64(cfg.Users % 4096))
 			return nil
 		})
 	}

@@ -1,12 +1,14 @@
 package seed
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/schema"
 )
 
@@ -103,10 +105,25 @@ func TestSeedRefusesExisting(t *testing.T) {
 	t.Parallel()
 	tables := dbtest.Project(t)
 	_, err := Run(context.Background(), dbtest.Pool(t), Config{ProjectID: tables.Project, Users: 10})
-	if err == nil || !strings.Contains(err.Error(), "already has tables") {
-		t.Fatalf("want refusal, got %v", err)
+	if err == nil || !strings.Contains(err.Error(), "already has tables: seed --replace drops and recreates them") || strings.Contains(err.Error(), "Replace (") {
+		t.Fatalf("want refusal naming --replace, got %v", err)
 	}
 	if _, err := Run(context.Background(), dbtest.Pool(t), Config{ProjectID: tables.Project, Users: 10, Replace: true}); err != nil {
 		t.Fatalf("replace: %v", err)
+	}
+}
+
+// The progress bar ends at its total when the user count is not a multiple
+// of the batch it is counted in.
+func TestSeedProgressEndsAtTotal(t *testing.T) {
+	t.Parallel()
+	tables := dbtest.Project(t)
+	var tty bytes.Buffer
+	if _, err := Run(context.Background(), dbtest.Pool(t), Config{ProjectID: tables.Project, Users: 5000, Replace: true,
+		Progress: progress.NewTerminal(&tty)}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(tty.String(), "15000/15000") {
+		t.Fatalf("progress:\n%q", tty.String()[max(0, tty.Len()-200):])
 	}
 }

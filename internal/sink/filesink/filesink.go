@@ -164,7 +164,7 @@ func (s *Sink) file(ch job.Channel) (*os.File, error) {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err // an *fs.PathError: it says "open <path>" itself
 	}
 	s.files[ch] = f
 	return f, nil
