@@ -286,13 +286,14 @@ func TestRejectionNamesRequestID(t *testing.T) {
 	}
 }
 
-// A project without tables is named as such, not as a raw relation error.
+// A project without tables is a rejection naming it, not a raw relation
+// error.
 func TestUnknownProject(t *testing.T) {
 	t.Parallel()
 	job := `{"version":1,"action":"publish","request_id":"r","project_id":"no_such_project_y","campaign":{"id":"c","channel":"email","message":{},"audience":{"type":"all"}}}`
 	for _, cmd := range []string{"size", "explain"} {
 		r := run(t, job, cmd, "--job", "-")
-		if r.code != ExitFailure || !strings.Contains(r.stderr, `project "no_such_project_y" has no tables here`) {
+		if r.code != ExitRejected || !strings.Contains(r.stderr, `project_id: no project "no_such_project_y" in the database`) {
 			t.Errorf("%s: exit %d %q", cmd, r.code, r.stderr)
 		}
 	}

@@ -302,7 +302,8 @@ func TestSubmitWhileServeStarts(t *testing.T) {
 	go func() { done <- Main(context.Background(), []string{"submit", "--job", string(jobPath)}, env) }()
 	// serve's server comes up a moment later (a window, not an assertion).
 	time.Sleep(300 * time.Millisecond)
-	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
+	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
+		Authorization: "t0ken"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,13 +312,16 @@ func TestSubmitWhileServeStarts(t *testing.T) {
 	if !srv.ReadyForConnections(30 * time.Second) {
 		t.Fatal("server did not start")
 	}
-	if err := os.WriteFile(filepath.Join(jsDir, "server.url"), []byte(srv.ClientURL()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(jsDir, "server.token"), []byte("t0ken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(jsDir, "server.url"), []byte(srv.ClientURL()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code := <-done; code != ExitOK {
 		t.Fatalf("submit: exit %d: %s", code, env.Stderr)
 	}
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(srv.ClientURL(), nats.Token("t0ken"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,35 +3,31 @@ package cli
 import (
 	"bytes"
 	"context"
-	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/segpub/segpub/internal/flock"
 )
 
 // SIGTERM stops serve within its grace whatever a job is doing: here the
-// job is blocked in a system call (opening a FIFO nobody reads, as its
-// channel output), which no cancellation reaches. serve abandons it and
+// job is blocked in a system call (waiting for a file lock another process
+// holds on its channel output), which no cancellation reaches. serve abandons it and
 // exits; the job's message is redelivered to the next worker.
 func TestServeStopsWithStuckJob(t *testing.T) {
 	t.Parallel()
 	requestID, jobPath := seededJob(t)
 	suffix := strings.TrimPrefix(requestID, "e2e-")
 	out := t.TempDir()
-	fifo := filepath.Join(out, "email.ndjson")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
+	// Another process holds the output's manifest lock: the job's output
+	// waits in flock(2), which no cancellation ends.
+	held, err := flock.TryLock(filepath.Join(out, "email.ndjson.runs"))
+	if err != nil || held == nil {
+		t.Fatalf("lock: %v", err)
 	}
-	t.Cleanup(func() {
-		// A reader lets the abandoned job go on (and end).
-		if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-			go func() { _, _ = io.Copy(io.Discard, f); f.Close() }()
-		}
-	})
+	t.Cleanup(held.Release)
 	env := serviceEnv(map[string]string{
 		"SEGPUB_JOB_QUEUE_URL":  "embedded:?stream=ST_" + suffix + "&subject=st." + suffix,
 		"SEGPUB_CHANNEL_URL":    "file://" + out + "/{channel}.ndjson",
@@ -48,7 +44,7 @@ func TestServeStopsWithStuckJob(t *testing.T) {
 	// Wait until the job is inside the output's open.
 	deadline := time.Now().Add(60 * time.Second)
 	buf := make([]byte, 1<<20)
-	for !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("filesink.(*Sink).file")) {
+	for !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("filesink.withManifest")) {
 		if time.Now().After(deadline) {
 			cancel()
 			t.Fatalf("the job never reached its output: %s", env.Stderr)
