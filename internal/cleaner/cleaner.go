@@ -123,10 +123,10 @@ var statements = []struct {
 }{
 	{"segpub_partition_destinations", `DELETE FROM segpub_partition_destinations WHERE ctid = ANY(ARRAY(
   SELECT d.ctid FROM segpub_partition_destinations d JOIN segpub_runs r ON r.request_id = d.request_id
-  WHERE r.status IN ('completed', 'rejected', 'failed') AND r.finished_at < $1 LIMIT $2))`},
+  WHERE r.status IN ('completed', 'rejected', 'failed', 'cancelled') AND r.finished_at < $1 LIMIT $2))`},
 	{"segpub_runs", `DELETE FROM segpub_runs WHERE request_id = ANY(ARRAY(
-  SELECT request_id FROM segpub_runs WHERE status IN ('completed', 'rejected', 'failed') AND finished_at < $1
-  AND (parent IS NULL OR parent NOT IN (SELECT request_id FROM segpub_runs WHERE status NOT IN ('completed', 'rejected', 'failed')))
+  SELECT request_id FROM segpub_runs WHERE status IN ('completed', 'rejected', 'failed', 'cancelled') AND finished_at < $1
+  AND (parent IS NULL OR parent NOT IN (SELECT request_id FROM segpub_runs WHERE status NOT IN ('completed', 'rejected', 'failed', 'cancelled')))
   LIMIT $2))`},
 	{"segpub_occurrences", `DELETE FROM segpub_occurrences WHERE (campaign_id, occurrence) IN (
   SELECT campaign_id, occurrence FROM segpub_occurrences WHERE occurrence < $1 LIMIT $2)`},

@@ -38,7 +38,7 @@ func New() *Metrics {
 	m := &Metrics{
 		reg: reg,
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_jobs_total",
-			Help: "Jobs finished, by outcome (completed, rejected, failed)."}, []string{"outcome"}),
+			Help: "Jobs finished, by outcome (completed, rejected, failed, paused, cancelled)."}, []string{"outcome"}),
 		jobSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "segpub_job_duration_seconds",
 			Help: "Wall time of jobs, by outcome.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)}, []string{"outcome"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_messages_published_total",

@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/ledger"
+)
+
+// `segpub run` records the request in the ledger, where the worker holding
+// the run finds it at its next checkpoint or heartbeat; pause and cancel
+// wait for the worker and say when it has not stopped yet; resume
+// withdraws a pause not yet carried out; unknown runs are refused.
+func TestRunControl(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	led, err := ledger.New(ctx, dbtest.Pool(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("ctl-%d", time.Now().UnixNano())
+	if r := run(t, "", "run", "cancel", id, "--wait", "0"); r.code != ExitFailure || !strings.Contains(r.stderr, "no run") {
+		t.Fatalf("unknown run: exit %d %q", r.code, r.stderr)
+	}
+	claim, err := led.Claim(ctx, ledger.Start{RequestID: id, ProjectID: "p", CampaignID: "c", Action: "publish", Reference: time.Now()}, "w1", time.Minute)
+	if err != nil || !claim.Granted {
+		t.Fatalf("claim: %+v %v", claim, err)
+	}
+	if r := run(t, "", "run", "pause", id, "--wait", "0"); r.code != ExitOK || !strings.Contains(r.stdout, `"status":"running"`) {
+		t.Fatalf("pause: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if err := led.Renew(ctx, id, "w1", time.Minute, 10, 5); !errors.Is(err, ledger.ErrPauseRequested) {
+		t.Fatalf("worker's heartbeat after pause: %v", err)
+	}
+	if r := run(t, "", "run", "resume", id); r.code != ExitOK {
+		t.Fatalf("resume: exit %d %q", r.code, r.stderr)
+	}
+	if err := led.Renew(ctx, id, "w1", time.Minute, 10, 5); err != nil {
+		t.Fatalf("worker's heartbeat after the pause was withdrawn: %v", err)
+	}
+	r := run(t, "", "run", "cancel", id, "--wait", "300ms")
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "has not stopped yet") {
+		t.Fatalf("cancel of a run whose worker has not stopped: exit %d %q", r.code, r.stderr)
+	}
+	if err := led.Checkpoint(ctx, id, "w1", []byte(`{"published":7}`), 7); !errors.Is(err, ledger.ErrCancelRequested) {
+		t.Fatalf("worker's checkpoint after cancel: %v", err)
+	}
+	if err := led.Stopped(ctx, id, "w1", ledger.Cancelled, 10, 7, nil, []byte(`{"status":"cancelled"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "", "status", id); !strings.Contains(r.stdout, `"status":"cancelled"`) || !strings.Contains(r.stdout, `"published":7`) {
+		t.Fatalf("status: %q", r.stdout)
+	}
+	if r := run(t, "", "run", "resume", id); r.code != ExitFailure || !strings.Contains(r.stderr, "finished") {
+		t.Fatalf("resume of a cancelled run: exit %d %q", r.code, r.stderr)
+	}
+}
