@@ -23,10 +23,11 @@ import (
 // jobOptions are the settings of size and publish.
 type jobOptions struct {
 	common
-	job        string
-	out        string
-	dataDir    string
-	cpuProfile string
+	job         string
+	out         string
+	dataDir     string
+	cpuProfile  string
+	maxInFlight int
 }
 
 // Defaults shared by the commands that keep an embedded JetStream.
@@ -49,6 +50,7 @@ func (a *App) jobCmd(name string) *cobra.Command {
 	o.common.register(d)
 	d.String(&o.dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "embedded JetStream's data directory when --out is embedded:")
 	d.String(&o.cpuProfile, "cpuprofile", "", "", "write a CPU profile of the run to this file (go tool pprof reads it)")
+	d.Int(&o.maxInFlight, "max-in-flight", "SEGPUB_MAX_IN_FLIGHT", 0, "channel messages awaiting acknowledgement at once; 0: the output's default")
 	if name == "size" {
 		// size writes nothing: --data-dir is accepted as it always was, not shown.
 		d.hideExcept("job", "database-url", "db-stall-timeout", "verbose", "cpuprofile")
@@ -107,7 +109,10 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 		}
 		nc := &natsjs.Connector{DefaultDir: filepath.Join(*dataDir, "jetstream"), Logger: log}
 		defer nc.Close()
-		opener := &endpoint.Opener{State: pool, NATS: nc, Logger: log, AWS: newAWSOpener(log)}
+		if o.maxInFlight < 0 {
+			return fail(env, name, fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", o.maxInFlight))
+		}
+		opener := &endpoint.Opener{State: pool, NATS: nc, Logger: log, AWS: newAWSOpener(log), MaxInFlight: o.maxInFlight}
 		if sink, closeSink, err = opener.Sink(ctx, out); err != nil {
 			return fail(env, name, fmt.Errorf("--out: %w", err))
 		}
