@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -110,7 +111,8 @@ func (r *Reporter) report(n int64, final bool) {
 			r.term.draw(line)
 		}
 	case r.cfg.Logger != nil:
-		args := []any{"label", r.cfg.Label, "count", n, "rate_per_s", int64(rate(n, elapsed))}
+		// One decimal: a few runs a second must not read as 0/s.
+		args := []any{"label", r.cfg.Label, "count", n, "rate_per_s", math.Round(rate(n, elapsed)*10) / 10}
 		if r.cfg.Total > 0 {
 			args = append(args, "total", r.cfg.Total)
 		}
