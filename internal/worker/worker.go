@@ -338,6 +338,10 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	}
 }
 
+// checkpointTimeout bounds the write of a checkpoint, which a stop does not
+// interrupt.
+const checkpointTimeout = 5 * time.Second
+
 // isStopRequest reports whether err is an operator's pause or cancel.
 func isStopRequest(err error) bool {
 	return errors.Is(err, ledger.ErrPauseRequested) || errors.Is(err, ledger.ErrCancelRequested)
@@ -507,7 +511,11 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 		if err != nil {
 			return err
 		}
-		err = w.cfg.Ledger.Checkpoint(runCtx, runID, w.cfg.Owner, body, c.Published)
+		// Recorded even while the run is being stopped: the batch is
+		// acknowledged, and a lost checkpoint would send it again on resume.
+		ckCtx, cancelCk := context.WithTimeout(context.WithoutCancel(runCtx), checkpointTimeout)
+		err = w.cfg.Ledger.Checkpoint(ckCtx, runID, w.cfg.Owner, body, c.Published)
+		cancelCk()
 		if errors.Is(err, ledger.ErrLeaseLost) {
 			cancel(err)
 		}
