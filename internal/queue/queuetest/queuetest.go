@@ -83,14 +83,14 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 		t.Parallel()
 		h := setup(t)
 		ctx := context.Background()
-		max := h.Queue.MaxMessageBytes()
-		if max <= 0 {
-			t.Fatalf("MaxMessageBytes %d", max)
+		limit := h.Queue.MaxMessageBytes()
+		if limit <= 0 {
+			t.Fatalf("MaxMessageBytes %d", limit)
 		}
-		if err := h.Queue.Send(ctx, bytes.Repeat([]byte("x"), max+1), ""); !errors.Is(err, queue.ErrTooLarge) {
+		if err := h.Queue.Send(ctx, bytes.Repeat([]byte("x"), limit+1), ""); !errors.Is(err, queue.ErrTooLarge) {
 			t.Fatalf("a message one byte over the limit: %v, want queue.ErrTooLarge", err)
 		}
-		at := bytes.Repeat([]byte("y"), max)
+		at := bytes.Repeat([]byte("y"), limit)
 		if err := h.Queue.Send(ctx, at, ""); err != nil {
 			t.Fatalf("a message at the limit: %v", err)
 		}
