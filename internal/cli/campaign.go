@@ -51,7 +51,7 @@ func (s *schedSettings) validate() error {
 	return nil
 }
 
-func (s *schedSettings) start(ctx context.Context, svc *service, jobQueueURL string, log *slog.Logger) (*scheduler.Scheduler, error) {
+func (s *schedSettings) start(ctx context.Context, svc *service, jobQueueURL, storeURL string, log *slog.Logger) (*scheduler.Scheduler, error) {
 	store, err := scheduler.NewStore(ctx, svc.state)
 	if err != nil {
 		return nil, err
@@ -60,7 +60,12 @@ func (s *schedSettings) start(ctx context.Context, svc *service, jobQueueURL str
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
-	sch, err := scheduler.New(scheduler.Config{Store: store, Queue: q, Interval: s.interval, CatchUp: s.catchUp, Logger: log})
+	// Jobs over the queue's limit go as claim checks, as submit sends them.
+	messages, err := svc.opener.Store(ctx, storeURL)
+	if err != nil {
+		return nil, fmt.Errorf("message store: %w", err)
+	}
+	sch, err := scheduler.New(scheduler.Config{Store: store, Queue: q, Messages: messages, Interval: s.interval, CatchUp: s.catchUp, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +78,7 @@ func (a *App) schedulerCmd() *cobra.Command {
 	var ss schedSettings
 	s.register(d)
 	ss.register(d)
-	d.hideExcept("database-url", "state-url", "job-queue-url", "data-dir", "scheduler-interval", "scheduler-catch-up",
+	d.hideExcept("database-url", "state-url", "job-queue-url", "message-store-url", "data-dir", "scheduler-interval", "scheduler-catch-up",
 		"shutdown-grace", "db-stall-timeout", "verbose", "json-logs")
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runScheduler(ctx, a.env, &s, &ss) })
 	return cmd
@@ -90,7 +95,7 @@ func runScheduler(ctx context.Context, env *Env, s *settings, ss *schedSettings)
 		return fail(env, "scheduler", err)
 	}
 	defer svc.close()
-	sch, err := ss.start(ctx, svc, s.jobQueueURL, log)
+	sch, err := ss.start(ctx, svc, s.jobQueueURL, s.storeURL, log)
 	if err != nil {
 		return fail(env, "scheduler", err)
 	}

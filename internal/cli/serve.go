@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,11 +13,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/cleaner"
 	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/metrics"
+	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/worker"
@@ -253,7 +253,7 @@ func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, wit
 	}
 	var sch interface{ Stop(context.Context) error }
 	if withScheduler {
-		if sch, err = ss.start(ctx, svc, s.jobQueueURL, log); err != nil {
+		if sch, err = ss.start(ctx, svc, s.jobQueueURL, s.storeURL, log); err != nil {
 			return fail(env, "serve", err)
 		}
 	}
@@ -382,20 +382,16 @@ func runSubmit(ctx context.Context, env *Env, s *settings, jobPath *string) int 
 	if err != nil {
 		return fail(env, "submit", err)
 	}
-	body, claim := data, ""
+	// The message store is opened only for a job that needs it: a
+	// deployment of small jobs needs none.
+	var store msgstore.Store
 	if len(data) > q.MaxMessageBytes() {
-		sum := sha256.Sum256(data)
-		claim = "m-" + hex.EncodeToString(sum[:12])
-		store, err := svc.opener.Store(ctx, s.storeURL)
-		if err != nil {
+		if store, err = svc.opener.Store(ctx, s.storeURL); err != nil {
 			return fail(env, "submit", err)
 		}
-		if err := store.Put(ctx, claim, data); err != nil {
-			return fail(env, "submit", err)
-		}
-		body = fmt.Appendf(nil, `{"version":1,"message_id":%q}`, claim)
 	}
-	if err := q.Send(ctx, body, j.RequestID); err != nil {
+	claim, err := claimcheck.Send(ctx, q, store, data, j.RequestID)
+	if err != nil {
 		return fail(env, "submit", err)
 	}
 	printJSON(env.Stdout, map[string]any{"request_id": j.RequestID, "bytes": len(data), "claim_check": claim})

@@ -12,9 +12,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/ddl"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/lifecycle"
+	"github.com/segpub/segpub/internal/msgstore"
 )
 
 // Schema creates the scheduler's tables (segpub's own, in the state
@@ -137,14 +139,16 @@ func (s *Store) SetStatus(ctx context.Context, id, status string) error {
 }
 
 // Sender is the part of the job queue the scheduler uses.
-type Sender interface {
-	Send(ctx context.Context, body []byte, dedupID string) error
-}
+type Sender = claimcheck.Sender
 
 // Config configures a Scheduler.
 type Config struct {
 	Store *Store
 	Queue Sender
+	// Messages holds the jobs over the queue's size limit, which are
+	// enqueued as claim checks. Nil: such a job is not sent; its
+	// occurrence is recorded as failed, once.
+	Messages msgstore.Store
 	// Interval between wakes. Default: 5 minutes.
 	Interval time.Duration
 	// CatchUp is how late an occurrence may still be sent: one missed by
@@ -185,6 +189,9 @@ const lookback = 7 * 24 * time.Hour
 type Report struct {
 	Enqueued []string `json:"enqueued"`
 	Stale    []string `json:"stale"`
+	// Failed are occurrences that can never be enqueued as they stand
+	// (a job over the queue's limit and no message store).
+	Failed []string `json:"failed,omitempty"`
 }
 
 // Tick is one wake: every due occurrence of every active campaign is
@@ -223,8 +230,22 @@ func (s *Scheduler) Tick(ctx context.Context) (Report, error) {
 				if err != nil {
 					return err
 				}
-				return s.cfg.Queue.Send(ctx, body, id)
+				_, err = claimcheck.Send(ctx, s.cfg.Queue, s.cfg.Messages, body, id)
+				return err
 			})
+			if errors.Is(err, claimcheck.ErrNoStore) {
+				// Retrying cannot help: recorded as failed, so it is
+				// reported once and the wake goes on to the rest.
+				recorded, rerr := s.record(ctx, c, at, "failed", nil)
+				if rerr != nil {
+					return rep, rerr
+				}
+				if recorded {
+					s.log.Error("occurrence cannot be enqueued; not sent", "campaign_id", c.ID, "occurrence", at, "request_id", id, "err", err)
+					rep.Failed = append(rep.Failed, id)
+				}
+				continue
+			}
 			if err != nil {
 				return rep, err
 			}

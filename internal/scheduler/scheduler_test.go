@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -84,7 +85,10 @@ type recorder struct {
 	mu   sync.Mutex
 	sent map[string]int
 	jobs [][]byte
+	max  int // MaxMessageBytes; 0: 1 MiB
 }
+
+func (r *recorder) MaxMessageBytes() int { return cmp.Or(r.max, 1<<20) }
 
 func (r *recorder) Send(_ context.Context, body []byte, dedupID string) error {
 	time.Sleep(5 * time.Millisecond)

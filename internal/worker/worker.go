@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/events"
 	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
@@ -253,7 +254,7 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		w.handlePart(ctx, d, ref)
 		return
 	}
-	j, raw, err := w.resolve(ctx, d.Body())
+	j, raw, err := claimcheck.Resolve(ctx, w.cfg.Store, d.Body(), w.cfg.MaxJobBytes)
 	if err != nil {
 		if job.IsRejection(err) {
 			w.reject(ctx, d, j, err)
@@ -530,36 +531,6 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 		err = fmt.Errorf("run %s: %w", j.RequestID, cause)
 	}
 	return res, err
-}
-
-// resolve parses a queue message, fetching a claim-checked job from the
-// message store. It also returns the job's JSON.
-func (w *Worker) resolve(ctx context.Context, body []byte) (*job.Job, []byte, error) {
-	env, err := job.ParseEnvelope(body)
-	if err != nil {
-		return nil, nil, err
-	}
-	if env.Job != nil {
-		return env.Job, body, nil
-	}
-	if w.cfg.Store == nil {
-		return nil, nil, job.Rejectf("message_id", "claim check %q, but no message store is configured", env.MessageID)
-	}
-	full, err := w.cfg.Store.Get(ctx, env.MessageID, w.cfg.MaxJobBytes)
-	if errors.Is(err, msgstore.ErrNotFound) {
-		return nil, nil, job.Rejectf("message_id", "no item %q in the message store", env.MessageID)
-	}
-	if errors.Is(err, msgstore.ErrMalformed) {
-		return nil, nil, job.Rejectf("message_id", "item %q of the message store holds no job: %v", env.MessageID, err)
-	}
-	if errors.Is(err, msgstore.ErrTooLarge) {
-		return nil, nil, job.Rejectf("message_id", "item %q in the message store is over the limit of %d bytes (SEGPUB_MAX_JOB_BYTES)", env.MessageID, w.cfg.MaxJobBytes)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("get claim-checked job %s: %w", env.MessageID, err)
-	}
-	j, err := job.Parse(full)
-	return j, full, err
 }
 
 // checkSize rejects a message over the job size cap before anything

@@ -48,6 +48,7 @@ type bundle struct {
 	natsURL  string
 	nextName string
 	users    int
+	n        int64 // names the test's streams
 }
 
 // faultScale is the size of the fault-injection cases: 3,000 users
@@ -81,7 +82,7 @@ func setup(t *testing.T, users int) *bundle {
 		t.Fatal(err)
 	}
 	n := seq.Add(1)
-	b := &bundle{t: t, tables: tables, conn: conn, stream: fmt.Sprintf("CH%d", n), users: users}
+	b := &bundle{t: t, tables: tables, conn: conn, stream: fmt.Sprintf("CH%d", n), users: users, n: n}
 	if b.jobs, err = jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: fmt.Sprintf("J%d", n), Subject: fmt.Sprintf("jobs.%d", n), AckWait: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}

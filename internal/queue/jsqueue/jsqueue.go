@@ -114,15 +114,22 @@ func (q *Queue) Receive(ctx context.Context) (queue.Delivery, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		msg, err := q.cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		// The fetch ends with ctx: a fetch left waiting after ctx ended
+		// would take a job nobody is going to run, and hold it for the
+		// ack wait.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		msg, err := q.cons.Next(jetstream.FetchContext(fctx))
+		cancel()
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
 		case err == nil:
 			md, err := msg.Metadata()
 			if err != nil {
 				return nil, fmt.Errorf("read job metadata: %w", err)
 			}
 			return &delivery{msg: msg, attempt: int(md.NumDelivered), enqueued: md.Timestamp}, nil
-		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages):
+		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages), errors.Is(err, context.DeadlineExceeded), errors.Is(err, jetstream.ErrInvalidOption):
 			continue
 		case errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected):
 			// The server is restarting: wait, as a long poll would.

@@ -6,6 +6,7 @@ package sqsqueue
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -133,7 +134,7 @@ func (q *Queue) delivery(m types.Message) *delivery {
 }
 
 // Send enqueues a job; on a FIFO queue dedupID is its
-// MessageDeduplicationId.
+// MessageDeduplicationId, and an empty one a unique id.
 func (q *Queue) Send(ctx context.Context, body []byte, dedupID string) error {
 	if len(body) > q.cfg.MaxMessageBytes {
 		return fmt.Errorf("send %d bytes to %s: %w", len(body), q.cfg.URL, queue.ErrTooLarge)
@@ -141,9 +142,14 @@ func (q *Queue) Send(ctx context.Context, body []byte, dedupID string) error {
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(q.cfg.URL), MessageBody: aws.String(string(body))}
 	if q.fifo {
 		in.MessageGroupId = aws.String(q.cfg.GroupID)
-		if dedupID != "" {
-			in.MessageDeduplicationId = aws.String(dedupID)
+		// FIFO queues refuse a message without a de-duplication id
+		// unless content-based de-duplication is on; an empty dedupID
+		// means "no de-duplication" (dead letters send it), so it gets
+		// an id of its own.
+		if dedupID == "" {
+			dedupID = rand.Text()
 		}
+		in.MessageDeduplicationId = aws.String(dedupID)
 	}
 	if _, err := q.cfg.Client.SendMessage(ctx, in); err != nil {
 		return fmt.Errorf("send to %s: %w", q.cfg.URL, err)
