@@ -105,6 +105,11 @@ type common struct {
 	databaseURL string
 	verbose     bool
 	dbStall     time.Duration
+	// stmtTimeout is the statement_timeout of the pool's connections: the
+	// audience's, or segpub's own tables' (settings.statePool).
+	stmtTimeout   time.Duration
+	stmtSetting   string
+	checkInterval time.Duration
 }
 
 func (c *common) register(fs *flag.FlagSet, env *Env) {
@@ -112,6 +117,11 @@ func (c *common) register(fs *flag.FlagSet, env *Env) {
 	fs.BoolVar(&c.verbose, "v", false, "log debug detail")
 	fs.DurationVar(&c.dbStall, "db-stall-timeout", envDuration(env, "SEGPUB_DB_STALL_TIMEOUT", 10*time.Minute),
 		"close a database connection that sends nothing for this long while a reply is due; 0: never ($SEGPUB_DB_STALL_TIMEOUT)")
+	fs.DurationVar(&c.stmtTimeout, "statement-timeout", envDuration(env, "SEGPUB_STATEMENT_TIMEOUT", pgtimeout.DefaultStatementTimeout),
+		"the server ends an audience statement that runs longer; 0: never ($SEGPUB_STATEMENT_TIMEOUT)")
+	c.stmtSetting = "--statement-timeout ($SEGPUB_STATEMENT_TIMEOUT)"
+	fs.DurationVar(&c.checkInterval, "db-check-interval", envDuration(env, "SEGPUB_DB_CHECK_INTERVAL", pgtimeout.DefaultCheckInterval),
+		"how often the server checks that segpub is still connected while it runs a statement (PostgreSQL 14+); 0: never ($SEGPUB_DB_CHECK_INTERVAL)")
 }
 
 func (c *common) logger(env *Env) *slog.Logger {
@@ -142,6 +152,15 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("--db-stall-timeout ($SEGPUB_DB_STALL_TIMEOUT): %s is negative", c.dbStall)
 	}
 	pgtimeout.Apply(&cfg.ConnConfig.Config, c.dbStall)
+	if err := pgtimeout.CheckSetting(c.stmtTimeout); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.stmtSetting, err)
+	}
+	if err := pgtimeout.CheckSetting(c.checkInterval); err != nil {
+		return nil, fmt.Errorf("--db-check-interval ($SEGPUB_DB_CHECK_INTERVAL): %w", err)
+	}
+	if err := (pgtimeout.Session{StatementTimeout: c.stmtTimeout, CheckInterval: c.checkInterval}).Apply(&cfg.ConnConfig.Config); err != nil {
+		return nil, err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)

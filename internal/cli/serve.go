@@ -20,6 +20,7 @@ import (
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/metrics"
 	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/pgtimeout"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/worker"
 )
@@ -43,6 +44,7 @@ type settings struct {
 	grace         time.Duration
 	jsonLogs      bool
 	partitionRows int
+	stateTimeout  time.Duration
 }
 
 func envInt(env *Env, name string, def int) int {
@@ -94,6 +96,8 @@ func (s *settings) register(fs *flag.FlagSet, env *Env) {
 	fs.DurationVar(&s.lease, "lease", envDuration(env, "SEGPUB_LEASE", 60*time.Second), "how long a run is held without a heartbeat ($SEGPUB_LEASE)")
 	fs.DurationVar(&s.grace, "shutdown-grace", envDuration(env, "SEGPUB_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back ($SEGPUB_SHUTDOWN_GRACE)")
 	fs.IntVar(&s.partitionRows, "partition-rows", envInt(env, "SEGPUB_PARTITION_ROWS", 2_000_000), "split publish jobs over this many users into ranges every worker shares; 0: never ($SEGPUB_PARTITION_ROWS)")
+	fs.DurationVar(&s.stateTimeout, "state-statement-timeout", envDuration(env, "SEGPUB_STATE_STATEMENT_TIMEOUT", pgtimeout.DefaultStateStatementTimeout),
+		"the server ends a statement on segpub's own tables that runs longer; 0: never ($SEGPUB_STATE_STATEMENT_TIMEOUT)")
 	fs.BoolVar(&s.jsonLogs, "json-logs", env.Getenv("SEGPUB_LOG_FORMAT") == "json", "JSON logs ($SEGPUB_LOG_FORMAT=json)")
 }
 
@@ -115,6 +119,8 @@ func (s *settings) statePool(ctx context.Context) (*pgxpool.Pool, error) {
 	if s.stateURL != "" {
 		c.databaseURL = s.stateURL
 	}
+	c.stmtTimeout = s.stateTimeout
+	c.stmtSetting = "--state-statement-timeout ($SEGPUB_STATE_STATEMENT_TIMEOUT)"
 	return c.pool(ctx)
 }
 
@@ -134,14 +140,12 @@ func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error)
 	if err != nil {
 		return nil, err
 	}
-	state := aud
-	if s.stateURL != "" && s.stateURL != s.databaseURL {
-		c := s.common
-		c.databaseURL = s.stateURL
-		if state, err = c.pool(ctx); err != nil {
-			aud.Close()
-			return nil, fmt.Errorf("state database: %w", err)
-		}
+	// Its own pool even on the audience's database: its statements get
+	// the shorter timeout.
+	state, err := s.statePool(ctx)
+	if err != nil {
+		aud.Close()
+		return nil, fmt.Errorf("state database: %w", err)
 	}
 	nc := &natsjs.Connector{DefaultDir: s.dataDir + "/jetstream", Logger: log}
 	return &service{audience: aud, state: state, nats: nc,
