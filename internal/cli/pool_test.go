@@ -45,7 +45,7 @@ func TestPoolsSetStatementTimeouts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, c := range []struct {
-		vars                  map[string]string
+		vars                   map[string]string
 		audience, state, check string
 	}{
 		{nil, "6h", "5min", "2s"},

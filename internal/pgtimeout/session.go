@@ -122,4 +122,3 @@ func ServerMajor(c *pgconn.PgConn) int {
 	n, _ := strconv.Atoi(v)
 	return n
 }
-
