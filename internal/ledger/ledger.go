@@ -345,13 +345,28 @@ const takenSQL = `SELECT count(*) FILTER (WHERE lo < $2), coalesce(array_agg(fp)
 FROM (SELECT fp, min(part) AS lo, max(part) AS hi FROM segpub_partition_destinations
       WHERE request_id = $1 AND part <= $2 GROUP BY fp) d`
 
+// takenPlan leaves takenSQL one way to read the rows, transaction-local: a
+// bitmap scan of the index, which reads each of the run's heap pages once.
+// On its one-row estimate the planner would walk the index in fp order and
+// fetch every row from the heap (freshly copied pages are not marked
+// all-visible), one random read per row: 51 to 68 s against 13 s for the
+// last of 4 ranges at 10M users. A sequential scan would read every
+// earlier run's rows too.
+const takenPlan = `SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_seqscan = off`
+
 // Taken returns the destinations of a partition that earlier partitions
 // publish, and how many distinct destinations those earlier partitions
 // publish in all (the partition's first message number).
 func (l *Ledger) Taken(ctx context.Context, requestID string, part int) ([]uint64, int64, error) {
 	var offset int64
 	var fps []int64
-	if err := l.pool.QueryRow(ctx, takenSQL, requestID, part).Scan(&offset, &fps); err != nil {
+	err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, takenPlan); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, takenSQL, requestID, part).Scan(&offset, &fps)
+	})
+	if err != nil {
 		return nil, 0, fmt.Errorf("taken destinations of %s part %d: %w", requestID, part, err)
 	}
 	taken := make([]uint64, len(fps))
