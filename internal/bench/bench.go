@@ -383,6 +383,11 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		}
 		sr.Results = append(sr.Results, best)
 	}
+	parts, err := runPartitioned(ctx, cfg, p.ID, sr.Users)
+	if err != nil {
+		return nil, err
+	}
+	sr.Results = append(sr.Results, parts...)
 	return sr, nil
 }
 
@@ -555,6 +560,11 @@ func Steps(cfg Config) int {
 				n++
 			}
 		}
+		for _, wl := range partitionedWorkloads {
+			if cfg.wants(wl.job) {
+				n += partitionedRounds
+			}
+		}
 	}
 	return n
 }
@@ -563,6 +573,9 @@ func Steps(cfg Config) int {
 func Workloads() []string {
 	names := []string{}
 	for _, w := range workloads {
+		names = append(names, w.job)
+	}
+	for _, w := range partitionedWorkloads {
 		names = append(names, w.job)
 	}
 	return names

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -227,11 +228,12 @@ func TestSteps(t *testing.T) {
 	t.Parallel()
 	all := len(workloads)
 	cfg := Config{Projects: []Project{{ID: "a", Users: 1_000_000}, {ID: "b", Users: 3_000_000}}, BaselineMaxUsers: 1_000_000}
-	if got, want := Steps(cfg), (2+all-1)+(2+all-3); got != want {
+	parted := len(partitionedWorkloads) * partitionedRounds
+	if got, want := Steps(cfg), (2+all-1+parted)+(2+all-3+parted); got != want {
 		t.Fatalf("Steps = %d, want %d", got, want)
 	}
 	cfg.SQSRTT = 20 * time.Millisecond
-	if got, want := Steps(cfg), (2+all)+(2+all-2); got != want {
+	if got, want := Steps(cfg), (2+all+parted)+(2+all-2+parted); got != want {
 		t.Fatalf("Steps with the SQS workload = %d, want %d", got, want)
 	}
 	cfg.Only = []string{JobPushAll, JobSeedPushAll}
@@ -249,5 +251,34 @@ func TestWithoutOrder(t *testing.T) {
 	}
 	if _, ok := withoutOrder("SELECT a FROM (SELECT a FROM t\nORDER BY a) s"); ok {
 		t.Fatal("cut an ORDER BY inside a subquery")
+	}
+}
+
+// The partitioned workloads run each split twice and time every range's
+// look-up; the second round's ranges find the first round's rows.
+func TestPartitionedWorkload(t *testing.T) {
+	t.Parallel()
+	pool, project, _ := setupProject(t, 20_000)
+	cfg := Config{Pool: pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Only: []string{JobPartitioned4, JobPartitioned8}}
+	ms, err := runPartitioned(context.Background(), cfg, project, 20_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2*partitionedRounds {
+		t.Fatalf("%d measurements, want %d", len(ms), 2*partitionedRounds)
+	}
+	for i, m := range ms {
+		wantParts := 4
+		if i >= partitionedRounds {
+			wantParts = 8
+		}
+		if m.Seconds <= 0 || !strings.Contains(m.Name, fmt.Sprintf("%d parts", wantParts)) || !strings.Contains(m.Name, fmt.Sprintf("%d ranges", wantParts)) {
+			t.Errorf("measurement %d: %+v", i, m)
+		}
+	}
+	var runs int
+	if err := pool.QueryRow(context.Background(), `SELECT count(DISTINCT request_id) FROM segpub_partition_destinations WHERE request_id LIKE $1`,
+		"bench-"+project+"-%").Scan(&runs); err != nil || runs != 2*partitionedRounds {
+		t.Fatalf("%d runs recorded, want %d (%v)", runs, 2*partitionedRounds, err)
 	}
 }

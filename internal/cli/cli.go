@@ -269,6 +269,11 @@ type common struct {
 	dbStall     time.Duration
 	maxJobBytes int64
 	csvMaxBytes int64
+	// stmtTimeout is the statement_timeout of the pool's connections: the
+	// audience's, or segpub's own tables' (settings.statePool).
+	stmtTimeout   time.Duration
+	stmtSetting   string
+	checkInterval time.Duration
 }
 
 // Defaults of the common settings.
@@ -282,6 +287,11 @@ func (c *common) register(d *decls) {
 		"larger jobs (inline, file, standard input or claim check) are rejected before parsing")
 	d.Int64(&c.csvMaxBytes, "csv-max-bytes", "SEGPUB_CSV_MAX_BYTES", publish.DefaultMaxCSVBytes,
 		"larger CSV audiences (file:// or s3://) are rejected")
+	d.Duration(&c.stmtTimeout, "statement-timeout", "SEGPUB_STATEMENT_TIMEOUT", pgtimeout.DefaultStatementTimeout,
+		"the server ends an audience statement that runs longer; 0: never")
+	c.stmtSetting = "--statement-timeout ($SEGPUB_STATEMENT_TIMEOUT)"
+	d.Duration(&c.checkInterval, "db-check-interval", "SEGPUB_DB_CHECK_INTERVAL", pgtimeout.DefaultCheckInterval,
+		"how often the server checks that segpub is still connected while it runs a statement (PostgreSQL 14+); 0: never")
 	d.fs.BoolVarP(&c.verbose, "verbose", "v", false, "log debug detail")
 }
 
@@ -339,6 +349,15 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("--db-stall-timeout ($SEGPUB_DB_STALL_TIMEOUT): %s is negative", c.dbStall)
 	}
 	pgtimeout.Apply(&cfg.ConnConfig.Config, c.dbStall)
+	if err := pgtimeout.CheckSetting(c.stmtTimeout); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.stmtSetting, err)
+	}
+	if err := pgtimeout.CheckSetting(c.checkInterval); err != nil {
+		return nil, fmt.Errorf("--db-check-interval ($SEGPUB_DB_CHECK_INTERVAL): %w", err)
+	}
+	if err := (pgtimeout.Session{StatementTimeout: c.stmtTimeout, CheckInterval: c.checkInterval}).Apply(&cfg.ConnConfig.Config); err != nil {
+		return nil, err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/segpub/segpub/internal/metrics"
 	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/pgtimeout"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/worker"
 )
@@ -45,6 +46,7 @@ type settings struct {
 	jsonLogs      bool
 	partitionRows int
 	csvRoot       string
+	stateTimeout  time.Duration
 	// Retention of segpub's own tables (internal/cleaner).
 	retainRuns, retainOccurrences, retainDestinations, cleanInterval time.Duration
 }
@@ -83,6 +85,8 @@ func (s *settings) register(d *decls) {
 	d.Duration(&s.lease, "lease", "SEGPUB_LEASE", DefaultLease, "how long a run is held without a heartbeat")
 	d.Duration(&s.grace, "shutdown-grace", "SEGPUB_SHUTDOWN_GRACE", DefaultShutdownGrace, "on SIGTERM, how long running jobs may finish before they are handed back")
 	d.Int(&s.partitionRows, "partition-rows", "SEGPUB_PARTITION_ROWS", DefaultPartitionRows, "split publish jobs over this many users into ranges every worker shares; 0: never")
+	d.Duration(&s.stateTimeout, "state-statement-timeout", "SEGPUB_STATE_STATEMENT_TIMEOUT", pgtimeout.DefaultStateStatementTimeout,
+		"the server ends a statement on segpub's own tables that runs longer; 0: never")
 	d.String(&s.csvRoot, "csv-root", "SEGPUB_CSV_ROOT", "", "directory whose regular files file:// CSV audiences may name; empty: file:// audiences are rejected")
 	d.Duration(&s.retainRuns, "retain-runs", "SEGPUB_RETAIN_RUNS", cleaner.DefaultRunRetention, "how long a finished run is kept (it stops late copies of its job from running again)")
 	d.Duration(&s.retainOccurrences, "retain-occurrences", "SEGPUB_RETAIN_OCCURRENCES", cleaner.DefaultOccurrenceRetention, "how long a scheduler occurrence is kept")
@@ -145,6 +149,8 @@ func (s *settings) statePool(ctx context.Context) (*pgxpool.Pool, error) {
 	if s.stateURL != "" {
 		c.databaseURL = s.stateURL
 	}
+	c.stmtTimeout = s.stateTimeout
+	c.stmtSetting = "--state-statement-timeout ($SEGPUB_STATE_STATEMENT_TIMEOUT)"
 	return c.pool(ctx)
 }
 
@@ -170,14 +176,12 @@ func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error)
 	if err != nil {
 		return nil, err
 	}
-	state := aud
-	if s.stateURL != "" && s.stateURL != s.databaseURL {
-		c := s.common
-		c.databaseURL = s.stateURL
-		if state, err = c.pool(ctx); err != nil {
-			aud.Close()
-			return nil, fmt.Errorf("state database: %w", err)
-		}
+	// Its own pool even on the audience's database: its statements get
+	// the shorter timeout.
+	state, err := s.statePool(ctx)
+	if err != nil {
+		aud.Close()
+		return nil, fmt.Errorf("state database: %w", err)
 	}
 	nc := &natsjs.Connector{DefaultDir: s.dataDir + "/jetstream", Logger: log}
 	return &service{audience: aud, state: state, nats: nc,

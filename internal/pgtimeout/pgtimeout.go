@@ -7,6 +7,10 @@
 // on silence: a connection on which nothing arrives for the timeout while
 // segpub waits for it is closed, and the call fails like any other
 // connection error, to be retried from the run's checkpoint.
+//
+// Session is the server's side of the same: a statement timeout, and the
+// server's check that its client is still there, so that no statement runs
+// on for a client that has gone.
 package pgtimeout
 
 import (
