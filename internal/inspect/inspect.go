@@ -115,7 +115,8 @@ func missingIndexes(ctx context.Context, pool *pgxpool.Pool, t schema.Tables, j 
 // usesIndex reports whether the job's queries read the index named by its
 // prefix (indexes.For): the deliveries index for delivery conditions and
 // previous recipients, the device index for id lists on device channels,
-// the event index for event conditions.
+// the event index for event conditions, the channel-deliveries index for
+// frequency caps.
 func usesIndex(j *job.Job, prefix string) bool {
 	kinds := map[job.ConditionKind]bool{}
 	for _, g := range j.Campaign.Audience.Groups {
@@ -130,6 +131,8 @@ func usesIndex(j *job.Job, prefix string) bool {
 		return j.Campaign.Audience.Type == job.AudienceUserIDs && (j.Campaign.Channel.IsDevice() || kinds[job.KindDevice])
 	case "sp_evc_":
 		return kinds[job.KindEvent]
+	case "sp_drch_":
+		return j.Campaign.FrequencyCap != nil
 	}
 	return true // an index this list does not know: warn as before
 }

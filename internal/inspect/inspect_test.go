@@ -121,6 +121,7 @@ func TestExplainWarnsOnlyAboutUsedIndexes(t *testing.T) {
 		{`"channel":"email","audience":{"type":"user_ids","user_ids":["a"]}`, nil},
 		{`"channel":"email","audience":{"type":"segment","groups":[{"conditions":[{"kind":"event","event":"buy","operator":">=","value":1}]}]}`, []string{"sp_evc_"}},
 		{`"channel":"text_message","exclude_previous_recipients":true,"audience":{"type":"segment","groups":[{"conditions":[{"kind":"delivery","campaign_id":"c0","received":true}]}]}`, []string{"sp_drcu_"}},
+		{`"channel":"email","frequency_cap":{"max_messages":3,"within_days":7},"audience":{"type":"all"}`, []string{"sp_drch_"}},
 	} {
 		j, err := job.Parse(fmt.Appendf(nil, `{"version":1,"action":"calculate-size","request_id":"r","project_id":%q,"campaign":{"id":"c","message":{},%s}}`, tb.Project, c.campaign))
 		if err != nil {
