@@ -2,8 +2,10 @@ package ddl
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/segpub/segpub/internal/dbtest"
 )
@@ -40,5 +42,42 @@ func TestApplyNamesWhat(t *testing.T) {
 	err := Apply(context.Background(), dbtest.Pool(t), "the widgets table", `CREATE TABLE segpub_ddl_bad (`)
 	if err == nil || err.Error()[:len("create the widgets table")] != "create the widgets table" {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A definition already applied runs nothing: here an ALTER that would wait
+// for a transaction holding the table (and stall every query queued behind
+// it) is not even tried when its version is recorded.
+func TestAppliedOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	table := "segpub_ddl_once_" + dbtest.NewProjectID()
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP TABLE IF EXISTS `+table) })
+	stmts := `CREATE TABLE IF NOT EXISTS ` + table + ` (id text PRIMARY KEY);
+ALTER TABLE ` + table + ` ADD COLUMN IF NOT EXISTS note text`
+	if err := Apply(ctx, pool, table, stmts); err != nil {
+		t.Fatal(err)
+	}
+	// A transaction holds a lock that ALTER TABLE would wait for.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+table+` IN ROW EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := Apply(short, pool, table, stmts); err != nil {
+		t.Fatalf("second apply of the same definition: %v", err)
+	}
+	// A changed definition is applied, and gives up on the lock rather
+	// than wait forever.
+	err = Apply(ctx, pool, table, stmts+`;
+ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS other text`)
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
+		t.Fatalf("changed definition under a held lock: %v", err)
 	}
 }
