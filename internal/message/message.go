@@ -97,11 +97,21 @@ func (e *Encoder) Key(dest []byte) (sum [sha256.Size]byte) {
 // Fingerprint returns the 64-bit de-duplication fingerprint of a key.
 func Fingerprint(sum [sha256.Size]byte) uint64 { return binary.BigEndian.Uint64(sum[:8]) }
 
+// keyPrefix opens every message Append writes; the idempotency key follows
+// it, so KeyIn finds the key without decoding the message.
+const keyPrefix = `{"idempotency_key":"`
+
+// KeyIn returns the hex idempotency key of a message Append wrote (a slice
+// of msg).
+func KeyIn(msg []byte) []byte {
+	return msg[len(keyPrefix) : len(keyPrefix)+2*sha256.Size]
+}
+
 // Append encodes one channel message. dest is the published destination
 // (normalized phone, trimmed email or token); sendAt is pre-formatted.
 func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, sendAt []byte, r *Recipient, dest []byte) []byte {
 	start := len(buf)
-	buf = append(buf, `{"idempotency_key":"`...)
+	buf = append(buf, keyPrefix...)
 	buf = hex.AppendEncode(buf, key[:])
 	buf = append(buf, e.head...)
 	msg := e.base

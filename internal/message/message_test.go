@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/segpub/segpub/internal/job"
@@ -23,6 +24,9 @@ func TestNoncharactersEscaped(t *testing.T) {
 	r := &Recipient{HasUser: true, UserID: []byte("u1"), Email: []byte("a\uffff@x.com"),
 		Properties: []byte(`{"name": "x\ufffey\uffffz", "ok": "\uffbd"}`)}
 	out := e.Append([]byte("prefix:"), sha256.Sum256([]byte("k")), "", []byte("2026-01-01T00:00:00Z"), r, []byte("a\ufffe@x.com"))
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte("k"))); string(KeyIn(out[len("prefix:"):])) != want {
+		t.Fatalf("KeyIn: %s, want %s", KeyIn(out[len("prefix:"):]), want)
+	}
 	if !bytes.HasPrefix(out, []byte("prefix:")) {
 		t.Fatalf("prefix lost: %q", out)
 	}

@@ -181,7 +181,7 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 		for i := range c.cur.Messages {
 			n := len(c.cur.Messages[i].Body)
 			c.cur.Messages[i].Body = c.cur.Data[off : off+n]
-			c.cur.Messages[i].Key = c.cur.Data[off+20 : off+84]
+			c.cur.Messages[i].Key = message.KeyIn(c.cur.Messages[i].Body)
 			off += n + 1
 		}
 		if err := c.failpoints.Hit(failpoint.AfterEncode); err != nil {
