@@ -238,11 +238,23 @@ func TestServeMatchesPublish(t *testing.T) {
 	if err := json.Unmarshal(run.Result, &res); err != nil || res.Published != int64(len(want)) {
 		t.Fatalf("stored result %s: %v", run.Result, err)
 	}
-	// The same job again, with no queue-level de-duplication id.
+	// The same job again, with no queue-level de-duplication id. The job
+	// stream is a work queue: once the copy is handled (acknowledged), it
+	// holds nothing.
 	if err := b.jobs.Send(context.Background(), text, ""); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := b.conn.JS.Stream(context.Background(), fmt.Sprintf("J%d", b.n))
+		if err == nil && info.CachedInfo().State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the copy was never handled: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if r, _ := b.ledger.Get(context.Background(), b.id("r-serve")); r.Attempts != 1 {
 		t.Fatalf("the copy ran again: attempts %d", r.Attempts)
 	}
