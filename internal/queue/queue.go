@@ -1,6 +1,7 @@
 // Package queue declares the job queue segpub consumes and the destinations
 // it sends to. Implementations live in subpackages (jsqueue for NATS
-// JetStream, sqsqueue for Amazon SQS) and are chosen by URL in cmd/segpub.
+// JetStream, sqsqueue for Amazon SQS), pass queuetest, and are chosen by
+// URL in internal/endpoint.
 package queue
 
 import (
