@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -24,7 +23,7 @@ func mainWith(vars map[string]string, stdin string, args ...string) (code int, s
 	env := serviceEnv(vars)
 	env.Stdin = strings.NewReader(stdin)
 	code = Main(ctx, args, env)
-	return code, env.Stdout.(*bytes.Buffer).String(), env.Stderr.(*bytes.Buffer).String()
+	return code, env.Stdout.(*syncBuffer).String(), env.Stderr.(*syncBuffer).String()
 }
 
 // A job over SEGPUB_MAX_JOB_BYTES is rejected (exit 2) by every command that
@@ -161,7 +160,7 @@ func TestServeCSVRoot(t *testing.T) {
 	for id, status := range want {
 		st := serviceEnv(nil)
 		Main(context.Background(), []string{"status", id}, st)
-		if status == "rejected" && !strings.Contains(st.Stdout.(*bytes.Buffer).String(), "SEGPUB_CSV_ROOT") {
+		if status == "rejected" && !strings.Contains(st.Stdout.(*syncBuffer).String(), "SEGPUB_CSV_ROOT") {
 			t.Errorf("%s: %s", id, st.Stdout)
 		}
 	}

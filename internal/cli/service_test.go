@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ import (
 
 // serviceEnv runs commands with the given settings as environment.
 func serviceEnv(vars map[string]string) *Env {
-	return &Env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(k string) string {
+	return &Env{Stdin: strings.NewReader(""), Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, Getenv: func(k string) string {
 		if v, ok := vars[k]; ok {
 			return v
 		}
@@ -36,6 +37,33 @@ func serviceEnv(vars map[string]string) *Env {
 		}
 		return ""
 	}}
+}
+
+// syncBuffer is a buffer that serve's goroutines may write while a test
+// reads it: a job abandoned at shutdown still logs after serve returned.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Bytes() []byte { return []byte(s.String()) }
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }
 
 func seededJob(t *testing.T) (string, []byte) {
@@ -94,8 +122,8 @@ func serveUntilStatus(t *testing.T, env *Env, want map[string]string) {
 		all := true
 		for requestID, status := range want {
 			Main(context.Background(), []string{"status", requestID}, st)
-			all = all && strings.Contains(st.Stdout.(*bytes.Buffer).String(), `"status":"`+status+`"`)
-			st.Stdout.(*bytes.Buffer).Reset()
+			all = all && strings.Contains(st.Stdout.(*syncBuffer).String(), `"status":"`+status+`"`)
+			st.Stdout.(*syncBuffer).Reset()
 		}
 		if all {
 			break
@@ -273,7 +301,7 @@ func TestSubmitClaimCheck(t *testing.T) {
 	var out struct {
 		ClaimCheck string `json:"claim_check"`
 	}
-	if err := json.Unmarshal(env.Stdout.(*bytes.Buffer).Bytes(), &out); err != nil || !strings.HasPrefix(out.ClaimCheck, "m-") {
+	if err := json.Unmarshal(env.Stdout.(*syncBuffer).Bytes(), &out); err != nil || !strings.HasPrefix(out.ClaimCheck, "m-") {
 		t.Fatalf("submit output %s", env.Stdout)
 	}
 	serveUntil(t, env, requestID)

@@ -54,7 +54,7 @@ func TestServeStopsWithStuckJob(t *testing.T) {
 	cancel() // SIGTERM
 	select {
 	case code := <-done:
-		if code != ExitFailure || !strings.Contains(env.Stderr.(*bytes.Buffer).String(), "exiting with jobs still running") {
+		if code != ExitFailure || !strings.Contains(env.Stderr.(*syncBuffer).String(), "exiting with jobs still running") {
 			t.Fatalf("serve exited %d: %s", code, env.Stderr)
 		}
 	case <-time.After(60 * time.Second):
