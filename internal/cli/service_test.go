@@ -154,9 +154,13 @@ func TestEndToEndSQS(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	client := sqs.NewFromConfig(cfg)
+	requestID, jobPath := seededJob(t)
+	// The emulator lives as long as the test binary: queue names of the
+	// test's own.
+	prefix := strings.ReplaceAll(strings.TrimPrefix(requestID, "e2e-"), "_", "-") + "-"
 	urls := map[string]string{}
 	for _, name := range []string{"jobs", "dead", "email"} {
-		out, err := client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String("e2e-" + name)})
+		out, err := client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(prefix + name)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,11 +170,10 @@ func TestEndToEndSQS(t *testing.T) {
 		u = aws.ToString(cfg.BaseEndpoint) + u[strings.Index(u[len("http://"):], "/")+len("http://"):]
 		urls[name] = "sqs+" + u
 	}
-	requestID, jobPath := seededJob(t)
 	env := serviceEnv(map[string]string{
 		"SEGPUB_JOB_QUEUE_URL":   urls["jobs"],
 		"SEGPUB_DEAD_LETTER_URL": urls["dead"],
-		"SEGPUB_CHANNEL_URL":     strings.Replace(urls["email"], "e2e-email", "e2e-{channel}", 1),
+		"SEGPUB_CHANNEL_URL":     strings.Replace(urls["email"], prefix+"email", prefix+"{channel}", 1),
 		"SEGPUB_DATA_DIR":        t.TempDir(),
 	})
 	if code := Main(context.Background(), []string{"submit", "--job", string(jobPath)}, env); code != ExitOK {
@@ -180,10 +183,14 @@ func TestEndToEndSQS(t *testing.T) {
 	want := publishToFile(t, string(jobPath))
 	var got []string
 	emailURL := strings.TrimPrefix(urls["email"], "sqs+")
-	// Receive until everything expected arrived, then once more for
+	// Receive until everything expected arrived (a short visibility
+	// timeout: a message received but not delivered, a response lost on a
+	// loaded machine, comes back within the deadline), then once more for
 	// anything beyond it.
-	for empty := 0; empty < 3; {
-		out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(emailURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(emailURL), MaxNumberOfMessages: 10,
+			WaitTimeSeconds: 1, VisibilityTimeout: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +198,6 @@ func TestEndToEndSQS(t *testing.T) {
 			if len(got) >= len(want) {
 				break
 			}
-			empty++
 			continue
 		}
 		for _, m := range out.Messages {
