@@ -480,6 +480,9 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 	// returns it once it is done with the batch.
 	slots := make(chan struct{}, window)
 	pending := make(chan *flight, window)
+	// exhausted: every batch was dispatched (the checker closed outCh).
+	// Read after pending is closed.
+	var exhausted bool
 	go func() {
 		defer close(pending)
 		for {
@@ -489,6 +492,7 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 			select {
 			case b = <-outCh:
 				if b == nil {
+					exhausted = true
 					return
 				}
 			case <-ctx.Done():
@@ -569,7 +573,19 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 		case <-ctx.Done():
 		}
 	}
-	return cmp.Or(first, stop)
+	if err := cmp.Or(first, stop); err != nil {
+		return err
+	}
+	if !exhausted {
+		// Stopped with batches left undispatched (the run's context
+		// ended): the run did not publish everything, whatever the other
+		// goroutines of the run report.
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
+		return errors.New("output stopped before the last batch")
+	}
+	return nil
 }
 
 // AudienceQuery returns what a run of the job would stream: its compiled

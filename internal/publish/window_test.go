@@ -118,3 +118,33 @@ func TestWindowedOutput(t *testing.T) {
 		t.Fatalf("resume after the failure: checkpoint %d + %d resent, result %d; want 3000", last.Published, len(rest.raw), res.Published)
 	}
 }
+
+// A run whose context ends while batches are still waiting to be sent
+// fails, even when nothing was in flight at that moment and the checker
+// had finished: it must not end as if it had published everything.
+func TestOutputStoppedWithBatchesLeft(t *testing.T) {
+	t.Parallel()
+	r := &Runner{cfg: (&Config{}).withDefaults()}
+	outCh := make(chan *Batch, 3)
+	for i := range 3 {
+		outCh <- &Batch{First: int64(i), Messages: []Message{{Key: []byte("k"), Body: []byte("{}")}}, published: int64(i + 1)}
+	}
+	close(outCh)
+	freeOut := make(chan *Batch, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var acked atomic.Int64
+	var variants map[string]int64
+	sink := &windowSink{window: 1, failAt: -1, acked: map[int64]int{}}
+	onAck := func(Checkpoint) error {
+		cancel() // the worker is stopped right after the first batch
+		return nil
+	}
+	err := r.output(ctx, &plan{publish: true}, sink, 1, outCh, freeOut, onAck, &acked, &variants, func() {})
+	if err == nil {
+		t.Fatalf("output returned nil with %d of 3 batches acknowledged", len(sink.acked))
+	}
+	if acked.Load() != 1 {
+		t.Fatalf("acknowledged %d messages, want 1", acked.Load())
+	}
+}
