@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/events"
+	"github.com/segpub/segpub/internal/fileurl"
 	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/msgstore/pgstore"
 	"github.com/segpub/segpub/internal/natsjs"
@@ -161,9 +162,9 @@ func (o *Opener) Events(ctx context.Context, rawURL string) (events.Emitter, err
 	case rawURL == "":
 		return nil, nil
 	case strings.HasPrefix(rawURL, "file://"):
-		path, err := filesink.LocalPath(rawURL)
+		path, _, err := fileurl.Parse(rawURL)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("events URL %q: %w", rawURL, err)
 		}
 		return events.NewFile(path)
 	case natsjs.IsURL(rawURL):

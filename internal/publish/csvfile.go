@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"github.com/segpub/segpub/internal/fileurl"
 	"github.com/segpub/segpub/internal/job"
 )
 
@@ -70,22 +70,19 @@ func CheckCSVRoot(root string) error {
 // Open opens rawURL. Everything that is wrong with the URL or the file is a
 // rejection: retrying cannot make a job's file acceptable.
 func (o FileOpener) Open(_ context.Context, rawURL string) (io.ReadCloser, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme != "file" {
+	if !strings.HasPrefix(rawURL, "file:") {
 		return nil, job.Rejectf(csvPath, "cannot open %q here (file:// and s3:// URLs only)", rawURL)
 	}
-	if u.Host != "" {
-		// file://host/path would otherwise read /path on this machine.
-		return nil, job.Rejectf(csvPath, "%s: file:// URLs name no host (file:///path); got host %q", rawURL, u.Host)
-	}
-	if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
-		return nil, job.Rejectf(csvPath, "%s: want an absolute path, file:///path", rawURL)
+	// file://host/path would otherwise read /path on this machine.
+	path, _, err := fileurl.Parse(rawURL)
+	if err != nil {
+		return nil, job.Rejectf(csvPath, "%s: %v", rawURL, err)
 	}
 	var f *os.File
 	if o.Confined {
-		f, err = o.openInRoot(rawURL, u.Path)
+		f, err = o.openInRoot(rawURL, path)
 	} else {
-		f, err = os.OpenFile(u.Path, os.O_RDONLY|nonBlock, 0)
+		f, err = os.OpenFile(path, os.O_RDONLY|nonBlock, 0)
 		err = openError(rawURL, err)
 	}
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segpub/segpub/internal/fileurl"
 	"github.com/segpub/segpub/internal/flock"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
@@ -87,66 +88,17 @@ type manifestEntry struct {
 // parameter sync=batch fsyncs after every batch, for runs whose checkpoints
 // must never run ahead of the disk; sync=end fsyncs once at the end.
 func New(rawURL string) (*Sink, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("parse output URL %q: %w", rawURL, err)
-	}
-	if u.Scheme != "file" {
-		return nil, fmt.Errorf("output URL %q: not a file:// URL", rawURL)
-	}
-	path, err := localPath(u)
+	path, query, err := fileurl.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("output URL %q: %w", rawURL, err)
 	}
-	mode := u.Query().Get("sync")
+	mode := query.Get("sync")
 	switch mode {
 	case "", "batch", "end":
 	default:
 		return nil, fmt.Errorf("output URL %q: sync=%q (want batch or end)", rawURL, mode)
 	}
 	return &Sink{pattern: path, sync: mode, files: map[job.Channel]*os.File{}, runs: map[stageKey]*stage{}}, nil
-}
-
-// LocalPath returns the absolute path a file:// URL names, or an error
-// saying how to write the URL (see localPath).
-func LocalPath(rawURL string) (string, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "", fmt.Errorf("parse file URL %q: %w", rawURL, err)
-	}
-	if u.Scheme != "file" {
-		return "", fmt.Errorf("URL %q: not a file:// URL", rawURL)
-	}
-	p, err := localPath(u)
-	if err != nil {
-		return "", fmt.Errorf("URL %q: %w", rawURL, err)
-	}
-	return p, nil
-}
-
-// localPath returns the absolute path a file URL names. A file URL names a
-// host before its path (RFC 8089), so file://out/x.ndjson is host "out"
-// and path /x.ndjson, not the relative path out/x.ndjson: relative paths
-// and hosts are refused, with the URL to write instead.
-func localPath(u *url.URL) (string, error) {
-	rel := ""
-	switch {
-	case u.Opaque != "":
-		rel = u.Opaque
-	case u.Host != "":
-		rel = u.Host + u.Path
-	case u.Path == "":
-		return "", errors.New("no path: want file:///absolute/path")
-	case !strings.HasPrefix(u.Path, "/"):
-		rel = u.Path
-	default:
-		return u.Path, nil
-	}
-	hint := "file:///absolute/path"
-	if abs, err := filepath.Abs(rel); err == nil {
-		hint = "file://" + abs
-	}
-	return "", fmt.Errorf("file URLs take an absolute path and no host (file://HOST/PATH and relative paths are refused): want %s", hint)
 }
 
 // Path returns the file a channel's messages go to.
