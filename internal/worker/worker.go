@@ -463,7 +463,8 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 	defer cancel(nil)
 	// A resumed run has acknowledged what its checkpoint covers.
 	progress := &progressCounts{published: cp.Published}
-	var stop struct{ seen atomic.Bool }
+	// stopSeen: a stop request was seen (by a checkpoint or a heartbeat).
+	var stopSeen atomic.Bool
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
@@ -490,7 +491,7 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 				// A publishing run stops at its next acknowledged batch;
 				// one that published nothing for a whole heartbeat (a scan,
 				// a size, a sparse stretch) is stopped where it is.
-				if stop.seen.Swap(true) {
+				if stopSeen.Swap(true) {
 					cancel(err)
 					return
 				}
@@ -521,7 +522,7 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 			cancel(err)
 		}
 		if isStopRequest(err) {
-			stop.seen.Store(true)
+			stopSeen.Store(true)
 			return fmt.Errorf("%w: %w", publish.ErrStop, err)
 		}
 		return err
