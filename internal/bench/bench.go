@@ -31,7 +31,12 @@ import (
 
 // Config configures a benchmark run.
 type Config struct {
-	Pool        *pgxpool.Pool
+	// Pool has segpub's audience session settings (work_mem among them):
+	// the own-query floors run on it, as the runs they measure do.
+	Pool *pgxpool.Pool
+	// FloorPool has the server's own session settings: the COPY floors run
+	// on it, as anyone comparing with PostgreSQL would. Default: Pool.
+	FloorPool   *pgxpool.Pool
 	DatabaseURL string
 	// Binary is the segpub executable to run.
 	Binary string
@@ -51,8 +56,11 @@ type Config struct {
 	// SQSRTT is the round-trip time of the SQS workload's endpoint; 0 leaves
 	// the workload out.
 	SQSRTT time.Duration
-	OutDir string
-	Logger *slog.Logger
+	// KeysOnly measures the tables as they arrive, with only their keys:
+	// segpub's indexes are not created (nor dropped when present).
+	KeysOnly bool
+	OutDir   string
+	Logger   *slog.Logger
 	// Step, when set, is called after each measurement.
 	Step func(name string)
 }
@@ -97,9 +105,15 @@ type SizeReport struct {
 
 // Report is a benchmark's results.
 type Report struct {
-	CPUs  int          `json:"cpus"`
-	Taken time.Time    `json:"taken"`
-	Sizes []SizeReport `json:"sizes"`
+	CPUs  int       `json:"cpus"`
+	Taken time.Time `json:"taken"`
+	// KeysOnly: the tables had only their keys (Config.KeysOnly).
+	KeysOnly bool `json:"keys_only"`
+	// FloorWorkMem is the work_mem the COPY floors ran at (the server's);
+	// WorkMem the one segpub's sessions ran at.
+	FloorWorkMem string       `json:"floor_work_mem"`
+	WorkMem      string       `json:"work_mem"`
+	Sizes        []SizeReport `json:"sizes"`
 }
 
 // Workloads, by Measurement.Job.
@@ -184,7 +198,13 @@ var workloads = []workload{
 // Run seeds the projects that have no tables, then measures each.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Runs = max(cfg.Runs, 1)
-	rep := &Report{CPUs: numCPU(), Taken: time.Now().UTC()}
+	rep := &Report{CPUs: numCPU(), Taken: time.Now().UTC(), KeysOnly: cfg.KeysOnly}
+	if err := cfg.floorPool().QueryRow(ctx, `SHOW work_mem`).Scan(&rep.FloorWorkMem); err != nil {
+		return nil, fmt.Errorf("read work_mem: %w", err)
+	}
+	if err := cfg.Pool.QueryRow(ctx, `SHOW work_mem`).Scan(&rep.WorkMem); err != nil {
+		return nil, fmt.Errorf("read work_mem: %w", err)
+	}
 	for _, p := range cfg.Projects {
 		sr, err := runProject(ctx, cfg, p)
 		if err != nil {
@@ -193,6 +213,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Sizes = append(rep.Sizes, *sr)
 	}
 	return rep, nil
+}
+
+func (cfg *Config) floorPool() *pgxpool.Pool {
+	if cfg.FloorPool != nil {
+		return cfg.FloorPool
+	}
+	return cfg.Pool
 }
 
 func (cfg *Config) wants(job string) bool {
@@ -245,9 +272,12 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 			return nil, err
 		}
 	}
-	// Measured as an operator runs segpub: after `segpub migrate indexes`.
-	if _, err := indexes.Create(ctx, cfg.Pool, tables, log); err != nil {
-		return nil, err
+	// Measured as an operator runs segpub: after `segpub migrate indexes`
+	// (unless KeysOnly).
+	if !cfg.KeysOnly {
+		if _, err := indexes.Create(ctx, cfg.Pool, tables, log); err != nil {
+			return nil, err
+		}
 	}
 	sr := &SizeReport{ProjectID: p.ID}
 	if err := cfg.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+tables.User+`), (SELECT count(*) FROM `+tables.Device+`)`).Scan(&sr.Users, &sr.Devices); err != nil {
@@ -289,7 +319,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		{JobCopyOrdered, "COPY (segpub's own query, ORDER BY included) TO STDOUT", orderedSQL},
 	} {
 		best, err := bestOf(cfg.Runs, func(run int) (float64, error) {
-			sec, err := timeCopy(ctx, cfg.Pool, floor.sql)
+			sec, err := timeCopy(ctx, cfg.floorPool(), floor.sql)
 			if err == nil {
 				log.Info("copy floor", "project", p.ID, "floor", floor.job, "run", run, "seconds", sec)
 			}

@@ -141,6 +141,11 @@ func esc(s string) string {
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d CPUs; taken %s\n", r.CPUs, r.Taken.Format("2006-01-02 15:04 MST"))
+	tables := "keys plus segpub's indexes (segpub migrate indexes)"
+	if r.KeysOnly {
+		tables = "only their keys"
+	}
+	fmt.Fprintf(&b, "tables: %s; work_mem: COPY floors %s (the server's), segpub's sessions %s\n", tables, r.FloorWorkMem, r.WorkMem)
 	for _, s := range r.Sizes {
 		fmt.Fprintf(&b, "\n### %s: %d users, %d devices\n\n", s.ProjectID, s.Users, s.Devices)
 		b.WriteString("| workload | seconds | messages | messages/s | peak RSS MiB | vs COPY | own query s | vs own query | SDK alone msg/s | vs SDK |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")

@@ -112,7 +112,7 @@ type benchOptions struct {
 	sizes, project, only, out, plots string
 	users, runs                      int
 	baselineMax                      int64
-	asJSON                           bool
+	asJSON, keysOnly                 bool
 	sqsRTT                           time.Duration
 }
 
@@ -128,6 +128,7 @@ func (a *App) benchCmd() *cobra.Command {
 	d.String(&o.out, "out", "", filepath.Join(os.TempDir(), "segpub-bench"), "working directory")
 	d.String(&o.plots, "plots", "", "", "directory to write throughput.svg and memory.svg to")
 	d.fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	d.fs.BoolVar(&o.keysOnly, "keys-only", false, "measure the tables with only their keys: do not create segpub's indexes first (existing ones stay)")
 	d.Duration(&o.sqsRTT, "sqs-rtt", "", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
 	o.common.register(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runBench(ctx, a.env, &o) })
@@ -181,8 +182,16 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 		return fail(env, "bench", err)
 	}
 	defer pool.Close()
-	cfg := bench.Config{Pool: pool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
-		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, OutDir: *out, Logger: c.logger(env)}
+	// The COPY floors run at the server's session settings, not segpub's.
+	fc := *c
+	fc.workMem = ""
+	floorPool, err := fc.pool(ctx)
+	if err != nil {
+		return fail(env, "bench", err)
+	}
+	defer floorPool.Close()
+	cfg := bench.Config{Pool: pool, FloorPool: floorPool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, KeysOnly: o.keysOnly, OutDir: *out, Logger: c.logger(env)}
 	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.progressOut()})
 	cfg.Step = func(string) { bar.Add(1) }
 	rep, err := bench.Run(ctx, cfg)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -274,10 +275,27 @@ type common struct {
 	stmtTimeout   time.Duration
 	stmtSetting   string
 	checkInterval time.Duration
+	// workMem is the work_mem of the pool's sessions ("" leaves the
+	// server's): set for the audience database only (statePool clears it).
+	workMem string
 }
 
 // Defaults of the common settings.
-const DefaultDBStallTimeout = 10 * time.Minute
+const (
+	DefaultDBStallTimeout = 10 * time.Minute
+	// DefaultAudienceWorkMem is the work_mem of segpub's audience sessions.
+	// At PostgreSQL's default (4MB) the audience query's sort of wide rows
+	// merges in several passes over disk and its hash join splits into
+	// dozens of batches; 64MB made the 1M-user push query about twice as
+	// fast (docs/benchmarks.md, "The read path"). It bounds each sort or
+	// hash node of one session (hash nodes may use hash_mem_multiplier
+	// times it), so a parallel query can use a few times this much.
+	DefaultAudienceWorkMem = "64MB"
+)
+
+// workMemPattern is what the setting accepts: an integer and one of
+// PostgreSQL's memory units.
+var workMemPattern = regexp.MustCompile(`^[1-9][0-9]{0,9}(kB|MB|GB)$`)
 
 func (c *common) register(d *decls) {
 	d.String(&c.databaseURL, "database-url", "SEGPUB_DATABASE_URL", "", "audience database URL (postgres://…)")
@@ -292,6 +310,8 @@ func (c *common) register(d *decls) {
 	c.stmtSetting = "--statement-timeout ($SEGPUB_STATEMENT_TIMEOUT)"
 	d.Duration(&c.checkInterval, "db-check-interval", "SEGPUB_DB_CHECK_INTERVAL", pgtimeout.DefaultCheckInterval,
 		"how often the server checks that segpub is still connected while it runs a statement (PostgreSQL 14+); 0: never")
+	d.String(&c.workMem, "audience-work-mem", "SEGPUB_AUDIENCE_WORK_MEM", DefaultAudienceWorkMem,
+		"work_mem of the audience database sessions (e.g. 64MB); empty: the server's")
 	d.fs.BoolVarP(&c.verbose, "verbose", "v", false, "log debug detail")
 }
 
@@ -344,6 +364,15 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	// more than it saves. A URL that sets jit keeps its choice.
 	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
 		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
+	if c.workMem != "" {
+		if !workMemPattern.MatchString(c.workMem) {
+			return nil, fmt.Errorf("--audience-work-mem ($SEGPUB_AUDIENCE_WORK_MEM): %q is not a size such as 64MB (units kB, MB, GB)", c.workMem)
+		}
+		// A URL that sets work_mem (options=-c work_mem=…) keeps its choice.
+		if _, ok := cfg.ConnConfig.RuntimeParams["work_mem"]; !ok && !strings.Contains(cfg.ConnConfig.RuntimeParams["options"], "work_mem") {
+			cfg.ConnConfig.RuntimeParams["work_mem"] = c.workMem
+		}
 	}
 	if c.dbStall < 0 {
 		return nil, fmt.Errorf("--db-stall-timeout ($SEGPUB_DB_STALL_TIMEOUT): %s is negative", c.dbStall)

@@ -108,3 +108,45 @@ func TestStatementTimeoutSettingsValidated(t *testing.T) {
 		t.Errorf("900h: %v", err)
 	}
 }
+
+// The audience sessions run at segpub's work_mem (or the operator's); its
+// own tables' sessions keep the server's; a bad size names the setting.
+func TestAudienceWorkMem(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, c := range []struct {
+		vars     map[string]string
+		audience string
+	}{
+		{nil, DefaultAudienceWorkMem},
+		{map[string]string{"SEGPUB_AUDIENCE_WORK_MEM": "24MB"}, "24MB"},
+	} {
+		s := serveSettings(t, c.vars)
+		aud, err := s.pool(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer aud.Close()
+		state, err := s.statePool(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer state.Close()
+		if got := showSetting(t, aud, "work_mem"); got != c.audience {
+			t.Errorf("%v: audience work_mem %q, want %q", c.vars, got, c.audience)
+		}
+		var server string
+		if err := state.QueryRow(ctx, `SELECT boot_val || coalesce(unit, '') FROM pg_settings WHERE name = 'work_mem'`).Scan(&server); err != nil {
+			t.Fatal(err)
+		}
+		if got := showSetting(t, state, "work_mem"); got == c.audience && c.audience != server {
+			t.Errorf("%v: state sessions run at the audience's work_mem %q", c.vars, got)
+		}
+	}
+	for _, bad := range []string{"64", "lots", "-1MB", "64mb"} {
+		s := serveSettings(t, map[string]string{"SEGPUB_AUDIENCE_WORK_MEM": bad})
+		if _, err := s.pool(ctx); err == nil || !strings.Contains(err.Error(), "--audience-work-mem ($SEGPUB_AUDIENCE_WORK_MEM)") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

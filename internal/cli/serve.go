@@ -150,6 +150,7 @@ func (s *settings) statePool(ctx context.Context) (*pgxpool.Pool, error) {
 		c.databaseURL = s.stateURL
 	}
 	c.stmtTimeout = s.stateTimeout
+	c.workMem = "" // segpub's own tables: short statements, the server's work_mem
 	c.stmtSetting = "--state-statement-timeout ($SEGPUB_STATE_STATEMENT_TIMEOUT)"
 	return c.pool(ctx)
 }

@@ -61,4 +61,10 @@ func TestFromBench(t *testing.T) {
 	if m, err := FromBench(path); err != nil || m.MessagesPerSecond != 160000 || m.PeakRSSMiB != 80 {
 		t.Fatalf("sizes: %+v %v", m, err)
 	}
+	// With an SQS measurement, that one: the output production uses.
+	_ = os.WriteFile(path, []byte(`{"sizes":[{"results":[{"job":"push-all","messages_per_second":160000,"peak_rss_mib":80},
+{"job":"push-all-sqs","messages_per_second":35000,"peak_rss_mib":90}]}]}`), 0o644)
+	if m, err := FromBench(path); err != nil || m.MessagesPerSecond != 35000 || m.PeakRSSMiB != 90 || !strings.Contains(m.Source, "push-all-sqs") {
+		t.Fatalf("sqs: %+v %v", m, err)
+	}
 }

@@ -15,7 +15,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -23,7 +25,6 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
@@ -83,6 +84,24 @@ const DefaultWindow = 4
 type Sink struct {
 	cfg   Config
 	slots chan struct{}
+	// idle hands a request to a sender goroutine waiting for work. Senders
+	// outlive the request they were started for (until idleSender passes
+	// without work): a request runs deep in the SDK's middleware, and a
+	// fresh goroutine per request grows its stack by copying, every time
+	// (6% of the CPU of a run at 256 requests in flight).
+	idle chan *request
+}
+
+// idleSender is how long a sender goroutine waits for another request.
+const idleSender = 5 * time.Second
+
+// request is one SendMessageBatch call of a Publish.
+type request struct {
+	ctx  context.Context
+	url  string
+	fifo bool
+	msgs []publish.Message
+	done func(error)
 }
 
 // New returns a Sink.
@@ -127,7 +146,7 @@ func New(cfg Config) (*Sink, error) {
 	cfg.Window = cmp.Or(cfg.Window, DefaultWindow)
 	cfg.Retries = cmp.Or(cfg.Retries, 8)
 	cfg.Backoff = cmp.Or(cfg.Backoff, 100*time.Millisecond)
-	return &Sink{cfg: cfg, slots: make(chan struct{}, cfg.InFlight)}, nil
+	return &Sink{cfg: cfg, slots: make(chan struct{}, cfg.InFlight), idle: make(chan *request)}, nil
 }
 
 // Window implements publish.Windowed.
@@ -162,23 +181,79 @@ func (s *Sink) URLFor(channel string) string {
 func (s *Sink) Publish(ctx context.Context, b *publish.Batch) error {
 	url := s.URLFor(string(b.Channel))
 	fifo := strings.HasSuffix(url, ".fifo")
-	g, gctx := errgroup.WithContext(ctx)
-	for _, req := range s.split(b.Messages) {
-		select {
-		case s.slots <- struct{}{}:
-		case <-gctx.Done():
-			// Wait for the requests already sent before returning.
-			if err := g.Wait(); err != nil {
-				return err
+	// The first failure cancels the batch's other requests, as the
+	// batch fails as a whole.
+	gctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	done := func(err error) {
+		<-s.slots
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = err
+				cancel(err)
 			}
-			return context.Cause(gctx)
+			mu.Unlock()
 		}
-		g.Go(func() error {
-			defer func() { <-s.slots }()
-			return s.send(gctx, url, fifo, req)
-		})
+		wg.Done()
 	}
-	return g.Wait()
+	cut := false
+	for _, msgs := range s.split(b.Messages) {
+		if !s.acquire(gctx) {
+			cut = true
+			break
+		}
+		wg.Add(1)
+		r := &request{ctx: gctx, url: url, fifo: fifo, msgs: msgs, done: done}
+		select {
+		case s.idle <- r:
+		default:
+			go s.sender(r)
+		}
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if cut {
+		// Requests left unsent: the batch is not accepted.
+		return context.Cause(gctx)
+	}
+	return nil
+}
+
+// acquire takes a request slot, unless ctx ends first.
+func (s *Sink) acquire(ctx context.Context) bool {
+	select {
+	case s.slots <- struct{}{}:
+		if ctx.Err() != nil {
+			<-s.slots
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sender sends r, then the requests handed to it while it is idle.
+func (s *Sink) sender(r *request) {
+	t := time.NewTimer(idleSender)
+	defer t.Stop()
+	for {
+		r.done(s.send(r.ctx, r.url, r.fifo, r.msgs))
+		t.Reset(idleSender)
+		select {
+		case r = <-s.idle:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // split cuts messages into requests of at most 10 entries and
@@ -203,7 +278,9 @@ func (s *Sink) split(msgs []publish.Message) [][]publish.Message {
 func (s *Sink) send(ctx context.Context, url string, fifo bool, msgs []publish.Message) error {
 	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
 	for i, m := range msgs {
-		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(m.Body))}
+		// The body is not copied: the engine keeps it unchanged until
+		// Publish returns, and the client keeps nothing after the call.
+		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(unsafe.String(unsafe.SliceData(m.Body), len(m.Body)))}
 		if fifo {
 			key := string(m.Key)
 			e.MessageDeduplicationId = aws.String(key)
