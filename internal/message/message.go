@@ -76,12 +76,14 @@ func NewEncoder(j *job.Job) *Encoder {
 	h = AppendString(h, string(c.Channel))
 	h = append(h, `,"variant_id":`...)
 	e.head = h
-	e.base = c.Message
-	if e.base == nil {
+	// The job's messages are spliced into every message as they are:
+	// their noncharacters are escaped here, once.
+	e.base = escapeNoncharacters(nil, c.Message)
+	if c.Message == nil {
 		e.base = []byte("null")
 	}
 	for id, m := range c.VariantMessages {
-		e.messages[id] = m
+		e.messages[id] = escapeNoncharacters(nil, m)
 	}
 	return e
 }
@@ -110,7 +112,6 @@ func KeyIn(msg []byte) []byte {
 // Append encodes one channel message. dest is the published destination
 // (normalized phone, trimmed email or token); sendAt is pre-formatted.
 func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, sendAt []byte, r *Recipient, dest []byte) []byte {
-	start := len(buf)
 	buf = append(buf, keyPrefix...)
 	buf = hex.AppendEncode(buf, key[:])
 	buf = append(buf, e.head...)
@@ -156,22 +157,20 @@ func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, se
 	}
 	buf = append(buf, `},"message":`...)
 	buf = append(buf, msg...)
-	buf = append(buf, '}')
-	return escapeNoncharacters(buf, start)
+	return append(buf, '}')
 }
 
-// escapeNoncharacters writes U+FFFE and U+FFFF in buf[start:] as JSON
-// escapes. They are valid UTF-8 that PostgreSQL stores and returns raw, but
-// SQS refuses a message holding them, which would fail the whole batch for
-// one user's property. Outside strings JSON is ASCII, so every occurrence
-// is inside a string, where the escape means the same character.
-func escapeNoncharacters(buf []byte, start int) []byte {
-	i := bytes.Index(buf[start:], nonchar)
-	if i < 0 {
-		return buf
-	}
-	msg := slices.Clone(buf[start:])
-	buf = buf[:start]
+// escapeNoncharacters appends JSON text src to buf with U+FFFE and U+FFFF
+// written as JSON escapes. They are valid
+// UTF-8 that PostgreSQL stores and returns raw, but SQS refuses a message
+// holding them, which would fail the whole batch for one user's property.
+// Outside strings JSON is ASCII, so every occurrence is inside a string,
+// where the escape means the same character. Strings the encoder writes
+// itself escape them in appendBytes; only JSON spliced in as it comes (the
+// properties, the job's messages) goes through here.
+func escapeNoncharacters(buf, src []byte) []byte {
+	i := bytes.Index(src, nonchar)
+	msg := src
 	for {
 		if i < 0 || i+3 > len(msg) {
 			return append(buf, msg...)
@@ -227,7 +226,7 @@ func appendUser(buf []byte, r *Recipient) []byte {
 	inner := bytes.TrimSpace(props[1 : len(props)-1])
 	if len(inner) > 0 {
 		buf = append(buf, ',')
-		buf = append(buf, inner...)
+		buf = escapeNoncharacters(buf, inner)
 	}
 	return append(buf, '}')
 }
@@ -244,7 +243,7 @@ func appendPropsSlow(buf []byte, props []byte) []byte {
 		buf = append(buf, ',')
 		buf = AppendString(buf, k)
 		buf = append(buf, ':')
-		buf = append(buf, m[k]...)
+		buf = escapeNoncharacters(buf, m[k])
 	}
 	return append(buf, '}')
 }
@@ -307,6 +306,20 @@ var plain = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// plain8 reports whether the 8 bytes of x all go into a JSON string as
+// they are (plain ASCII): a word at a time, the bulk of ids, tokens and
+// addresses costs an eighth of the byte loop.
+func plain8(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	if x&hi != 0 {
+		return false // a byte of a multi-byte character
+	}
+	// With every byte below 0x80, (v - lo*n) & ^v & hi is non-zero exactly
+	// when some byte of v is below n.
+	less := func(v, n uint64) bool { return (v-lo*n)&^v&hi != 0 }
+	return !less(x, 0x20) && !less(x^(lo*'"'), 1) && !less(x^(lo*'\\'), 1)
+}
+
 // appendBytes appends b as a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD so the output is
 // always valid JSON. Runs of plain ASCII, nearly all of a message, are
@@ -315,6 +328,10 @@ func appendBytes(buf, b []byte) []byte {
 	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(b); {
+		if i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+			continue
+		}
 		c := b[i]
 		if c < utf8.RuneSelf {
 			if plain[c] {
@@ -343,6 +360,15 @@ func appendBytes(buf, b []byte) []byte {
 			buf = append(buf, b[start:i]...)
 			buf = append(buf, `\ufffd`...)
 			i++
+			start = i
+			continue
+		}
+		if r == '\ufffe' || r == '\uffff' {
+			// See escapeNoncharacters.
+			buf = append(buf, b[start:i]...)
+			buf = append(buf, `\ufff`...)
+			buf = append(buf, hexDigits[r&0xf])
+			i += size
 			start = i
 			continue
 		}

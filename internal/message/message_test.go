@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/segpub/segpub/internal/job"
 )
@@ -16,13 +18,13 @@ import (
 func TestNoncharactersEscaped(t *testing.T) {
 	t.Parallel()
 	j, err := job.Parse([]byte(`{"version":1,"action":"publish","request_id":"r","project_id":"p1",
-"campaign":{"id":"c","channel":"email","audience":{"type":"all"},"message":{"subject":"s","body":"b"}}}`))
+"campaign":{"id":"c","channel":"email","audience":{"type":"all"},"message":{"subject":"s\uffff","body":"b￿￾"}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := NewEncoder(j)
 	r := &Recipient{HasUser: true, UserID: []byte("u1"), Email: []byte("a\uffff@x.com"),
-		Properties: []byte(`{"name": "x\ufffey\uffffz", "ok": "\uffbd"}`)}
+		Properties: []byte(`{"name": "x\ufffey\uffffz", "ok": "\uffbd"}`), CSV: AppendCSVRow(nil, []string{"k\ufffe"}, []string{"v\uffff"})}
 	out := e.Append([]byte("prefix:"), sha256.Sum256([]byte("k")), "", []byte("2026-01-01T00:00:00Z"), r, []byte("a\ufffe@x.com"))
 	if want := fmt.Sprintf("%x", sha256.Sum256([]byte("k"))); string(KeyIn(out[len("prefix:"):])) != want {
 		t.Fatalf("KeyIn: %s, want %s", KeyIn(out[len("prefix:"):]), want)
@@ -39,8 +41,10 @@ func TestNoncharactersEscaped(t *testing.T) {
 			Email string `json:"email"`
 		} `json:"recipient"`
 		Personalization struct {
-			User map[string]any `json:"user"`
+			User map[string]any    `json:"user"`
+			CSV  map[string]string `json:"csv"`
 		} `json:"personalization"`
+		Message map[string]string `json:"message"`
 	}
 	if err := json.Unmarshal(msg, &m); err != nil {
 		t.Fatalf("not JSON: %v: %s", err, msg)
@@ -49,4 +53,71 @@ func TestNoncharactersEscaped(t *testing.T) {
 		m.Personalization.User["$email"] != "a\uffff@x.com" || m.Personalization.User["ok"] != "\uffbd" {
 		t.Fatalf("decoded %+v", m)
 	}
+	if m.Message["subject"] != "s\uffff" || m.Message["body"] != "b\uffff\ufffe" || m.Personalization.CSV["k\ufffe"] != "v\uffff" {
+		t.Fatalf("decoded message %q, csv %q", m.Message, m.Personalization.CSV)
+	}
+}
+
+// appendBytes writes any bytes as a JSON string that decodes to them, each
+// invalid byte as U+FFFD, with no raw control character, U+2028/U+2029 or
+// noncharacter U+FFFE/U+FFFF: checked on random strings rich in the bytes
+// that need escaping, at every alignment of the word-at-a-time scan.
+func TestAppendBytesRandom(t *testing.T) {
+	t.Parallel()
+	alphabet := [][]byte{[]byte("a"), []byte("Z09"), []byte(`"`), []byte(`\`), {0x00}, {0x1f}, {0x7f}, []byte("\n"),
+		[]byte("김"), []byte("\u2028"), []byte("\ufffe"), []byte("\uffff"), {0xff}, {0xe2, 0x80}, []byte("abcdefgh12345678")}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 20000 {
+		var b []byte
+		for range rng.IntN(12) {
+			b = append(b, alphabet[rng.IntN(len(alphabet))]...)
+		}
+		out := appendBytes(nil, b)
+		var got string
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("case %d %q: not a JSON string: %v: %q", n, b, err, out)
+		}
+		var want []rune
+		for i := 0; i < len(b); {
+			r, size := utf8.DecodeRune(b[i:])
+			want = append(want, r) // utf8.RuneError for an invalid byte
+			i += size
+		}
+		if got != string(want) {
+			t.Fatalf("case %d %q: decodes to %q, want %q", n, b, got, string(want))
+		}
+		for _, bad := range []string{"\u2028", "\u2029", "\ufffe", "\uffff"} {
+			if bytes.Contains(out, []byte(bad)) {
+				t.Fatalf("case %d %q: raw %q in %q", n, b, bad, out)
+			}
+		}
+		for _, c := range out {
+			if c < 0x20 {
+				t.Fatalf("case %d %q: raw control byte in %q", n, b, out)
+			}
+		}
+	}
+}
+
+// BenchmarkAppend encodes a push message with the seed's kind of data.
+func BenchmarkAppend(b *testing.B) {
+	j, err := job.Parse([]byte(`{"version":1,"action":"publish","request_id":"bench-push-all","project_id":"bench1m",
+"campaign":{"id":"bench_push","channel":"push_notification","audience":{"type":"all"},"message":{"title":"Hello","body":"A benchmark message."}}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEncoder(j)
+	r := &Recipient{HasUser: true, UserID: []byte("0000079a23cad6809c169caf41f79518"), ExternalUserID: []byte("ext-413754"),
+		Email: []byte("user413754@example.com"), Phone: []byte("+82 10-1041-3754"),
+		Properties: []byte(`{"age": 24, "vip": false, "name": "Kim Minsu 413754", "tier": "gold", "signup_date": "2025-02-10", "favorite color": "green"}`),
+		HasDevice: true, DeviceID: []byte("acf63fd175af2d87342d0820ab56eec9"), ExternalDeviceID: []byte("xd-413754-0"),
+		Token: []byte("3faf5e93998b3373817dce1ff236bfab0c87f2f03f3329c9a650f19e1bac372d"), Platform: []byte("android"),
+		OSVersion: []byte("17.1"), AppVersion: []byte("3.10"), SDKVersion: []byte("2.1.0"), SDKType: []byte("native")}
+	key := sha256.Sum256([]byte("k"))
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.Append(buf[:0], key, "", []byte("2026-12-02T00:27:42Z"), r, r.Token)
+	}
+	b.SetBytes(int64(len(buf)))
 }
