@@ -110,7 +110,7 @@ func BenchmarkAppend(b *testing.B) {
 	r := &Recipient{HasUser: true, UserID: []byte("0000079a23cad6809c169caf41f79518"), ExternalUserID: []byte("ext-413754"),
 		Email: []byte("user413754@example.com"), Phone: []byte("+82 10-1041-3754"),
 		Properties: []byte(`{"age": 24, "vip": false, "name": "Kim Minsu 413754", "tier": "gold", "signup_date": "2025-02-10", "favorite color": "green"}`),
-		HasDevice: true, DeviceID: []byte("acf63fd175af2d87342d0820ab56eec9"), ExternalDeviceID: []byte("xd-413754-0"),
+		HasDevice:  true, DeviceID: []byte("acf63fd175af2d87342d0820ab56eec9"), ExternalDeviceID: []byte("xd-413754-0"),
 		Token: []byte("3faf5e93998b3373817dce1ff236bfab0c87f2f03f3329c9a650f19e1bac372d"), Platform: []byte("android"),
 		OSVersion: []byte("17.1"), AppVersion: []byte("3.10"), SDKVersion: []byte("2.1.0"), SDKType: []byte("native")}
 	key := sha256.Sum256([]byte("k"))
