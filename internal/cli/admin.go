@@ -320,7 +320,9 @@ func (a *App) demoCmd() *cobra.Command {
 	cs.register(d, DefaultConsoleAddr)
 	d.fs.Lookup("console-addr").Usage = "address of the operator console while the demo runs; empty: none ($SEGPUB_CONSOLE_ADDR)"
 	d.fs.Lookup("database-url").Usage = "audience database URL; empty: the local PostgreSQL on 127.0.0.1:5432, started when none answers ($SEGPUB_DATABASE_URL)"
-	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runDemo(ctx, a.env, &c, &cs, &users, &dataDir, &asJSON) })
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int {
+		return runDemo(ctx, a.env, &c, &cs, &users, &dataDir, &asJSON)
+	})
 	return cmd
 }
 

@@ -235,8 +235,8 @@ func TestRunPage(t *testing.T) {
 	}
 	for _, want := range []string{
 		`data-reason="no_contact">3<`, `data-reason="duplicate_destination">1<`, // skip reasons
-		`<td>var_a</td><td class="n">6</td>`,                                    // variants
-		`<td>3</td><td>2026-11-24 09:20:00Z</td><td class="n">2</td>`,           // the third wave: 2 messages at +20 min
+		`<td>var_a</td><td class="n">6</td>`,                          // variants
+		`<td>3</td><td>2026-11-24 09:20:00Z</td><td class="n">2</td>`, // the third wave: 2 messages at +20 min
 		`class="line"`, `wave 1 at 2026-11-24T09:00:00Z: 4 messages`, // the charts
 		`<td>started</td>`, `<td>completed</td>`, // the timeline
 		`id="run-status">completed<`,

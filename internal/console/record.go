@@ -242,7 +242,7 @@ type sampler struct {
 	requestID string
 	// lane is the partition's first user id: the run's count is the sum
 	// of its lanes' latest samples.
-	lane string
+	lane      string
 	mu        sync.Mutex
 	last      time.Time
 	lastCount int64
