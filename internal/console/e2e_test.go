@@ -180,7 +180,7 @@ func (e *e2e) screenshot(name string) {
 	if e.shot == "" {
 		return
 	}
-	png, err := chromedp.Run(e.tab, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(e.tab, chromedp.FullScreenshot(100))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -304,7 +304,6 @@ func TestConsoleInBrowser(t *testing.T) {
 	if v, _ := chromedp.Run(e.tab, chromedp.Evaluate[bool](`window.notReloaded === true`)); !v {
 		t.Fatal("the page was reloaded")
 	}
-	e.screenshot("runs")
 	// Its page shows what `segpub status` reports.
 	e.submit(fmt.Sprintf(`tr[data-request-id=%q] a`, okID), "the run page", `!!document.querySelector("#run-status")`)
 	e.until("the completed status", textIs("#run-status", "completed"))
@@ -451,6 +450,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("preview shows %s candidates, size reports %d", got, size.Candidates)
 	}
 	e.screenshot("preview")
+	e.do(chromedp.Navigate(e.url+"/runs"), chromedp.WaitVisible(chromedp.CSS("#group-completed")))
+	e.screenshot("runs")
 }
 
 func formatCount(n int64) string {

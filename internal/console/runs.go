@@ -213,6 +213,10 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
+	// The line starts at the first attempt's start, from nothing.
+	if first, err := c.firstEvent(ctx, id, "started"); err == nil && !first.IsZero() && len(samples) > 0 && first.Before(samples[0].At) {
+		samples = append([]point{{At: first}}, samples...)
+	}
 	v.Throughput, v.WavesChart = throughputSVG(samples), wavesSVG(v.Waves)
 	v.Stoppable = !run.Status.Final() && run.Status != ledger.Paused && run.ProjectID != "" && !strings.Contains(id, "#")
 	v.Resumable = run.Status == ledger.Paused
