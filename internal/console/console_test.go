@@ -309,11 +309,11 @@ func TestActionsNeedTheToken(t *testing.T) {
 	ctx := context.Background()
 	f.claim(t, "r-ctl")
 	stopRequested := func() bool {
-		ok, err := f.con.stopRequested(ctx, "r-ctl")
+		control, err := f.con.stopRequested(ctx, "r-ctl")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ok
+		return control == "pause"
 	}
 	// No token, a wrong one, and the right one from another site.
 	if code, body := f.post(t, "/runs/r-ctl/pause", "", nil, nil); code != http.StatusForbidden || !strings.Contains(body, "needs the console token") {
@@ -580,5 +580,55 @@ func TestStaticAndHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "script-src 'self'") {
 		t.Fatalf("static: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// A partitioned run's page lists its partitions with the worker of each.
+func TestRunPagePartitions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testToken)
+	ctx := context.Background()
+	parent := start("r-parted")
+	if c, err := f.led.Claim(ctx, parent, "worker-1", time.Minute); err != nil || !c.Granted {
+		t.Fatal(err)
+	}
+	if err := f.led.Partitioned(ctx, parent.RequestID, "worker-1", json.RawMessage(`{}`), ledger.Partition{Bounds: []string{"", "u5", ""}},
+		func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, owner := range []string{"worker-a", "worker-b"} {
+		child := start(fmt.Sprintf("r-parted#scan-%d", i))
+		child.Parent = parent.RequestID
+		if c, err := f.led.Claim(ctx, child, owner, time.Minute); err != nil || !c.Granted {
+			t.Fatal(err)
+		}
+	}
+	code, page := f.get(t, "/runs/r-parted")
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, page)
+	}
+	for _, want := range []string{`id="run-status">scanning<`, `<td>r-parted#scan-0</td>`, `<td>worker-a</td>`, `<td>worker-b</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Partitions are not runs of their own in the list.
+	_, list := f.get(t, "/runs")
+	if !strings.Contains(section(list, "running"), `data-request-id="r-parted"`) || strings.Contains(list, `data-request-id="r-parted#scan-0"`) {
+		t.Fatalf("runs list:\n%s", section(list, "running"))
+	}
+}
+
+// After signing in, the browser goes back to a console page, never
+// elsewhere.
+func TestBackStaysInTheConsole(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"/runs/x?y=1": "/runs/x?y=1", "//evil.example/": "/runs", "https://evil.example/": "/runs",
+		"/\\evil.example": "/runs", "": "/runs"} {
+		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(url.Values{"back": {in}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if got := back(r); got != want {
+			t.Errorf("back(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

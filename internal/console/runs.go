@@ -39,8 +39,9 @@ const runsPerGroup = 50
 // runRow is one run with its progress.
 type runRow struct {
 	*ledger.Run
-	// Stopping is a pause or cancel the worker has not carried out yet.
-	Stopping bool
+	// Stopping is a pause or cancel ("pause", "cancel") the workers have
+	// not carried out yet, or the pause a partitioned run stays in.
+	Stopping string
 	// Rate is messages acknowledged per second: over the last samples
 	// while it runs, over the whole run once it has finished.
 	Rate float64
@@ -86,9 +87,11 @@ func (c *Console) runsPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) progress(ctx context.Context, run *ledger.Run) (runRow, error) {
 	row := runRow{Run: run}
 	start := run.CreatedAt
-	if t, err := c.firstEvent(ctx, run.RequestID, "started"); err != nil {
+	t, err := c.firstEvent(ctx, run.RequestID, "started")
+	if err != nil {
 		return row, err
-	} else if !t.IsZero() {
+	}
+	if !t.IsZero() {
 		start = t
 	}
 	end := c.cfg.Now()
@@ -104,11 +107,9 @@ func (c *Console) progress(ctx context.Context, run *ledger.Run) (runRow, error)
 		}
 		return row, nil
 	}
-	stopping, err := c.stopRequested(ctx, run.RequestID)
-	if err != nil {
+	if row.Stopping, err = c.stopRequested(ctx, run.RequestID); err != nil {
 		return row, err
 	}
-	row.Stopping = stopping
 	samples, err := c.samples(ctx, run.RequestID)
 	if err != nil {
 		return row, err
@@ -129,14 +130,18 @@ func (c *Console) progress(ctx context.Context, run *ledger.Run) (runRow, error)
 	return row, nil
 }
 
-// stopRequested reports whether a pause or cancel waits for the worker.
-func (c *Console) stopRequested(ctx context.Context, requestID string) (bool, error) {
+// stopRequested returns the stop request recorded on a run ("pause",
+// "cancel"), "" when none.
+func (c *Console) stopRequested(ctx context.Context, requestID string) (string, error) {
 	var control *string
 	err := c.cfg.State.QueryRow(ctx, `SELECT control FROM segpub_runs WHERE request_id = $1`, requestID).Scan(&control)
 	if err != nil {
-		return false, fmt.Errorf("control of run %s: %w", requestID, err)
+		return "", fmt.Errorf("control of run %s: %w", requestID, err)
 	}
-	return control != nil, nil
+	if control == nil {
+		return "", nil
+	}
+	return *control, nil
 }
 
 // runView is the run page.
@@ -150,8 +155,8 @@ type runView struct {
 	Events   []eventRow
 	// Throughput and WavesChart are the run's charts, inline SVG.
 	Throughput, WavesChart template.HTML
-	// Resumable, Stoppable: which control buttons apply.
-	Resumable, Stoppable bool
+	// Which control buttons apply.
+	Pausable, Resumable, Cancellable bool
 	// Checkpoint is the run's position, shown while it runs.
 	Checkpoint string
 }
@@ -218,8 +223,14 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request) {
 		samples = append([]point{{At: first}}, samples...)
 	}
 	v.Throughput, v.WavesChart = throughputSVG(samples), wavesSVG(v.Waves)
-	v.Stoppable = !run.Status.Final() && run.Status != ledger.Paused && run.ProjectID != "" && !strings.Contains(id, "#")
-	v.Resumable = run.Status == ledger.Paused
+	// A partition is controlled through its run; a partitioned run pauses
+	// as a whole but keeps its phase's status.
+	if !strings.Contains(id, "#") && !run.Status.Final() {
+		partitioned := run.Status == ledger.Scanning || run.Status == ledger.Publishing
+		v.Pausable = run.Status != ledger.Paused && row.Stopping == ""
+		v.Resumable = run.Status == ledger.Paused || (partitioned && row.Stopping == "pause")
+		v.Cancellable = true
+	}
 	p := c.newPage(r, "Run "+id, "runs")
 	p.Live = r.URL.Path
 	p.Data = v
