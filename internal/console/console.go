@@ -83,6 +83,9 @@ type Console struct {
 	campaigns *scheduler.Store
 	pages     map[string]*template.Template
 	handler   http.Handler
+	// previews holds a slot while a preview runs: one at a time, as it
+	// runs the whole audience query.
+	previews chan struct{}
 }
 
 // New returns the console, creating the tables it reads if needed.
@@ -111,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	if err := ddl.Apply(ctx, cfg.State, "console tables", Schema); err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, log: log, led: led, campaigns: store}
+	c := &Console{cfg: cfg, log: log, led: led, campaigns: store, previews: make(chan struct{}, 1)}
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}

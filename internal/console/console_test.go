@@ -632,3 +632,42 @@ func TestBackStaysInTheConsole(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURLs(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"dial postgres://app:s3cr3t@db:5432/x failed": "dial postgres://app:***@db:5432/x failed",
+		"nats://user:pw@host:4222 and https://h/p":    "nats://user:***@host:4222 and https://h/p",
+		"no URL here: a:b@c":                          "no URL here: a:b@c",
+	} {
+		if got := redactURLs(in); got != want {
+			t.Errorf("redactURLs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A run's error that quotes a URL with a password shows it hidden.
+func TestRunErrorRedacted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	f.claim(t, "r-err")
+	if err := f.led.Release(context.Background(), "r-err", "worker-1", ledger.Failed, "connect to postgres://app:hunter2@db/x: refused"); err != nil {
+		t.Fatal(err)
+	}
+	_, page := f.get(t, "/runs/r-err")
+	if strings.Contains(page, "hunter2") || !strings.Contains(page, "postgres://app:***@db/x") {
+		t.Fatalf("run error shown as:\n%s", page)
+	}
+}
+
+// One preview runs at a time: another is refused while it runs.
+func TestOnePreviewAtATime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	f.con.previews <- struct{}{}
+	code, page := f.post(t, "/preview", "", url.Values{"job": {`{"version":1}`}}, nil)
+	<-f.con.previews
+	if code != http.StatusTooManyRequests || !strings.Contains(page, "another preview is running") {
+		t.Fatalf("%d %s", code, page)
+	}
+}

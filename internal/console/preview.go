@@ -51,9 +51,17 @@ func (c *Console) previewPage(w http.ResponseWriter, r *http.Request) {
 	p.Data = &v
 	status := http.StatusOK
 	if v.Enabled && (v.JobText != "" || v.CampaignID != "") {
-		if err := c.preview(ctx, &v); err != nil {
-			p.Error = err.Error()
-			status = http.StatusUnprocessableEntity
+		select {
+		case c.previews <- struct{}{}:
+			err := c.preview(ctx, &v)
+			<-c.previews
+			if err != nil {
+				p.Error = err.Error()
+				status = http.StatusUnprocessableEntity
+			}
+		default:
+			p.Error = "another preview is running; try again when it has finished"
+			status = http.StatusTooManyRequests
 		}
 	}
 	c.render(w, r, "preview", status, p)

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +16,8 @@ import (
 var pageNames = []string{"runs", "run", "campaigns", "deadletters", "preview", "refused"}
 
 var funcs = template.FuncMap{
-	"num": formatInt,
+	"num":    formatInt,
+	"redact": redactURLs,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -114,6 +116,13 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	c.log.Error("console: page", "path", r.URL.Path, "err", err)
 	c.refuse(w, r, http.StatusInternalServerError, err.Error())
 }
+
+// userinfo matches the password of a URL's user information.
+var userinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@`)
+
+// redactURLs hides passwords of URLs in text shown from errors and dead
+// letters (a connection error may quote the URL it failed on).
+func redactURLs(s string) string { return userinfo.ReplaceAllString(s, "$1:***@") }
 
 func formatInt(v int64) string {
 	s := strconv.FormatInt(v, 10)
