@@ -446,8 +446,15 @@ func TestDeadLetterReplay(t *testing.T) {
 	if len(dead.sent()) != 2 {
 		t.Fatal("the dead letters did not reach the queue")
 	}
+	// The original run published part of its messages before it failed:
+	// the page says a replay sends them again.
+	f.claim(t, "r-dl")
+	if err := f.led.Finish(ctx, "r-dl", "worker-1", ledger.Failed, 40, 25, nil, "audience query: connection reset"); err != nil {
+		t.Fatal(err)
+	}
 	code, page := f.get(t, "/dead-letters")
-	if code != http.StatusOK || !strings.Contains(page, "audience query: connection reset") || !strings.Contains(page, "not replayable") {
+	if code != http.StatusOK || !strings.Contains(page, "audience query: connection reset") || !strings.Contains(page, "not replayable") ||
+		!strings.Contains(page, "failed, 25 published") || !strings.Contains(page, "a replay sends these again") {
 		t.Fatalf("dead letters page: %d %s", code, page)
 	}
 	var id int64

@@ -32,18 +32,25 @@ type deadLetter struct {
 	Replayable      bool
 	ReplayedAt      *time.Time
 	ReplayRequestID string
+	// RunStatus and Published are the original run's, from the ledger
+	// ("" when it has no row): what a replay would send again.
+	RunStatus string
+	Published int64
 }
 
 func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
-	rows, err := c.cfg.State.Query(r.Context(), `SELECT id, request_id, kind, reason, attempts, failed_at, body ? 'job',
-  replayed_at, coalesce(replay_request_id, '') FROM segpub_dead_letters ORDER BY failed_at DESC, id DESC LIMIT $1`, deadLettersShown)
+	rows, err := c.cfg.State.Query(r.Context(), `SELECT d.id, d.request_id, d.kind, d.reason, d.attempts, d.failed_at, d.body ? 'job',
+  d.replayed_at, coalesce(d.replay_request_id, ''), coalesce(r.status, ''), coalesce(r.published, 0)
+FROM segpub_dead_letters d LEFT JOIN segpub_runs r ON r.request_id = d.request_id AND d.request_id <> ''
+ORDER BY d.failed_at DESC, d.id DESC LIMIT $1`, deadLettersShown)
 	if err != nil {
 		c.fail(w, r, fmt.Errorf("list dead letters: %w", err))
 		return
 	}
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deadLetter, error) {
 		var d deadLetter
-		err := row.Scan(&d.ID, &d.RequestID, &d.Kind, &d.Reason, &d.Attempts, &d.FailedAt, &d.Replayable, &d.ReplayedAt, &d.ReplayRequestID)
+		err := row.Scan(&d.ID, &d.RequestID, &d.Kind, &d.Reason, &d.Attempts, &d.FailedAt, &d.Replayable, &d.ReplayedAt, &d.ReplayRequestID,
+			&d.RunStatus, &d.Published)
 		return d, err
 	})
 	if err != nil {
