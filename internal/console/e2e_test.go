@@ -358,9 +358,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	e.submit("#pause", "the pause request", `!!document.querySelector("#flash")`)
 	e.until("the paused status", textIs("#run-status", "paused"))
-	if st := e.status(pauseID).Status; st != ledger.Paused {
-		t.Fatalf("the page shows paused, status says %s", st)
+	if st := e.status(pauseID); st.Status != ledger.Paused || e.text("#published") != fmt.Sprint(st.Published) {
+		t.Fatalf("the page shows paused with %s published; status says %s with %d", e.text("#published"), st.Status, st.Published)
 	}
+	pausedAt := e.text("#published")
 	// Resumed once the table is free, it completes with the counts of
 	// `segpub status`.
 	if err := lock.Rollback(context.Background()); err != nil {
@@ -369,6 +370,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	e.submit("#resume", "the resume request", `!!document.querySelector("#flash")`)
 	e.until("the resumed run's completion", textIs("#run-status", "completed"))
 	e.sameAsStatus(pauseID)
+	// Its progress advanced from where it paused.
+	if done := e.text("#published"); done == pausedAt {
+		t.Fatalf("published %s when paused and when completed", done)
+	}
 
 	// A job for a project not in the database yet is rejected and
 	// dead-lettered; once the project exists, a replay from the browser
