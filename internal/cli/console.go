@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/console"
 	"github.com/segpub/segpub/internal/endpoint"
+	"github.com/segpub/segpub/internal/msgstore"
 )
 
 // consoleSettings are the operator console's settings (docs/console.md).
@@ -46,19 +48,24 @@ func (cs *consoleSettings) start(ctx context.Context, svc *service, s *settings,
 	if cs.addr == "" {
 		return nil, nil
 	}
-	jobs, err := svc.opener.Queue(ctx, s.jobQueueURL, endpoint.Jobs)
-	if err != nil {
-		return nil, fmt.Errorf("console: job queue: %w", err)
-	}
-	store, err := svc.opener.Store(ctx, s.storeURL)
-	if err != nil {
-		return nil, fmt.Errorf("console: message store: %w", err)
+	// Opened on the first resume or replay: a console that is only read
+	// (or `segpub console` beside no serve) starts no embedded JetStream.
+	jobs := func(ctx context.Context) (claimcheck.Sender, msgstore.Store, error) {
+		q, err := svc.opener.Queue(ctx, s.jobQueueURL, endpoint.Jobs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("job queue: %w", err)
+		}
+		store, err := svc.opener.Store(ctx, s.storeURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("message store: %w", err)
+		}
+		return q, store, nil
 	}
 	state := s.databaseURL
 	if s.stateURL != "" {
 		state = s.stateURL
 	}
-	c, err := console.New(ctx, console.Config{State: svc.state, Audience: svc.audience, Jobs: jobs, Store: store, Token: cs.token,
+	c, err := console.New(ctx, console.Config{State: svc.state, Audience: svc.audience, Jobs: jobs, Token: cs.token,
 		Databases: []console.Database{{Name: "audience", Redacted: redact(s.databaseURL)}, {Name: "state", Redacted: redact(state)}}, Logger: log})
 	if err != nil {
 		return nil, err

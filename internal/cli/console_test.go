@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -24,11 +26,12 @@ func TestConsoleCommand(t *testing.T) {
 	// The test server trusts local connections: the password is only
 	// something the page must not show.
 	u.User = url.UserPassword(u.User.Username(), "pw-that-must-not-show")
+	dataDir := t.TempDir()
 	env := serviceEnv(map[string]string{
 		"SEGPUB_STATE_URL":     u.String(),
 		"SEGPUB_CONSOLE_ADDR":  "127.0.0.1:0",
 		"SEGPUB_CONSOLE_TOKEN": "token-that-must-not-show",
-		"SEGPUB_DATA_DIR":      t.TempDir(),
+		"SEGPUB_DATA_DIR":      dataDir,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -67,6 +70,10 @@ func TestConsoleCommand(t *testing.T) {
 		if !strings.Contains(string(body), "state: postgres@") {
 			t.Fatalf("%s does not name the state database", page)
 		}
+	}
+	// Read only, it opened no job queue: no embedded JetStream started.
+	if _, err := os.Stat(filepath.Join(dataDir, "jetstream")); err == nil {
+		t.Fatal("the console started an embedded JetStream without an action that needs it")
 	}
 }
 

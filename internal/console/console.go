@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -47,12 +48,12 @@ type Config struct {
 	// Audience is the audience database, for the audience preview. Nil:
 	// no preview.
 	Audience *pgxpool.Pool
-	// Jobs is the job queue: resumed runs and replayed dead letters go
-	// there. Nil: resume and replay are unavailable.
-	Jobs claimcheck.Sender
-	// Store holds replayed jobs over the job queue's limit as claim
-	// checks. Nil: such a job cannot be replayed.
-	Store msgstore.Store
+	// Jobs opens the job queue, where resumed runs and replayed dead
+	// letters go, and the message store that holds a replayed job over
+	// the queue's limit (nil: such a job cannot be replayed). It is called
+	// on the first resume or replay, so a console that is only read opens
+	// no queue. Nil: resume and replay are unavailable.
+	Jobs func(context.Context) (claimcheck.Sender, msgstore.Store, error)
 	// Token is what actions need. Empty: every action is refused.
 	Token string
 	// Databases are shown in the footer, redacted by the caller.
@@ -86,6 +87,24 @@ type Console struct {
 	// previews holds a slot while a preview runs: one at a time, as it
 	// runs the whole audience query.
 	previews chan struct{}
+
+	jobsMu sync.Mutex
+	queue  claimcheck.Sender
+	store  msgstore.Store
+}
+
+// jobs returns the job queue and message store, opened on first use.
+func (c *Console) jobs(ctx context.Context) (claimcheck.Sender, msgstore.Store, error) {
+	c.jobsMu.Lock()
+	defer c.jobsMu.Unlock()
+	if c.queue == nil {
+		q, st, err := c.cfg.Jobs(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open the job queue: %w", err)
+		}
+		c.queue, c.store = q, st
+	}
+	return c.queue, c.store, nil
 }
 
 // New returns the console, creating the tables it reads if needed.

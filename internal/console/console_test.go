@@ -17,11 +17,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/events"
 	"github.com/segpub/segpub/internal/inspect"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/queue"
 	"github.com/segpub/segpub/internal/scheduler"
@@ -70,7 +72,8 @@ func newFixture(t *testing.T, token string) *fixture {
 	ctx := context.Background()
 	state := dbtest.IsolatedPool(t)
 	jobs := &sentQueue{}
-	con, err := New(ctx, Config{State: state, Audience: dbtest.Pool(t), Jobs: jobs, Token: token,
+	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
+	con, err := New(ctx, Config{State: state, Audience: dbtest.Pool(t), Jobs: open, Token: token,
 		Databases: []Database{{Name: "state", Redacted: "postgres@db:5432/segpub"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,11 @@ func (c *Console) replayOne(ctx context.Context, id int64) (string, error) {
 	if _, err := job.Parse(jobBody); err != nil {
 		return "", fmt.Errorf("%w: the job would be rejected again: %v", errReplay, err)
 	}
-	if _, err := claimcheck.Send(ctx, c.cfg.Jobs, c.cfg.Store, jobBody, newID); err != nil {
+	q, store, err := c.jobs(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := claimcheck.Send(ctx, q, store, jobBody, newID); err != nil {
 		if errors.Is(err, claimcheck.ErrNoStore) {
 			return "", fmt.Errorf("%w: %v", errReplay, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/control"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
@@ -317,7 +318,10 @@ func (c *Console) controlRun(w http.ResponseWriter, r *http.Request) {
 			c.refuse(w, r, http.StatusConflict, "resume needs the job queue, which this console has not opened")
 			return
 		}
-		_, err = control.Resume(ctx, c.led, c.cfg.Jobs, id)
+		var q claimcheck.Sender
+		if q, _, err = c.jobs(ctx); err == nil {
+			_, err = control.Resume(ctx, c.led, q, id)
+		}
 	default:
 		c.refuse(w, r, http.StatusNotFound, "unknown run action "+verb)
 		return

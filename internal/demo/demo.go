@@ -26,9 +26,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/console"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
@@ -234,7 +236,8 @@ func startConsole(ctx context.Context, cfg Config, jobs *jsqueue.Queue, out io.W
 	if cfg.Console.Addr == "" {
 		return "", func() {}, nil
 	}
-	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: cfg.Pool, Jobs: jobs, Token: cfg.Console.Token,
+	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
+	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: cfg.Pool, Jobs: open, Token: cfg.Console.Token,
 		Databases: cfg.Console.Databases, Logger: log})
 	if err != nil {
 		return "", nil, err
