@@ -8,7 +8,8 @@ DB_URL = $(shell scripts/pg-ensure)
 # The packages that start goroutines of their own, run again under the race
 # detector.
 RACE_PKGS = ./internal/cli/ ./internal/publish/ ./internal/worker/ ./internal/scheduler/ \
-	./internal/queue/... ./internal/sink/... ./internal/seed/ ./internal/cleaner/ ./internal/lifecycle/ ./internal/natsjs/
+	./internal/queue/... ./internal/sink/... ./internal/seed/ ./internal/cleaner/ ./internal/lifecycle/ ./internal/natsjs/ \
+	./internal/console/
 
 build:
 	$(GO) build -buildvcs=auto -o bin/segpub ./cmd/segpub

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segpub/segpub/internal/bench"
+	"github.com/segpub/segpub/internal/console"
 	"github.com/segpub/segpub/internal/demo"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/job"
@@ -320,17 +321,22 @@ func (a *App) demoCmd() *cobra.Command {
 	var users int
 	var dataDir string
 	var asJSON bool
+	var cs consoleSettings
 	d.Int(&users, "users", "", 100_000, "users to seed")
 	d.String(&dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
 	d.fs.BoolVar(&asJSON, "json", false, "print the runs as JSON instead of a table")
 	c.register(d)
+	cs.register(d, DefaultConsoleAddr)
+	d.fs.Lookup("console-addr").Usage = "address of the operator console while the demo runs; empty: none ($SEGPUB_CONSOLE_ADDR)"
 	d.fs.Lookup("database-url").Usage = "audience database URL; empty: the local PostgreSQL on 127.0.0.1:5432, started when none answers ($SEGPUB_DATABASE_URL)"
-	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runDemo(ctx, a.env, &c, &users, &dataDir, &asJSON) })
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int {
+		return runDemo(ctx, a.env, &c, &cs, &users, &dataDir, &asJSON)
+	})
 	return cmd
 }
 
 // runDemo is `segpub demo`.
-func runDemo(ctx context.Context, env *Env, c *common, users *int, dataDir *string, asJSON *bool) int {
+func runDemo(ctx context.Context, env *Env, c *common, cs *consoleSettings, users *int, dataDir *string, asJSON *bool) int {
 	log := c.logger(env)
 	if c.databaseURL == "" {
 		c.databaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
@@ -350,7 +356,11 @@ func runDemo(ctx context.Context, env *Env, c *common, users *int, dataDir *stri
 		}
 	}
 	defer pool.Close()
-	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.stdout()}
+	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.stdout(),
+		// On a terminal the console stays up after the summary, until
+		// Ctrl-C; in a script the demo ends as it always did.
+		Console: demo.Console{Addr: cs.addr, Token: cs.token, Keep: env.interactive(),
+			Databases: []console.Database{{Name: "database", Redacted: redact(c.databaseURL)}}}}
 	if *asJSON {
 		cfg.Out, cfg.JSON = env.progressOut(), env.Stdout
 	}

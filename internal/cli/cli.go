@@ -136,7 +136,7 @@ $SEGPUB_* variable read it when the flag is not given.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(
 		a.jobCmd("size"), a.jobCmd("publish"), a.seedCmd(), a.migrateCmd(), a.benchCmd(),
-		a.serveCmd(), a.submitCmd(), a.statusCmd(), a.runCmd(), a.schedulerCmd(), a.campaignCmd(),
+		a.serveCmd(), a.consoleCmd(), a.submitCmd(), a.statusCmd(), a.runCmd(), a.schedulerCmd(), a.campaignCmd(),
 		a.healthcheckCmd(), a.explainCmd(), a.whyCmd(), a.diffCmd(), a.costCmd(), a.demoCmd(),
 		a.versionCmd(),
 	)

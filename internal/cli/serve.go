@@ -201,16 +201,18 @@ func (a *App) serveCmd() *cobra.Command {
 	cmd, d := a.newCmd("serve", "run the service: take jobs from the job queue and publish them")
 	var s settings
 	var ss schedSettings
+	var cs consoleSettings
 	var withScheduler bool
 	s.register(d)
 	ss.register(d)
 	d.Bool(&withScheduler, "scheduler", "SEGPUB_SCHEDULER", true, "run the scheduler in this process too; --scheduler=false: not (the variable: on or off)", nil)
-	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runServe(ctx, a.env, &s, &ss, withScheduler) })
+	cs.register(d, "")
+	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runServe(ctx, a.env, &s, &ss, &cs, withScheduler) })
 	return cmd
 }
 
 // runServe is `segpub serve`.
-func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, withScheduler bool) int {
+func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, cs *consoleSettings, withScheduler bool) int {
 	if err := ss.validate(); err != nil {
 		return fail(env, "serve", err)
 	}
@@ -252,6 +254,10 @@ func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, wit
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+	con, err := cs.start(ctx, svc, s, log)
+	if err != nil {
+		return fail(env, "serve", err)
 	}
 	if err := w.Start(ctx); err != nil {
 		return fail(env, "serve", err)
@@ -298,6 +304,7 @@ func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, wit
 			_ = srv.Close()
 		}
 	}
+	con.stop(hardCtx)
 	log.Info("stopped")
 	return code
 }
@@ -333,6 +340,12 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("events: %w", err)
 	}
+	// What the console shows is recorded whether or not this process
+	// serves it: `segpub console` reads the same tables.
+	rec, err := s.recorder(ctx, svc, log)
+	if err != nil {
+		return nil, nil, err
+	}
 	// Jobs come from another system: file:// audiences only under the
 	// operator's CSV directory.
 	files := publish.FileOpener{Confined: true, Root: s.csvRoot, MaxBytes: s.csvMaxBytes}
@@ -341,8 +354,8 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 		return nil, nil, err
 	}
 	m := metrics.New()
-	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: dead, Store: store, Ledger: led, Runner: runner,
-		Sink: m.Sink(sink), Logger: log, Observer: m, Events: ev, Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease,
+	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: rec.DeadLetters(dead), Store: store, Ledger: led, Runner: rec.Runner(runner),
+		Sink: m.Sink(sink), Logger: log, Observer: m, Events: rec.Events(ev), Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease,
 		PartitionRows: s.partitionRows, HandBackWait: handBackWait(s.grace), MaxJobBytes: s.maxJobBytes})
 	return w, m, err
 }

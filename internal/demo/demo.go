@@ -14,6 +14,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,8 +26,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/segpub/segpub/internal/claimcheck"
+	"github.com/segpub/segpub/internal/console"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
@@ -50,6 +55,21 @@ type Config struct {
 	// JSON, when set, receives the runs as one JSON array (Out then
 	// gets only the progress and the table).
 	JSON io.Writer
+	// Console is the operator console served while the demo runs.
+	Console Console
+}
+
+// Console configures the demo's operator console.
+type Console struct {
+	// Addr is where it listens; empty: no console.
+	Addr string
+	// Token enables its actions; empty: read-only.
+	Token string
+	// Databases are shown in its footer, redacted.
+	Databases []console.Database
+	// Keep keeps it (and the worker) running after the summary until ctx
+	// ends, so the finished runs can be looked at.
+	Keep bool
 }
 
 type campaign struct {
@@ -154,7 +174,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: dead, Ledger: led, Runner: runner, Sink: sink, Logger: log, Concurrency: 2})
+	rec, err := console.NewRecorder(ctx, console.RecorderConfig{Pool: cfg.Pool, Retention: 7 * 24 * time.Hour, Logger: log})
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: rec.DeadLetters(dead), Ledger: led, Runner: rec.Runner(runner), Sink: sink,
+		Logger: log, Concurrency: 2, Events: rec.Events(nil)})
 	if err != nil {
 		return err
 	}
@@ -162,6 +187,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	consoleURL, stopConsole, err := startConsole(ctx, cfg, jobs, out, log)
+	if err != nil {
+		return err
+	}
+	defer stopConsole()
 	fmt.Fprintln(out, "== running the scheduler and the worker on an embedded JetStream")
 	if err := w.Start(ctx); err != nil {
 		return err
@@ -190,7 +220,42 @@ func Run(ctx context.Context, cfg Config) error {
 		b, _ := json.Marshal(list)
 		fmt.Fprintf(cfg.JSON, "%s\n", b)
 	}
-	return summary(out, ids, names, runs, int64(info.CachedInfo().State.LastSeq)-before)
+	if err := summary(out, ids, names, runs, int64(info.CachedInfo().State.LastSeq)-before); err != nil {
+		return err
+	}
+	if consoleURL != "" && cfg.Console.Keep {
+		fmt.Fprintf(out, "== the console stays at %s; press Ctrl-C to stop\n", consoleURL)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// startConsole serves the operator console on cfg.Console.Addr and prints
+// its URL. An address in use is not the demo's failure: it runs without.
+func startConsole(ctx context.Context, cfg Config, jobs *jsqueue.Queue, out io.Writer, log *slog.Logger) (string, func(), error) {
+	if cfg.Console.Addr == "" {
+		return "", func() {}, nil
+	}
+	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
+	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: cfg.Pool, Jobs: open, Token: cfg.Console.Token,
+		Databases: cfg.Console.Databases, Logger: log})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Console.Addr)
+	if err != nil {
+		fmt.Fprintf(out, "== no console: %v (--console-addr)\n", err)
+		return "", func() {}, nil
+	}
+	srv := &http.Server{Handler: c, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	link := "http://" + ln.Addr().String() + "/"
+	fmt.Fprintf(out, "== console: %s (runs update live)\n", link)
+	return link, func() {
+		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(stop)
+	}, nil
 }
 
 // purge empties a stream, logging what it dropped.

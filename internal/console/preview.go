@@ -1,0 +1,125 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/segpub/segpub/internal/inspect"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/scheduler"
+)
+
+// previewSample is how many messages a preview shows.
+const previewSample = 5
+
+// maxParamText bounds a shown SQL parameter (an id list can be long).
+const maxParamText = 200
+
+type previewView struct {
+	// Enabled: the console has the audience database.
+	Enabled   bool
+	Campaigns []scheduler.Campaign
+	// The form's values.
+	JobText, CampaignID, User string
+	Ran                       bool
+	Explain                   *inspect.Explanation
+	Skipped                   []count
+	Variants                  []count
+	Params                    []string
+	Sample                    []string
+	Why                       *inspect.Answer
+}
+
+// previewPage is GET /preview (the form, or a preview of ?campaign=ID)
+// and POST /preview (a pasted job): what `segpub explain` prints, and
+// `segpub why` for one user.
+func (c *Console) previewPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
+	v := previewView{Enabled: c.cfg.Audience != nil, JobText: r.FormValue("job"), CampaignID: r.FormValue("campaign"),
+		User: strings.TrimSpace(r.FormValue("user"))}
+	list, err := c.campaigns.List(ctx)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	v.Campaigns = list
+	p := c.newPage(r, "Audience preview", "preview")
+	p.Data = &v
+	status := http.StatusOK
+	if v.Enabled && (v.JobText != "" || v.CampaignID != "") {
+		select {
+		case c.previews <- struct{}{}:
+			err := c.preview(ctx, &v)
+			<-c.previews
+			if err != nil {
+				p.Error = err.Error()
+				status = http.StatusUnprocessableEntity
+			}
+		default:
+			p.Error = "another preview is running; try again when it has finished"
+			status = http.StatusTooManyRequests
+		}
+	}
+	c.render(w, r, "preview", status, p)
+}
+
+func (c *Console) preview(ctx context.Context, v *previewView) error {
+	body := []byte(v.JobText)
+	if v.JobText == "" {
+		var found *scheduler.Campaign
+		for i := range v.Campaigns {
+			if v.Campaigns[i].ID == v.CampaignID {
+				found = &v.Campaigns[i]
+			}
+		}
+		if found == nil {
+			return fmt.Errorf("no campaign %q", v.CampaignID)
+		}
+		var err error
+		if body, err = found.Job(c.cfg.Now()); err != nil {
+			return err
+		}
+		// The form then shows the job it previewed, to edit.
+		var indented strings.Builder
+		var raw json.RawMessage = body
+		b, _ := json.MarshalIndent(raw, "", "  ")
+		indented.Write(b)
+		v.JobText = indented.String()
+	}
+	j, err := job.Parse(body)
+	if err != nil {
+		return fmt.Errorf("rejected: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.PreviewTimeout)
+	defer cancel()
+	ex, err := inspect.Explain(ctx, c.cfg.Audience, j, previewSample)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	v.Ran, v.Explain = true, ex
+	if ex.Result != nil {
+		v.Skipped = skipCounts(ex.Result.Skipped)
+		v.Variants = sortedCounts(ex.Result.Variants)
+	}
+	for _, prm := range ex.Params {
+		b, _ := json.Marshal(prm)
+		s := string(b)
+		if len(s) > maxParamText {
+			s = s[:maxParamText] + "…"
+		}
+		v.Params = append(v.Params, s)
+	}
+	for _, m := range ex.Sample {
+		v.Sample = append(v.Sample, string(m))
+	}
+	if v.User != "" {
+		if v.Why, err = inspect.Why(ctx, c.cfg.Audience, j, v.User); err != nil {
+			return fmt.Errorf("why: %w", err)
+		}
+	}
+	return nil
+}

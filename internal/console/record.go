@@ -1,0 +1,261 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/segpub/segpub/internal/ddl"
+	"github.com/segpub/segpub/internal/events"
+	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/queue"
+	"github.com/segpub/segpub/internal/worker"
+)
+
+// Schema creates the tables the console reads besides the ledger and the
+// scheduler's: run events, throughput samples and dead letters, recorded by
+// the service as they happen (the event stream and the dead-letter queue
+// cannot be browsed). They are segpub's own tables, in the state database.
+const Schema = `CREATE TABLE IF NOT EXISTS segpub_console_events (
+  id          bigserial PRIMARY KEY,
+  request_id  text NOT NULL,
+  type        text NOT NULL,
+  at          timestamptz NOT NULL,
+  attempt     int NOT NULL DEFAULT 0,
+  part        text NOT NULL DEFAULT '',
+  candidates  bigint NOT NULL DEFAULT 0,
+  published   bigint NOT NULL DEFAULT 0,
+  error       text NOT NULL DEFAULT '',
+  detail      jsonb
+);
+CREATE INDEX IF NOT EXISTS segpub_console_events_run ON segpub_console_events (request_id, at);
+CREATE INDEX IF NOT EXISTS segpub_console_events_at ON segpub_console_events (at);
+CREATE TABLE IF NOT EXISTS segpub_dead_letters (
+  id                bigserial PRIMARY KEY,
+  request_id        text NOT NULL DEFAULT '',
+  kind              text NOT NULL,
+  reason            text NOT NULL,
+  attempts          int NOT NULL,
+  failed_at         timestamptz NOT NULL,
+  body              jsonb NOT NULL,
+  replayed_at       timestamptz,
+  replay_request_id text
+);
+CREATE INDEX IF NOT EXISTS segpub_dead_letters_failed_at ON segpub_dead_letters (failed_at)`
+
+// Event types the recorder writes besides the worker's run events.
+const (
+	// sampleEvent is a throughput sample: a run's (or one partition's)
+	// acknowledged messages at a moment.
+	sampleEvent = "sample"
+	// jobEvent records what the console needs of a run's job (its channel
+	// and throttle) when an attempt starts.
+	jobEvent = "job"
+)
+
+// DefaultSampleEvery is how often a running run's throughput is sampled.
+const DefaultSampleEvery = time.Second
+
+// RecorderConfig configures a Recorder.
+type RecorderConfig struct {
+	// Pool is the state database.
+	Pool *pgxpool.Pool
+	// Retention is how long recorded rows are kept; like the runs they
+	// describe (SEGPUB_RETAIN_RUNS).
+	Retention time.Duration
+	// SampleEvery is the least time between two throughput samples of a
+	// run. Default: DefaultSampleEvery.
+	SampleEvery time.Duration
+	Logger      *slog.Logger
+}
+
+func (c RecorderConfig) validate() error {
+	switch {
+	case c.Pool == nil:
+		return fmt.Errorf("console recorder: Pool is required")
+	case c.Retention <= 0:
+		return fmt.Errorf("console recorder: Retention %s is not positive", c.Retention)
+	case c.SampleEvery < 0:
+		return fmt.Errorf("console recorder: SampleEvery %s is negative", c.SampleEvery)
+	}
+	return nil
+}
+
+// Recorder records run events, throughput samples and dead letters for the
+// console. Recording is best effort: a failed insert is logged and never
+// fails a run, an event or a dead letter.
+type Recorder struct {
+	cfg RecorderConfig
+	log *slog.Logger
+	// pruned is when rows past the retention were last deleted (unix ns).
+	pruned atomic.Int64
+}
+
+// NewRecorder returns a Recorder, creating its tables if needed.
+func NewRecorder(ctx context.Context, cfg RecorderConfig) (*Recorder, error) {
+	if cfg.SampleEvery == 0 {
+		cfg.SampleEvery = DefaultSampleEvery
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ddl.Apply(ctx, cfg.Pool, "console tables", Schema); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{cfg: cfg, log: log}, nil
+}
+
+func (r *Recorder) insert(ctx context.Context, e events.Event, part string, detail any) {
+	var body []byte
+	if detail != nil {
+		body, _ = json.Marshal(detail)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := r.cfg.Pool.Exec(ctx, `INSERT INTO segpub_console_events (request_id, type, at, attempt, part, candidates, published, error, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.RequestID, e.Type, e.At, e.Attempt, part, e.Candidates, e.Published, e.Error, body); err != nil {
+		r.log.Warn("console: record event", "type", e.Type, "request_id", e.RequestID, "err", err)
+	}
+	r.prune(ctx)
+}
+
+// prune deletes recorded rows past the retention, at most once an hour.
+func (r *Recorder) prune(ctx context.Context) {
+	last := r.pruned.Load()
+	now := time.Now()
+	if now.Sub(time.Unix(0, last)) < time.Hour || !r.pruned.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	cutoff := now.Add(-r.cfg.Retention)
+	if _, err := r.cfg.Pool.Exec(ctx, `DELETE FROM segpub_console_events WHERE at < $1`, cutoff); err != nil {
+		r.log.Warn("console: prune events", "err", err)
+	}
+	if _, err := r.cfg.Pool.Exec(ctx, `DELETE FROM segpub_dead_letters WHERE failed_at < $1`, cutoff); err != nil {
+		r.log.Warn("console: prune dead letters", "err", err)
+	}
+}
+
+// Events returns an emitter that records every run event and then passes
+// it to next (nil: none).
+func (r *Recorder) Events(next events.Emitter) events.Emitter {
+	return &eventRecorder{r: r, next: next}
+}
+
+type eventRecorder struct {
+	r    *Recorder
+	next events.Emitter
+}
+
+func (e *eventRecorder) Emit(ctx context.Context, ev events.Event) error {
+	e.r.insert(ctx, ev, "", nil)
+	if e.next == nil {
+		return nil
+	}
+	return e.next.Emit(ctx, ev)
+}
+
+// DeadLetters returns the dead-letter queue q, recording every dead letter
+// it sends.
+func (r *Recorder) DeadLetters(q queue.Queue) queue.Queue { return &deadRecorder{Queue: q, r: r} }
+
+type deadRecorder struct {
+	queue.Queue
+	r *Recorder
+}
+
+func (d *deadRecorder) Send(ctx context.Context, body []byte, dedupID string) error {
+	if err := d.Queue.Send(ctx, body, dedupID); err != nil {
+		return err
+	}
+	var dl worker.DeadLetter
+	if err := json.Unmarshal(body, &dl); err != nil {
+		d.r.log.Warn("console: dead letter is not one the worker sends; not recorded", "err", err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := d.r.cfg.Pool.Exec(ctx, `INSERT INTO segpub_dead_letters (request_id, kind, reason, attempts, failed_at, body)
+VALUES ($1, $2, $3, $4, $5, $6)`, dl.RequestID, dl.Kind, dl.Reason, dl.Attempts, dl.FailedAt, body); err != nil {
+		d.r.log.Warn("console: record dead letter", "request_id", dl.RequestID, "err", err)
+	}
+	return nil
+}
+
+// Runner returns the worker's runner next, recording each attempt's job
+// (channel and throttle, for the waves) and sampling its throughput.
+func (r *Recorder) Runner(next worker.Runner) worker.Runner { return &runRecorder{Runner: next, r: r} }
+
+type runRecorder struct {
+	worker.Runner
+	r *Recorder
+}
+
+// jobDetail is what a job event records of the job.
+type jobDetail struct {
+	Channel  string        `json:"channel"`
+	Throttle *job.Throttle `json:"throttle,omitempty"`
+}
+
+func (rr *runRecorder) RunWith(ctx context.Context, j *job.Job, part *publish.Part, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error) {
+	lane := ""
+	if part != nil {
+		lane = part.From
+	}
+	if part == nil || !part.Scan {
+		rr.r.insert(ctx, events.Event{Type: jobEvent, RequestID: j.RequestID, At: time.Now().UTC()}, lane,
+			jobDetail{Channel: string(j.Campaign.Channel), Throttle: j.Campaign.Throttle})
+	}
+	if part != nil && part.Scan {
+		// A scan publishes nothing: no throughput.
+		return rr.Runner.RunWith(ctx, j, part, sink, cp, hooks)
+	}
+	s := &sampler{r: rr.r, requestID: j.RequestID, lane: lane}
+	onAck := hooks.OnAck
+	hooks.OnAck = func(c publish.Checkpoint) error {
+		s.observe(ctx, c.Published, false)
+		if onAck != nil {
+			return onAck(c)
+		}
+		return nil
+	}
+	res, err := rr.Runner.RunWith(ctx, j, part, sink, cp, hooks)
+	if res != nil {
+		s.observe(ctx, res.Published, true)
+	}
+	return res, err
+}
+
+// sampler writes a run's acknowledged count at most every SampleEvery.
+type sampler struct {
+	r         *Recorder
+	requestID string
+	// lane is the partition's first user id: the run's count is the sum
+	// of its lanes' latest samples.
+	lane      string
+	mu        sync.Mutex
+	last      time.Time
+	lastCount int64
+}
+
+func (s *sampler) observe(ctx context.Context, published int64, final bool) {
+	s.mu.Lock()
+	now := time.Now()
+	if (!final && now.Sub(s.last) < s.r.cfg.SampleEvery) || (final && published == s.lastCount && !s.last.IsZero()) {
+		s.mu.Unlock()
+		return
+	}
+	s.last, s.lastCount = now, published
+	s.mu.Unlock()
+	s.r.insert(ctx, events.Event{Type: sampleEvent, RequestID: s.requestID, At: now.UTC(), Published: published}, s.lane, nil)
+}
