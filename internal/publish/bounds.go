@@ -100,7 +100,7 @@ const countThreshold = 1 << 31
 // it at the first message past the limit.
 func (r *Runner) checkThrottle(ctx context.Context, p *plan) error {
 	th := p.job.Campaign.Throttle
-	if th == nil || !p.publish || p.part != nil {
+	if th == nil || !p.publish || p.rng != nil {
 		return nil
 	}
 	capacity := job.ThrottleCapacity(p.reference, th)
