@@ -131,7 +131,8 @@ var ErrNotFound = errors.New("no run with that request_id")
 
 // partsColumns is columns for a partitioned run in progress (scanning,
 // publishing), whose own row holds no counts: its candidates and published
-// are the sums of its current phase's partitions.
+// are the sums of its current phase's partitions (runs named by
+// partition.RunID: request_id#scan-NNNN, request_id#publish-NNNN).
 var partsColumns = strings.NewReplacer("candidates, published,", `CASE WHEN r.status IN ('scanning', 'publishing') THEN coalesce((
   SELECT sum(c.candidates) FROM segpub_runs c WHERE c.parent = r.request_id
    AND starts_with(c.request_id, r.request_id || CASE r.status WHEN 'scanning' THEN '#scan-' ELSE '#publish-' END)), 0)::bigint

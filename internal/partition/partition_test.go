@@ -68,29 +68,7 @@ func (c *capture) Publish(_ context.Context, b *publish.Batch) error {
 func TestPhases(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := dbtest.Pool(t)
-	tables, _ := schema.For(dbtest.NewProjectID())
-	t.Cleanup(func() {
-		for _, s := range tables.DropStatements() {
-			_, _ = pool.Exec(context.Background(), s)
-		}
-	})
-	if _, err := seed.Run(ctx, pool, seed.Config{ProjectID: tables.Project, Users: 2000}); err != nil {
-		t.Fatal(err)
-	}
-	led, err := ledger.New(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := publish.New(publish.Config{Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := &sent{}
-	c, err := New(Config{Audience: pool, State: pool, Queue: q, Engine: engine, Rows: 500})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tables, led, engine, c, q := world(t)
 	raw := []byte(`{"version":1,"action":"publish","request_id":"r-phases-` + tables.Project + `","project_id":"` + tables.Project + `",
 "scheduled_at":"2026-11-24T18:00:00+09:00","campaign":{"id":"cmp","channel":"push_notification","audience":{"type":"all"},
 "message":{"title":"hi"},"throttle":{"max_per_interval":300,"interval_minutes":10}}}`)
@@ -178,5 +156,59 @@ func TestPhases(t *testing.T) {
 	late, _ := json.Marshal(message{Part: &ref{Parent: j.RequestID, Phase: Publish}})
 	if _, err := c.Open(ctx, late); !errors.Is(err, ErrFinished) {
 		t.Fatalf("sub-job of a completed run: %v", err)
+	}
+}
+
+// world is a seeded project of 2,000 users, its ledger and engine, and a
+// Coordinator splitting over 500 users, whose sub-jobs go to q.
+func world(t *testing.T) (schema.Tables, *ledger.Ledger, *publish.Runner, *Coordinator, *sent) {
+	t.Helper()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	tables, _ := schema.For(dbtest.NewProjectID())
+	t.Cleanup(func() {
+		for _, s := range tables.DropStatements() {
+			_, _ = pool.Exec(context.Background(), s)
+		}
+	})
+	if _, err := seed.Run(ctx, pool, seed.Config{ProjectID: tables.Project, Users: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	led, err := ledger.New(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := publish.New(publish.Config{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &sent{}
+	c, err := New(Config{Audience: pool, State: pool, Queue: q, Engine: engine, Rows: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tables, led, engine, c, q
+}
+
+// A job the whole run would reject is not split: its ranges would not
+// count the audience against the throttle, so the plan fails with the
+// rejection, nothing is recorded or sent, and the job runs whole (and is
+// rejected there).
+func TestSplitChecksTheWholeRun(t *testing.T) {
+	t.Parallel()
+	tables, _, _, c, q := world(t)
+	// Ten yearly waves fit from 9990: the audience does not.
+	j, err := job.Parse([]byte(`{"version":1,"action":"publish","request_id":"r-over-` + tables.Project + `","project_id":"` + tables.Project + `",
+"scheduled_at":"9990-01-01T00:00:00Z","campaign":{"id":"cmp","channel":"push_notification","audience":{"type":"all"},
+"message":{"title":"hi"},"throttle":{"max_per_interval":1,"interval_minutes":527040}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := c.Split(context.Background(), j, nil, "w")
+	if parts != 0 || !errors.Is(err, ErrUnplanned) || !job.IsRejection(err) || !strings.Contains(err.Error(), "campaign.throttle: ") {
+		t.Fatalf("split in %d: %v", parts, err)
+	}
+	if n := len(q.take()); n != 0 {
+		t.Fatalf("%d sub-jobs sent", n)
 	}
 }
