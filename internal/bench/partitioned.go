@@ -9,6 +9,7 @@ import (
 
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/partition"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -17,7 +18,7 @@ import (
 // database with no ANALYZE in between: each range's scan records its
 // destinations (a COPY into segpub_partition_destinations), then the
 // publish phase starts with each range's look-up of the destinations
-// earlier ranges take (ledger.Taken), the query whose plan issue 19 found
+// earlier ranges take (partition's Taken), the query whose plan issue 19 found
 // quadratic on the statistics of earlier runs. The measurement is that
 // phase advance: every range's look-up, one after the other. The second
 // round finds the first round's rows in the table, as a scheduled
@@ -38,7 +39,7 @@ var partitionedWorkloads = []struct {
 // runPartitioned measures the partitioned workloads cfg wants on project.
 func runPartitioned(ctx context.Context, cfg Config, project string, users int64) ([]Measurement, error) {
 	var out []Measurement
-	var led *ledger.Ledger
+	var parts *partition.Coordinator
 	runner, err := publish.New(publish.Config{Pool: cfg.Pool})
 	if err != nil {
 		return nil, err
@@ -48,14 +49,18 @@ func runPartitioned(ctx context.Context, cfg Config, project string, users int64
 		if !cfg.wants(wl.job) {
 			continue
 		}
-		if led == nil {
-			if led, err = ledger.New(ctx, cfg.Pool); err != nil {
+		if parts == nil {
+			// The ledger's tables hold the partitions' records.
+			if _, err = ledger.New(ctx, cfg.Pool); err != nil {
+				return nil, err
+			}
+			if parts, err = partition.New(partition.Config{Audience: cfg.Pool, State: cfg.Pool, Engine: runner}); err != nil {
 				return nil, err
 			}
 		}
 		for round := 1; round <= partitionedRounds; round++ {
 			id := fmt.Sprintf("bench-%s-%s-%s-%d", project, wl.job, stamp, round)
-			m, err := partitionedRound(ctx, cfg, runner, led, project, id, users, wl.parts)
+			m, err := partitionedRound(ctx, cfg, runner, parts, project, id, users, wl.parts)
 			if err != nil {
 				return nil, fmt.Errorf("%s run %d: %w", wl.job, round, err)
 			}
@@ -73,7 +78,7 @@ func runPartitioned(ctx context.Context, cfg Config, project string, users int64
 // partitionedRound scans every range of one partitioned run, recording its
 // destinations as the scan phase does, then times each range's look-up of
 // the destinations earlier ranges take.
-func partitionedRound(ctx context.Context, cfg Config, runner *publish.Runner, led *ledger.Ledger, project, id string, users int64, parts int) (Measurement, error) {
+func partitionedRound(ctx context.Context, cfg Config, runner *publish.Runner, pc *partition.Coordinator, project, id string, users int64, parts int) (Measurement, error) {
 	j, err := job.Parse(PushAllJob(project))
 	if err != nil {
 		return Measurement{}, err
@@ -82,7 +87,7 @@ func partitionedRound(ctx context.Context, cfg Config, runner *publish.Runner, l
 	// Ranges of a fiftieth more than an exact share: the planner's estimate
 	// of the users, which Bounds divides, is seldom exact, and a hair over
 	// the share would add a range.
-	bounds, _, err := runner.Bounds(ctx, j, int(users*51/50/int64(parts))+1)
+	bounds, _, err := pc.Bounds(ctx, j, int(users*51/50/int64(parts))+1)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("plan ranges: %w", err)
 	}
@@ -91,9 +96,11 @@ func partitionedRound(ctx context.Context, cfg Config, runner *publish.Runner, l
 	}
 	start := time.Now()
 	for i := 0; i+1 < len(bounds); i++ {
-		part := &publish.Part{From: bounds[i], Before: bounds[i+1], Scan: true,
-			Record: func(fps []uint64) error { return led.RecordScan(ctx, id, i, fps) }}
-		if _, err := runner.RunPart(ctx, j, part, nil, publish.Checkpoint{}, nil); err != nil {
+		res, err := runner.RunWith(ctx, j, &publish.Range{From: bounds[i], Before: bounds[i+1], Collect: true}, nil, publish.Checkpoint{}, publish.Hooks{})
+		if err != nil {
+			return Measurement{}, fmt.Errorf("scan range %d: %w", i, err)
+		}
+		if err := pc.RecordScan(ctx, id, i, res.Destinations); err != nil {
 			return Measurement{}, fmt.Errorf("scan range %d: %w", i, err)
 		}
 	}
@@ -106,7 +113,7 @@ func partitionedRound(ctx context.Context, cfg Config, runner *publish.Runner, l
 	var taken int
 	for i := 0; i+1 < len(bounds); i++ {
 		t0 := time.Now()
-		fps, _, err := led.Taken(ctx, id, i)
+		fps, _, err := pc.Taken(ctx, id, i)
 		if err != nil {
 			return Measurement{}, err
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/segpub/segpub/internal/metrics"
 	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/partition"
 	"github.com/segpub/segpub/internal/pgtimeout"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/worker"
@@ -353,10 +354,16 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	if err != nil {
 		return nil, nil, err
 	}
+	// Every worker runs the sub-jobs of partitioned runs, whoever split
+	// them; only those with --partition-rows split.
+	parts, err := partition.New(partition.Config{Audience: svc.audience, State: svc.state, Queue: jobs, Engine: runner, Rows: s.partitionRows})
+	if err != nil {
+		return nil, nil, err
+	}
 	m := metrics.New()
 	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: rec.DeadLetters(dead), Store: store, Ledger: led, Runner: rec.Runner(runner),
 		Sink: m.Sink(sink), Logger: log, Observer: m, Events: rec.Events(ev), Concurrency: s.concurrency, MaxAttempts: s.maxAttempts, Lease: s.lease,
-		PartitionRows: s.partitionRows, HandBackWait: handBackWait(s.grace), MaxJobBytes: s.maxJobBytes})
+		Partitions: parts, HandBackWait: handBackWait(s.grace), MaxJobBytes: s.maxJobBytes})
 	return w, m, err
 }
 

@@ -152,7 +152,7 @@ func TestRunsPageByStatus(t *testing.T) {
 	f.claim(t, "r-running")
 	f.claim(t, "r-done")
 	res := json.RawMessage(`{"published":7,"candidates":9}`)
-	if err := f.led.Finish(ctx, "r-done", "worker-1", ledger.Completed, 9, 7, res, ""); err != nil {
+	if err := f.led.Finish(ctx, "r-done", "worker-1", ledger.Outcome{Status: ledger.Completed, Candidates: 9, Published: 7, Result: res}); err != nil {
 		t.Fatal(err)
 	}
 	f.claim(t, "r-failed")
@@ -228,7 +228,7 @@ func TestRunPage(t *testing.T) {
 	result := publish.Result{RequestID: id, Status: "completed", Candidates: 14, Published: 10,
 		Skipped: publish.Skipped{NoContact: 3, DuplicateDestination: 1}, Variants: map[string]int64{"var_a": 6, "var_b": 4}}
 	body, _ := json.Marshal(result)
-	if err := f.led.Finish(ctx, id, "worker-1", ledger.Completed, 14, 10, body, ""); err != nil {
+	if err := f.led.Finish(ctx, id, "worker-1", ledger.Outcome{Status: ledger.Completed, Candidates: 14, Published: 10, Result: body}); err != nil {
 		t.Fatal(err)
 	}
 	_ = ev.Emit(ctx, events.Event{Type: "completed", RequestID: id, Attempt: 1, At: time.Now().UTC(), Candidates: 14, Published: 10})
@@ -263,7 +263,7 @@ func TestRunPage(t *testing.T) {
 
 type fakeRunner struct{ acks []int64 }
 
-func (r fakeRunner) RunWith(_ context.Context, j *job.Job, _ *publish.Part, _ publish.Sink, _ publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error) {
+func (r fakeRunner) RunWith(_ context.Context, j *job.Job, _ *publish.Range, _ publish.Sink, _ publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error) {
 	for _, n := range r.acks {
 		if hooks.OnAck != nil {
 			if err := hooks.OnAck(publish.Checkpoint{Published: n}); err != nil {
@@ -273,8 +273,6 @@ func (r fakeRunner) RunWith(_ context.Context, j *job.Job, _ *publish.Part, _ pu
 	}
 	return &publish.Result{RequestID: j.RequestID, Published: r.acks[len(r.acks)-1]}, nil
 }
-
-func (fakeRunner) Bounds(context.Context, *job.Job, int) ([]string, int64, error) { return nil, 0, nil }
 
 // Partitions' samples add up: the run's count is the sum of each lane's
 // latest.
@@ -289,12 +287,12 @@ func TestSamplesSumPartitions(t *testing.T) {
 	j := &job.Job{RequestID: "r-parts", Campaign: job.Campaign{Channel: "push_notification"}}
 	run := rec.Runner(fakeRunner{acks: []int64{5, 10}})
 	for _, from := range []string{"", "u5"} {
-		if _, err := run.RunWith(ctx, j, &publish.Part{From: from}, nil, publish.Checkpoint{}, publish.Hooks{}); err != nil {
+		if _, err := run.RunWith(ctx, j, &publish.Range{From: from}, nil, publish.Checkpoint{}, publish.Hooks{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A scan publishes nothing and is not sampled.
-	if _, err := run.RunWith(ctx, j, &publish.Part{From: "u9", Scan: true}, nil, publish.Checkpoint{}, publish.Hooks{}); err != nil {
+	if _, err := run.RunWith(ctx, j, &publish.Range{From: "u9", Collect: true}, nil, publish.Checkpoint{}, publish.Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	ps, err := f.con.samples(ctx, "r-parts")
@@ -452,7 +450,7 @@ func TestDeadLetterReplay(t *testing.T) {
 	// The original run published part of its messages before it failed:
 	// the page says a replay sends them again.
 	f.claim(t, "r-dl")
-	if err := f.led.Finish(ctx, "r-dl", "worker-1", ledger.Failed, 40, 25, nil, "audience query: connection reset"); err != nil {
+	if err := f.led.Finish(ctx, "r-dl", "worker-1", ledger.Outcome{Status: ledger.Failed, Candidates: 40, Published: 25, Error: "audience query: connection reset"}); err != nil {
 		t.Fatal(err)
 	}
 	code, page := f.get(t, "/dead-letters")
@@ -602,8 +600,9 @@ func TestRunPagePartitions(t *testing.T) {
 	if c, err := f.led.Claim(ctx, parent, "worker-1", time.Minute); err != nil || !c.Granted {
 		t.Fatal(err)
 	}
-	if err := f.led.Partitioned(ctx, parent.RequestID, "worker-1", json.RawMessage(`{}`), ledger.Partition{Bounds: []string{"", "u5", ""}},
-		func(context.Context) error { return nil }); err != nil {
+	// Split as the partition package splits a run: its scan phase, no owner.
+	if _, err := f.state.Exec(ctx, `UPDATE segpub_runs SET status = 'scanning', job = '{}', plan = '{"bounds":["","u5",""]}', owner = NULL, lease_until = NULL
+WHERE request_id = $1`, parent.RequestID); err != nil {
 		t.Fatal(err)
 	}
 	for i, owner := range []string{"worker-a", "worker-b"} {

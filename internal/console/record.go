@@ -207,18 +207,19 @@ type jobDetail struct {
 	Throttle *job.Throttle `json:"throttle,omitempty"`
 }
 
-func (rr *runRecorder) RunWith(ctx context.Context, j *job.Job, part *publish.Part, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error) {
+func (rr *runRecorder) RunWith(ctx context.Context, j *job.Job, rng *publish.Range, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error) {
 	lane := ""
-	if part != nil {
-		lane = part.From
+	if rng != nil {
+		lane = rng.From
 	}
-	if part == nil || !part.Scan {
+	scan := rng != nil && rng.Collect
+	if !scan {
 		rr.r.insert(ctx, events.Event{Type: jobEvent, RequestID: j.RequestID, At: time.Now().UTC()}, lane,
 			jobDetail{Channel: string(j.Campaign.Channel), Throttle: j.Campaign.Throttle})
 	}
-	if part != nil && part.Scan {
+	if scan {
 		// A scan publishes nothing: no throughput.
-		return rr.Runner.RunWith(ctx, j, part, sink, cp, hooks)
+		return rr.Runner.RunWith(ctx, j, rng, sink, cp, hooks)
 	}
 	s := &sampler{r: rr.r, requestID: j.RequestID, lane: lane}
 	onAck := hooks.OnAck
@@ -229,7 +230,7 @@ func (rr *runRecorder) RunWith(ctx context.Context, j *job.Job, part *publish.Pa
 		}
 		return nil
 	}
-	res, err := rr.Runner.RunWith(ctx, j, part, sink, cp, hooks)
+	res, err := rr.Runner.RunWith(ctx, j, rng, sink, cp, hooks)
 	if res != nil {
 		s.observe(ctx, res.Published, true)
 	}

@@ -18,7 +18,8 @@ import (
 
 // Event is one run event.
 type Event struct {
-	// Type is started, progress, completed, rejected, retrying or failed.
+	// Type is started, partitioned, progress, completed, rejected,
+	// retrying, failed, paused or cancelled.
 	Type       string    `json:"type"`
 	RequestID  string    `json:"request_id"`
 	ProjectID  string    `json:"project_id,omitempty"`
@@ -30,6 +31,12 @@ type Event struct {
 	// Result is the run's result on completion.
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  string          `json:"error,omitempty"`
+	// Phase (scan or publish) and Part (from 0) name the range of a
+	// partitioned run an event is about; RequestID is the run's all the
+	// same. Absent for a whole run, and for a partitioned run's own
+	// events (started, partitioned, completed).
+	Phase string `json:"phase,omitempty"`
+	Part  *int   `json:"part,omitempty"`
 }
 
 // Emitter sends events. Emitting is best effort for the run: a failed emit

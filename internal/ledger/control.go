@@ -204,7 +204,8 @@ func (l *Ledger) stopChildren(ctx context.Context, tx pgx.Tx, parent, control st
 }
 
 // sumChildren sets a partitioned run's counts to what its publish-phase
-// partitions acknowledged (the scan phase publishes nothing).
+// partitions (request_id#publish-NNNN, partition.RunID) acknowledged (the
+// scan phase publishes nothing).
 func sumChildren(ctx context.Context, tx pgx.Tx, parent string) error {
 	_, err := tx.Exec(ctx, `UPDATE segpub_runs p SET candidates = s.c, published = s.p FROM (
   SELECT coalesce(sum(candidates), 0) AS c, coalesce(sum(published), 0) AS p FROM segpub_runs

@@ -47,6 +47,8 @@ func (s Status) Final() bool { return s == Completed || s == Rejected || s == Fa
 
 // Schema creates the ledger's table. It is segpub's own table (not the
 // audience's), created by `segpub migrate` and by `segpub serve` at start.
+// It also holds the records of partitioned runs, which internal/partition
+// reads and writes: the plan column and segpub_partition_destinations.
 const Schema = `CREATE TABLE IF NOT EXISTS segpub_runs (
   request_id     text PRIMARY KEY,
   project_id     text NOT NULL,
@@ -129,7 +131,8 @@ var ErrNotFound = errors.New("no run with that request_id")
 
 // partsColumns is columns for a partitioned run in progress (scanning,
 // publishing), whose own row holds no counts: its candidates and published
-// are the sums of its current phase's partitions.
+// are the sums of its current phase's partitions (runs named by
+// partition.RunID: request_id#scan-NNNN, request_id#publish-NNNN).
 var partsColumns = strings.NewReplacer("candidates, published,", `CASE WHEN r.status IN ('scanning', 'publishing') THEN coalesce((
   SELECT sum(c.candidates) FROM segpub_runs c WHERE c.parent = r.request_id
    AND starts_with(c.request_id, r.request_id || CASE r.status WHEN 'scanning' THEN '#scan-' ELSE '#publish-' END)), 0)::bigint
@@ -266,17 +269,33 @@ WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('comp
 // ErrLeaseLost means another owner holds the run now.
 var ErrLeaseLost = errors.New("lease lost to another worker")
 
-// Finish records a run's end: completed or rejected with its result, or
-// failed (finally) or retrying with the error. The lease is released.
-func (l *Ledger) Finish(ctx context.Context, requestID, owner string, status Status, candidates, published int64, result json.RawMessage, errText string) error {
+// Outcome is how an attempt of a run ended, recorded by Finish.
+type Outcome struct {
+	// Status is the run's new status: completed (or rejected) with its
+	// result, or failed (for good) or retrying with the error. A
+	// non-final status leaves the run to be claimed again.
+	Status Status
+	// Candidates and Published are the run's counts; Published counts
+	// only messages the channel destination acknowledged.
+	Candidates, Published int64
+	// Result is the run's result (CONTRACT.md section 8); nil keeps none.
+	Result json.RawMessage
+	// Error says why the attempt failed; "" for none.
+	Error string
+}
+
+// Finish records the end of the attempt owner holds, as o says, and
+// releases the lease. A run already completed, rejected or cancelled is
+// left as it is (ErrLeaseLost).
+func (l *Ledger) Finish(ctx context.Context, requestID, owner string, o Outcome) error {
 	finished := "NULL"
-	if status.Final() {
+	if o.Status.Final() {
 		finished = "now()"
 	}
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, candidates = $4, published = $5, result = $6, error = nullif($7, ''),
   owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
 WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected', 'cancelled')`,
-		requestID, owner, status, candidates, published, result, errText)
+		requestID, owner, o.Status, o.Candidates, o.Published, o.Result, o.Error)
 	if err != nil {
 		return fmt.Errorf("finish run %s: %w", requestID, err)
 	}
@@ -328,203 +347,4 @@ func (l *Ledger) LatestOf(ctx context.Context, campaignID string) (*Run, error) 
 		return nil, fmt.Errorf("latest run of %s: %w", campaignID, err)
 	}
 	return r, nil
-}
-
-// Partition is what a partitioned run records of its plan.
-type Partition struct {
-	// Bounds are the ranges' edges: range i is [Bounds[i], Bounds[i+1]),
-	// "" meaning unbounded.
-	Bounds []string `json:"bounds"`
-	// Unknown is the number of listed ids with no user, counted once.
-	Unknown int64 `json:"unknown"`
-}
-
-// Parts is the number of ranges.
-func (p Partition) Parts() int { return len(p.Bounds) - 1 }
-
-// Partitioned turns a claimed run into a partitioned one (status scanning,
-// its job and plan stored) and, in the same transaction, runs send (which
-// enqueues the scan phase). Only the run's owner can do it.
-func (l *Ledger) Partitioned(ctx context.Context, requestID, owner string, jobBody json.RawMessage, plan Partition, send func(context.Context) error) error {
-	tx, err := l.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("partition run %s: %w", requestID, err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	planBody, _ := json.Marshal(plan)
-	tag, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = 'scanning', job = $3, plan = $4, owner = NULL, lease_until = NULL, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, jobBody, planBody)
-	if err != nil {
-		return fmt.Errorf("partition run %s: %w", requestID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("partition run %s: %w", requestID, ErrLeaseLost)
-	}
-	if err := send(ctx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("partition run %s: %w", requestID, err)
-	}
-	return nil
-}
-
-// PartitionedJob returns a partitioned run's job, plan and reference time.
-func (l *Ledger) PartitionedJob(ctx context.Context, requestID string) (json.RawMessage, Partition, time.Time, Status, error) {
-	var body, planBody json.RawMessage
-	var ref time.Time
-	var st Status
-	var plan Partition
-	err := l.pool.QueryRow(ctx, `SELECT job, plan, reference_time, status FROM segpub_runs WHERE request_id = $1`, requestID).Scan(&body, &planBody, &ref, &st)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, plan, ref, "", ErrNotFound
-	}
-	if err != nil {
-		return nil, plan, ref, "", fmt.Errorf("get partitioned run %s: %w", requestID, err)
-	}
-	if err := json.Unmarshal(planBody, &plan); err != nil {
-		return nil, plan, ref, "", fmt.Errorf("partitioned run %s has no plan: %w", requestID, err)
-	}
-	return body, plan, ref, st, nil
-}
-
-// RecordScan stores the destinations a partition's scan found, replacing
-// an earlier attempt's.
-func (l *Ledger) RecordScan(ctx context.Context, requestID string, part int, fps []uint64) error {
-	tx, err := l.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `DELETE FROM segpub_partition_destinations WHERE request_id = $1 AND part = $2`, requestID, part); err != nil {
-		return fmt.Errorf("record scan of %s part %d: %w", requestID, part, err)
-	}
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"segpub_partition_destinations"}, []string{"request_id", "part", "fp"},
-		pgx.CopyFromSlice(len(fps), func(i int) ([]any, error) { return []any{requestID, part, int64(fps[i])}, nil }))
-	if err != nil {
-		return fmt.Errorf("record scan of %s part %d: %w", requestID, part, err)
-	}
-	return tx.Commit(ctx)
-}
-
-// takenSQL is Taken's query. It reads the run's rows of this partition and
-// the earlier ones once, grouped by destination: a destination the
-// partition shares with an earlier one is taken, and the groups with an
-// earlier partition are the offset. Its shape is chosen so that no plan is
-// worse than linear in the run's rows, whatever the statistics say: the
-// rows were just copied in and are not analyzed yet, and a join (the
-// former EXISTS) planned on a one-row estimate became a nested loop that
-// compared every row with every earlier one for hours (docs/decisions.md,
-// "The partition advance's plan").
-const takenSQL = `SELECT count(*) FILTER (WHERE lo < $2), coalesce(array_agg(fp) FILTER (WHERE lo < $2 AND hi = $2), '{}')
-FROM (SELECT fp, min(part) AS lo, max(part) AS hi FROM segpub_partition_destinations
-      WHERE request_id = $1 AND part <= $2 GROUP BY fp) d`
-
-// takenPlan leaves takenSQL one way to read the rows, transaction-local: a
-// bitmap scan of the index, which reads each of the run's heap pages once.
-// On its one-row estimate the planner would walk the index in fp order and
-// fetch every row from the heap (freshly copied pages are not marked
-// all-visible), one random read per row: 51 to 68 s against 13 s for the
-// last of 4 ranges at 10M users. A sequential scan would read every
-// earlier run's rows too.
-const takenPlan = `SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_seqscan = off`
-
-// Taken returns the destinations of a partition that earlier partitions
-// publish, and how many distinct destinations those earlier partitions
-// publish in all (the partition's first message number).
-func (l *Ledger) Taken(ctx context.Context, requestID string, part int) ([]uint64, int64, error) {
-	var offset int64
-	var fps []int64
-	err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, takenPlan); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, takenSQL, requestID, part).Scan(&offset, &fps)
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("taken destinations of %s part %d: %w", requestID, part, err)
-	}
-	taken := make([]uint64, len(fps))
-	for i, v := range fps {
-		taken[i] = uint64(v)
-	}
-	return taken, offset, nil
-}
-
-// Advance moves a partitioned run from one phase to the next when all of
-// the current phase's partitions have completed, running send (the next
-// phase's enqueue) in the same transaction. It reports whether this call
-// advanced it: when several partitions finish at once, exactly one does.
-//
-// summarize, when set, builds the run's result from its completed
-// partitions' results, read under the same lock, so the result counts every
-// partition.
-func (l *Ledger) Advance(ctx context.Context, requestID string, from, to Status, parts int, childPrefix string,
-	summarize func([]json.RawMessage) (json.RawMessage, error), send func(context.Context) error) (bool, error) {
-	tx, err := l.pool.Begin(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	// Lock the parent row first: concurrent last partitions serialize
-	// here, and the second sees the new status.
-	var st Status
-	if err := tx.QueryRow(ctx, `SELECT status FROM segpub_runs WHERE request_id = $1 FOR UPDATE`, requestID).Scan(&st); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", requestID, err)
-	}
-	if st != from {
-		return false, nil
-	}
-	var done int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM segpub_runs WHERE parent = $1 AND request_id LIKE $2 AND status = 'completed'`,
-		requestID, childPrefix+"%").Scan(&done); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", requestID, err)
-	}
-	if done < parts {
-		return false, nil
-	}
-	var result json.RawMessage
-	if summarize != nil {
-		rows, err := tx.Query(ctx, `SELECT result FROM segpub_runs WHERE parent = $1 AND request_id LIKE $2 AND status = 'completed' ORDER BY request_id`,
-			requestID, childPrefix+"%")
-		if err != nil {
-			return false, fmt.Errorf("advance run %s: %w", requestID, err)
-		}
-		results, err := pgx.CollectRows(rows, pgx.RowTo[json.RawMessage])
-		if err != nil {
-			return false, fmt.Errorf("advance run %s: %w", requestID, err)
-		}
-		if result, err = summarize(results); err != nil {
-			return false, err
-		}
-	}
-	finished := "NULL"
-	if to.Final() {
-		finished = "now()"
-	}
-	// The counts columns follow the summed result, so the completed run
-	// reads like any other.
-	if _, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = $2, result = coalesce($3, result),
-  candidates = coalesce(($3::jsonb->>'candidates')::bigint, candidates), published = coalesce(($3::jsonb->>'published')::bigint, published),
-  updated_at = now(), finished_at = `+finished+`
-WHERE request_id = $1`, requestID, to, result); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", requestID, err)
-	}
-	if send != nil {
-		if err := send(ctx); err != nil {
-			return false, err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", requestID, err)
-	}
-	return true, nil
-}
-
-// FailParent marks a partitioned run failed when one of its partitions
-// failed for good.
-func (l *Ledger) FailParent(ctx context.Context, requestID, reason string) error {
-	_, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'failed', error = $2, updated_at = now(), finished_at = now()
-WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, reason)
-	return err
 }

@@ -40,7 +40,7 @@ func TestClaimLifecycle(t *testing.T) {
 		t.Fatalf("renew by a non-owner: %v", err)
 	}
 	res := json.RawMessage(`{"published":5}`)
-	if err := l.Finish(ctx, s.RequestID, "w1", Completed, 10, 5, res, ""); err != nil {
+	if err := l.Finish(ctx, s.RequestID, "w1", Outcome{Status: Completed, Candidates: 10, Published: 5, Result: res}); err != nil {
 		t.Fatal(err)
 	}
 	// A late copy, days later: not run again, and the stored result is there.
@@ -83,7 +83,7 @@ func TestRetryingThenRejected(t *testing.T) {
 	if _, err := l.Claim(ctx, s, "w1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Finish(ctx, s.RequestID, "w1", Retrying, 0, 0, nil, "database down"); err != nil {
+	if err := l.Finish(ctx, s.RequestID, "w1", Outcome{Status: Retrying, Error: "database down"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := l.Claim(ctx, s, "w2", time.Minute)
@@ -128,7 +128,7 @@ func TestReleaseKeepsCountsAndHandedBackIsClaimable(t *testing.T) {
 	if err != nil || !c.Granted {
 		t.Fatalf("claim: %+v %v", c, err)
 	}
-	if err := l.Finish(ctx, s.RequestID, "w2", HandedBack, 800, 600, nil, ""); err != nil {
+	if err := l.Finish(ctx, s.RequestID, "w2", Outcome{Status: HandedBack, Candidates: 800, Published: 600}); err != nil {
 		t.Fatal(err)
 	}
 	c, err = l.Claim(ctx, s, "w3", time.Minute)

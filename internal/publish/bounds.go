@@ -97,10 +97,11 @@ const countThreshold = 1 << 31
 // by what is known before the run: the listed ids (one message per user),
 // the CSV rows (non-device channels) or a count of the audience query.
 // When nothing bounds it cheaply, the run's own check (checker.run) stops
-// it at the first message past the limit.
+// it at the first message past the limit. A run of a Range is not counted:
+// the whole audience was, by Precheck, before it was split.
 func (r *Runner) checkThrottle(ctx context.Context, p *plan) error {
 	th := p.job.Campaign.Throttle
-	if th == nil || !p.publish || p.part != nil {
+	if th == nil || !p.publish || p.rng != nil {
 		return nil
 	}
 	capacity := job.ThrottleCapacity(p.reference, th)

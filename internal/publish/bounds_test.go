@@ -111,7 +111,7 @@ func TestThrottlePastYear9999(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := b.runner.Bounds(t.Context(), j, 5); err == nil || !job.IsRejection(err) || !strings.HasPrefix(err.Error(), "campaign.throttle: 20 messages") {
+	if err := b.runner.Precheck(t.Context(), j); err == nil || !job.IsRejection(err) || !strings.HasPrefix(err.Error(), "campaign.throttle: 20 messages") {
 		t.Errorf("partition plan: %v", err)
 	}
 	// Ten fit, the last in 9999.

@@ -56,10 +56,10 @@ type checker struct {
 	trace       func(Outcome)
 	// cur is the sink batch being filled.
 	cur *Batch
-	// scan collects the fingerprints of published destinations instead of
-	// encoding messages (a partition's scan phase).
-	scan    bool
-	scanned []uint64
+	// collect gathers the fingerprints of published destinations instead
+	// of encoding messages (Range.Collect).
+	collect   bool
+	collected []uint64
 	// limit is the destination's largest message (0: none); scratch
 	// holds a resumed run's messages, encoded only to be measured.
 	limit   int
@@ -215,7 +215,7 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 				}
 			}
 			c.check(cand, res)
-			if c.p.publish && !c.scan && c.published > c.capacity {
+			if c.p.publish && c.published > c.capacity {
 				// Checked before the run where the audience's size is
 				// known; this catches the rest before the batch is sent.
 				return job.ThrottleOverflow("campaign.throttle", c.p.reference, c.p.job.Campaign.Throttle, c.published)
@@ -297,12 +297,13 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 		res.Skipped.DuplicateDestination++
 		return "duplicate_destination", variantID
 	}
-	if c.scan {
-		c.scanned = append(c.scanned, fp)
+	if c.collect {
+		c.collected = append(c.collected, fp)
 	}
 	// An unpublishable message keeps its destination and its place in
 	// the throttle order, as if the destination had dropped it: a
-	// partition's scan, which encodes nothing, numbers it the same way.
+	// run that collects destinations, which encodes nothing, numbers it the
+	// same way.
 	k := c.published
 	c.published++
 	c.setWave(k)

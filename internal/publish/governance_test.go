@@ -482,13 +482,11 @@ func TestPartitionsGovernance(t *testing.T) {
 	bounds := []string{"", "0100", "A050", "a", "~060", ""}
 	var scanned [][]uint64
 	for i := 0; i+1 < len(bounds); i++ {
-		part := &Part{From: bounds[i], Before: bounds[i+1], Scan: true, Record: func(fps []uint64) error {
-			scanned = append(scanned, append([]uint64(nil), fps...))
-			return nil
-		}}
-		if _, err := b.runner.RunPart(context.Background(), j, part, nil, Checkpoint{}, nil); err != nil {
+		res, err := b.runner.RunWith(context.Background(), j, &Range{From: bounds[i], Before: bounds[i+1], Collect: true}, nil, Checkpoint{}, Hooks{})
+		if err != nil {
 			t.Fatal(err)
 		}
+		scanned = append(scanned, res.Destinations)
 	}
 	var got []string
 	var sum Skipped
@@ -502,7 +500,7 @@ func TestPartitionsGovernance(t *testing.T) {
 			}
 		}
 		sink := &captureSink{}
-		res, err := b.runner.RunPart(context.Background(), j, &Part{From: bounds[i], Before: bounds[i+1], Taken: taken, Offset: int64(len(earlier))}, sink, Checkpoint{}, nil)
+		res, err := b.runner.RunWith(context.Background(), j, &Range{From: bounds[i], Before: bounds[i+1], Taken: taken, Offset: int64(len(earlier))}, sink, Checkpoint{}, Hooks{})
 		if err != nil {
 			t.Fatal(err)
 		}

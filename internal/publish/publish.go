@@ -62,9 +62,9 @@ type Staging interface {
 // RunID names a run's messages at a sink.
 type RunID struct {
 	RequestID string
-	// Part is "" for a whole run; for one partition of a partitioned run,
-	// its range ("from:" and the first notifly_user_id, "from:" for the
-	// first range).
+	// Part is "" for a whole run; for a run of one Range, the range
+	// ("from:" and its first notifly_user_id, "from:" for the first
+	// range).
 	Part string
 }
 
@@ -248,6 +248,22 @@ func (s *Skipped) Add(o Skipped) {
 	s.FrequencyCapped += o.FrequencyCapped
 }
 
+// Add adds o's counts to r (the ranges of a partitioned run): candidates,
+// published, skipped, deferred, unpublishable and variants.
+func (r *Result) Add(o *Result) {
+	r.Candidates += o.Candidates
+	r.Published += o.Published
+	r.Skipped.Add(o.Skipped)
+	r.Deferred += o.Deferred
+	r.Unpublishable.MessageTooLarge += o.Unpublishable.MessageTooLarge
+	if r.Variants == nil && len(o.Variants) > 0 {
+		r.Variants = map[string]int64{}
+	}
+	for k, v := range o.Variants {
+		r.Variants[k] += v
+	}
+}
+
 // Unpublishable counts candidates that passed every check of the contract
 // but whose message the channel destination cannot take, by reason. They
 // are outside Skipped, whose keys the contract fixes, so for a publish run
@@ -290,4 +306,7 @@ type Result struct {
 	DurationMS    int64         `json:"duration_ms"`
 	// Error says why a run was rejected or failed.
 	Error string `json:"error,omitempty"`
+	// Destinations are what a run of a Range with Collect found; not
+	// part of the result's JSON.
+	Destinations []uint64 `json:"-"`
 }

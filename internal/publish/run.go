@@ -6,12 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
-	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"golang.org/x/sync/errgroup"
 
@@ -97,7 +93,8 @@ type plan struct {
 	estimate int64
 	csv      *csvPlan
 	publish  bool
-	part     *Part
+	// rng limits the run to a key range (nil: the whole audience).
+	rng *Range
 }
 
 // Run runs a job: for action publish, it publishes every message to sink;
@@ -116,7 +113,7 @@ type Checkpoint struct {
 	// Rows is the number of CSV rows covered (CSV audiences).
 	Rows int64 `json:"rows,omitempty"`
 	// Published is the number of messages published up to the checkpoint
-	// (by this run or partition; a partition's Offset is not included).
+	// (by this run; a Range's Offset is not included).
 	Published int64 `json:"published"`
 	// Variants counts them by variant.
 	Variants map[string]int64 `json:"variants,omitempty"`
@@ -134,37 +131,38 @@ func (r *Runner) Resume(ctx context.Context, j *job.Job, sink Sink, cp Checkpoin
 	return r.RunWith(ctx, j, nil, sink, cp, Hooks{OnAck: onAck})
 }
 
-// Part is one partition of a partitioned run: a key range of
-// notifly_user_id, run in one of two phases. In the scan phase nothing is
-// published: the run reports the fingerprints of the destinations the range
-// would publish (each once) to Record. In the publish phase the run
-// publishes its range, treating Taken (destinations an earlier partition
-// publishes) as already published, and numbering its messages from Offset,
-// so de-duplication and throttle waves are those of one unpartitioned run.
-type Part struct {
+// Range limits a run to a key range of notifly_user_id and places it in a
+// larger run made of consecutive ranges: the run starts where the ranges
+// before it left off, so de-duplication and throttle waves are those of one
+// run over the whole audience. The engine knows nothing else of how the
+// ranges are chosen or run (internal/partition does).
+type Range struct {
 	// From (inclusive) and Before (exclusive) bound the range; empty is
 	// unbounded.
 	From, Before string
-	Scan         bool
-	Record       func(fps []uint64) error
-	Taken        []uint64
-	Offset       int64
+	// Taken are the destinations (fingerprints, message.Fingerprint) that
+	// the ranges before this one publish: the range skips them as
+	// duplicates.
+	Taken []uint64
+	// Offset is how many messages the ranges before this one publish: the
+	// range's first message number, from which throttle waves count.
+	Offset int64
+	// Collect checks the range without publishing anything (sink is not
+	// used) and returns, in Result.Destinations, the fingerprint of each
+	// destination the range would publish, in publishing order.
+	Collect bool
 }
 
-// RunPart runs one partition (nil: the whole job) from a checkpoint.
-func (r *Runner) RunPart(ctx context.Context, j *job.Job, part *Part, sink Sink, cp Checkpoint, onAck func(Checkpoint) error) (*Result, error) {
-	return r.RunWith(ctx, j, part, sink, cp, Hooks{OnAck: onAck})
-}
-
-// RunWith is RunPart with the run's own progress callback too.
+// RunWith runs a job, or one range of it (rng nil: the whole audience),
+// from a checkpoint, with the run's own callbacks.
 //
 // A publish run's result counts only what the sink acknowledged: when it
 // fails, published and variants are those of the last acknowledged batch
 // (or of cp, before any), never messages encoded but not accepted.
-func (r *Runner) RunWith(ctx context.Context, j *job.Job, part *Part, sink Sink, cp Checkpoint, hooks Hooks) (*Result, error) {
+func (r *Runner) RunWith(ctx context.Context, j *job.Job, rng *Range, sink Sink, cp Checkpoint, hooks Hooks) (*Result, error) {
 	start := time.Now()
 	res := &Result{RequestID: j.RequestID, Action: j.Action, Variants: map[string]int64{}}
-	p, err := r.prepare(ctx, j, part)
+	p, err := r.prepare(ctx, j, rng)
 	if err != nil {
 		// Still, earlier attempts published what the checkpoint says.
 		res.Published = cp.Published
@@ -200,7 +198,7 @@ func (r *Runner) finish(res *Result, start time.Time, err error) (*Result, error
 	return res, err
 }
 
-func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, error) {
+func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, error) {
 	tables, err := schema.For(j.ProjectID)
 	if err != nil {
 		return nil, job.Rejectf("project_id", "%v", err)
@@ -208,8 +206,8 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 	if err := r.checkProject(ctx, j, tables); err != nil {
 		return nil, err
 	}
-	p := &plan{job: j, tables: tables, reference: j.ScheduledAt, publish: j.Action == job.ActionPublish, part: part}
-	if part != nil && part.Scan {
+	p := &plan{job: j, tables: tables, reference: j.ScheduledAt, publish: j.Action == job.ActionPublish, rng: rng}
+	if rng != nil && rng.Collect {
 		p.publish = false
 	}
 	if p.reference.IsZero() {
@@ -256,11 +254,11 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 		}
 		p.spec.FrequencyCap = c.FrequencyCap
 	}
-	if part != nil {
+	if rng != nil {
 		if c.Audience.Type == job.AudienceCSV {
-			return nil, errors.New("csv audiences are not partitioned")
+			return nil, errors.New("csv audiences have no key ranges")
 		}
-		p.spec.From, p.spec.Before = part.From, part.Before
+		p.spec.From, p.spec.Before = rng.From, rng.Before
 	}
 	if c.Audience.Type == job.AudienceCSV {
 		if p.csv, err = r.prepareCSV(ctx, p); err != nil {
@@ -287,8 +285,9 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, part *Part) (*plan, er
 	} else {
 		p.estimate = r.estimateRows(ctx, p.query)
 	}
-	// A partitioned run counts unknown ids once, in its plan.
-	if c.Audience.Type == job.AudienceUserIDs && part == nil {
+	// A range does not count unknown ids: they belong to no range (the
+	// whole run counts them once, UnknownUsers).
+	if c.Audience.Type == job.AudienceUserIDs && rng == nil {
 		p.listed = c.Audience.UserIDs
 	}
 	return p, nil
@@ -328,9 +327,9 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	}
 	run := RunID{RequestID: p.job.RequestID}
 	done := cp.Published // messages a resumed run published already
-	if p.part != nil {
-		run.Part = "from:" + p.part.From
-		done -= p.part.Offset
+	if p.rng != nil {
+		run.Part = "from:" + p.rng.From
+		done -= p.rng.Offset
 	}
 	if cp.IsZero() {
 		done = 0
@@ -365,12 +364,12 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	if l, ok := sink.(MessageLimiter); ok && p.publish {
 		ch.limit = l.MaxMessageBytes(p.job.Campaign.Channel)
 	}
-	if part := p.part; part != nil {
-		for _, fp := range part.Taken {
+	if rng := p.rng; rng != nil {
+		for _, fp := range rng.Taken {
 			ch.seen.Add(fp)
 		}
-		ch.published = part.Offset
-		ch.scan = part.Scan
+		ch.published = rng.Offset
+		ch.collect = rng.Collect
 	}
 	// acked is what the destination has acknowledged: before any batch,
 	// what the checkpoint says earlier attempts published.
@@ -433,10 +432,8 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	}
 	res.Candidates += unknown
 	res.Skipped.UnknownUser += unknown
-	if p.part != nil && p.part.Scan && p.part.Record != nil {
-		if err := p.part.Record(ch.scanned); err != nil {
-			return fmt.Errorf("record scanned destinations: %w", err)
-		}
+	if ch.collect {
+		res.Destinations = ch.collected
 	}
 	if got := res.Published + res.Skipped.Total() + res.Unpublishable.Total(); got != res.Candidates {
 		// The contract's invariant; a violation is a bug, not bad data.
@@ -602,74 +599,37 @@ func (r *Runner) AudienceQuery(ctx context.Context, j *job.Job) (*audience.Query
 	return p.query, p.spec, nil
 }
 
-// Bounds plans a partitioned run: it estimates the job's audience and, when
-// it is over rowsPerPart, returns the edges of ranges of notifly_user_id
-// holding about rowsPerPart users each, chosen from a sample of the data
-// (ids are not assumed to be evenly spread, or hex). The first and last
-// edges are "" (unbounded). nil means: run it whole. unknown is the number
-// of listed ids with no user, which the partitions do not count.
-func (r *Runner) Bounds(ctx context.Context, j *job.Job, rowsPerPart int) (bounds []string, unknown int64, err error) {
+// Precheck makes the checks of a run of the whole job that a run of one of
+// its ranges cannot make, before it is split: the project's tables, and a
+// throttle's capacity against the whole audience (a range does not count
+// the audience). It returns the rejection the whole run would.
+func (r *Runner) Precheck(ctx context.Context, j *job.Job) error {
+	t, err := schema.For(j.ProjectID)
+	if err != nil {
+		return job.Rejectf("project_id", "%v", err)
+	}
+	if err := r.checkProject(ctx, j, t); err != nil {
+		return err
+	}
+	if th := j.Campaign.Throttle; th != nil && j.Action == job.ActionPublish && job.ThrottleCapacity(j.ScheduledAt, th) < countThreshold {
+		if _, err := r.prepare(ctx, j, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnknownUsers counts the distinct ids of a user_ids audience that match no
+// user (0 for other audiences): the candidates a run of the whole job skips
+// as unknown_user, which no key range holds.
+func (r *Runner) UnknownUsers(ctx context.Context, j *job.Job) (int64, error) {
 	a := j.Campaign.Audience
-	if rowsPerPart <= 0 || a.Type == job.AudienceCSV {
-		return nil, 0, nil
+	if a.Type != job.AudienceUserIDs {
+		return 0, nil
 	}
 	t, err := schema.For(j.ProjectID)
 	if err != nil {
-		return nil, 0, job.Rejectf("project_id", "%v", err)
+		return 0, job.Rejectf("project_id", "%v", err)
 	}
-	if err := r.checkProject(ctx, j, t); err != nil {
-		return nil, 0, err
-	}
-	if th := j.Campaign.Throttle; th != nil && j.Action == job.ActionPublish && job.ThrottleCapacity(j.ScheduledAt, th) < countThreshold {
-		// Partitions do not count the audience: the whole run's plan
-		// does (checkThrottle), before any range publishes.
-		if _, err := r.prepare(ctx, j, nil); err != nil {
-			return nil, 0, err
-		}
-	}
-	var est float64
-	var sample []string
-	if a.Type == job.AudienceUserIDs {
-		est = float64(len(a.UserIDs))
-	} else if err := r.cfg.Pool.QueryRow(ctx, `SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass($1)`, t.User).Scan(&est); err != nil {
-		return nil, 0, fmt.Errorf("estimate audience of %s: %w", j.RequestID, err)
-	}
-	k := int(math.Ceil(est / float64(rowsPerPart)))
-	if k < 2 {
-		return nil, 0, nil
-	}
-	k = min(k, 256)
-	var rows pgx.Rows
-	if a.Type == job.AudienceUserIDs {
-		rows, err = r.cfg.Pool.Query(ctx, `SELECT notifly_user_id FROM `+t.User+` WHERE external_user_id = ANY($1::text[])`, a.UserIDs)
-	} else {
-		pct := math.Min(100, math.Max(0.01, 100*float64(2000*k)/est))
-		rows, err = r.cfg.Pool.Query(ctx, `SELECT notifly_user_id FROM `+t.User+` TABLESAMPLE SYSTEM ($1::float8)`, pct)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
-	}
-	if sample, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
-	}
-	if len(sample) < 2*k {
-		return nil, 0, nil
-	}
-	slices.Sort(sample) // byte order, as the audience query streams
-	bounds = []string{""}
-	for i := 1; i < k; i++ {
-		if b := sample[i*len(sample)/k]; b > bounds[len(bounds)-1] {
-			bounds = append(bounds, b)
-		}
-	}
-	bounds = append(bounds, "")
-	if len(bounds) < 3 {
-		return nil, 0, nil
-	}
-	if a.Type == job.AudienceUserIDs {
-		if unknown, err = r.countUnknown(ctx, t, a.UserIDs); err != nil {
-			return nil, 0, err
-		}
-	}
-	return bounds, unknown, nil
+	return r.countUnknown(ctx, t, a.UserIDs)
 }

@@ -38,7 +38,7 @@ func controlWorld(t *testing.T, partitionRows int) (*bundle, *countSink) {
 	}
 	counter := &countSink{Sink: &slowSink{Sink: b.sink, delay: 30 * time.Millisecond}}
 	for i := range 3 {
-		b.worker(Config{Owner: fmt.Sprintf("w%d", i), Runner: runner, Sink: counter, PartitionRows: partitionRows})
+		b.worker(Config{Owner: fmt.Sprintf("w%d", i), Runner: runner, Sink: counter, Partitions: b.partitions(partitionRows, runner, nil, nil)})
 	}
 	return b, counter
 }

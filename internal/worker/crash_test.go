@@ -20,11 +20,7 @@ import (
 // message is neither acknowledged nor handed back.
 type crashRunner struct{ calls atomic.Int64 }
 
-func (c *crashRunner) Bounds(context.Context, *job.Job, int) ([]string, int64, error) {
-	return nil, 0, nil
-}
-
-func (c *crashRunner) RunWith(context.Context, *job.Job, *publish.Part, publish.Sink, publish.Checkpoint, publish.Hooks) (*publish.Result, error) {
+func (c *crashRunner) RunWith(context.Context, *job.Job, *publish.Range, publish.Sink, publish.Checkpoint, publish.Hooks) (*publish.Result, error) {
 	c.calls.Add(1)
 	runtime.Goexit()
 	return nil, nil
@@ -62,11 +58,7 @@ func TestCrashLoopDeadLettered(t *testing.T) {
 // blockRunner runs until its context ends, and says when it started.
 type blockRunner struct{ started chan struct{} }
 
-func (r *blockRunner) Bounds(context.Context, *job.Job, int) ([]string, int64, error) {
-	return nil, 0, nil
-}
-
-func (r *blockRunner) RunWith(ctx context.Context, j *job.Job, _ *publish.Part, _ publish.Sink, _ publish.Checkpoint, _ publish.Hooks) (*publish.Result, error) {
+func (r *blockRunner) RunWith(ctx context.Context, j *job.Job, _ *publish.Range, _ publish.Sink, _ publish.Checkpoint, _ publish.Hooks) (*publish.Result, error) {
 	r.started <- struct{}{}
 	<-ctx.Done()
 	return &publish.Result{RequestID: j.RequestID}, ctx.Err()
@@ -113,13 +105,13 @@ type stuckRunner struct {
 	calls   atomic.Int64
 }
 
-func (r *stuckRunner) RunWith(ctx context.Context, j *job.Job, part *publish.Part, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error) {
+func (r *stuckRunner) RunWith(ctx context.Context, j *job.Job, rng *publish.Range, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error) {
 	if r.calls.Add(1) == 1 {
 		close(r.started)
 		<-r.release
 		return &publish.Result{RequestID: j.RequestID}, ctx.Err()
 	}
-	return r.Runner.RunWith(ctx, j, part, sink, cp, hooks)
+	return r.Runner.RunWith(ctx, j, rng, sink, cp, hooks)
 }
 
 // Stop returns even when a job ignores its cancellation: the job is

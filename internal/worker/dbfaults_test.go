@@ -152,8 +152,8 @@ func TestDatabaseFaults(t *testing.T) {
 			}
 			direct := b.ledger
 			b.ledger = faultyLedger
-			b.worker(Config{Owner: "w0", Runner: runner, MaxAttempts: 1000, PartitionRows: rows})
-			b.worker(Config{Owner: "w1", Runner: runner, MaxAttempts: 1000, PartitionRows: rows})
+			b.worker(Config{Owner: "w0", Runner: runner, MaxAttempts: 1000, Partitions: b.partitions(rows, runner, pool, nil)})
+			b.worker(Config{Owner: "w1", Runner: runner, MaxAttempts: 1000, Partitions: b.partitions(rows, runner, pool, nil)})
 			b.ledger = direct
 			text := []byte(strings.Replace(string(b.jobText("r-dbf")), `"message":{"title":"hi"}`,
 				`"message":{"title":"hi"},"experiment_id":"exp_ab","throttle":{"max_per_interval":250,"interval_minutes":10}`, 1))

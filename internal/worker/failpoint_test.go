@@ -62,8 +62,8 @@ func TestFailpointsResume(t *testing.T) {
 			if c.partitioned {
 				rows = partitionRows
 			}
-			b.worker(Config{Owner: "w0", Runner: runner, Sink: sink, Failpoints: fp, PartitionRows: rows})
-			b.worker(Config{Owner: "w1", Runner: runner, Sink: sink, Failpoints: fp, PartitionRows: rows})
+			b.worker(Config{Owner: "w0", Runner: runner, Sink: sink, Failpoints: fp, Partitions: b.partitions(rows, runner, nil, fp)})
+			b.worker(Config{Owner: "w1", Runner: runner, Sink: sink, Failpoints: fp, Partitions: b.partitions(rows, runner, nil, fp)})
 			text := []byte(strings.Replace(string(b.jobText("r-fp")), `"message":{"title":"hi"}`,
 				`"message":{"title":"hi"},"experiment_id":"exp_ab","throttle":{"max_per_interval":250,"interval_minutes":10}`, 1))
 			start := time.Now()

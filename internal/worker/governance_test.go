@@ -18,7 +18,7 @@ func TestPartitionedRunGovernance(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 3000)
 	for _, owner := range []string{"w0", "w1"} {
-		b.worker(Config{Owner: owner, PartitionRows: 400})
+		b.worker(Config{Owner: owner, Partitions: b.partitions(400, nil, nil, nil)})
 	}
 	text := []byte(strings.NewReplacer(
 		`"message":{"title":"hi"}`, `"message":{"title":"hi"},"throttle":{"max_per_interval":50,"interval_minutes":5},

@@ -102,7 +102,7 @@ func TestStatusOfPartitionedRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 3000)
 	gate := newGate(t, b.sink, 1)
-	b.worker(Config{Owner: "w1", PartitionRows: 400, Sink: gate})
+	b.worker(Config{Owner: "w1", Partitions: b.partitions(400, nil, nil, nil), Sink: gate})
 	if err := b.jobs.Send(context.Background(), b.jobText("r-parts"), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestShutdownLeavesHandedBackRun(t *testing.T) {
 	if err != nil || !claim.Granted {
 		t.Fatalf("claim: %+v %v", claim, err)
 	}
-	if err := b.ledger.Finish(ctx, b.id("r-back"), "w0", ledger.HandedBack, 200, 113, nil, ""); err != nil {
+	if err := b.ledger.Finish(ctx, b.id("r-back"), "w0", ledger.Outcome{Status: ledger.HandedBack, Candidates: 200, Published: 113}); err != nil {
 		t.Fatal(err)
 	}
 	w, err := New(Config{Queue: b.jobs, Ledger: b.ledger, Runner: b.runner, Sink: b.sink, Owner: "w1"})

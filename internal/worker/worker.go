@@ -2,6 +2,9 @@
 // the job queue, runs them through the engine, and acknowledges them only
 // when their run is recorded as finished. Rejected jobs and jobs that
 // exhausted their attempts go to the dead-letter destination with the reason.
+// A large job is handed to the partition package once (Partitions.Split);
+// the sub-jobs of its ranges come back on the queue and run like any job,
+// each as a run of its own in the ledger.
 package worker
 
 import (
@@ -24,16 +27,36 @@ import (
 	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/lifecycle"
 	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/partition"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/queue"
 )
 
-// Runner runs a job, or one partition of it, from a checkpoint, and plans
-// partitions (publish.Runner).
+// Runner runs a job, or one key range of it, from a checkpoint
+// (publish.Runner).
 type Runner interface {
-	RunWith(ctx context.Context, j *job.Job, part *publish.Part, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error)
-	Bounds(ctx context.Context, j *job.Job, rowsPerPart int) ([]string, int64, error)
+	RunWith(ctx context.Context, j *job.Job, rng *publish.Range, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error)
+}
+
+// Partitions splits large jobs into key ranges that every worker shares
+// and tells the worker what each range's sub-job runs
+// (partition.Coordinator, whose documentation says in which order).
+type Partitions interface {
+	// Split splits a claimed job when it is large; 0 ranges: run it
+	// whole.
+	Split(ctx context.Context, j *job.Job, raw []byte, owner string) (int, error)
+	// Open reads a sub-job (nil: the body is not one).
+	Open(ctx context.Context, body []byte) (*partition.Task, error)
+	// Range is what the engine runs for a task whose run is held.
+	Range(ctx context.Context, t *partition.Task) (*publish.Range, error)
+	// Record records what a successful run of the task found.
+	Record(ctx context.Context, t *partition.Task, res *publish.Result) error
+	// Advance moves the run on once the task's run is completed.
+	Advance(ctx context.Context, t *partition.Task) (partition.Step, error)
+	// Fail fails the whole run when the task failed for good.
+	Fail(ctx context.Context, t *partition.Task, reason string) error
 }
 
 // Observer is told what the worker does; metrics implement it. Every method
@@ -78,10 +101,11 @@ type Config struct {
 	Backoff func(attempt int) time.Duration
 	// Owner names this worker in the ledger. Default: host:pid.
 	Owner string
-	// PartitionRows splits a publish job whose audience is estimated over
-	// this many users into ranges of about this many, run by every worker
-	// sharing the queue. 0: never split.
-	PartitionRows int
+	// Partitions splits large publish jobs into ranges run by every
+	// worker sharing the queue, and opens their sub-jobs. Nil: jobs run
+	// whole, and sub-jobs are not recognised (every worker on a queue
+	// that carries them needs one).
+	Partitions Partitions
 	// Failpoints lets tests fail runs at named points (internal/failpoint).
 	// Nil in production.
 	Failpoints *failpoint.Set
@@ -98,7 +122,7 @@ const DefaultHandBackWait = 5 * time.Second
 
 // ErrAbandoned is returned by Stop when running jobs did not stop within
 // Config.HandBackWait of being cancelled.
-var ErrAbandoned = errors.New("worker: running jobs ignored cancellation and were abandoned")
+var ErrAbandoned = fmt.Errorf("worker: running jobs: %w", lifecycle.ErrAbandoned)
 
 func (c *Config) validate() error {
 	switch {
@@ -131,13 +155,9 @@ func defaultBackoff(attempt int) time.Duration {
 type Worker struct {
 	cfg Config
 	log *slog.Logger
-
-	mu sync.Mutex
-	// stopReceiving ends the receive loops (soft stop); cancelJobs ends
-	// running jobs (hard stop).
-	stopReceiving context.CancelFunc
-	cancelJobs    context.CancelFunc
-	done          chan struct{}
+	// loop's soft stop ends the receive loops; its hard stop cancels the
+	// running jobs.
+	loop lifecycle.Loop
 }
 
 // New returns a Worker.
@@ -163,28 +183,18 @@ func New(cfg Config) (*Worker, error) {
 
 // Start begins consuming. It returns at once; Stop ends it.
 func (w *Worker) Start(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done != nil {
-		return errors.New("worker: already started")
-	}
-	// Jobs outlive the receive loop's context: a soft stop lets them
+	// Jobs outlive the receive loops' context: a soft stop lets them
 	// finish.
-	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
-	recvCtx, stopReceiving := context.WithCancel(ctx)
-	w.stopReceiving, w.cancelJobs, w.done = stopReceiving, cancelJobs, make(chan struct{})
-	var wg sync.WaitGroup
-	for range w.cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.loop(recvCtx, jobCtx)
-		}()
-	}
-	go func() {
+	err := w.loop.StartWork(ctx, func(recvCtx, jobCtx context.Context) {
+		var wg sync.WaitGroup
+		for range w.cfg.Concurrency {
+			wg.Go(func() { w.receive(recvCtx, jobCtx) })
+		}
 		wg.Wait()
-		close(w.done)
-	}()
+	})
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
 	w.log.Info("worker started", "concurrency", w.cfg.Concurrency)
 	return nil
 }
@@ -195,32 +205,18 @@ func (w *Worker) Start(ctx context.Context) error {
 // Stop returns at most Config.HandBackWait after ctx ends, with ErrAbandoned
 // when some job ignored its cancellation.
 func (w *Worker) Stop(ctx context.Context) error {
-	w.mu.Lock()
-	done := w.done
-	w.mu.Unlock()
-	if done == nil {
-		return nil
+	err := w.loop.Shutdown(ctx, w.cfg.HandBackWait)
+	switch {
+	case errors.Is(err, lifecycle.ErrAbandoned):
+		w.log.Error("running jobs did not stop when cancelled; abandoned (they will be redelivered and counted as an attempt)", "waited", w.cfg.HandBackWait)
+		return ErrAbandoned
+	case err != nil:
+		w.log.Warn("stop deadline reached: running jobs handed back")
 	}
-	w.stopReceiving()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-	}
-	w.log.Warn("stop deadline reached: handing running jobs back")
-	w.cancelJobs()
-	t := time.NewTimer(w.cfg.HandBackWait)
-	defer t.Stop()
-	select {
-	case <-done:
-		return ctx.Err()
-	case <-t.C:
-	}
-	w.log.Error("running jobs did not stop when cancelled; abandoned (they will be redelivered and counted as an attempt)", "waited", w.cfg.HandBackWait)
-	return ErrAbandoned
+	return err
 }
 
-func (w *Worker) loop(recvCtx, jobCtx context.Context) {
+func (w *Worker) receive(recvCtx, jobCtx context.Context) {
 	for {
 		d, err := w.cfg.Queue.Receive(recvCtx)
 		if err != nil {
@@ -239,6 +235,40 @@ func (w *Worker) loop(recvCtx, jobCtx context.Context) {
 	}
 }
 
+// attempt is one run of a job, or of one range of a partitioned job, as the
+// worker handles it.
+type attempt struct {
+	// job is the job (nil when it could not be read); for a range, the
+	// partitioned job, whose request_id every event and log line carries.
+	job *job.Job
+	// runID is the ledger run the attempt holds: the job's request_id,
+	// or the range's own run.
+	runID string
+	// task is the range (nil for a whole job).
+	task *partition.Task
+}
+
+func whole(j *job.Job) attempt {
+	a := attempt{job: j}
+	if j != nil {
+		a.runID = j.RequestID
+	}
+	return a
+}
+
+// logger is w's logger with the attempt's request_id, and a range's phase
+// and part as fields of their own.
+func (w *Worker) logger(a attempt, n int) *slog.Logger {
+	log := w.log
+	if a.job != nil {
+		log = log.With("request_id", a.job.RequestID)
+	}
+	if a.task != nil {
+		log = log.With("phase", a.task.Phase, "part", a.task.Part)
+	}
+	return log.With("attempt", n)
+}
+
 // handle runs one delivery to its end: acknowledged, handed back for a
 // retry, or dead-lettered.
 func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
@@ -250,9 +280,24 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		w.reject(ctx, d, nil, err)
 		return
 	}
-	if ref, ok := isPart(d.Body()); ok {
-		w.handlePart(ctx, d, ref)
-		return
+	if w.cfg.Partitions != nil {
+		t, err := w.cfg.Partitions.Open(ctx, d.Body())
+		switch {
+		case errors.Is(err, partition.ErrFinished):
+			w.ack(ctx, d, w.log)
+			return
+		case errors.Is(err, partition.ErrStale):
+			w.log.Error("sub-job dropped", "err", err)
+			w.ack(ctx, d, w.log)
+			return
+		case err != nil:
+			w.log.Warn("open sub-job", "err", err)
+			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
+			return
+		case t != nil:
+			w.handleTask(ctx, d, t, start)
+			return
+		}
 	}
 	j, raw, err := claimcheck.Resolve(ctx, w.cfg.Store, d.Body(), w.cfg.MaxJobBytes)
 	if err != nil {
@@ -260,17 +305,18 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 			w.reject(ctx, d, j, err)
 			return
 		}
-		w.retry(ctx, d, nil, fmt.Errorf("resolve job: %w", err))
+		w.retry(ctx, d, whole(nil), fmt.Errorf("resolve job: %w", err))
 		return
 	}
-	log := w.log.With("request_id", j.RequestID, "attempt", d.Attempt())
+	a := whole(j)
+	log := w.logger(a, d.Attempt())
 	ref := j.ScheduledAt
 	if ref.IsZero() {
 		ref = time.Now().Truncate(time.Second)
 	}
 	claim, err := w.cfg.Ledger.Claim(ctx, startOf(j, ref), w.cfg.Owner, w.cfg.Lease)
 	if err != nil {
-		w.retry(ctx, d, j, err)
+		w.retry(ctx, d, a, err)
 		return
 	}
 	if !claim.Granted {
@@ -293,50 +339,174 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	// also counts graceful hand-backs, and an attempt that crashed the
 	// worker records nothing else.
 	d = ledgerAttempt{d, claim.Run.Attempts}
-	if w.crashLoop(ctx, d, j) {
+	if w.crashLoop(ctx, d, a) {
 		return
 	}
 	// The ledger's reference time wins: a resumed run keeps the first
 	// run's "now".
 	j.ScheduledAt = claim.Run.Reference
-	w.emit(ctx, "started", j, d.Attempt(), nil, "")
-	if w.partition(ctx, d, j, raw, log) {
+	w.emit(ctx, "started", a, d.Attempt(), nil, "")
+	if w.split(ctx, d, a, raw, log) {
 		return
 	}
-	var cp publish.Checkpoint
-	if len(claim.Run.Checkpoint) > 0 {
-		if err := json.Unmarshal(claim.Run.Checkpoint, &cp); err != nil {
-			log.Warn("unreadable checkpoint; the run starts over (downstream drops repeated keys)", "err", err)
-			cp = publish.Checkpoint{}
-		}
-		log.Info("resuming run", "after", cp.After, "rows", cp.Rows, "published", cp.Published)
+	w.execute(ctx, d, a, nil, w.checkpoint(claim.Run, log), start, log)
+}
+
+// split hands a claimed job to the partition package, which splits it when
+// it is large (true: the job's message is done with).
+func (w *Worker) split(ctx context.Context, d queue.Delivery, a attempt, raw []byte, log *slog.Logger) bool {
+	if w.cfg.Partitions == nil {
+		return false
 	}
-	res, err := w.run(ctx, d, j, j.RequestID, nil, cp, log)
+	parts, err := w.cfg.Partitions.Split(ctx, a.job, raw, w.cfg.Owner)
+	switch {
+	case errors.Is(err, partition.ErrUnplanned):
+		log.Warn("the job runs whole", "err", err)
+		return false
+	case err != nil:
+		w.retry(ctx, d, a, err)
+		return true
+	case parts == 0:
+		return false
+	}
+	log.Info("job partitioned", "parts", parts)
+	w.emit(ctx, "partitioned", a, d.Attempt(), nil, "")
+	w.ack(ctx, d, log)
+	return true
+}
+
+// handleTask runs one range of a partitioned run: a run of its own in the
+// ledger, claimed like a job's.
+func (w *Worker) handleTask(ctx context.Context, d queue.Delivery, t *partition.Task, start time.Time) {
+	a := attempt{job: t.Job, runID: t.RunID, task: t}
+	log := w.logger(a, d.Attempt())
+	s := t.Start()
+	// A partitioned run paused as a whole: ranges not started yet are kept
+	// for its resume.
+	if pausing, err := w.cfg.Ledger.Pausing(ctx, t.Job.RequestID); err != nil {
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return
+	} else if pausing {
+		if kept, err := w.cfg.Ledger.Park(ctx, s, d.Body()); err == nil && kept {
+			log.Info("partitioned run paused; partition kept for its resume")
+			w.ack(ctx, d, log)
+			return
+		}
+	}
+	claim, err := w.cfg.Ledger.Claim(ctx, s, w.cfg.Owner, w.cfg.Lease)
+	if err != nil {
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return
+	}
+	if !claim.Granted {
+		switch {
+		case claim.Run.Status == ledger.Paused:
+			w.park(ctx, d, s, log)
+		case claim.Run.Status.Final():
+			// Finished before; the run may not have advanced if that
+			// worker died in between.
+			w.advance(ctx, d, a, log)
+		default:
+			w.nack(ctx, d, w.cfg.Lease, log)
+		}
+		return
+	}
+	d = ledgerAttempt{d, claim.Run.Attempts}
+	if w.crashLoop(ctx, d, a) {
+		return
+	}
+	rng, err := w.cfg.Partitions.Range(ctx, t)
+	if err != nil {
+		w.retry(ctx, d, a, err)
+		return
+	}
+	w.execute(ctx, d, a, rng, w.checkpoint(claim.Run, log), start, log)
+}
+
+// checkpoint reads a claimed run's checkpoint.
+func (w *Worker) checkpoint(r *ledger.Run, log *slog.Logger) publish.Checkpoint {
+	var cp publish.Checkpoint
+	if len(r.Checkpoint) == 0 {
+		return cp
+	}
+	if err := json.Unmarshal(r.Checkpoint, &cp); err != nil {
+		log.Warn("unreadable checkpoint; the run starts over (downstream drops repeated keys)", "err", err)
+		return publish.Checkpoint{}
+	}
+	log.Info("resuming run", "after", cp.After, "rows", cp.Rows, "published", cp.Published)
+	return cp
+}
+
+// execute runs a claimed attempt (rng: a range's, nil for a whole job) and
+// records its end.
+func (w *Worker) execute(ctx context.Context, d queue.Delivery, a attempt, rng *publish.Range, cp publish.Checkpoint, start time.Time, log *slog.Logger) {
+	res, err := w.run(ctx, d, a, rng, cp, log)
 	if err == nil {
 		err = w.cfg.Failpoints.Hit(failpoint.BeforeCommit)
+	}
+	if err == nil && a.task != nil {
+		// Before the range's run is recorded as completed: a crash in
+		// between runs the range again, which records it again.
+		err = w.cfg.Partitions.Record(ctx, a.task, res)
 	}
 	switch {
 	case err == nil:
 		body, _ := json.Marshal(res)
-		if ferr := w.cfg.Ledger.Finish(ctx, j.RequestID, w.cfg.Owner, ledger.Completed, res.Candidates, res.Published, body, ""); ferr != nil {
-			w.retry(ctx, d, j, ferr)
+		o := ledger.Outcome{Status: ledger.Completed, Candidates: res.Candidates, Published: res.Published, Result: body}
+		if ferr := w.cfg.Ledger.Finish(ctx, a.runID, w.cfg.Owner, o); ferr != nil {
+			w.retry(ctx, d, a, ferr)
+			return
+		}
+		if a.task != nil {
+			log.Info("partition completed", "candidates", res.Candidates, "published", res.Published)
+			w.advance(ctx, d, a, log)
 			return
 		}
 		log.Info("job completed", "candidates", res.Candidates, "published", res.Published, "duration_ms", res.DurationMS)
-		w.emit(ctx, "completed", j, d.Attempt(), res, "")
+		w.emit(ctx, "completed", a, d.Attempt(), res, "")
 		w.observe("completed", res, start)
 		w.ack(ctx, d, log)
-	case job.IsRejection(err):
+	case job.IsRejection(err) && a.task == nil:
+		// A range's rejection is retried like a failure: the whole job
+		// passed the same checks when it was split.
 		w.observe("rejected", res, start)
-		w.reject(ctx, d, j, err)
+		w.reject(ctx, d, a.job, err)
 	case isStopRequest(err):
-		w.stopped(ctx, d, j, j.RequestID, err, res, start, log)
+		w.stopped(ctx, d, a, err, res, start, log)
 	case ctx.Err() != nil:
-		w.handBack(ctx, d, j.RequestID, res, log)
+		w.handBack(ctx, d, a.runID, res, log)
 	default:
-		w.observe("failed", res, start)
-		w.fail(ctx, d, j, res, err)
+		if a.task == nil {
+			w.observe("failed", res, start)
+		}
+		w.fail(ctx, d, a, res, err)
 	}
+}
+
+// advance moves a partitioned run on once a range's run has completed,
+// and acknowledges the range's sub-job. When advancing fails, the sub-job
+// goes back to the queue, and its redelivery (its run already completed)
+// advances again: acknowledging it anyway would leave a run whose last
+// range finished stuck in its phase.
+func (w *Worker) advance(ctx context.Context, d queue.Delivery, a attempt, log *slog.Logger) {
+	step, err := w.cfg.Partitions.Advance(ctx, a.task)
+	if err != nil {
+		log.Error("advance partitioned run; handed back to try again", "err", err)
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return
+	}
+	switch res := step.Completed; {
+	case step.Publishing:
+		log.Info("scans completed; publishing", "parts", a.task.Parts)
+	case res != nil:
+		log.Info("partitioned job completed", "candidates", res.Candidates, "published", res.Published)
+		// The whole run's event: no range of its own.
+		w.emit(ctx, "completed", whole(a.job), 0, res, "")
+		if w.cfg.Observer != nil {
+			w.cfg.Observer.JobDone("completed", res, time.Duration(res.DurationMS)*time.Millisecond)
+		}
+	}
+	w.ack(ctx, d, log)
 }
 
 // checkpointTimeout bounds the write of a checkpoint, which a stop does not
@@ -351,26 +521,26 @@ func isStopRequest(err error) bool {
 // stopped records a run that stopped at an operator's request and
 // acknowledges its message: a paused run keeps the message in the ledger
 // for its resume, a cancelled one never runs again.
-func (w *Worker) stopped(ctx context.Context, d queue.Delivery, j *job.Job, runID string, cause error, res *publish.Result, start time.Time, log *slog.Logger) {
+func (w *Worker) stopped(ctx context.Context, d queue.Delivery, a attempt, cause error, res *publish.Result, start time.Time, log *slog.Logger) {
 	ctx = context.WithoutCancel(ctx)
 	status, outcome := ledger.Paused, "paused"
 	if errors.Is(cause, ledger.ErrCancelRequested) {
 		status, outcome = ledger.Cancelled, "cancelled"
 	}
 	if res == nil {
-		res = &publish.Result{RequestID: j.RequestID, Action: j.Action}
+		res = &publish.Result{RequestID: a.job.RequestID, Action: a.job.Action}
 	}
 	var result json.RawMessage
 	if status == ledger.Cancelled {
 		res.Status, res.Error = publish.StatusCancelled, ""
 		result, _ = json.Marshal(res)
 	}
-	if err := w.cfg.Ledger.Stopped(ctx, runID, w.cfg.Owner, status, res.Candidates, res.Published, d.Body(), result); err != nil {
-		w.retry(ctx, d, j, err)
+	if err := w.cfg.Ledger.Stopped(ctx, a.runID, w.cfg.Owner, status, res.Candidates, res.Published, d.Body(), result); err != nil {
+		w.retry(ctx, d, a, err)
 		return
 	}
-	log.Info("run "+outcome+" by request", "run", runID, "candidates", res.Candidates, "published", res.Published)
-	w.emit(ctx, outcome, j, d.Attempt(), res, "")
+	log.Info("run "+outcome+" by request", "run", a.runID, "candidates", res.Candidates, "published", res.Published)
+	w.emit(ctx, outcome, a, d.Attempt(), res, "")
 	w.observe(outcome, res, start)
 	w.ack(ctx, d, log)
 }
@@ -420,22 +590,33 @@ func (d ledgerAttempt) Attempt() int { return d.attempt }
 // last one, so a run claimed past its last attempt had attempts that ended
 // with no outcome recorded: its worker crashed (OOM) or was killed while
 // running it, and would be again.
-func (w *Worker) crashLoop(ctx context.Context, d queue.Delivery, j *job.Job) bool {
+func (w *Worker) crashLoop(ctx context.Context, d queue.Delivery, a attempt) bool {
 	if d.Attempt() <= w.cfg.MaxAttempts {
 		return false
 	}
-	w.retry(ctx, d, j, fmt.Errorf("claimed %d times, at most %d attempts: earlier attempts ended without an outcome (the worker crashed or was killed while running the job)",
-		d.Attempt(), w.cfg.MaxAttempts))
+	what := "job"
+	if a.task != nil {
+		what = "partition"
+	}
+	w.retry(ctx, d, a, fmt.Errorf("claimed %d times, at most %d attempts: earlier attempts ended without an outcome (the worker crashed or was killed while running the %s)",
+		d.Attempt(), w.cfg.MaxAttempts, what))
 	return true
 }
 
-// emit sends a run event; a stream that is down never fails the run.
-func (w *Worker) emit(ctx context.Context, typ string, j *job.Job, attempt int, res *publish.Result, errText string) {
+// emit sends a run event; a stream that is down never fails the run. Every
+// event of a partitioned run carries its request_id; a range's events name
+// the range in phase and part.
+func (w *Worker) emit(ctx context.Context, typ string, a attempt, n int, res *publish.Result, errText string) {
+	j := a.job
 	if w.cfg.Events == nil || j == nil {
 		return
 	}
-	e := events.Event{Type: typ, RequestID: j.RequestID, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID, Attempt: attempt,
+	e := events.Event{Type: typ, RequestID: j.RequestID, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID, Attempt: n,
 		At: time.Now().UTC(), Error: errText}
+	if t := a.task; t != nil {
+		part := t.Part
+		e.Phase, e.Part = string(t.Phase), &part
+	}
 	if res != nil {
 		e.Candidates, e.Published = res.Candidates, res.Published
 		if typ == "completed" {
@@ -443,7 +624,7 @@ func (w *Worker) emit(ctx context.Context, typ string, j *job.Job, attempt int, 
 		}
 	}
 	if err := w.cfg.Events.Emit(context.WithoutCancel(ctx), e); err != nil {
-		w.log.Warn("emit run event", "type", typ, "request_id", j.RequestID, "err", err)
+		w.logger(a, n).Warn("emit run event", "type", typ, "err", err)
 	}
 }
 
@@ -453,12 +634,11 @@ func (w *Worker) observe(outcome string, res *publish.Result, start time.Time) {
 	}
 }
 
-// run runs the job while a heartbeat keeps the queue message and the
-// ledger lease alive. A panic in the engine is a failed attempt, not a dead
-// worker.
-// runID names the ledger run the heartbeat and checkpoints belong to: the
-// job's request_id, or a partition's own id.
-func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID string, part *publish.Part, cp publish.Checkpoint, log *slog.Logger) (res *publish.Result, err error) {
+// run runs the attempt while a heartbeat keeps the queue message and the
+// ledger lease (of a.runID) alive. A panic in the engine is a failed
+// attempt, not a dead worker.
+func (w *Worker) run(ctx context.Context, d queue.Delivery, a attempt, rng *publish.Range, cp publish.Checkpoint, log *slog.Logger) (res *publish.Result, err error) {
+	j, runID := a.job, a.runID
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// A resumed run has acknowledged what its checkpoint covers.
@@ -480,7 +660,7 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 				log.Warn("extend job message", "err", err)
 			}
 			c, p := progress.get()
-			w.emit(runCtx, "progress", j, d.Attempt(), &publish.Result{Candidates: c, Published: p}, "")
+			w.emit(runCtx, "progress", a, d.Attempt(), &publish.Result{Candidates: c, Published: p}, "")
 			err := w.cfg.Ledger.Renew(runCtx, runID, w.cfg.Owner, w.cfg.Lease, c, p)
 			switch {
 			case err == nil || runCtx.Err() != nil:
@@ -527,7 +707,7 @@ func (w *Worker) run(ctx context.Context, d queue.Delivery, j *job.Job, runID st
 		}
 		return err
 	}
-	res, err = w.cfg.Runner.RunWith(runCtx, j, part, w.cfg.Sink, cp, publish.Hooks{OnAck: onAck, Progress: progress.set})
+	res, err = w.cfg.Runner.RunWith(runCtx, j, rng, w.cfg.Sink, cp, publish.Hooks{OnAck: onAck, Progress: progress.set})
 	if cause := context.Cause(runCtx); err != nil && (errors.Is(cause, ledger.ErrLeaseLost) || isStopRequest(cause)) {
 		err = fmt.Errorf("run %s: %w", j.RequestID, cause)
 	}
@@ -587,7 +767,7 @@ func (w *Worker) reject(ctx context.Context, d queue.Delivery, j *job.Job, reaso
 		}
 	}
 	log.Warn("job rejected", "reason", reason.Error())
-	w.emit(ctx, "rejected", j, d.Attempt(), nil, reason.Error())
+	w.emit(ctx, "rejected", whole(j), d.Attempt(), nil, reason.Error())
 	if !w.deadLetter(ctx, d, j, "rejected", reason) {
 		w.nack(ctx, d, w.cfg.Backoff(1), log)
 		return
@@ -595,47 +775,51 @@ func (w *Worker) reject(ctx context.Context, d queue.Delivery, j *job.Job, reaso
 	w.ack(ctx, d, log)
 }
 
-// retry hands a failed job back with backoff, or dead-letters it after its
-// last attempt.
-func (w *Worker) retry(ctx context.Context, d queue.Delivery, j *job.Job, cause error) {
-	w.fail(ctx, d, j, nil, cause)
+// retry hands a failed attempt back with backoff, or dead-letters it after
+// its last attempt.
+func (w *Worker) retry(ctx context.Context, d queue.Delivery, a attempt, cause error) {
+	w.fail(ctx, d, a, nil, cause)
 }
 
 // fail is retry for an attempt that may have a result: its counts (what
 // was acknowledged) are recorded; without one the run keeps those of its
 // last checkpoint. A failure caused by the worker shutting down (a claim
 // or a read cut short) is no failure of the job: the message is handed
-// back and the run left as it is.
-func (w *Worker) fail(ctx context.Context, d queue.Delivery, j *job.Job, res *publish.Result, cause error) {
-	log := w.log.With("attempt", d.Attempt())
-	if j != nil {
-		log = log.With("request_id", j.RequestID)
-	}
+// back and the run left as it is. A range that fails on its last attempt
+// fails its whole partitioned run.
+func (w *Worker) fail(ctx context.Context, d queue.Delivery, a attempt, res *publish.Result, cause error) {
+	log := w.logger(a, d.Attempt())
 	if ctx.Err() != nil {
 		log.Info("job not run: shutting down; handed back", "err", cause.Error())
 		w.nack(context.WithoutCancel(ctx), d, 0, log)
 		return
 	}
 	final := d.Attempt() >= w.cfg.MaxAttempts
-	if j != nil {
+	if a.job != nil {
 		status := ledger.Retrying
 		if final {
 			status = ledger.Failed
 		}
 		var err error
 		if res != nil {
-			err = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, status, res.Candidates, res.Published, nil, cause.Error())
+			err = w.cfg.Ledger.Finish(context.WithoutCancel(ctx), a.runID, w.cfg.Owner,
+				ledger.Outcome{Status: status, Candidates: res.Candidates, Published: res.Published, Error: cause.Error()})
 		} else {
-			err = w.cfg.Ledger.Release(context.WithoutCancel(ctx), j.RequestID, w.cfg.Owner, status, cause.Error())
+			err = w.cfg.Ledger.Release(context.WithoutCancel(ctx), a.runID, w.cfg.Owner, status, cause.Error())
 		}
 		if err != nil && !errors.Is(err, ledger.ErrLeaseLost) {
 			log.Error("record failure", "err", err)
 		}
 	}
+	if final && a.task != nil {
+		if err := w.cfg.Partitions.Fail(context.WithoutCancel(ctx), a.task, cause.Error()); err != nil {
+			log.Error("fail partitioned run", "err", err)
+		}
+	}
 	if final {
-		w.emit(ctx, "failed", j, d.Attempt(), nil, cause.Error())
+		w.emit(ctx, "failed", a, d.Attempt(), nil, cause.Error())
 	} else {
-		w.emit(ctx, "retrying", j, d.Attempt(), nil, cause.Error())
+		w.emit(ctx, "retrying", a, d.Attempt(), nil, cause.Error())
 	}
 	if !final {
 		delay := w.cfg.Backoff(d.Attempt())
@@ -644,7 +828,7 @@ func (w *Worker) fail(ctx context.Context, d queue.Delivery, j *job.Job, res *pu
 		return
 	}
 	log.Error("job failed on its last attempt; dead-lettered", "err", cause.Error())
-	if !w.deadLetter(ctx, d, j, "exhausted", cause) {
+	if !w.deadLetter(ctx, d, a.job, "exhausted", cause) {
 		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
 		return
 	}

@@ -6,22 +6,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/events"
+	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/msgstore/pgstore"
 	"github.com/segpub/segpub/internal/natsjs"
+	"github.com/segpub/segpub/internal/partition"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/queue/jsqueue"
 	"github.com/segpub/segpub/internal/schema"
@@ -110,6 +116,10 @@ func (b *bundle) worker(cfg Config) *Worker {
 	if cfg.Runner == nil {
 		cfg.Runner = b.runner
 	}
+	if cfg.Partitions == nil {
+		// As in serve: sub-jobs run, and jobs are not split.
+		cfg.Partitions = b.partitions(0, nil, nil, nil)
+	}
 	cfg.Lease = 3 * time.Second
 	cfg.Backoff = func(int) time.Duration { return 100 * time.Millisecond }
 	w, err := New(cfg)
@@ -125,6 +135,24 @@ func (b *bundle) worker(cfg Config) *Worker {
 		_ = w.Stop(ctx)
 	})
 	return w
+}
+
+// partitions splits jobs over rows users (0: never), planned by engine
+// (default: b's engine) on pool (default: the test database, which also
+// holds the ledger), with the failpoints fp.
+func (b *bundle) partitions(rows int, engine partition.Engine, pool *pgxpool.Pool, fp *failpoint.Set) *partition.Coordinator {
+	b.t.Helper()
+	if engine == nil {
+		engine = b.runner
+	}
+	if pool == nil {
+		pool = dbtest.Pool(b.t)
+	}
+	c, err := partition.New(partition.Config{Audience: pool, State: pool, Queue: b.jobs, Engine: engine, Rows: rows, Failpoints: fp})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return c
 }
 
 func cmpSink(a, b publish.Sink) publish.Sink {
@@ -371,11 +399,7 @@ func TestOversizedJobs(t *testing.T) {
 
 type panicRunner struct{ calls atomic.Int64 }
 
-func (p *panicRunner) Bounds(context.Context, *job.Job, int) ([]string, int64, error) {
-	return nil, 0, nil
-}
-
-func (p *panicRunner) RunWith(context.Context, *job.Job, *publish.Part, publish.Sink, publish.Checkpoint, publish.Hooks) (*publish.Result, error) {
+func (p *panicRunner) RunWith(context.Context, *job.Job, *publish.Range, publish.Sink, publish.Checkpoint, publish.Hooks) (*publish.Result, error) {
 	p.calls.Add(1)
 	panic("boom")
 }
@@ -429,7 +453,7 @@ func TestStopHandsJobBack(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 3000)
 	w1, err := New(Config{Queue: b.jobs, DeadLetter: b.dead, Ledger: b.ledger, Runner: b.runner,
-		Sink: &slowSink{Sink: b.sink, delay: 100 * time.Millisecond}, Lease: 3 * time.Second, Owner: "w1"})
+		Sink: &slowSink{Sink: b.sink, delay: 300 * time.Millisecond}, Lease: 3 * time.Second, Owner: "w1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,10 +465,12 @@ func TestStopHandsJobBack(t *testing.T) {
 	if err := b.jobs.Send(ctx, text, ""); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until w1 has published part of the job.
+	// Wait until w1 has published part of the job: a batch acknowledged
+	// and checkpointed (messages in the stream alone can be a batch still
+	// being sent, which the stop may cut short on a slow machine).
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if info, err := b.conn.JS.Stream(ctx, b.stream); err == nil && info.CachedInfo().State.Msgs > 0 {
+		if r, err := b.ledger.Get(ctx, b.id("r-stop")); err == nil && len(r.Checkpoint) > 0 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -507,7 +533,7 @@ func TestPartitionedRun(t *testing.T) {
 			t.Parallel()
 			b := setup(t, 3000)
 			for i := 0; i < workers; i++ {
-				b.worker(Config{Owner: fmt.Sprintf("w%d", i), PartitionRows: 400})
+				b.worker(Config{Owner: fmt.Sprintf("w%d", i), Partitions: b.partitions(400, nil, nil, nil)})
 			}
 			text := []byte(strings.Replace(string(b.jobText("r-part")), `"message":{"title":"hi"}`,
 				`"message":{"title":"hi"},"experiment_id":"exp_ab","throttle":{"max_per_interval":250,"interval_minutes":10}`, 1))
@@ -569,7 +595,7 @@ func sortBytes(s [][]byte) {
 func TestPartitionsInterleaveWithOtherJobs(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 3000)
-	b.worker(Config{Owner: "w0", Concurrency: 1, PartitionRows: 400,
+	b.worker(Config{Owner: "w0", Concurrency: 1, Partitions: b.partitions(400, nil, nil, nil),
 		Sink: &slowSink{Sink: b.sink, delay: 300 * time.Millisecond}})
 	ctx := context.Background()
 	if err := b.jobs.Send(ctx, b.jobText("r-large"), ""); err != nil {
@@ -608,4 +634,105 @@ func TestPartitionsInterleaveWithOtherJobs(t *testing.T) {
 	if after == 0 {
 		t.Fatal("no range of the large job ran after the small job: it waited for the whole large job")
 	}
+}
+
+// eventLog keeps the events emitted to it.
+type eventLog struct {
+	mu     sync.Mutex
+	events []events.Event
+}
+
+func (l *eventLog) Emit(_ context.Context, e events.Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+	return nil
+}
+
+// Every event and log line of a partitioned run carries the run's
+// request_id, never a range's ledger id, even when a range fails and is
+// retried; a range's own events and lines name it in phase and part.
+func TestPartitionedRunOneRequestID(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3000)
+	fp := &failpoint.Set{}
+	fp.Arm(failpoint.AfterFetch, 3, 1)
+	runner, err := publish.New(publish.Config{Pool: dbtest.Pool(t), Failpoints: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	evs := &eventLog{}
+	var workers []*Worker
+	for i := range 2 {
+		workers = append(workers, b.worker(Config{Owner: fmt.Sprintf("w%d", i), Runner: runner, Partitions: b.partitions(400, runner, nil, fp),
+			Events: evs, Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs}, nil))}))
+	}
+	if err := b.jobs.Send(context.Background(), b.jobText("r-one-id"), ""); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus("r-one-id", ledger.Completed)
+	for _, w := range workers {
+		if err := w.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := b.id("r-one-id")
+	retried := false
+	evs.mu.Lock()
+	defer evs.mu.Unlock()
+	for _, e := range evs.events {
+		if e.RequestID != id {
+			t.Errorf("%s event with request_id %q", e.Type, e.RequestID)
+		}
+		if e.Type == "retrying" {
+			retried = true
+			if e.Part == nil || e.Phase == "" {
+				t.Errorf("a range's retrying event does not name the range: %+v", e)
+			}
+		}
+		switch e.Type {
+		case "started", "partitioned", "completed":
+			if e.Part != nil || e.Phase != "" {
+				t.Errorf("the run's own %s event names a range: %s %v", e.Type, e.Phase, *e.Part)
+			}
+		}
+	}
+	var completed int
+	lines := 0
+	for _, line := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		rid, ok := rec["request_id"]
+		if !ok {
+			continue
+		}
+		lines++
+		if rid != id {
+			t.Errorf("log line with request_id %v: %s", rid, line)
+		}
+		if rec["msg"] == "partition completed" {
+			completed++
+			if _, ok := rec["part"]; !ok || (rec["phase"] != "scan" && rec["phase"] != "publish") {
+				t.Errorf("a range's line without its phase and part: %s", line)
+			}
+		}
+	}
+	if !retried || completed < 4 || lines == 0 {
+		t.Fatalf("retried %v; %d ranges completed in %d log lines with a request_id", retried, completed, lines)
+	}
+}
+
+// lockedWriter lets several workers' handlers write to one buffer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -1,4 +1,4 @@
-package ledger
+package partition
 
 import (
 	"context"
@@ -11,22 +11,23 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/ledger"
 )
 
 // A partitioned run's destinations are copied in right before the publish
 // phase reads them back, so the planner sees the statistics of earlier
 // runs only: the new request_id is unknown to it, estimated at one row.
-// Taken's plan must not depend on that estimate. The old EXISTS query
+// taken's plan must not depend on that estimate. The old EXISTS query
 // became a nested loop comparing each destination of the partition with
 // every destination of the earlier partitions (issue 19: hours at 1M).
 func TestTakenPlanWithStaleStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.IsolatedPool(t)
-	l, err := New(ctx, pool)
-	if err != nil {
+	if _, err := ledger.New(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
+	l := &records{pool: pool}
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, sql, args...); err != nil {
@@ -53,7 +54,7 @@ SELECT 'sched:earlier', i % 4, hashint8(i) FROM generate_series(1, 400000) i`)
 			fps = append(fps, uint64(1_000_000_000+i*7%(p*per)))
 		}
 		recorded[p] = fps
-		if err := l.RecordScan(ctx, id, p, fps); err != nil {
+		if err := l.recordScan(ctx, id, p, fps); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +115,7 @@ SELECT 'sched:earlier', i % 4, hashint8(i) FROM generate_series(1, 400000) i`)
 				want = append(want, fp)
 			}
 		}
-		taken, offset, err := l.Taken(ctx, id, p)
+		taken, offset, err := l.taken(ctx, id, p)
 		if err != nil {
 			t.Fatal(err)
 		}
