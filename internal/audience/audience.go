@@ -84,7 +84,9 @@ type Spec struct {
 	// CSV chunk whose user_id values are looked up).
 	ExternalIDs []string
 	// After and Before bound the users streamed, exclusively, in byte order
-	// of notifly_user_id: resuming a run, or one partition of it.
+	// of notifly_user_id: Before ends a partition's range; After is used by
+	// the index study (a resumed run streams from its range's start and
+	// skips what its checkpoint covers, so that its keys stay the same).
 	After, Before string
 	// From bounds them inclusively from below: a partition's first key.
 	From string
