@@ -8,8 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,4 +285,30 @@ func TestPartitionedWorkload(t *testing.T) {
 		"bench-"+project+"-%").Scan(&runs); err != nil || runs != 2*partitionedRounds {
 		t.Fatalf("%d runs recorded, want %d (%v)", runs, 2*partitionedRounds, err)
 	}
+}
+
+// A child's peak memory is its own, not this process's: a child that
+// touches little memory reports little, however much this process holds.
+func TestChildPeakRSSIsItsOwn(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc")
+	}
+	hold := make([]byte, 300<<20)
+	for i := range hold {
+		hold[i] = 1 // resident
+	}
+	cmd := exec.Command("sleep", "0.3")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	hwm := watchPeakRSS(cmd.Process.Pid)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	peak := hwm()
+	t.Logf("getrusage maxrss of the child: %d KiB; VmHWM %d KiB", cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, peak)
+	if peak == 0 || peak > 100<<10 {
+		t.Fatalf("peak of sleep: %d KiB (this process holds %d MiB)", peak, len(hold)>>20)
+	}
+	runtime.KeepAlive(hold)
 }
