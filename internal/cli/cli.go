@@ -283,14 +283,13 @@ type common struct {
 // Defaults of the common settings.
 const (
 	DefaultDBStallTimeout = 10 * time.Minute
-	// DefaultAudienceWorkMem is the work_mem of segpub's audience sessions.
-	// At PostgreSQL's default (4MB) the audience query's sort of wide rows
-	// merges in several passes over disk and its hash join splits into
-	// dozens of batches; 64MB made the 1M-user push query about twice as
-	// fast (docs/benchmarks.md, "The read path"). It bounds each sort or
-	// hash node of one session (hash nodes may use hash_mem_multiplier
-	// times it), so a parallel query can use a few times this much.
-	DefaultAudienceWorkMem = "64MB"
+	// DefaultAudienceWorkMem is the work_mem of segpub's audience
+	// sessions: empty, the server's own. A larger one shortens the
+	// audience query's sort under EXPLAIN ANALYZE, but measured end to end
+	// (segpub bench, 4MB against 64MB) no workload got faster and some got
+	// slower (docs/benchmarks.md, "The read path"), while it costs the
+	// database memory per sort and hash node of every parallel process.
+	DefaultAudienceWorkMem = ""
 )
 
 // workMemPattern is what the setting accepts: an integer and one of
@@ -311,7 +310,7 @@ func (c *common) register(d *decls) {
 	d.Duration(&c.checkInterval, "db-check-interval", "SEGPUB_DB_CHECK_INTERVAL", pgtimeout.DefaultCheckInterval,
 		"how often the server checks that segpub is still connected while it runs a statement (PostgreSQL 14+); 0: never")
 	d.String(&c.workMem, "audience-work-mem", "SEGPUB_AUDIENCE_WORK_MEM", DefaultAudienceWorkMem,
-		"work_mem of the audience database sessions (e.g. 64MB); empty: the server's")
+		"work_mem of the audience database sessions (e.g. 64MB); empty: the server's own")
 	d.fs.BoolVarP(&c.verbose, "verbose", "v", false, "log debug detail")
 }
 
