@@ -41,7 +41,8 @@ demo: build
 	bin/segpub demo $(DEMO_FLAGS)
 
 # Every workload at 1M, 3M and 10M users (seeded on first use), with the
-# plots of docs/benchmarks.md. About 35 minutes on 2 cores, 40 GB of disk.
+# plots of docs/benchmarks.md. About 75 minutes on 2 cores (SQS and JetStream
+# at every size), 40 GB of disk.
 bench: build
 	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} bin/segpub bench --sizes $${SIZES:-1m,3m,10m} --plots docs/img
 
