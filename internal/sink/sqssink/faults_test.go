@@ -91,12 +91,18 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					keep = append(keep, e)
 				}
 			}
+			all := len(req.Entries)
 			req.Entries = keep
 			fwd, _ := json.Marshal(req)
 			rec := httptest.NewRecorder()
 			p.forward(rec, r, fwd)
 			var out map[string]any
 			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != http.StatusOK {
+				// The emulator itself failed the request: the client
+				// re-sends all of it.
+				p.mu.Lock()
+				p.resend += all
+				p.mu.Unlock()
 				w.WriteHeader(rec.Code)
 				_, _ = w.Write(rec.Body.Bytes())
 				return
@@ -119,17 +125,26 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p.forward(w, r, body)
+	if p.forward(w, r, body) != http.StatusOK {
+		// Under load the emulator (or the hop to it) can fail a request
+		// of its own; the client re-sends it, which is not a re-send of
+		// more than failed.
+		p.mu.Lock()
+		p.resend += len(req.Entries)
+		p.mu.Unlock()
+	}
 }
 
-func (p *faultProxy) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+// forward passes a request on to the emulator and returns the status it
+// answered with.
+func (p *faultProxy) forward(w http.ResponseWriter, r *http.Request, body []byte) int {
 	req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target.String()+r.URL.RequestURI(), bytes.NewReader(body))
 	req.Header = r.Header.Clone()
 	req.ContentLength = int64(len(body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		w.WriteHeader(http.StatusBadGateway)
-		return
+		return http.StatusBadGateway
 	}
 	defer resp.Body.Close()
 	for k, v := range resp.Header {
@@ -137,6 +152,7 @@ func (p *faultProxy) forward(w http.ResponseWriter, r *http.Request, body []byte
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
+	return resp.StatusCode
 }
 
 // Through 5xx answers, throttling and entries failed inside a 200, every
