@@ -131,11 +131,12 @@ func idempotencyKey(body string) string {
 
 // SDKCeiling is what the AWS SDK alone sends to the endpoint: n messages
 // of size bytes each, SendMessageBatch with 10 entries, inFlight requests
-// at once, on a client sized as segpub sizes its own. It returns messages
+// at once, on a client with segpub's pool and retry settings but the
+// SDK's own request serializer (sqssink.PoolOptions). It returns messages
 // per second.
 func SDKCeiling(ctx context.Context, endpoint string, n, size, inFlight int) (float64, error) {
 	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", "")}, sqssink.ClientOptions(inFlight))
+		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", "")}, sqssink.PoolOptions(inFlight))
 	url := endpoint + "/000000000000/bench-ceiling"
 	pad := strings.Repeat("x", max(0, size-95)) // 95: the rest of the body
 	requests := (n + 9) / 10

@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/bits"
 	"slices"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/segpub/segpub/internal/job"
 )
@@ -294,7 +296,10 @@ func appendNullable(buf, b []byte) []byte {
 }
 
 // AppendString appends s as a JSON string.
-func AppendString(buf []byte, s string) []byte { return appendBytes(buf, []byte(s)) }
+func AppendString(buf []byte, s string) []byte {
+	// appendBytes only reads b, so s's bytes need no copy.
+	return appendBytes(buf, unsafe.Slice(unsafe.StringData(s), len(s)))
+}
 
 const hexDigits = "0123456789abcdef"
 
@@ -306,18 +311,19 @@ var plain = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// plain8 reports whether the 8 bytes of x all go into a JSON string as
-// they are (plain ASCII): a word at a time, the bulk of ids, tokens and
-// addresses costs an eighth of the byte loop.
-func plain8(x uint64) bool {
+// special8 marks, in the high bit of each byte, the bytes of x that do not
+// go into a JSON string as they are: quotes, backslashes, control
+// characters and the bytes of multi-byte characters. Only its lowest set
+// bit is exact (a borrow can mark bytes above it), which is all the
+// caller uses: a word at a time, it finds the next byte that needs a look,
+// so a JSON body escaped into a JSON string (a quote every few bytes)
+// copies its plain runs without a byte loop.
+func special8(x uint64) uint64 {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	if x&hi != 0 {
-		return false // a byte of a multi-byte character
-	}
-	// With every byte below 0x80, (v - lo*n) & ^v & hi is non-zero exactly
-	// when some byte of v is below n.
-	less := func(v, n uint64) bool { return (v-lo*n)&^v&hi != 0 }
-	return !less(x, 0x20) && !less(x^(lo*'"'), 1) && !less(x^(lo*'\\'), 1)
+	// (v - lo*n) &^ v & hi marks the bytes of v below n, exactly up to
+	// the lowest one; bytes of 0x80 and above are marked by x & hi.
+	less := func(v, n uint64) uint64 { return (v - lo*n) &^ v & hi }
+	return x&hi | less(x, 0x20) | less(x^(lo*'"'), 1) | less(x^(lo*'\\'), 1)
 }
 
 // appendBytes appends b as a JSON string: quotes, backslashes and control
@@ -328,9 +334,13 @@ func appendBytes(buf, b []byte) []byte {
 	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(b); {
-		if i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-			continue
+		if i+8 <= len(b) {
+			m := special8(binary.LittleEndian.Uint64(b[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3
 		}
 		c := b[i]
 		if c < utf8.RuneSelf {

@@ -168,7 +168,7 @@ func TestInjectedFaults(t *testing.T) {
 	direct := sqs.NewFromConfig(cfg)
 	viaProxy := cfg.Copy()
 	viaProxy.BaseEndpoint = aws.String(srv.URL)
-	client := sqs.NewFromConfig(viaProxy)
+	client := sqs.NewFromConfig(viaProxy, ClientOptions(4))
 
 	q, err := direct.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String("faults-email")})
 	if err != nil {

@@ -152,13 +152,13 @@ func New(cfg Config) (*Sink, error) {
 // Window implements publish.Windowed.
 func (s *Sink) Window() int { return s.cfg.Window }
 
-// ClientOptions sizes an SQS client for inFlight concurrent requests: a
+// PoolOptions sizes an SQS client for inFlight concurrent requests: a
 // connection pool that keeps them all (the SDK's default keeps 10 idle
 // connections per host, so at 256 requests in flight most would open a new
 // TLS connection), and no client-side retry quota, which under sustained
 // throttling runs dry and turns retryable errors into failures; the sink
 // bounds its retries itself.
-func ClientOptions(inFlight int) func(*sqs.Options) {
+func PoolOptions(inFlight int) func(*sqs.Options) {
 	inFlight = cmp.Or(inFlight, DefaultInFlight)
 	return func(o *sqs.Options) {
 		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
@@ -166,6 +166,18 @@ func ClientOptions(inFlight int) func(*sqs.Options) {
 			t.MaxIdleConnsPerHost = inFlight
 		})
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None })
+	}
+}
+
+// ClientOptions is the sink's client: PoolOptions, and SendMessageBatch
+// requests written by the sink (batchProtocol).
+func ClientOptions(inFlight int) func(*sqs.Options) {
+	pool := PoolOptions(inFlight)
+	return func(o *sqs.Options) {
+		pool(o)
+		if o.Protocol != nil {
+			o.Protocol = batchProtocol{ClientProtocol: o.Protocol}
+		}
 	}
 }
 

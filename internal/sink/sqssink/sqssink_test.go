@@ -32,7 +32,8 @@ type world struct {
 
 func newWorld(t *testing.T, fifo bool) *world {
 	t.Helper()
-	client := sqs.NewFromConfig(awstest.Config(t))
+	// The sink's own client, so the suite goes through its request writer.
+	client := sqs.NewFromConfig(awstest.Config(t), ClientOptions(0))
 	prefix := fmt.Sprintf("q%d-", n.Add(1))
 	suffix := ""
 	attrs := map[string]string{}
