@@ -219,11 +219,17 @@ var (
 	// ErrStale is wrapped by Open's error for a sub-job that can never
 	// run: its run is unknown, or not one it can belong to.
 	ErrStale = errors.New("sub-job can never run")
+	// ErrEarly is wrapped by Open's error for a sub-job of a phase its run
+	// has not reached: the transaction that moves the run sends the next
+	// phase's sub-jobs before it commits, and may not commit. The sub-job
+	// is handed back until it does.
+	ErrEarly = errors.New("sub-job's phase not reached")
 )
 
 // Open reads a sub-job's task from a message body. It returns nil, nil
-// when body is not a sub-job, and errors wrapping ErrFinished or ErrStale
-// for one that must be dropped; any other error is the database's.
+// when body is not a sub-job, errors wrapping ErrFinished or ErrStale for
+// one that must be dropped, and ErrEarly for one to hand back; any other
+// error is the database's.
 func (c *Coordinator) Open(ctx context.Context, body []byte) (*Task, error) {
 	var m message
 	if err := json.Unmarshal(body, &m); err != nil || m.Part == nil {
@@ -245,6 +251,12 @@ func (c *Coordinator) Open(ctx context.Context, body []byte) (*Task, error) {
 	}
 	if r.Phase != Scan && r.Phase != Publish {
 		return nil, fmt.Errorf("%w: unknown phase %q", ErrStale, r.Phase)
+	}
+	// A publish range run while its run is still scanning would complete
+	// without advancing it (the run is not publishing yet), and the
+	// phase's sub-jobs, once sent, are not sent again.
+	if r.Phase == Publish && s.status == ledger.Scanning {
+		return nil, fmt.Errorf("%w: run %q is still scanning", ErrEarly, r.Parent)
 	}
 	j, err := job.Parse(s.job)
 	if err != nil {

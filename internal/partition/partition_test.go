@@ -99,6 +99,12 @@ func TestPhases(t *testing.T) {
 	if err != nil || parts < 2 {
 		t.Fatalf("split in %d ranges: %v", parts, err)
 	}
+	// A publish sub-job seen while the run still scans (the scans' last
+	// advance sent it, then failed to commit) waits for the phase.
+	early, _ := json.Marshal(message{Part: &ref{Parent: j.RequestID, Phase: Publish}})
+	if _, err := c.Open(ctx, early); !errors.Is(err, ErrEarly) {
+		t.Fatalf("publish sub-job of a scanning run: %v", err)
+	}
 	got := &capture{}
 	var done *publish.Result
 	for _, phase := range []Phase{Scan, Publish} {

@@ -290,6 +290,10 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 			w.log.Error("sub-job dropped", "err", err)
 			w.ack(ctx, d, w.log)
 			return
+		case errors.Is(err, partition.ErrEarly):
+			w.log.Info("sub-job handed back until its phase starts", "err", err)
+			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
+			return
 		case err != nil:
 			w.log.Warn("open sub-job", "err", err)
 			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
@@ -331,6 +335,13 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 			w.park(ctx, d, startOf(j, ref), log)
 			return
 		}
+		if claim.Run.Status == ledger.Scanning || claim.Run.Status == ledger.Publishing {
+			// Split, though the split's commit reported an error: its
+			// sub-jobs carry the run.
+			log.Info("run already partitioned; copy dropped", "status", claim.Run.Status)
+			w.ack(ctx, d, log)
+			return
+		}
 		log.Info("run held by another worker; handed back", "holder", claim.Run.Owner)
 		w.nack(ctx, d, w.cfg.Lease, log)
 		return
@@ -346,7 +357,10 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	// run's "now".
 	j.ScheduledAt = claim.Run.Reference
 	w.emit(ctx, "started", a, d.Attempt(), nil, "")
-	if w.split(ctx, d, a, raw, log) {
+	// A run that published before (an earlier attempt ran it whole) goes
+	// on whole from its checkpoint: its ranges would publish it again.
+	resumed := len(claim.Run.Checkpoint) > 0 || claim.Run.Published > 0
+	if !resumed && w.split(ctx, d, a, raw, log) {
 		return
 	}
 	w.execute(ctx, d, a, nil, w.checkpoint(claim.Run, log), start, log)

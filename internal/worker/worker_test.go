@@ -55,6 +55,8 @@ type bundle struct {
 	nextName string
 	users    int
 	n        int64 // names the test's streams
+	// logs holds what the bundle's workers log, shown when a run is stuck.
+	logs lockedWriter
 }
 
 // faultScale is the size of the fault-injection cases: 3,000 users
@@ -122,6 +124,9 @@ func (b *bundle) worker(cfg Config) *Worker {
 	}
 	cfg.Lease = 3 * time.Second
 	cfg.Backoff = func(int) time.Duration { return 100 * time.Millisecond }
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(&b.logs, nil)).With("worker", cfg.Owner)
+	}
 	w, err := New(cfg)
 	if err != nil {
 		b.t.Fatal(err)
@@ -172,11 +177,14 @@ func (b *bundle) jobText(requestID string) []byte {
 
 func (b *bundle) id(requestID string) string { return requestID + "-" + b.tables.Project }
 
-// waitStatus polls the ledger until the run reaches status.
+// waitStatus polls the ledger until the run reaches status. The deadline
+// only ends a stuck run: a fault case on a loaded 2-core machine (every
+// package's tests at once, retries waiting out 3 s leases) runs several
+// times longer than alone.
 func (b *bundle) waitStatus(requestID string, status ledger.Status) *ledger.Run {
 	b.t.Helper()
 	requestID = b.id(requestID)
-	deadline := time.Now().Add(30*time.Second + time.Duration(b.users)*time.Millisecond)
+	deadline := time.Now().Add(2*time.Minute + time.Duration(b.users)*time.Millisecond)
 	for time.Now().Before(deadline) {
 		r, err := b.ledger.Get(context.Background(), requestID)
 		if err == nil && r.Status == status {
@@ -185,8 +193,32 @@ func (b *bundle) waitStatus(requestID string, status ledger.Status) *ledger.Run 
 		time.Sleep(50 * time.Millisecond)
 	}
 	r, err := b.ledger.Get(context.Background(), requestID)
-	b.t.Fatalf("run %s did not reach %s: %+v %v", requestID, status, r, err)
+	b.t.Fatalf("run %s did not reach %s: %+v %v\n%s", requestID, status, r, err, b.diagnose(requestID))
 	return nil
+}
+
+// diagnose describes a stuck run: its ranges' runs, and the end of what
+// the workers logged.
+func (b *bundle) diagnose(requestID string) string {
+	var out strings.Builder
+	rows, err := dbtest.Pool(b.t).Query(context.Background(),
+		`SELECT request_id, status, attempts, coalesce(owner, ''), coalesce(error, '') FROM segpub_runs WHERE parent = $1 ORDER BY request_id`, requestID)
+	if err == nil {
+		for rows.Next() {
+			var id, status, owner, errText string
+			var attempts int
+			if rows.Scan(&id, &status, &attempts, &owner, &errText) == nil {
+				fmt.Fprintf(&out, "range %s: %s, %d attempts, owner %q, error %q\n", id, status, attempts, owner, errText)
+			}
+		}
+		rows.Close()
+	}
+	b.logs.mu.Lock()
+	lines := strings.Split(b.logs.String(), "\n")
+	b.logs.mu.Unlock()
+	out.WriteString("workers' last log lines:\n")
+	out.WriteString(strings.Join(lines[max(0, len(lines)-80):], "\n"))
+	return out.String()
 }
 
 // channelMessages drains the channel stream's messages.
@@ -580,6 +612,43 @@ func TestPartitionedRun(t *testing.T) {
 	}
 }
 
+// A run that published before it could be split (an earlier attempt ran
+// it whole, as when planning failed) goes on whole: ranges would publish
+// its first part again.
+func TestResumedRunIsNotSplit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3000)
+	text := b.jobText("r-resumed")
+	j, err := job.Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier attempt: claimed, 100 messages published, then failed.
+	if claim, err := b.ledger.Claim(ctx, startOf(j, j.ScheduledAt), "earlier", time.Minute); err != nil || !claim.Granted {
+		t.Fatalf("claim: %+v %v", claim, err)
+	}
+	if err := b.ledger.Renew(ctx, j.RequestID, "earlier", time.Minute, 3000, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ledger.Release(ctx, j.RequestID, "earlier", ledger.Retrying, "connection reset"); err != nil {
+		t.Fatal(err)
+	}
+	b.worker(Config{Owner: "w0", Partitions: b.partitions(400, nil, nil, nil)})
+	if err := b.jobs.Send(ctx, text, ""); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus("r-resumed", ledger.Completed)
+	var parts int
+	if err := dbtest.Pool(t).QueryRow(ctx, `SELECT count(*) FROM segpub_runs WHERE parent = $1`, j.RequestID).Scan(&parts); err != nil || parts != 0 {
+		t.Fatalf("%d partition runs (%v), want the run whole", parts, err)
+	}
+	got, want := b.channelMessages(), b.fileOutput(text)
+	sortBytes(got)
+	sortBytes(want)
+	sameMessages(t, got, want)
+}
+
 type discard struct{}
 
 func (discard) Publish(context.Context, *publish.Batch) error { return nil }
@@ -725,14 +794,27 @@ func TestPartitionedRunOneRequestID(t *testing.T) {
 	}
 }
 
-// lockedWriter lets several workers' handlers write to one buffer.
+// lockedWriter lets several workers' handlers write to one buffer (w, or
+// its own when w is nil).
 type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
+	mu  sync.Mutex
+	w   *bytes.Buffer
+	own bytes.Buffer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.w == nil {
+		return l.own.Write(p)
+	}
 	return l.w.Write(p)
+}
+
+// String returns what was written; the caller holds mu.
+func (l *lockedWriter) String() string {
+	if l.w == nil {
+		return l.own.String()
+	}
+	return l.w.String()
 }
