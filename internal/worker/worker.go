@@ -290,11 +290,9 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 			w.log.Error("sub-job dropped", "err", err)
 			w.ack(ctx, d, w.log)
 			return
-		case errors.Is(err, partition.ErrEarly):
-			w.log.Info("sub-job handed back until its phase starts", "err", err)
-			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
-			return
 		case err != nil:
+			// The database's error, or partition.ErrEarly: handed back
+			// either way.
 			w.log.Warn("open sub-job", "err", err)
 			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
 			return

@@ -56,7 +56,7 @@ type bundle struct {
 	users    int
 	n        int64 // names the test's streams
 	// logs holds what the bundle's workers log, shown when a run is stuck.
-	logs lockedWriter
+	logs *lockedWriter
 }
 
 // faultScale is the size of the fault-injection cases: 3,000 users
@@ -90,7 +90,8 @@ func setup(t *testing.T, users int) *bundle {
 		t.Fatal(err)
 	}
 	n := seq.Add(1)
-	b := &bundle{t: t, tables: tables, conn: conn, stream: fmt.Sprintf("CH%d", n), users: users, n: n}
+	b := &bundle{t: t, tables: tables, conn: conn, stream: fmt.Sprintf("CH%d", n), users: users, n: n,
+		logs: &lockedWriter{w: &bytes.Buffer{}}}
 	if b.jobs, err = jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: fmt.Sprintf("J%d", n), Subject: fmt.Sprintf("jobs.%d", n), AckWait: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func (b *bundle) worker(cfg Config) *Worker {
 	cfg.Lease = 3 * time.Second
 	cfg.Backoff = func(int) time.Duration { return 100 * time.Millisecond }
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(&b.logs, nil)).With("worker", cfg.Owner)
+		cfg.Logger = slog.New(slog.NewTextHandler(b.logs, nil)).With("worker", cfg.Owner)
 	}
 	w, err := New(cfg)
 	if err != nil {
@@ -213,9 +214,7 @@ func (b *bundle) diagnose(requestID string) string {
 		}
 		rows.Close()
 	}
-	b.logs.mu.Lock()
 	lines := strings.Split(b.logs.String(), "\n")
-	b.logs.mu.Unlock()
 	out.WriteString("workers' last log lines:\n")
 	out.WriteString(strings.Join(lines[max(0, len(lines)-80):], "\n"))
 	return out.String()
@@ -794,27 +793,21 @@ func TestPartitionedRunOneRequestID(t *testing.T) {
 	}
 }
 
-// lockedWriter lets several workers' handlers write to one buffer (w, or
-// its own when w is nil).
+// lockedWriter lets several workers' handlers write to one buffer.
 type lockedWriter struct {
-	mu  sync.Mutex
-	w   *bytes.Buffer
-	own bytes.Buffer
+	mu sync.Mutex
+	w  *bytes.Buffer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.w == nil {
-		return l.own.Write(p)
-	}
 	return l.w.Write(p)
 }
 
-// String returns what was written; the caller holds mu.
+// String returns what was written so far.
 func (l *lockedWriter) String() string {
-	if l.w == nil {
-		return l.own.String()
-	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.w.String()
 }
