@@ -152,11 +152,14 @@ func (b *builder) compile() (*Query, error) {
 	t := s.Tables
 	device := s.Channel.IsDevice()
 	var sb strings.Builder
-	sb.WriteString("SELECT u.notifly_user_id, u.external_user_id, u.email, u.phone_number, ")
+	sb.WriteString("SELECT u.notifly_user_id COLLATE \"C\", u.external_user_id, u.email, u.phone_number, ")
 	if s.WithProperties {
-		sb.WriteString("u.user_properties, ")
+		// Cast here, the text is what the run reads anyway: in a parallel
+		// plan the workers then run jsonb's output function below the
+		// Gather, instead of the leader alone for every row it sends.
+		sb.WriteString("u.user_properties::text, ")
 	} else {
-		sb.WriteString("NULL::jsonb, ")
+		sb.WriteString("NULL::text, ")
 	}
 	sb.WriteString("u.random_bucket_number, ")
 	b.joinDeliveries = true
@@ -167,7 +170,7 @@ func (b *builder) compile() (*Query, error) {
 	}
 	sb.WriteString(", " + b.governanceColumns())
 	if device {
-		sb.WriteString(", d.notifly_device_id, d.external_device_id, d.device_token, d.platform, d.os_version, d.app_version, d.sdk_version, d.sdk_type, d.updated_at")
+		sb.WriteString(", d.notifly_device_id COLLATE \"C\", d.external_device_id, d.device_token, d.platform, d.os_version, d.app_version, d.sdk_version, d.sdk_type, d.updated_at")
 	}
 	ids := s.ExternalIDs
 	if ids == nil && s.Audience.Type == job.AudienceUserIDs {

@@ -249,13 +249,23 @@ func (cfg *Config) applies(wl workload, users int64) bool {
 	return true
 }
 
-// withoutOrder cuts a query's final ORDER BY.
-func withoutOrder(sql string) (string, bool) {
+// plainJoin is the floor's query made from segpub's: its final ORDER BY
+// cut, and its select list reading the columns as stored, without the
+// collation and the cast segpub asks for (segpub's choices, not what
+// streaming the audience needs).
+func plainJoin(sql string) (string, bool) {
 	i := strings.LastIndex(sql, "\nORDER BY ")
 	if i < 0 || strings.Contains(sql[i:], ")") {
 		return "", false
 	}
-	return sql[:i], true
+	sql = sql[:i]
+	head, rest, _ := strings.Cut(sql, "\n")
+	head = strings.ReplaceAll(head, ` COLLATE "C"`, "")
+	head = strings.ReplaceAll(head, "u.user_properties::text", "u.user_properties")
+	if rest == "" {
+		return head, true
+	}
+	return head + "\n" + rest, true
 }
 
 func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error) {
@@ -309,7 +319,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 	if err != nil {
 		return nil, err
 	}
-	plainSQL, ok := withoutOrder(orderedSQL)
+	plainSQL, ok := plainJoin(orderedSQL)
 	if !ok {
 		return nil, fmt.Errorf("the push audience query has no final ORDER BY: %s", orderedSQL)
 	}

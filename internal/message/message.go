@@ -200,6 +200,17 @@ var nonchar = []byte{0xef, 0xbf}
 // properties; they win over properties of the same name.
 var userKeys = [][]byte{[]byte(`"$email"`), []byte(`"$phone_number"`), []byte(`"external_user_id"`)}
 
+// hasUserKey reports whether props may hold one of userKeys. A match inside
+// a value only takes the slow path, which is exact. The two "$" keys are
+// searched for only when a '$' occurs at all: one byte scan instead of two
+// substring searches on every row.
+func hasUserKey(props []byte) bool {
+	if bytes.IndexByte(props, '$') >= 0 && (bytes.Contains(props, userKeys[0]) || bytes.Contains(props, userKeys[1])) {
+		return true
+	}
+	return bytes.Contains(props, userKeys[2])
+}
+
 // appendUser writes user_properties plus $email, $phone_number and
 // external_user_id. The properties' JSON text is spliced in as it comes from
 // PostgreSQL; only when it already holds one of the added keys is it decoded,
@@ -220,10 +231,8 @@ func appendUser(buf []byte, r *Recipient) []byte {
 		// properties are left out rather than failing the run.
 		return append(buf, '}')
 	}
-	for _, k := range userKeys {
-		if bytes.Contains(props, k) {
-			return appendPropsSlow(buf, props)
-		}
+	if hasUserKey(props) {
+		return appendPropsSlow(buf, props)
 	}
 	inner := bytes.TrimSpace(props[1 : len(props)-1])
 	if len(inner) > 0 {

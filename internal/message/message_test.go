@@ -121,3 +121,41 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// Properties holding a key personalization.user adds keep one key of that
+// name, the column's value; a '$' or a key name inside a value changes
+// nothing.
+func TestUserKeysOnce(t *testing.T) {
+	t.Parallel()
+	r := &Recipient{HasUser: true, Email: []byte("col@x.com"), Phone: []byte("0101"), ExternalUserID: []byte("ext-col")}
+	for _, tc := range []struct {
+		props string
+		want  map[string]any
+	}{
+		{`{"$email": "prop@x.com", "a": 1}`, map[string]any{"a": 1.0}},
+		{`{"$phone_number": "9", "a": 1}`, map[string]any{"a": 1.0}},
+		{`{"external_user_id": "ext-prop", "a": 1}`, map[string]any{"a": 1.0}},
+		{`{"price": "$5", "note": "external_user_id"}`, map[string]any{"price": "$5", "note": "external_user_id"}},
+		{`{"a": "\"$email\""}`, map[string]any{"a": `"$email"`}},
+		{`{}`, map[string]any{}},
+	} {
+		r.Properties = []byte(tc.props)
+		out := appendUser(nil, r)
+		var got map[string]any
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%s: not JSON: %v: %s", tc.props, err, out)
+		}
+		for k, v := range map[string]string{"$email": "col@x.com", "$phone_number": "0101", "external_user_id": "ext-col"} {
+			if got[k] != v {
+				t.Errorf("%s: %s = %v, want the column's %q (%s)", tc.props, k, got[k], v, out)
+			}
+			delete(got, k)
+			if n := bytes.Count(out, []byte(`"`+k+`":`)); n != 1 {
+				t.Errorf("%s: key %s %d times: %s", tc.props, k, n, out)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: properties %v, want %v", tc.props, got, tc.want)
+		}
+	}
+}
