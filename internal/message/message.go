@@ -129,7 +129,12 @@ func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, se
 	buf = append(buf, `,"send_at":"`...)
 	buf = append(buf, sendAt...)
 	buf = append(buf, `","recipient":{"notifly_user_id":`...)
+	// Fields written twice (recipient and personalization) are escaped
+	// once: the second copy is the first's bytes.
+	var seen written
+	seen.user = span{len(buf), 0}
 	buf = appendNullable(buf, r.UserID)
+	seen.user.end = len(buf)
 	buf = append(buf, `,"external_user_id":`...)
 	buf = appendNullable(buf, r.ExternalUserID)
 	switch {
@@ -141,16 +146,20 @@ func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, se
 		buf = appendBytes(buf, dest)
 	case e.channel.IsDevice():
 		buf = append(buf, `,"device":{"notifly_device_id":`...)
+		seen.device = span{len(buf), 0}
 		buf = appendNullable(buf, r.DeviceID)
+		seen.device.end = len(buf)
 		buf = append(buf, `,"device_token":`...)
 		buf = appendBytes(buf, dest)
+		seen.tail = span{len(buf), 0}
 		buf = appendDeviceTail(buf, r)
+		seen.tail.end = len(buf)
 		buf = append(buf, '}')
 	}
 	buf = append(buf, `},"personalization":{"user":`...)
 	buf = appendUser(buf, r)
 	buf = append(buf, `,"device":`...)
-	buf = appendDevice(buf, r)
+	buf = appendDevice(buf, r, &seen)
 	buf = append(buf, `,"csv":`...)
 	if r.CSV == nil {
 		buf = append(buf, "null"...)
@@ -259,19 +268,36 @@ func appendPropsSlow(buf []byte, props []byte) []byte {
 	return append(buf, '}')
 }
 
-func appendDevice(buf []byte, r *Recipient) []byte {
+// span is where a value's JSON sits in the message being written (end 0:
+// not written).
+type span struct{ start, end int }
+
+// written are the values Append has escaped already in recipient, for
+// personalization to copy.
+type written struct{ user, device, tail span }
+
+// again appends the JSON at sp in buf, or writes it with write when it
+// was not written before.
+func again(buf []byte, sp span, write func([]byte) []byte) []byte {
+	if sp.end == 0 {
+		return write(buf)
+	}
+	return append(buf, buf[sp.start:sp.end]...)
+}
+
+func appendDevice(buf []byte, r *Recipient, seen *written) []byte {
 	if !r.HasDevice {
 		return append(buf, "null"...)
 	}
 	buf = append(buf, `{"notifly_device_id":`...)
-	buf = appendNullable(buf, r.DeviceID)
+	buf = again(buf, seen.device, func(b []byte) []byte { return appendNullable(b, r.DeviceID) })
 	buf = append(buf, `,"notifly_user_id":`...)
-	buf = appendNullable(buf, r.UserID)
+	buf = again(buf, seen.user, func(b []byte) []byte { return appendNullable(b, r.UserID) })
 	buf = append(buf, `,"external_device_id":`...)
 	buf = appendNullable(buf, r.ExternalDeviceID)
 	buf = append(buf, `,"device_token":`...)
 	buf = appendNullable(buf, r.Token)
-	buf = appendDeviceTail(buf, r)
+	buf = again(buf, seen.tail, func(b []byte) []byte { return appendDeviceTail(b, r) })
 	buf = append(buf, `,"updated_at":"`...)
 	buf = r.DeviceUpdatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
 	return append(buf, `"}`...)

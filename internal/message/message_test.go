@@ -159,3 +159,52 @@ func TestUserKeysOnce(t *testing.T) {
 		}
 	}
 }
+
+// A push message carries the user id, the device id and the device's
+// details twice (recipient and personalization): both copies decode to
+// the row's values, escapes and NULLs included.
+func TestDeviceFieldsTwice(t *testing.T) {
+	t.Parallel()
+	j, err := job.Parse([]byte(`{"version":1,"action":"publish","request_id":"r","project_id":"p1",
+"campaign":{"id":"c","channel":"push_notification","audience":{"type":"all"},"message":{"title":"t"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEncoder(j)
+	for _, r := range []*Recipient{
+		{HasUser: true, HasDevice: true, UserID: []byte("u\"1\\"), DeviceID: []byte("d\n1"), Token: []byte("tok"),
+			Platform: []byte("ios"), OSVersion: []byte("17\t1"), AppVersion: []byte("\uffff"), SDKVersion: []byte("é"), SDKType: []byte("x\x01")},
+		{HasUser: true, HasDevice: true, UserID: []byte("u2"), DeviceID: []byte("d2"), Token: []byte("tok2")},
+	} {
+		out := e.Append(nil, sha256.Sum256(r.UserID), "", []byte("2026-01-01T00:00:00Z"), r, r.Token)
+		var m struct {
+			Recipient struct {
+				UserID string         `json:"notifly_user_id"`
+				Device map[string]any `json:"device"`
+			} `json:"recipient"`
+			Personalization struct {
+				Device map[string]any `json:"device"`
+			} `json:"personalization"`
+		}
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, out)
+		}
+		want := map[string]any{"notifly_device_id": string(r.DeviceID), "platform": nullable(r.Platform), "os_version": nullable(r.OSVersion),
+			"app_version": nullable(r.AppVersion), "sdk_version": nullable(r.SDKVersion), "sdk_type": nullable(r.SDKType)}
+		for k, v := range want {
+			if m.Recipient.Device[k] != v || m.Personalization.Device[k] != v {
+				t.Errorf("%s: recipient %q, personalization %q, want %q: %s", k, m.Recipient.Device[k], m.Personalization.Device[k], v, out)
+			}
+		}
+		if m.Recipient.UserID != string(r.UserID) || m.Personalization.Device["notifly_user_id"] != string(r.UserID) {
+			t.Errorf("user id: %q and %q, want %q", m.Recipient.UserID, m.Personalization.Device["notifly_user_id"], r.UserID)
+		}
+	}
+}
+
+func nullable(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
