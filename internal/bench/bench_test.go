@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -314,4 +315,20 @@ func TestChildPeakRSSIsItsOwn(t *testing.T) {
 		t.Fatalf("peak of sleep: %d KiB (this process holds %d MiB)", peak, len(hold)>>20)
 	}
 	runtime.KeepAlive(hold)
+}
+
+func TestMedian(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		in := slices.Clone(tc.xs)
+		if got := median(tc.xs); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.xs, got, tc.want)
+		}
+		if !slices.Equal(in, tc.xs) {
+			t.Errorf("median reordered its input: %v", tc.xs)
+		}
+	}
 }
