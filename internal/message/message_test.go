@@ -69,10 +69,20 @@ func TestAppendBytesRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for n := range 20000 {
 		var b []byte
-		for range rng.IntN(12) {
+		tokens := 12
+		if n%10 == 0 {
+			tokens = 300 // long enough to regrow the output mid-string
+		}
+		for range rng.IntN(tokens) {
 			b = append(b, alphabet[rng.IntN(len(alphabet))]...)
 		}
-		out := appendBytes(nil, b)
+		// After a prefix, in a buffer with little room to spare.
+		prefix := make([]byte, n%5, n%5+n%3)
+		out := appendBytes(prefix, b)
+		if !bytes.Equal(out[:len(prefix)], make([]byte, len(prefix))) {
+			t.Fatalf("case %d: prefix changed: %q", n, out[:len(prefix)])
+		}
+		out = out[len(prefix):]
 		var got string
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("case %d %q: not a JSON string: %v: %q", n, b, err, out)
