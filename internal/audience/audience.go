@@ -152,6 +152,8 @@ func (b *builder) compile() (*Query, error) {
 	t := s.Tables
 	device := s.Channel.IsDevice()
 	var sb strings.Builder
+	// The ids are selected in the ORDER BY's own collation: the sort then
+	// keys on output columns instead of carrying a collated copy of each.
 	sb.WriteString("SELECT u.notifly_user_id COLLATE \"C\", u.external_user_id, u.email, u.phone_number, ")
 	if s.WithProperties {
 		// Cast here, the text is what the run reads anyway: in a parallel
