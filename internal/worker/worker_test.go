@@ -729,12 +729,13 @@ func TestPartitionedRunOneRequestID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	// One writer for both workers: its lock is what keeps their lines whole.
+	logs := &lockedWriter{w: &bytes.Buffer{}}
 	evs := &eventLog{}
 	var workers []*Worker
 	for i := range 2 {
 		workers = append(workers, b.worker(Config{Owner: fmt.Sprintf("w%d", i), Runner: runner, Partitions: b.partitions(400, runner, nil, fp),
-			Events: evs, Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs}, nil))}))
+			Events: evs, Logger: slog.New(slog.NewJSONHandler(logs, nil))}))
 	}
 	if err := b.jobs.Send(context.Background(), b.jobText("r-one-id"), ""); err != nil {
 		t.Fatal(err)
@@ -768,7 +769,7 @@ func TestPartitionedRunOneRequestID(t *testing.T) {
 	}
 	var completed int
 	lines := 0
-	for _, line := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
+	for _, line := range bytes.Split(bytes.TrimSpace([]byte(logs.String())), []byte("\n")) {
 		var rec map[string]any
 		if err := json.Unmarshal(line, &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
