@@ -77,11 +77,15 @@ func (o *awsOpener) Queue(ctx context.Context, raw string, visibility time.Durat
 func (o *awsOpener) Sink(ctx context.Context, pattern string, maxInFlight int) (publish.Sink, error) {
 	// SendMessageBatch carries up to 10 messages.
 	inFlight := (maxInFlight + 9) / 10
-	client, plain, err := o.sqsClient(ctx, pattern, sqssink.ClientOptions(inFlight))
+	client, plain, err := o.sqsClient(ctx, pattern, sqssink.PoolOptions(inFlight))
 	if err != nil {
 		return nil, err
 	}
-	return sqssink.New(sqssink.Config{Client: client, URLPattern: plain, InFlight: inFlight})
+	batch, err := sqssink.NewBatchClient(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	return sqssink.New(sqssink.Config{Client: batch, URLPattern: plain, InFlight: inFlight})
 }
 
 func (o *awsOpener) Store(ctx context.Context, table string) (msgstore.Store, error) {

@@ -54,10 +54,11 @@ type Config struct {
 	// Window is how many batches the engine hands over at once (see
 	// publish.Windowed). Default: DefaultWindow.
 	Window int
-	// Retries is how many times failed entries are re-sent. Default: 8.
+	// Retries is how many times failed entries are re-sent. Default:
+	// DefaultRetries.
 	Retries int
-	// Backoff is the base delay between retries, doubled each time, with
-	// jitter. Default: 100ms.
+	// Backoff is the base delay between retries, doubled each time up to
+	// MaxBackoff, with jitter. Default: 100ms.
 	Backoff time.Duration
 }
 
@@ -73,6 +74,15 @@ const maxMessageParam = "max_message_bytes"
 // 128k messages per second at that latency, more than a 2-core task can
 // encode, so the client's CPU, not the network, is the limit.
 const DefaultInFlight = 256
+
+// DefaultRetries and MaxBackoff give SQS about a minute to recover (an
+// outage, throttling) before a batch fails: 100 ms doubling to 10 s, then
+// 10 s, 12 times. The BatchClient makes one attempt per call, so these are
+// all the retries a request gets.
+const (
+	DefaultRetries = 12
+	MaxBackoff     = 10 * time.Second
+)
 
 // DefaultWindow is the number of batches in flight: with the engine's
 // 1,000-message batches (100 requests each), enough to keep
@@ -144,7 +154,7 @@ func New(cfg Config) (*Sink, error) {
 	cfg.MaxRequestBytes = cmp.Or(cfg.MaxRequestBytes, 256<<10)
 	cfg.InFlight = cmp.Or(cfg.InFlight, DefaultInFlight)
 	cfg.Window = cmp.Or(cfg.Window, DefaultWindow)
-	cfg.Retries = cmp.Or(cfg.Retries, 8)
+	cfg.Retries = cmp.Or(cfg.Retries, DefaultRetries)
 	cfg.Backoff = cmp.Or(cfg.Backoff, 100*time.Millisecond)
 	return &Sink{cfg: cfg, slots: make(chan struct{}, cfg.InFlight), idle: make(chan *request)}, nil
 }
@@ -166,18 +176,6 @@ func PoolOptions(inFlight int) func(*sqs.Options) {
 			t.MaxIdleConnsPerHost = inFlight
 		})
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None })
-	}
-}
-
-// ClientOptions is the sink's client: PoolOptions, and SendMessageBatch
-// requests written by the sink (batchProtocol).
-func ClientOptions(inFlight int) func(*sqs.Options) {
-	pool := PoolOptions(inFlight)
-	return func(o *sqs.Options) {
-		pool(o)
-		if o.Protocol != nil {
-			o.Protocol = batchProtocol{ClientProtocol: o.Protocol}
-		}
 	}
 }
 
@@ -310,7 +308,7 @@ func (s *Sink) send(ctx context.Context, url string, fifo bool, msgs []publish.M
 			if attempt > s.cfg.Retries {
 				return fmt.Errorf("send %d messages to %s: gave up after %d retries: %w", len(entries), url, s.cfg.Retries, lastErr)
 			}
-			d := s.cfg.Backoff << min(attempt-1, 10)
+			d := min(s.cfg.Backoff<<min(attempt-1, 16), MaxBackoff)
 			d += time.Duration(rand.Int64N(int64(d)/2 + 1))
 			select {
 			case <-ctx.Done():

@@ -26,14 +26,19 @@ var n atomic.Int64
 
 // world is a kumo server with one queue per channel.
 type world struct {
-	client  *sqs.Client
+	client *sqs.Client
+	// batch is the BatchClient over client, as segpub sends.
+	batch   *BatchClient
 	pattern string
 }
 
 func newWorld(t *testing.T, fifo bool) *world {
 	t.Helper()
-	// The sink's own client, so the suite goes through its request writer.
-	client := sqs.NewFromConfig(awstest.Config(t), ClientOptions(0))
+	client := sqs.NewFromConfig(awstest.Config(t), PoolOptions(0))
+	batch, err := NewBatchClient(context.Background(), client)
+	if err != nil {
+		t.Fatal(err)
+	}
 	prefix := fmt.Sprintf("q%d-", n.Add(1))
 	suffix := ""
 	attrs := map[string]string{}
@@ -50,7 +55,7 @@ func newWorld(t *testing.T, fifo bool) *world {
 		url = aws.ToString(out.QueueUrl)
 	}
 	base := url[:strings.LastIndex(url, "/")+1]
-	return &world{client: client, pattern: base + prefix + "{channel}" + suffix}
+	return &world{client: client, batch: batch, pattern: base + prefix + "{channel}" + suffix}
 }
 
 // read receives and deletes up to want bodies from a channel's queue.
@@ -78,14 +83,22 @@ func (w *world) read(t *testing.T, ch job.Channel, want int) [][]byte {
 	return out
 }
 
+// The sink passes the sink suite on standard and FIFO queues, through the
+// BatchClient and through the SDK's client.
 func TestSuite(t *testing.T) {
 	t.Parallel()
-	for _, fifo := range []bool{false, true} {
-		t.Run(fmt.Sprintf("fifo=%v", fifo), func(t *testing.T) {
+	for _, c := range []struct {
+		fifo, sdk bool
+	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		t.Run(fmt.Sprintf("fifo=%v,sdk=%v", c.fifo, c.sdk), func(t *testing.T) {
 			t.Parallel()
 			sinktest.Run(t, func(t *testing.T) sinktest.Harness {
-				w := newWorld(t, fifo)
-				s, err := New(Config{Client: w.client, URLPattern: w.pattern})
+				w := newWorld(t, c.fifo)
+				var api API = w.batch
+				if c.sdk {
+					api = w.client
+				}
+				s, err := New(Config{Client: api, URLPattern: w.pattern})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -148,7 +161,7 @@ func lines(n, pad int) []string {
 func TestRequestLimits(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, false)
-	c := &counting{API: w.client, sent: map[string]int{}, failOnce: map[string]bool{}}
+	c := &counting{API: w.batch, sent: map[string]int{}, failOnce: map[string]bool{}}
 	s, err := New(Config{Client: c, URLPattern: w.pattern, MaxRequestBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +193,7 @@ func TestPartialFailure(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, false)
 	ls := lines(30, 0)
-	c := &counting{API: w.client, sent: map[string]int{}, failOnce: map[string]bool{ls[3]: true, ls[14]: true, ls[29]: true}}
+	c := &counting{API: w.batch, sent: map[string]int{}, failOnce: map[string]bool{ls[3]: true, ls[14]: true, ls[29]: true}}
 	s, err := New(Config{Client: c, URLPattern: w.pattern, Backoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +242,7 @@ func (g *gauge) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchIn
 func TestConcurrentBatchesShareInFlight(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, false)
-	g := &gauge{API: w.client}
+	g := &gauge{API: w.batch}
 	s, err := New(Config{Client: g, URLPattern: w.pattern, InFlight: 6, Window: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -265,12 +278,12 @@ func TestConcurrentBatchesShareInFlight(t *testing.T) {
 	}
 }
 
-// The client options keep a pool as large as the requests in flight and
+// The pool options keep a pool as large as the requests in flight and
 // turn off the SDK's retry quota.
-func TestClientOptions(t *testing.T) {
+func TestPoolOptions(t *testing.T) {
 	t.Parallel()
 	o := sqs.Options{}
-	ClientOptions(300)(&o)
+	PoolOptions(300)(&o)
 	bc, ok := o.HTTPClient.(*awshttp.BuildableClient)
 	if !ok {
 		t.Fatalf("HTTP client %T", o.HTTPClient)
