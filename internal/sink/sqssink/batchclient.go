@@ -108,7 +108,9 @@ type answer struct {
 }
 
 // SendMessageBatch sends in and returns the entries SQS did not accept in
-// Failed; Successful is left empty (the sink does not read it).
+// Failed; Successful is left empty (the sink does not read it). Per-call
+// options are ignored: the client's settings were taken once, by
+// NewBatchClient.
 func (b *BatchClient) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
 	if !plainBatch(in) {
 		return nil, errors.New("sqssink: SendMessageBatch: an entry uses fields the batch client does not send")
