@@ -207,11 +207,12 @@ func entryIndex(in *sqs.SendMessageBatchInput, id string) int {
 // protocol's, as the SDK reports it, when the answer carries one) and
 // message.
 func answerError(res *http.Response, raw []byte) error {
+	// encoding/json matches keys case-insensitively: "Message" and "Code"
+	// land here too.
 	var e struct {
-		Type         string `json:"__type"`
-		Code         string `json:"code"`
-		Message      string `json:"message"`
-		MessageUpper string `json:"Message"`
+		Type    string `json:"__type"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
 	}
 	_ = json.Unmarshal(raw, &e)
 	code := e.Code
@@ -240,10 +241,6 @@ func answerError(res *http.Response, raw []byte) error {
 	if code == "" {
 		code = http.StatusText(res.StatusCode)
 	}
-	msg := e.Message
-	if msg == "" {
-		msg = e.MessageUpper
-	}
 	return fmt.Errorf("SendMessageBatch: HTTP %d, request id %s: %w", res.StatusCode, res.Header.Get("X-Amzn-Requestid"),
-		&smithy.GenericAPIError{Code: code, Message: msg, Fault: fault})
+		&smithy.GenericAPIError{Code: code, Message: e.Message, Fault: fault})
 }
