@@ -141,11 +141,6 @@ const (
 	OpContains  Operator = "contains"
 )
 
-var operators = map[Operator]bool{
-	OpEq: true, OpNe: true, OpGt: true, OpGe: true, OpLt: true, OpLe: true,
-	OpIn: true, OpNotIn: true, OpExists: true, OpNotExists: true, OpContains: true,
-}
-
 // Negative reports whether a missing or mismatched property makes the
 // condition true rather than false (CONTRACT.md section 3).
 func (o Operator) Negative() bool { return o == OpNe || o == OpNotIn || o == OpNotExists }

@@ -453,7 +453,7 @@ func parseCondition(o *object) (Condition, error) {
 		return c, err
 	}
 	c.Operator = Operator(op)
-	if !operators[c.Operator] {
+	if !knownOperator(c.Operator) {
 		return c, Rejectf(o.at("operator"), "unknown operator %q", op)
 	}
 	raw, hasValue := o.m["value"]
