@@ -137,7 +137,7 @@ $SEGPUB_* variable read it when the flag is not given.`,
 	root.AddCommand(
 		a.jobCmd("size"), a.jobCmd("publish"), a.seedCmd(), a.migrateCmd(), a.benchCmd(),
 		a.serveCmd(), a.consoleCmd(), a.submitCmd(), a.statusCmd(), a.runCmd(), a.schedulerCmd(), a.campaignCmd(),
-		a.healthcheckCmd(), a.explainCmd(), a.whyCmd(), a.diffCmd(), a.costCmd(), a.demoCmd(),
+		a.healthcheckCmd(), a.checkCmd(), a.explainCmd(), a.whyCmd(), a.diffCmd(), a.costCmd(), a.demoCmd(),
 		a.versionCmd(),
 	)
 	// completion bash|zsh|fish|powershell is cobra's; alone, or with

@@ -15,7 +15,6 @@ import (
 	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/message"
-	"github.com/segpub/segpub/internal/render"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/variant"
 )
@@ -236,24 +235,7 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 			}
 		}
 	}
-	p.spec = audience.Spec{
-		Tables:          tables,
-		Channel:         c.Channel,
-		Audience:        c.Audience,
-		CampaignID:      c.ID,
-		ExcludePrevious: c.ExcludePreviousRecipients,
-		Reference:       p.reference,
-		Render:          render.New(p.reference).Render,
-		WithProperties:  p.publish,
-	}
-	// CSV consents come from the file and its caps from one lookup of
-	// the file's user_ids (source_csv.go), never from the audience query.
-	if c.Audience.Type != job.AudienceCSV {
-		if a := c.Advertising; a != nil {
-			p.spec.Consent, p.spec.NightConsent = a.Consent, a.NightConsent
-		}
-		p.spec.FrequencyCap = c.FrequencyCap
-	}
+	p.spec = specFor(j, tables, p.reference, p.publish)
 	if rng != nil {
 		if c.Audience.Type == job.AudienceCSV {
 			return nil, errors.New("csv audiences have no key ranges")
@@ -269,10 +251,7 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 		}
 		return p, nil
 	}
-	if p.query, err = audience.Compile(p.spec); err != nil {
-		return nil, err
-	}
-	if err := checkParams(p.query); err != nil {
+	if p.query, err = compile(p.spec); err != nil {
 		return nil, err
 	}
 	if err := r.checkThrottle(ctx, p); err != nil {
