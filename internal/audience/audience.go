@@ -1,4 +1,4 @@
-// Package audience compiles a job's audience (CONTRACT.md section 3) into one
+// Package audience compiles a job's audience (docs/job.md) into one
 // SQL query that streams the candidates in (notifly_user_id,
 // notifly_device_id) byte order.
 //
@@ -66,7 +66,7 @@ type Spec struct {
 	// false for every row.
 	ExcludePrevious bool
 	// Consent and NightConsent are the user_properties keys of the
-	// advertising consents (CONTRACT.md section 10); "" when off. The
+	// advertising consents (docs/governance.md); "" when off. The
 	// consent column is true for every row when Consent is "", the
 	// night-consent column false when NightConsent is "".
 	Consent, NightConsent string
@@ -234,7 +234,7 @@ func (b *builder) compile() (*Query, error) {
 // sameUser joins a device alias to the user. Byte order ("C") lets a
 // whole-project query merge in its stream order; an id list compares in
 // the column's own collation instead, so that an index on the device
-// table's notifly_user_id (the seed report's) can serve the join. Both
+// table's notifly_user_id (segpub migrate indexes) can serve the join. Both
 // are the same equality: the columns' collation is deterministic.
 func (b *builder) sameUser(alias string) string {
 	if b.listed {

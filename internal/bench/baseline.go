@@ -14,7 +14,7 @@ import (
 	"github.com/segpub/segpub/internal/schema"
 )
 
-// The seed pattern: the query pattern the seed report describes for the
+// The seed pattern: the query pattern of the Node.js
 // publisher segpub replaces, reproduced so the benchmark can measure the
 // difference on the same data in the same run. It is deliberately what
 // segpub does not do, and runs only inside `segpub bench`:

@@ -16,7 +16,7 @@ import (
 )
 
 // TestFrequencyCapIndexStudy measures the frequency cap's grouped scan of
-// delivery_result (CONTRACT.md section 10) with the tables' keys only and
+// delivery_result (docs/governance.md) with the tables' keys only and
 // with the index `segpub migrate indexes` creates for it. delivery_result
 // grows with every message sent, so it holds months of every channel: the
 // study spreads deliveries over 180 days and 6 channels and caps over 7

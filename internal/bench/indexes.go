@@ -21,7 +21,7 @@ import (
 
 // The index study: every workload's audience query (exactly as a run
 // compiles it) under EXPLAIN ANALYZE, on the tables with their keys only,
-// with the seed report's proposed indexes, with indexes in the byte order
+// with the indexes proposed for the Node.js publisher's tables, with indexes in the byte order
 // segpub streams in, and with what `segpub migrate indexes` creates. It
 // decides which indexes segpub creates.
 
@@ -30,7 +30,7 @@ type IndexSet string
 
 const (
 	KeysOnly     IndexSet = "keys only"
-	ReportSet    IndexSet = "seed report's indexes"
+	ReportSet    IndexSet = "proposed indexes"
 	OrderedSet   IndexSet = "byte-order indexes"
 	SegpubSet    IndexSet = "segpub migrate indexes"
 	studyRunsPer          = 2
@@ -58,7 +58,8 @@ func orderedIndexes(t schema.Tables) []indexes.Index {
 	}
 }
 
-// reportIndexes are the seed report's proposals, on the contract's tables.
+// reportIndexes are the indexes proposed for the Node.js publisher's
+// tables.
 func reportIndexes(t schema.Tables) []indexes.Index {
 	p := t.Project
 	return []indexes.Index{

@@ -1,5 +1,5 @@
-// Package claimcheck writes and reads claim checks (CONTRACT.md section
-// 2): a job too large for the job queue is put in the message store and
+// Package claimcheck writes and reads claim checks
+// (docs/job.md): a job too large for the job queue is put in the message store and
 // the queue carries only an envelope naming it. segpub submit and the
 // scheduler send through Send; the worker reads through Resolve.
 package claimcheck

@@ -24,7 +24,7 @@ import (
 	"github.com/segpub/segpub/internal/publish"
 )
 
-// Exit codes (CONTRACT.md section 8).
+// Exit codes (docs/result.md).
 const (
 	ExitOK       = 0
 	ExitFailure  = 1

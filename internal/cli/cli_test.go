@@ -203,7 +203,7 @@ func TestPublishRefusesRelativeFileURL(t *testing.T) {
 }
 
 // Publishing one request_id twice into the same file is refused (exit 2,
-// the file unchanged); another request_id appends (CONTRACT.md section 8).
+// the file unchanged); another request_id appends (docs/result.md).
 func TestPublishRerunDoesNotDuplicate(t *testing.T) {
 	t.Parallel()
 	tables := dbtest.Project(t)

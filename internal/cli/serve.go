@@ -27,7 +27,7 @@ import (
 	"github.com/segpub/segpub/internal/worker"
 )
 
-// settings are the service's settings (CONTRACT.md section 9), from flags
+// settings are the service's settings (docs/configuration.md), from flags
 // or SEGPUB_* variables; docs/configuration.md lists them all.
 type settings struct {
 	common

@@ -267,7 +267,7 @@ func sortedCounts(m map[string]int64) []count {
 }
 
 // waves is a throttled run's waves, from its throttle, reference time and
-// published count (CONTRACT.md section 6: message k is sent at
+// published count (docs/job.md, "Throttling": message k is sent at
 // reference + floor(k/N)*M minutes).
 type waves struct {
 	Throttle *job.Throttle

@@ -1,4 +1,4 @@
-// Package contact holds the reachability rules of CONTRACT.md section 4:
+// Package contact holds the reachability rules of docs/recipients.md:
 // what makes an email address, a phone number or a device token usable, the
 // form a destination is published in, and its de-duplication key.
 //

@@ -1,7 +1,7 @@
 // Package cost turns segpub's measured throughput into a monthly bill for a
-// workload, beside the deployments the seed report compares. Every price is
-// an input with a documented default; the report's own figures for Glue
-// and EMR are quoted as the report gives them.
+// workload, beside the Glue and EMR deployments it was compared with. Every
+// price is an input with a documented default; the monthly figures for Glue
+// and EMR are quoted, not recomputed.
 package cost
 
 import (
@@ -111,7 +111,7 @@ func Compute(w Workload, m Measured, p Prices) (*Report, error) {
 		"a segpub task of 2 vCPU and 4 GB (throughput was measured on 2 cores; 4 GB is Fargate's smallest memory for 2 vCPU)",
 		"30.4 days a month, 730 hours a month",
 		"channel messages sent in SQS batches of 10: one request per 10 messages",
-		"Glue and EMR compute are the seed report's monthly figures, not recomputed",
+		"Glue and EMR compute are the monthly figures quoted for those deployments, not recomputed",
 	}
 	return r, nil
 }

@@ -1,4 +1,4 @@
-// Package endpoint turns the service's setting URLs (CONTRACT.md section 9)
+// Package endpoint turns the service's setting URLs (docs/configuration.md)
 // into queues, sinks and stores. It is the one place that knows every
 // implementation; the worker and the engine see only interfaces.
 //

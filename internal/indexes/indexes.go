@@ -30,16 +30,17 @@ type Index struct {
 // bytes for the longest project id (48 characters).
 //
 // Only indexes that pay are here: `segpub bench indexes` measured every
-// audience query with the seed report's eight proposals and with indexes on
+// audience query with the eight indexes proposed for the Node.js
+// publisher's tables and with indexes on
 // notifly_user_id in byte order, and for streaming whole audiences none of
 // them beat the scans, hash joins and sorts PostgreSQL plans on keys alone
 // (an ordered user index even misled the planner into a slower plan). Three
-// of the seed report's pay (docs/benchmarks.md): on delivery_result, which
+// of the proposed ones pay (docs/benchmarks.md): on delivery_result, which
 // grows with every campaign sent, so that one campaign's deliveries are a
 // range; on devices, through which an id list probes its users' devices
 // instead of hashing the whole device table; and the covering event index,
 // which an event condition reads index-only, already grouped by user. The
-// fourth serves frequency caps (CONTRACT.md section 10): one channel's
+// fourth serves frequency caps (docs/governance.md): one channel's
 // deliveries in a window are a range of it, read index-only.
 func For(t schema.Tables) []Index {
 	p := t.Project

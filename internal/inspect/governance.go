@@ -26,7 +26,7 @@ type RuleCount struct {
 }
 
 // GovernanceCounts is explain's account of the delivery governance rules
-// (CONTRACT.md section 10); nil when the job has none.
+// (docs/governance.md); nil when the job has none.
 type GovernanceCounts struct {
 	NoConsent       *RuleCount `json:"no_consent,omitempty"`
 	FrequencyCapped *RuleCount `json:"frequency_capped,omitempty"`

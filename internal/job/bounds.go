@@ -94,8 +94,8 @@ func ThrottleCapacity(ref time.Time, th *Throttle) int64 {
 	return waves * th.MaxPerInterval
 }
 
-// SendAt is message k's send time: ref + floor(k/N)*M minutes (CONTRACT.md
-// section 6). ok is false when it would pass MaxTime; the sum is computed
+// SendAt is message k's send time: ref + floor(k/N)*M minutes
+// (docs/job.md, "Throttling"). ok is false when it would pass MaxTime; the sum is computed
 // in days and minutes, never as a time.Duration, which holds only 292
 // years.
 func SendAt(ref time.Time, th *Throttle, k int64) (at time.Time, ok bool) {

@@ -3,7 +3,7 @@ package job
 import "strings"
 
 // Advertising marks a campaign's message as advertising information
-// (CONTRACT.md section 10): it needs the user's consent, and at night a
+// (docs/governance.md): it needs the user's consent, and at night a
 // separate night-time consent.
 type Advertising struct {
 	// Consent is the user_properties key whose JSON value true is consent.
@@ -20,7 +20,7 @@ type FrequencyCap struct {
 	WithinDays  int64
 }
 
-// Bounds of a frequency cap (CONTRACT.md section 10).
+// Bounds of a frequency cap (docs/governance.md).
 const (
 	MaxFrequencyMessages   = 1000
 	MaxFrequencyWithinDays = 365

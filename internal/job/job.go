@@ -1,5 +1,5 @@
-// Package job parses and validates the job message (CONTRACT.md sections 2
-// and 3). Parsing is strict: unknown fields, wrong types and unknown
+// Package job parses and validates the job message
+// (docs/job.md). Parsing is strict: unknown fields, wrong types and unknown
 // operators are rejections whose error names the JSON path, so an operator can
 // fix the job without reading code.
 package job
@@ -79,7 +79,7 @@ type Campaign struct {
 	// for this campaign.
 	ExcludePreviousRecipients bool
 	// Advertising and FrequencyCap are the delivery governance rules
-	// (CONTRACT.md section 10); nil when off.
+	// (docs/governance.md); nil when off.
 	Advertising  *Advertising
 	FrequencyCap *FrequencyCap
 }
@@ -142,7 +142,7 @@ const (
 )
 
 // Negative reports whether a missing or mismatched property makes the
-// condition true rather than false (CONTRACT.md section 3).
+// condition true rather than false (docs/job.md).
 func (o Operator) Negative() bool { return o == OpNe || o == OpNotIn || o == OpNotExists }
 
 // Condition is one condition of a group. Which fields are set depends on

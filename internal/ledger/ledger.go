@@ -1,6 +1,6 @@
 // Package ledger is segpub's record of runs, in PostgreSQL: one row per
 // request_id with its status, attempts, counts and result. It makes jobs
-// idempotent (CONTRACT.md section 2): a request_id that completed is never
+// idempotent (docs/job.md): a request_id that completed is never
 // run again however late a copy arrives, and a run is leased to one worker
 // at a time, so two copies delivered to two workers do not both publish.
 package ledger
@@ -278,7 +278,7 @@ type Outcome struct {
 	// Candidates and Published are the run's counts; Published counts
 	// only messages the channel destination acknowledged.
 	Candidates, Published int64
-	// Result is the run's result (CONTRACT.md section 8); nil keeps none.
+	// Result is the run's result (docs/result.md); nil keeps none.
 	Result json.RawMessage
 	// Error says why the attempt failed; "" for none.
 	Error string

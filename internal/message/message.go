@@ -1,4 +1,4 @@
-// Package message encodes channel messages (CONTRACT.md section 7) and their
+// Package message encodes channel messages (docs/channel-message.md) and their
 // idempotency keys. Encoding appends into a caller's buffer: a large run
 // encodes millions of messages, and reflection-based encoding per message
 // would dominate its CPU time.

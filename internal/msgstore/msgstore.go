@@ -1,6 +1,6 @@
 // Package msgstore declares the claim-check message store: jobs too large
 // for the queue are stored here and the queue carries only their id
-// (CONTRACT.md section 2). Implementations: pgstore (a PostgreSQL table) and
+// (docs/job.md). Implementations: pgstore (a PostgreSQL table) and
 // dynamostore (Amazon DynamoDB).
 package msgstore
 

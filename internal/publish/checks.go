@@ -133,7 +133,7 @@ func (c *checker) setWave(k int64) {
 	c.wave = w
 }
 
-// Night-time rule (CONTRACT.md section 10): advertising sent at or after
+// Night-time rule (docs/governance.md): advertising sent at or after
 // 21:00 and before 08:00 Asia/Seoul needs night-time consent.
 const (
 	NightStartHour = 21

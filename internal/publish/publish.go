@@ -225,7 +225,7 @@ type Skipped struct {
 	ControlGroup         int64 `json:"control_group"`
 	UnknownUser          int64 `json:"unknown_user"`
 	// NoConsent and FrequencyCapped are the delivery governance reasons
-	// (CONTRACT.md section 10); always present, 0 when the rules are off.
+	// (docs/governance.md); always present, 0 when the rules are off.
 	NoConsent       int64 `json:"no_consent"`
 	FrequencyCapped int64 `json:"frequency_capped"`
 }
@@ -289,7 +289,7 @@ const (
 	StatusFailed    Status = "failed"
 )
 
-// Result is a run's result (CONTRACT.md section 8).
+// Result is a run's result (docs/result.md).
 type Result struct {
 	RequestID  string     `json:"request_id"`
 	Action     job.Action `json:"action"`
@@ -298,7 +298,7 @@ type Result struct {
 	Published  int64      `json:"published"`
 	Skipped    Skipped    `json:"skipped"`
 	// Deferred counts the published messages whose send_at the night-time
-	// rule moved to 08:00 Asia/Seoul (CONTRACT.md section 10).
+	// rule moved to 08:00 Asia/Seoul (docs/governance.md).
 	Deferred int64            `json:"deferred"`
 	Variants map[string]int64 `json:"variants"`
 	// Unpublishable is omitted when empty (docs/decisions.md).

@@ -30,7 +30,7 @@ type candidate struct {
 	Previous bool
 	// NoConsent marks a candidate without advertising consent; Capped
 	// one whose user is at the frequency cap; NightConsent one whose
-	// recipient consented to advertising at night (CONTRACT.md section 10).
+	// recipient consented to advertising at night (docs/governance.md).
 	NoConsent    bool
 	Capped       bool
 	NightConsent bool

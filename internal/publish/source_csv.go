@@ -36,7 +36,7 @@ type csvPlan struct {
 	// userCol is the user_id column, -1 when absent.
 	userCol int
 	// consentCol and nightCol are the advertising consent columns, -1
-	// when absent (CONTRACT.md section 10).
+	// when absent (docs/governance.md).
 	consentCol, nightCol int
 	// capped holds the file's user_ids whose users are at the frequency
 	// cap; nil without a cap.

@@ -1,5 +1,5 @@
 // Package render renders the Liquid templates of condition values
-// ({"template": "..."}, CONTRACT.md section 3), once per run, at the run's
+// ({"template": "..."}, docs/job.md), once per run, at the run's
 // reference time: "now" in a template is that time, never the wall clock,
 // so a resumed or replayed run renders the same values.
 //

@@ -1,5 +1,5 @@
 // Package scheduler enqueues each due occurrence of each active campaign
-// exactly once (CONTRACT.md section 9), even with several schedulers
+// exactly once (docs/campaigns.md), even with several schedulers
 // running: an occurrence is enqueued inside the transaction that records
 // it, and the record's primary key lets only one scheduler win.
 package scheduler

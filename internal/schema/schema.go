@@ -1,5 +1,5 @@
 // Package schema knows the audience database's per-project tables
-// (CONTRACT.md section 1): it validates project ids and yields quoted table
+// (docs/tables.md): it validates project ids and yields quoted table
 // identifiers, so no caller ever builds a table name from raw input.
 package schema
 

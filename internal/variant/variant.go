@@ -1,5 +1,5 @@
 // Package variant assigns users to A/B variants by random_bucket_number
-// (CONTRACT.md section 5).
+// (docs/job.md, "Experiments").
 package variant
 
 import (

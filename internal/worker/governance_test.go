@@ -11,7 +11,7 @@ import (
 	"github.com/segpub/segpub/internal/publish"
 )
 
-// A partitioned run with the governance rules (CONTRACT.md section 10)
+// A partitioned run with the governance rules (docs/governance.md)
 // publishes the messages of one run, and its summed result carries the
 // same no_consent, frequency_capped and deferred counts.
 func TestPartitionedRunGovernance(t *testing.T) {

@@ -1,5 +1,5 @@
 // Package dynamostore is the claim-check message store on Amazon DynamoDB
-// (CONTRACT.md section 2): the item with key id holds the job's JSON in the
+// (docs/job.md): the item with key id holds the job's JSON in the
 // string attribute body.
 package dynamostore
 

@@ -1,5 +1,5 @@
 // Package filesink writes channel messages to local files, one JSON message
-// per line: the file:// destination of CONTRACT.md section 8, for operators,
+// per line: the file:// destination of docs/cli.md, for operators,
 // tests and laptops.
 package filesink
 

@@ -113,7 +113,7 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 // oversized runs a push job through the engine into the sink: one device's
 // token is as long as the sink's limit, so its message (which carries the
 // token twice) is over it. The run must complete, count that candidate as
-// unpublishable and publish everyone else (CONTRACT.md section 7 and
+// unpublishable and publish everyone else (docs/channel-message.md and
 // docs/decisions.md); a sink with no limit publishes it.
 func oversized(t *testing.T, h Harness) {
 	tables := dbtest.Project(t)
