@@ -4,7 +4,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/segpub ./cmd/segpub
+# The build context has no .git (.dockerignore), so Go cannot record the
+# version: make image passes it (git describe) and the commit.
+ARG VERSION=""
+ARG REVISION=""
+RUN CGO_ENABLED=0 go build -trimpath \
+    -ldflags="-s -w -X github.com/segpub/segpub/internal/cli.version=${VERSION} -X github.com/segpub/segpub/internal/cli.revision=${REVISION}" \
+    -o /out/segpub ./cmd/segpub
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/segpub /usr/local/bin/segpub

@@ -3,7 +3,7 @@
 GO ?= go
 DB_URL = $(shell scripts/pg-ensure)
 
-.PHONY: build test unit race vet fuzz demo bench chaos reliability
+.PHONY: build image deploy-lint test unit race vet fuzz demo bench chaos reliability
 
 # The packages that start goroutines of their own, run again under the race
 # detector.
@@ -11,8 +11,22 @@ RACE_PKGS = ./internal/cli/ ./internal/publish/ ./internal/worker/ ./internal/sc
 	./internal/queue/... ./internal/sink/... ./internal/seed/ ./internal/cleaner/ ./internal/lifecycle/ ./internal/natsjs/ \
 	./internal/console/
 
+# The version segpub version reports: the nearest tag, commits since, and
+# -dirty for a modified tree (the commit hash alone without tags).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	$(GO) build -buildvcs=auto -o bin/segpub ./cmd/segpub
+	$(GO) build -buildvcs=auto -ldflags "-X github.com/segpub/segpub/internal/cli.version=$(VERSION) -X github.com/segpub/segpub/internal/cli.revision=$(REVISION)" -o bin/segpub ./cmd/segpub
+
+# The container image, tagged and stamped with VERSION.
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t segpub:$(VERSION) .
+
+# The CloudFormation template against the resource specifications (cfn-lint,
+# when installed); go test ./deploy checks it against segpub's settings.
+deploy-lint:
+	cfn-lint --regions ap-northeast-2 -- deploy/segpub.yaml
 
 # Every test, then the goroutine-owning packages under -race.
 test: unit race

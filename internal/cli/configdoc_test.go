@@ -5,36 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"testing"
-
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
-
-// settingVariables is every SEGPUB_ variable some command of the binary
-// reads: each setting's help names its variable (envHelp), hidden flags'
-// included.
-func settingVariables() []string {
-	root := New(&Env{Getenv: func(string) string { return "" }}).Command()
-	seen := map[string]bool{}
-	var walk func(c *cobra.Command)
-	walk = func(c *cobra.Command) {
-		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
-			if m := envInHelp.FindStringSubmatch(f.Usage); m != nil {
-				seen[m[1]] = true
-			}
-		})
-		for _, s := range c.Commands() {
-			walk(s)
-		}
-	}
-	walk(root)
-	var out []string
-	for v := range seen {
-		out = append(out, v)
-	}
-	slices.Sort(out)
-	return out
-}
 
 var configRow = regexp.MustCompile("(?m)^\\| `(SEGPUB_[A-Z0-9_]+)`")
 
@@ -55,7 +26,7 @@ func TestConfigurationDocListsEverySetting(t *testing.T) {
 	if d := slices.Compact(slices.Clone(documented)); len(d) != len(documented) {
 		t.Errorf("docs/configuration.md lists a variable twice: %v", documented)
 	}
-	read := settingVariables()
+	read := Variables()
 	if len(read) < 20 {
 		t.Fatalf("the binary reads only %d variables: %v", len(read), read)
 	}

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,9 +19,6 @@ const (
 	generatedFrom = "<!-- generated from the command tree: go test ./internal/cli -run TestCLIReference -update -->"
 	generatedTo   = "<!-- end of generated part -->"
 )
-
-// envInHelp is how a setting's help names its variable (envHelp).
-var envInHelp = regexp.MustCompile(` \(\$(SEGPUB_[A-Z0-9_]+)\)$`)
 
 // cliReference is the reference of every command and every flag shown in
 // its help, from the command tree itself.

@@ -18,16 +18,27 @@ type buildInfo struct {
 	Modified  bool   `json:"modified,omitempty"`
 }
 
+// version and revision are stamped at link time, when the build has them
+// but Go cannot record them: the Dockerfile's VERSION and REVISION build
+// arguments (the image's context has no .git) and make build's git
+// describe, with -ldflags "-X github.com/segpub/segpub/internal/cli.version=v1.2.3".
+// Empty: what Go recorded.
+var version, revision string
+
 // readBuildInfo reads the module version and, when the build recorded
-// them, the VCS revision, its time and whether the tree was modified.
+// them, the VCS revision, its time and whether the tree was modified; a
+// stamped version or revision wins.
 func readBuildInfo() buildInfo {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return buildInfo{Module: "github.com/segpub/segpub", Version: "unknown"}
+		bi = &debug.BuildInfo{Main: debug.Module{Path: "github.com/segpub/segpub", Version: "unknown"}}
 	}
 	info := buildInfo{Module: bi.Main.Path, Version: bi.Main.Version, GoVersion: bi.GoVersion}
 	if info.Version == "" {
 		info.Version = "(devel)"
+	}
+	if version != "" {
+		info.Version = version
 	}
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -38,6 +49,9 @@ func readBuildInfo() buildInfo {
 		case "vcs.modified":
 			info.Modified = s.Value == "true"
 		}
+	}
+	if revision != "" && info.Revision == "" {
+		info.Revision = revision
 	}
 	return info
 }
