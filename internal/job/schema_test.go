@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -261,4 +262,103 @@ func names[T ~string](vs []T) []string {
 		out[i] = string(v)
 	}
 	return out
+}
+
+// The schema never refuses a job the parser accepts: thousands of
+// mutations of the valid fixtures (a member removed, added or replaced by
+// a value of another type or an edge value), each either rejected by the
+// parser or accepted by the schema.
+func TestJobSchemaAcceptsWhatTheParserAccepts(t *testing.T) {
+	t.Parallel()
+	schema := compileSchema(t, "../../docs/job.schema.json")
+	valid, _ := filepath.Glob("testdata/jobs/valid/*.json")
+	rng := rand.New(rand.NewPCG(27, 1))
+	accepted := 0
+	for _, f := range valid {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 400 {
+			var doc any
+			if err := json.Unmarshal(data, &doc); err != nil {
+				t.Fatal(err)
+			}
+			doc = mutate(rng, doc, 1+rng.IntN(3))
+			b, _ := json.Marshal(doc)
+			if _, err := job.ParseEnvelope(b); err != nil {
+				continue
+			}
+			accepted++
+			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := schema.Validate(inst); err != nil {
+				t.Errorf("the parser accepts and the schema refuses %s: %v", b, err)
+			}
+		}
+	}
+	t.Logf("%d valid mutations", accepted)
+	if accepted < 200 {
+		t.Errorf("only %d mutations were valid jobs: too few to say anything", accepted)
+	}
+}
+
+// edgeValues replace a member's value in mutations.
+var edgeValues = []any{nil, "", " ", "x", "$email", "$x", "09:00", "24:00", "2026-11-24T18:00:00Z", "s3://b/k.csv",
+	float64(0), float64(1), float64(-1), 1.5, float64(36500), float64(36501), float64(1e9), true, false,
+	[]any{}, []any{"a"}, []any{float64(1), true}, map[string]any{}, map[string]any{"template": "x"},
+	"push_notification", "email", "all", "segment", "user", "device", "event", "delivery", "=", "in", "exists", "contains", "skip"}
+
+// edge is a copy of a random edge value (a copy: an array or object put
+// in the document twice would alias).
+func edge(rng *rand.Rand) any {
+	b, _ := json.Marshal(edgeValues[rng.IntN(len(edgeValues))])
+	var v any
+	_ = json.Unmarshal(b, &v)
+	return v
+}
+
+// mutate applies n random changes to doc and returns it.
+func mutate(rng *rand.Rand, doc any, n int) any {
+	for range n {
+		// Collect every container, then change one member of one.
+		var objs []map[string]any
+		var arrs [][]any
+		var collect func(v any)
+		collect = func(v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				objs = append(objs, x)
+				for _, c := range x {
+					collect(c)
+				}
+			case []any:
+				arrs = append(arrs, x)
+				for _, c := range x {
+					collect(c)
+				}
+			}
+		}
+		collect(doc)
+		if len(arrs) > 0 && rng.IntN(4) == 0 {
+			a := arrs[rng.IntN(len(arrs))]
+			if len(a) > 0 {
+				a[rng.IntN(len(a))] = edge(rng)
+			}
+			continue
+		}
+		o := objs[rng.IntN(len(objs))]
+		keys := slices.Sorted(maps.Keys(o))
+		switch r := rng.IntN(10); {
+		case r < 2 && len(keys) > 0:
+			delete(o, keys[rng.IntN(len(keys))])
+		case r < 3:
+			o[[]string{"extra", "within_days", "groups", "value", "delivery", "throttle", "message"}[rng.IntN(7)]] = edge(rng)
+		case len(keys) > 0:
+			o[keys[rng.IntN(len(keys))]] = edge(rng)
+		}
+	}
+	return doc
 }
