@@ -58,12 +58,12 @@ func runCheck(env *Env, path string, maxJobBytes int64, now time.Time) int {
 	if err != nil && !job.IsRejection(err) {
 		return fail(env, "check", err)
 	}
-	var env0 job.Envelope
+	var parsed job.Envelope
 	if err == nil {
-		env0, err = job.ParseEnvelope(data)
+		parsed, err = job.ParseEnvelope(data)
 	}
-	if err == nil && env0.Job != nil {
-		err = publish.Check(env0.Job, now)
+	if err == nil && parsed.Job != nil {
+		err = publish.Check(parsed.Job, now)
 	}
 	if err != nil {
 		res := checkResult{Error: err.Error()}
@@ -74,8 +74,8 @@ func runCheck(env *Env, path string, maxJobBytes int64, now time.Time) int {
 		printJSON(env.Stdout, res)
 		return outcome(env, "check", err)
 	}
-	res := checkResult{Valid: true, MessageID: env0.MessageID}
-	if j := env0.Job; j != nil {
+	res := checkResult{Valid: true, MessageID: parsed.MessageID}
+	if j := parsed.Job; j != nil {
 		res.RequestID, res.Action, res.Channel, res.Audience = j.RequestID, j.Action, j.Campaign.Channel, string(j.Campaign.Audience.Type)
 	}
 	printJSON(env.Stdout, res)
