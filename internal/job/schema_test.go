@@ -253,6 +253,19 @@ func TestCampaignSchema(t *testing.T) {
 		if schema.Validate(inst) == nil {
 			t.Errorf("%s with an unknown channel: the schema accepts it", f)
 		}
+		// A publish campaign (the default action) needs a message.
+		var doc map[string]any
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc["action"] == "calculate-size" {
+			continue
+		}
+		delete(doc["campaign"].(map[string]any), "message")
+		b, _ := json.Marshal(doc)
+		if inst, _ := jsonschema.UnmarshalJSON(bytes.NewReader(b)); schema.Validate(inst) == nil {
+			t.Errorf("%s without a message: the schema accepts it", f)
+		}
 	}
 }
 
