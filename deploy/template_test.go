@@ -456,3 +456,38 @@ func mustDuration(t *testing.T, s string) time.Duration {
 	}
 	return d
 }
+
+// The container's command and health check are command lines the binary
+// takes, at the path the Dockerfile installs it.
+func TestTemplateCommandsExist(t *testing.T) {
+	t.Parallel()
+	tp := loadTemplate(t)
+	def, _, _ := container(t, tp)
+	docker, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := list(def["HealthCheck"].(map[string]any)["Command"])
+	if len(hc) < 3 || hc[0] != "CMD" {
+		t.Fatalf("health check %v: want the exec form", hc)
+	}
+	bin := str(hc[1])
+	if !strings.Contains(string(docker), "COPY --from=build /out/segpub "+bin+"\n") {
+		t.Errorf("the health check runs %s, which the Dockerfile does not install", bin)
+	}
+	for _, args := range [][]any{list(def["Command"]), hc[2:]} {
+		var words []string
+		for _, a := range args {
+			words = append(words, str(a))
+		}
+		root := cli.New(&cli.Env{Getenv: func(string) string { return "" }}).Command()
+		cmd, rest, err := root.Find(words)
+		if err != nil || cmd == root {
+			t.Errorf("%v: not a segpub command (%v)", words, err)
+			continue
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Errorf("%v: %v", words, err)
+		}
+	}
+}
