@@ -354,7 +354,7 @@ func TestEveryOldFlagAccepted(t *testing.T) {
 		"healthcheck":     {"url"},
 		"explain":         append([]string{"job", "sample", "json"}, common...),
 		"why":             append([]string{"job", "user", "json"}, common...),
-		"diff":            {"ignore", "limit", "json"},
+		"diff":            {"ignore", "limit", "memory-mib", "json"},
 		"cost":            {"messages-per-day", "campaign-size", "bench", "messages-per-second", "fargate-vcpu-hour", "fargate-gb-hour", "spot-discount", "sqs-per-million", "json"},
 		"demo":            append([]string{"users", "data-dir", "json"}, common...),
 	}

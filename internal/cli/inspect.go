@@ -227,6 +227,10 @@ message is reported once as a shift, not as a difference of every message:
 two runs of a job without scheduled_at each take their own "now". List it
 in --ignore to leave it out altogether.
 
+Outputs of any size are compared in bounded memory: each file is sorted by
+destination in --memory-mib at a time, spilling sorted runs to $TMPDIR and
+merging them (two 1M-message outputs: docs/benchmarks.md, "segpub diff").
+
 Exit status, like diff(1): 0 the outputs match (uniform shifts aside), 1 they
 differ or a file could not be read.`
 	var ignore string
@@ -234,22 +238,27 @@ differ or a file could not be read.`
 	var asJSON bool
 	d.String(&ignore, "ignore", "", DefaultDiffIgnore, "comma-separated fields not compared (dotted paths, e.g. send_at)")
 	d.Int(&limit, "limit", "", 20, "destinations listed per section")
+	var memMiB int
+	d.Int(&memMiB, "memory-mib", "", inspect.DefaultDiffMemoryBytes>>20, "messages of one file held in memory while sorting, in MiB; the rest spills to $TMPDIR")
 	d.fs.BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.RunE = a.action(d, argsNamed("A.ndjson", "B.ndjson"), func(ctx context.Context, args []string) int {
-		return runDiff(ctx, a.env, args, &ignore, &limit, &asJSON)
+		return runDiff(ctx, a.env, args, &ignore, &limit, &memMiB, &asJSON)
 	})
 	return cmd
 }
 
 // runDiff is `segpub diff A B`.
-func runDiff(_ context.Context, env *Env, args []string, ignore *string, limit *int, asJSON *bool) int {
+func runDiff(_ context.Context, env *Env, args []string, ignore *string, limit, memMiB *int, asJSON *bool) int {
 	var ign []string
 	for _, f := range strings.Split(*ignore, ",") {
 		if f = strings.TrimSpace(f); f != "" {
 			ign = append(ign, f)
 		}
 	}
-	rep, err := inspect.Diff(args[0], args[1], ign)
+	if *memMiB < 1 {
+		return fail(env, "diff", fmt.Errorf("--memory-mib must be at least 1, got %d", *memMiB))
+	}
+	rep, err := inspect.DiffFiles(inspect.DiffConfig{Ignore: ign, MemoryBytes: int64(*memMiB) << 20}, args[0], args[1])
 	if err != nil {
 		return fail(env, "diff", err)
 	}

@@ -1,12 +1,10 @@
 package inspect
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -54,100 +52,225 @@ type FieldDiff struct {
 	Fields      []string `json:"fields"`
 }
 
+// DiffConfig configures a comparison of two channel outputs.
+type DiffConfig struct {
+	// Ignore lists fields not compared (dotted paths, e.g. idempotency_key).
+	Ignore []string
+	// MemoryBytes bounds the messages of one file held in memory while it
+	// is sorted by destination; beyond it, sorted runs are spilled to
+	// TempDir and merged. Default DefaultDiffMemoryBytes.
+	MemoryBytes int64
+	// TempDir holds the spilled runs; default os.TempDir().
+	TempDir string
+}
+
+// DefaultDiffMemoryBytes keeps two 1M-message outputs well under 256 MiB
+// of peak RSS (docs/benchmarks.md, "segpub diff"): the Go heap grows to
+// about twice what is live, and the merge holds little beside the budget.
+const DefaultDiffMemoryBytes = 48 << 20
+
+func (c *DiffConfig) validate() error {
+	if c.MemoryBytes < 0 {
+		return fmt.Errorf("diff: MemoryBytes must not be negative, got %d", c.MemoryBytes)
+	}
+	if c.MemoryBytes == 0 {
+		c.MemoryBytes = DefaultDiffMemoryBytes
+	}
+	return nil
+}
+
 // Diff reads two files of channel messages (one JSON object per line) and
 // compares them by destination: the normalized email, phone number or
 // device token of each message's recipient. Fields listed in ignore (dotted
 // paths, e.g. idempotency_key) are not compared.
 func Diff(pathA, pathB string, ignore []string) (*DiffReport, error) {
-	a, repA, err := load(pathA)
-	if err != nil {
-		return nil, err
+	return DiffFiles(DiffConfig{Ignore: ignore}, pathA, pathB)
+}
+
+// DiffFiles is Diff in bounded memory: each file is sorted by destination
+// (an external merge sort when it outgrows cfg.MemoryBytes), then the two
+// sorted streams are walked side by side, so only one destination's
+// messages of each file are decoded at a time. The report is the one an
+// in-memory comparison gives: the first message of a destination in file
+// order is the one compared, and destinations are listed in sorted order.
+func DiffFiles(cfg DiffConfig, pathA, pathB string) (*DiffReport, error) {
+	r, _, err := diffFiles(cfg, pathA, pathB)
+	return r, err
+}
+
+// diffFiles is DiffFiles, also saying how many spill files it wrote.
+func diffFiles(cfg DiffConfig, pathA, pathB string) (_ *DiffReport, spilled int, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, 0, err
 	}
-	b, repB, err := load(pathB)
+	sp := &spill{parent: cfg.TempDir}
+	defer func() {
+		spilled = sp.n
+		if cerr := sp.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	a, err := sortByDestination(pathA, cfg.MemoryBytes, sp)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	r := &DiffReport{A: pathA, B: pathB, InA: count(a), InB: count(b), RepeatedA: repA, RepeatedB: repB,
-		OnlyInA: []string{}, OnlyInB: []string{}, Different: []FieldDiff{}, Shifted: []Shift{}}
+	defer a.close()
+	b, err := sortByDestination(pathB, cfg.MemoryBytes, sp)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer b.close()
+	r, err := compareSorted(pathA, pathB, a, b, cfg.Ignore, sp)
+	return r, 0, err
+}
+
+// compareSorted walks two destination-sorted streams side by side.
+func compareSorted(pathA, pathB string, a, b *groups, ignore []string, sp *spill) (*DiffReport, error) {
+	r := &DiffReport{A: pathA, B: pathB, OnlyInA: []string{}, OnlyInB: []string{}, Different: []FieldDiff{},
+		Shifted: []Shift{}}
 	skip := map[string]bool{}
 	for _, f := range ignore {
 		skip[f] = true
 	}
-	var both []string
-	diffs := map[string][]string{}
-	for _, dest := range sortedKeys(a) {
-		mb, ok := b[dest]
-		if !ok {
-			r.OnlyInA = append(r.OnlyInA, dest)
+	// A field is a uniform shift only when it differs by one same amount
+	// in every message compared, the first one included: the candidates
+	// come from the first destination in both and only shrink.
+	var shifts map[string]time.Duration
+	both := 0
+	// Destinations whose messages differ wait in a spill file until the
+	// shifts are known: in the common case (send_at moved everywhere)
+	// every destination differs until the end says it does not.
+	var differ *spillWriter
+	ga, errA := a.next()
+	gb, errB := b.next()
+	for {
+		if errA != nil {
+			return nil, errA
+		}
+		if errB != nil {
+			return nil, errB
+		}
+		if ga == nil && gb == nil {
+			break
+		}
+		switch {
+		case gb == nil || (ga != nil && ga.dest < gb.dest):
+			r.InA += ga.n
+			r.OnlyInA = append(r.OnlyInA, ga.dest)
+			if ga.n > 1 {
+				r.RepeatedA = append(r.RepeatedA, ga.dest)
+			}
+			ga, errA = a.next()
+			continue
+		case ga == nil || gb.dest < ga.dest:
+			r.InB += gb.n
+			r.OnlyInB = append(r.OnlyInB, gb.dest)
+			if gb.n > 1 {
+				r.RepeatedB = append(r.RepeatedB, gb.dest)
+			}
+			gb, errB = b.next()
 			continue
 		}
-		both = append(both, dest)
-		diffs[dest] = differing("", a[dest][0], mb[0], skip)
-	}
-	shifted := uniformShifts(a, b, both, diffs)
-	for _, sh := range shifted {
-		r.Shifted = append(r.Shifted, sh)
-	}
-	sort.Slice(r.Shifted, func(i, j int) bool { return r.Shifted[i].Field < r.Shifted[j].Field })
-	for _, dest := range both {
-		var fields []string
-		for _, f := range diffs[dest] {
-			if _, ok := shifted[f]; !ok {
-				fields = append(fields, f)
+		r.InA += ga.n
+		r.InB += gb.n
+		if ga.n > 1 {
+			r.RepeatedA = append(r.RepeatedA, ga.dest)
+		}
+		if gb.n > 1 {
+			r.RepeatedB = append(r.RepeatedB, gb.dest)
+		}
+		ma, err := decodeMessage(ga.first)
+		if err != nil {
+			return nil, fmt.Errorf("%s: destination %s: %w", pathA, ga.dest, err)
+		}
+		mb, err := decodeMessage(gb.first)
+		if err != nil {
+			return nil, fmt.Errorf("%s: destination %s: %w", pathB, gb.dest, err)
+		}
+		fields := differing("", ma, mb, skip)
+		if both == 0 {
+			shifts = map[string]time.Duration{}
+			for _, f := range fields {
+				if d, ok := timeShift(ma, mb, f); ok && d != 0 {
+					shifts[f] = d
+				}
+			}
+		} else {
+			for f, by := range shifts {
+				if d, ok := timeShift(ma, mb, f); !ok || d != by {
+					delete(shifts, f)
+				}
 			}
 		}
-		if len(fields) == 0 {
-			r.Same++
-		} else {
-			r.Different = append(r.Different, FieldDiff{Destination: dest, Fields: fields})
+		both++
+		if len(fields) > 0 {
+			if differ == nil {
+				if differ, err = sp.create("different"); err != nil {
+					return nil, err
+				}
+			}
+			if err := differ.writeDiff(ga.dest, fields); err != nil {
+				return nil, err
+			}
+		}
+		ga, errA = a.next()
+		gb, errB = b.next()
+	}
+	for f, by := range shifts {
+		sign := "+"
+		if by < 0 {
+			sign = ""
+		}
+		r.Shifted = append(r.Shifted, Shift{Field: f, By: sign + by.String(), ByMS: by.Milliseconds(), Messages: both})
+	}
+	sort.Slice(r.Shifted, func(i, j int) bool { return r.Shifted[i].Field < r.Shifted[j].Field })
+	if differ != nil {
+		rd, err := differ.reopen()
+		if err != nil {
+			return nil, err
+		}
+		defer rd.close()
+		for {
+			dest, fields, err := rd.readDiff()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			kept := fields[:0]
+			for _, f := range fields {
+				if _, ok := shifts[f]; !ok {
+					kept = append(kept, f)
+				}
+			}
+			if len(kept) > 0 {
+				r.Different = append(r.Different, FieldDiff{Destination: dest, Fields: kept})
+			}
 		}
 	}
-	for _, dest := range sortedKeys(b) {
-		if _, ok := a[dest]; !ok {
-			r.OnlyInB = append(r.OnlyInB, dest)
-		}
-	}
+	r.Same = both - len(r.Different)
 	return r, nil
 }
 
-// uniformShifts finds the differing fields that are times in both files
-// and moved by one same non-zero amount in every message compared.
-func uniformShifts(a, b map[string][]any, both []string, diffs map[string][]string) map[string]Shift {
-	candidates := map[string]bool{}
-	for _, fields := range diffs {
-		for _, f := range fields {
-			candidates[f] = true
-		}
+// timeShift is how far the RFC 3339 time at path moved from a to b.
+func timeShift(a, b any, path string) (time.Duration, bool) {
+	ta, okA := timeAt(a, path)
+	tb, okB := timeAt(b, path)
+	if !okA || !okB {
+		return 0, false
 	}
-	out := map[string]Shift{}
-	for f := range candidates {
-		var by time.Duration
-		n := 0
-		uniform := true
-		for _, dest := range both {
-			ta, okA := timeAt(a[dest][0], f)
-			tb, okB := timeAt(b[dest][0], f)
-			if !okA || !okB {
-				uniform = false
-				break
-			}
-			d := tb.Sub(ta)
-			if n > 0 && d != by {
-				uniform = false
-				break
-			}
-			by = d
-			n++
-		}
-		if uniform && n > 0 && by != 0 {
-			sign := "+"
-			if by < 0 {
-				sign = ""
-			}
-			out[f] = Shift{Field: f, By: sign + by.String(), ByMS: by.Milliseconds(), Messages: n}
-		}
+	return tb.Sub(ta), true
+}
+
+func decodeMessage(raw []byte) (map[string]any, error) {
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
 	}
-	return out
+	return m, nil
 }
 
 // timeAt reads an RFC 3339 time at a dotted path.
@@ -167,66 +290,9 @@ func timeAt(m any, path string) (time.Time, bool) {
 	return t, err == nil
 }
 
-func count(m map[string][]any) int {
-	n := 0
-	for _, v := range m {
-		n += len(v)
-	}
-	return n
-}
-
-func sortedKeys(m map[string][]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// load reads messages keyed by destination.
-func load(path string) (map[string][]any, []string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err // an *fs.PathError: it says "open <path>" itself
-	}
-	defer f.Close()
-	out := map[string][]any{}
-	var repeated []string
-	r := bufio.NewReaderSize(f, 1<<20)
-	for line := 1; ; line++ {
-		raw, err := r.ReadBytes('\n')
-		if len(bytes.TrimSpace(raw)) > 0 {
-			var m map[string]any
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.UseNumber()
-			if jerr := dec.Decode(&m); jerr != nil {
-				return nil, nil, fmt.Errorf("%s:%d: not a JSON object: %v", path, line, jerr)
-			}
-			dest, derr := destination(m)
-			if derr != nil {
-				return nil, nil, fmt.Errorf("%s:%d: %v", path, line, derr)
-			}
-			if len(out[dest]) == 1 {
-				repeated = append(repeated, dest)
-			}
-			out[dest] = append(out[dest], m)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", path, err)
-		}
-	}
-	sort.Strings(repeated)
-	return out, repeated, nil
-}
-
-// destination is a message's de-duplication key, normalized as segpub
+// destination is a message's de-duplication key, from its recipient, normalized as segpub
 // normalizes it, so a publisher that writes the raw form still matches.
-func destination(m map[string]any) (string, error) {
-	rec, _ := m["recipient"].(map[string]any)
+func destination(rec map[string]any) (string, error) {
 	if rec == nil {
 		return "", fmt.Errorf("no recipient")
 	}
