@@ -1,7 +1,11 @@
 # segpub: `make demo` runs a job end to end; `make test` runs the tests.
 # Both start a local PostgreSQL (scripts/pg-ensure) when none is reachable.
+# Each keeps to a database of its own on that server, created on first use:
+# the tests segpub_test, the benchmark segpub_bench, the demo segpub_demo
+# (segpub demo creates it); none writes into the server's postgres database.
 GO ?= go
-DB_URL = $(shell scripts/pg-ensure)
+DB_URL = $(shell scripts/pg-ensure segpub_test)
+BENCH_DB_URL = $(shell scripts/pg-ensure segpub_bench)
 
 .PHONY: build image deploy-lint test unit race vet fuzz demo bench chaos reliability
 
@@ -48,7 +52,8 @@ vet:
 fuzz:
 	$(GO) test ./internal/audience -run '^$$' -fuzz FuzzCompile -fuzztime 60s
 
-# segpub demo starts a local PostgreSQL itself when none answers.
+# segpub demo starts a local PostgreSQL itself when none answers, and seeds
+# database segpub_demo.
 # DEMO_FLAGS adds flags (internal/demo's test runs make demo with
 # DEMO_FLAGS='--users 3000').
 demo: build
@@ -58,7 +63,7 @@ demo: build
 # plots of docs/benchmarks.md. About 75 minutes on 2 cores (SQS and JetStream
 # at every size), 40 GB of disk.
 bench: build
-	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(DB_URL)} bin/segpub bench --sizes $${SIZES:-1m,3m,10m} --plots docs/img
+	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(BENCH_DB_URL)} bin/segpub bench --sizes $${SIZES:-1m,3m,10m} --plots docs/img
 
 # The crash test: 3 workers, a push job over 1M users, 20 SIGKILLs, then
 # PostgreSQL and NATS restarts. About 10 minutes. Part of make reliability.

@@ -18,6 +18,7 @@ import (
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/localpg"
+	"github.com/segpub/segpub/internal/pgdb"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
@@ -318,50 +319,67 @@ func runBaseline(ctx context.Context, env *Env, c *common, jobPath, out *string)
 func (a *App) demoCmd() *cobra.Command {
 	cmd, d := a.newCmd("demo", "run the whole service on this machine: seed, schedule, publish, summarize")
 	var c common
-	var users int
-	var dataDir string
-	var asJSON bool
+	var o demoOptions
 	var cs consoleSettings
-	d.Int(&users, "users", "", 100_000, "users to seed")
-	d.String(&dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
-	d.fs.BoolVar(&asJSON, "json", false, "print the runs as JSON instead of a table")
+	d.Int(&o.users, "users", "", 100_000, "users to seed")
+	d.String(&o.project, "project", "", "demo", "project to seed and publish from")
+	d.fs.BoolVar(&o.replace, "replace", false, "reseed the project even if it holds another number of users")
+	d.String(&o.dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
+	d.fs.BoolVar(&o.asJSON, "json", false, "print the runs as JSON instead of a table")
 	c.register(d)
 	cs.register(d, DefaultConsoleAddr)
 	d.fs.Lookup("console-addr").Usage = "address of the operator console while the demo runs; empty: none ($SEGPUB_CONSOLE_ADDR)"
-	d.fs.Lookup("database-url").Usage = "audience database URL; empty: the local PostgreSQL on 127.0.0.1:5432, started when none answers ($SEGPUB_DATABASE_URL)"
+	d.fs.Lookup("database-url").Usage = "database URL; empty: database " + pgdb.Demo + " (created) on the PostgreSQL at 127.0.0.1:5432, or on one started here when none answers ($SEGPUB_DATABASE_URL)"
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int {
-		return runDemo(ctx, a.env, &c, &cs, &users, &dataDir, &asJSON)
+		return runDemo(ctx, a.env, &c, &cs, &o)
 	})
 	return cmd
 }
 
+type demoOptions struct {
+	users   int
+	project string
+	replace bool
+	dataDir string
+	asJSON  bool
+}
+
+// defaultServerURL is the local server the demo looks for first.
+const defaultServerURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
 // runDemo is `segpub demo`.
-func runDemo(ctx context.Context, env *Env, c *common, cs *consoleSettings, users *int, dataDir *string, asJSON *bool) int {
+func runDemo(ctx context.Context, env *Env, c *common, cs *consoleSettings, o *demoOptions) int {
 	log := c.logger(env)
-	if c.databaseURL == "" {
-		c.databaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
 	where := ""
-	pool, err := c.pool(ctx)
-	if err != nil {
-		log.Info("no PostgreSQL answers; starting a local one", "reason", err.Error())
-		where = ", started here in " + filepath.Join(*dataDir, "postgres")
-		url, lerr := localpg.Ensure(ctx, filepath.Join(*dataDir, "postgres"), log)
-		if lerr != nil {
-			return fail(env, "demo", lerr)
+	// Without a URL the demo keeps to a database of its own, on the server
+	// it finds or on one it starts: nothing lands in the server's postgres
+	// database, and its runs stay out of the tests' ledger.
+	if c.databaseURL == "" {
+		url, err := pgdb.Ensure(ctx, defaultServerURL, pgdb.Demo)
+		if err != nil {
+			log.Info("no PostgreSQL answers; starting a local one", "reason", err.Error())
+			where = ", started here in " + filepath.Join(o.dataDir, "postgres")
+			server, lerr := localpg.Ensure(ctx, filepath.Join(o.dataDir, "postgres"), log)
+			if lerr != nil {
+				return fail(env, "demo", lerr)
+			}
+			if url, err = pgdb.Ensure(ctx, server, pgdb.Demo); err != nil {
+				return fail(env, "demo", err)
+			}
 		}
 		c.databaseURL = url
-		if pool, err = c.pool(ctx); err != nil {
-			return fail(env, "demo", err)
-		}
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return fail(env, "demo", err)
 	}
 	defer pool.Close()
-	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.stdout(),
+	cfg := demo.Config{Pool: pool, ProjectID: o.project, Users: o.users, Replace: o.replace, DataDir: o.dataDir, Logger: log, Out: env.stdout(),
 		// On a terminal the console stays up after the summary, until
 		// Ctrl-C; in a script the demo ends as it always did.
 		Console: demo.Console{Addr: cs.addr, Token: cs.token, Keep: env.interactive(),
 			Databases: []console.Database{{Name: "database", Redacted: redact(c.databaseURL)}}}}
-	if *asJSON {
+	if o.asJSON {
 		cfg.Out, cfg.JSON = env.progressOut(), env.Stdout
 	}
 	// Say which database gets the demo's tables before anything is written.

@@ -12,25 +12,51 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/pgdb"
 	"github.com/segpub/segpub/internal/schema"
 )
 
-// DefaultURL is used when SEGPUB_TEST_DATABASE_URL is not set; it matches a
-// stock local server with trust authentication.
-const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+// DefaultServerURL is the server used when SEGPUB_TEST_DATABASE_URL is not
+// set; it matches a stock local server with trust authentication.
+const DefaultServerURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
-// URL returns the test database URL.
+// URL returns the test database URL: SEGPUB_TEST_DATABASE_URL when it names
+// a database; otherwise database segpub_test on that server (or on
+// DefaultServerURL), created on first use. Tests never write into the
+// server's postgres database, nor share a run ledger with the demo.
 func URL() string {
-	if u := os.Getenv("SEGPUB_TEST_DATABASE_URL"); u != "" {
-		return u
+	urlOnce.Do(func() { testURL, urlErr = resolveURL() })
+	return testURL
+}
+
+func resolveURL() (string, error) {
+	u := os.Getenv("SEGPUB_TEST_DATABASE_URL")
+	if u != "" {
+		if name, err := pgdb.Name(u); err != nil || name != "" {
+			return u, nil
+		}
+	} else {
+		u = DefaultServerURL
 	}
-	return DefaultURL
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := pgdb.Ensure(ctx, u, pgdb.Test)
+	if err != nil {
+		named, _ := pgdb.WithName(u, pgdb.Test)
+		return named, err
+	}
+	return got, nil
 }
 
 var (
+	urlOnce sync.Once
+	testURL string
+	urlErr  error
+
 	poolOnce sync.Once
 	pool     *pgxpool.Pool
 	poolErr  error
@@ -42,6 +68,10 @@ var (
 func Pool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	poolOnce.Do(func() {
+		if URL(); urlErr != nil {
+			poolErr = urlErr
+			return
+		}
 		cfg, err := pgxpool.ParseConfig(URL())
 		if err != nil {
 			poolErr = err

@@ -48,6 +48,10 @@ type Config struct {
 	// ProjectID is the seeded project. Default: demo.
 	ProjectID string
 	Users     int
+	// Replace lets the demo reseed a project that holds another number of
+	// users than Users (a project seeded by hand, or an earlier demo of
+	// another size); without it the demo refuses rather than replace it.
+	Replace bool
 	DataDir   string
 	Logger    *slog.Logger
 	// Out receives the progress bar and the summary.
@@ -102,6 +106,9 @@ func Run(ctx context.Context, cfg Config) error {
 	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	out := cfg.Out
 	project := cmp.Or(cfg.ProjectID, "demo")
+	if err := checkProject(ctx, cfg.Pool, project, cfg.Users, cfg.Replace); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "== seeding project %q with %d users\n", project, cfg.Users)
 	if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: project, Users: cfg.Users, Replace: true, Logger: log, Progress: out}); err != nil {
 		return err
@@ -228,6 +235,37 @@ func Run(ctx context.Context, cfg Config) error {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// ErrProjectInUse is returned when the demo's project holds another number
+// of users than asked for and Replace is not set.
+var ErrProjectInUse = errors.New("the demo's project holds another audience")
+
+// checkProject refuses to reseed a project of another size: the demo
+// replaces its project's tables, and a 100k- or 1M-user project seeded for
+// a benchmark must not vanish under a quick `segpub demo --users 1000`. A
+// project of the same size is reseeded: the seed makes the same rows.
+func checkProject(ctx context.Context, pool *pgxpool.Pool, project string, users int, replace bool) error {
+	tables, err := schema.For(project)
+	if err != nil {
+		return err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, tables.User).Scan(&exists); err != nil {
+		return fmt.Errorf("look up project %s: %w", project, err)
+	}
+	if !exists || replace {
+		return nil
+	}
+	var n int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+tables.User).Scan(&n); err != nil {
+		return fmt.Errorf("count the users of project %s: %w", project, err)
+	}
+	if n == int64(users) {
+		return nil
+	}
+	return fmt.Errorf("%w: project %q already holds %d users, not %d; --replace reseeds it with %d, --project names another",
+		ErrProjectInUse, project, n, users, users)
 }
 
 // startConsole serves the operator console on cfg.Console.Addr and prints

@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/segpub/segpub/internal/dbtest"
+	"github.com/segpub/segpub/internal/schema"
+	"github.com/segpub/segpub/internal/seed"
 )
 
 // The demo runs every campaign to completion, and the channel stream holds
@@ -29,6 +32,35 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("summary lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// A demo of another size does not replace a project seeded before it: it
+// stops, saying how to go on, and the project keeps its users.
+func TestDemoKeepsAnotherSizeOfProject(t *testing.T) {
+	t.Parallel()
+	pool := dbtest.IsolatedPool(t)
+	ctx := context.Background()
+	if _, err := seed.Run(ctx, pool, seed.Config{ProjectID: "demo", Users: 1500}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := Run(ctx, Config{Pool: pool, Users: 1000, DataDir: t.TempDir(), Out: &out})
+	if !errors.Is(err, ErrProjectInUse) || !strings.Contains(err.Error(), `project "demo" already holds 1500 users, not 1000; --replace`) {
+		t.Fatalf("err %v", err)
+	}
+	tables, _ := schema.For("demo")
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+tables.User).Scan(&n); err != nil || n != 1500 {
+		t.Fatalf("project holds %d users (%v), want the 1500 seeded", n, err)
+	}
+	// The same size is reseeded (the seed makes the same rows), and
+	// --replace reseeds any size: neither is refused.
+	if err := checkProject(ctx, pool, "demo", 1500, false); err != nil {
+		t.Fatalf("same size: %v", err)
+	}
+	if err := checkProject(ctx, pool, "demo", 1000, true); err != nil {
+		t.Fatalf("replace: %v", err)
 	}
 }
 
