@@ -60,10 +60,11 @@ demo: build
 	bin/segpub demo $(DEMO_FLAGS)
 
 # Every workload at 1M, 3M and 10M users (seeded on first use), with the
-# plots of docs/benchmarks.md. About 75 minutes on 2 cores (SQS and JetStream
+# plots of docs/benchmarks.md, and docs/benchmarks.json (the results with
+# their date and machine, built into segpub cost). About 75 minutes on 2 cores (SQS and JetStream
 # at every size), 40 GB of disk.
 bench: build
-	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(BENCH_DB_URL)} bin/segpub bench --sizes $${SIZES:-1m,3m,10m} --plots docs/img
+	SEGPUB_DATABASE_URL=$${SEGPUB_DATABASE_URL:-$(BENCH_DB_URL)} bin/segpub bench --sizes $${SIZES:-1m,3m,10m} --plots docs/img --results docs/benchmarks.json
 
 # The crash test: 3 workers, a push job over 1M users, 20 SIGKILLs, then
 # PostgreSQL and NATS restarts. About 10 minutes. Part of make reliability.

@@ -115,6 +115,10 @@ type SizeReport struct {
 type Report struct {
 	CPUs  int       `json:"cpus"`
 	Taken time.Time `json:"taken"`
+	// Machine is what the benchmark ran on.
+	Machine Machine `json:"machine"`
+	// Note says anything else a reader of the figures needs to know.
+	Note string `json:"note,omitempty"`
 	// KeysOnly: the tables had only their keys (Config.KeysOnly).
 	KeysOnly bool `json:"keys_only"`
 	// FloorWorkMem is the work_mem the COPY floors ran at (the server's);
@@ -206,7 +210,7 @@ var workloads = []workload{
 // Run seeds the projects that have no tables, then measures each.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Runs = max(cfg.Runs, 1)
-	rep := &Report{CPUs: numCPU(), Taken: time.Now().UTC(), KeysOnly: cfg.KeysOnly}
+	rep := &Report{CPUs: numCPU(), Taken: time.Now().UTC(), Machine: thisMachine(), KeysOnly: cfg.KeysOnly}
 	if err := cfg.floorPool().QueryRow(ctx, `SHOW work_mem`).Scan(&rep.FloorWorkMem); err != nil {
 		return nil, fmt.Errorf("read work_mem: %w", err)
 	}

@@ -140,7 +140,7 @@ func esc(s string) string {
 // Markdown renders the report as one table per project.
 func (r *Report) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d CPUs; taken %s\n", r.CPUs, r.Taken.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "%s; taken %s\n", r.Machine, r.Taken.Format("2006-01-02 15:04 MST"))
 	tables := "keys plus segpub's indexes (segpub migrate indexes)"
 	if r.KeysOnly {
 		tables = "only their keys"

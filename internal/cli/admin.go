@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -112,6 +113,7 @@ func runSeed(ctx context.Context, env *Env, o *seedOptions) int {
 type benchOptions struct {
 	common
 	sizes, project, only, out, plots string
+	results                          string
 	users, runs                      int
 	baselineMax                      int64
 	asJSON, keysOnly                 bool
@@ -129,6 +131,7 @@ func (a *App) benchCmd() *cobra.Command {
 	d.String(&o.only, "only", "", "", "comma-separated workloads to measure; empty: all of "+strings.Join(bench.Workloads(), ", "))
 	d.String(&o.out, "out", "", filepath.Join(os.TempDir(), "segpub-bench"), "working directory")
 	d.String(&o.plots, "plots", "", "", "directory to write throughput.svg and memory.svg to")
+	d.String(&o.results, "results", "", "", "also write the report as JSON to this file, with its date and machine (make bench: docs/benchmarks.json, which segpub cost reads)")
 	d.fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
 	d.fs.BoolVar(&o.keysOnly, "keys-only", false, "measure the tables with only their keys: do not create segpub's indexes first (existing ones stay)")
 	d.Duration(&o.sqsRTT, "sqs-rtt", "", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
@@ -210,6 +213,15 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 			if err := os.WriteFile(filepath.Join(*plots, name), data, 0o644); err != nil {
 				return fail(env, "bench", fmt.Errorf("--plots: %w", err))
 			}
+		}
+	}
+	if o.results != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fail(env, "bench", err)
+		}
+		if err := os.WriteFile(o.results, append(data, '\n'), 0o644); err != nil {
+			return fail(env, "bench", fmt.Errorf("--results: %w", err))
 		}
 	}
 	if *asJSON {

@@ -5,11 +5,13 @@
 package cost
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"strings"
+	"time"
 )
 
 // Prices are the unit prices used. Defaults: AWS list prices for Linux/x86
@@ -38,6 +40,32 @@ type Measured struct {
 	MessagesPerSecond float64 `json:"messages_per_second"`
 	PeakRSSMiB        float64 `json:"peak_rss_mib"`
 	Source            string  `json:"source"`
+	// Workload and Project are the measurement's bench workload and
+	// project (push-all-sqs on bench10m); Taken and Machine when and on
+	// what it ran. Empty for a figure given by hand.
+	Workload string    `json:"workload,omitempty"`
+	Project  string    `json:"project,omitempty"`
+	Taken    time.Time `json:"taken,omitempty"`
+	Machine  string    `json:"machine,omitempty"`
+}
+
+// Describe says which figure is used and where it comes from.
+func (m Measured) Describe() string {
+	s := fmt.Sprintf("%.0f messages/s", m.MessagesPerSecond)
+	if m.PeakRSSMiB > 0 {
+		s += fmt.Sprintf(", peak RSS %.0f MiB", m.PeakRSSMiB)
+	}
+	if m.Workload != "" {
+		s += fmt.Sprintf(": %s on %s", m.Workload, m.Project)
+	}
+	s += ", from " + m.Source
+	if !m.Taken.IsZero() {
+		s += ", taken " + m.Taken.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	if m.Machine != "" {
+		s += " on " + m.Machine
+	}
+	return s
 }
 
 // Line is one deployment's monthly cost.
@@ -107,7 +135,7 @@ func Compute(w Workload, m Measured, p Prices) (*Report, error) {
 			TotalPerMonth: round(q.cost + queue), PerMillion: round4((q.cost + queue) / (perMonth / 1e6)), FromReport: true, Note: "the report's monthly figure"})
 	}
 	r.Assumptions = []string{
-		fmt.Sprintf("throughput %.0f messages/s and peak RSS %.0f MiB, from %s", m.MessagesPerSecond, m.PeakRSSMiB, m.Source),
+		"throughput " + m.Describe(),
 		"a segpub task of 2 vCPU and 4 GB (throughput was measured on 2 cores; 4 GB is Fargate's smallest memory for 2 vCPU)",
 		"30.4 days a month, 730 hours a month",
 		"channel messages sent in SQS batches of 10: one request per 10 messages",
@@ -118,12 +146,19 @@ func Compute(w Workload, m Measured, p Prices) (*Report, error) {
 
 func round(v float64) float64 { return math.Round(v*100) / 100 }
 
-// FromBench reads the publish step of a `segpub bench --json` report.
+// FromBench reads the publish step of a `segpub bench --json` (or
+// --results) report file.
 func FromBench(path string) (Measured, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Measured{}, fmt.Errorf("read bench results: %w", err)
 	}
+	return FromReport(data, path)
+}
+
+// FromReport reads the publish step of a `segpub bench` report; source
+// names it in messages and in the Measured.
+func FromReport(data []byte, source string) (Measured, error) {
 	type result struct {
 		Job       string  `json:"job"`
 		Name      string  `json:"name"`
@@ -131,40 +166,62 @@ func FromBench(path string) (Measured, error) {
 		PeakRSS   float64 `json:"peak_rss_mib"`
 	}
 	var rep struct {
+		Taken   time.Time `json:"taken"`
+		CPUs    int       `json:"cpus"`
+		Machine struct {
+			CPU       string  `json:"cpu"`
+			CPUs      int     `json:"cpus"`
+			MemoryGiB float64 `json:"memory_gib"`
+		} `json:"machine"`
 		Results []result `json:"results"` // a report from before sizes
 		Sizes   []struct {
-			Results []result `json:"results"`
+			ProjectID string   `json:"project_id"`
+			Results   []result `json:"results"`
 		} `json:"sizes"`
 	}
 	if err := json.Unmarshal(data, &rep); err != nil {
-		return Measured{}, fmt.Errorf("read bench results %s: %w", path, err)
+		return Measured{}, fmt.Errorf("read bench results %s: %w", source, err)
 	}
+	var machine []string
+	if rep.Machine.CPU != "" {
+		machine = append(machine, rep.Machine.CPU)
+	}
+	if n := cmp.Or(rep.Machine.CPUs, rep.CPUs); n > 0 {
+		machine = append(machine, fmt.Sprintf("%d CPUs", n))
+	}
+	if rep.Machine.MemoryGiB > 0 {
+		machine = append(machine, fmt.Sprintf("%.0f GiB", rep.Machine.MemoryGiB))
+	}
+	m := Measured{Source: source, Taken: rep.Taken, Machine: strings.Join(machine, ", ")}
 	// The largest size measured is the most telling; its project-wide push
 	// publish to SQS (the output production uses, over a network round
 	// trip) is the reference workload; to file:// only when a report has no
 	// SQS measurement, as that output costs less than any network queue.
 	results := rep.Results
 	if n := len(rep.Sizes); n > 0 {
-		results = rep.Sizes[n-1].Results
+		results, m.Project = rep.Sizes[n-1].Results, rep.Sizes[n-1].ProjectID
 	}
 	for _, job := range []string{"push-all-sqs", "push-all"} {
 		for _, r := range results {
 			if r.Job == job && r.PerSecond > 0 {
-				return Measured{MessagesPerSecond: r.PerSecond, PeakRSSMiB: r.PeakRSS, Source: path + " (" + job + ")"}, nil
+				m.MessagesPerSecond, m.PeakRSSMiB, m.Workload = r.PerSecond, r.PeakRSS, job
+				return m, nil
 			}
 		}
 	}
 	for _, r := range results {
 		if r.Job == "" && strings.Contains(r.Name, "publish") && r.PerSecond > 0 {
-			return Measured{MessagesPerSecond: r.PerSecond, PeakRSSMiB: r.PeakRSS, Source: path}, nil
+			m.MessagesPerSecond, m.PeakRSSMiB = r.PerSecond, r.PeakRSS
+			return m, nil
 		}
 	}
-	return Measured{}, fmt.Errorf("bench results %s have no publish measurement", path)
+	return Measured{}, fmt.Errorf("bench results %s have no publish measurement", source)
 }
 
 // Table renders the report for people.
 func (r *Report) Table() string {
 	var sb strings.Builder
+	fmt.Fprintf(&sb, "measured: %s\n", r.Measured.Describe())
 	fmt.Fprintf(&sb, "workload: %.0f messages a day", r.Workload.MessagesPerDay)
 	if r.CampaignMinutes > 0 {
 		fmt.Fprintf(&sb, "; a campaign of %.0f messages takes %.1f minutes on one task", r.Workload.CampaignSize, r.CampaignMinutes)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/segpub/segpub/docs"
 )
 
 func TestCompute(t *testing.T) {
@@ -64,7 +66,29 @@ func TestFromBench(t *testing.T) {
 	// With an SQS measurement, that one: the output production uses.
 	_ = os.WriteFile(path, []byte(`{"sizes":[{"results":[{"job":"push-all","messages_per_second":160000,"peak_rss_mib":80},
 {"job":"push-all-sqs","messages_per_second":35000,"peak_rss_mib":90}]}]}`), 0o644)
-	if m, err := FromBench(path); err != nil || m.MessagesPerSecond != 35000 || m.PeakRSSMiB != 90 || !strings.Contains(m.Source, "push-all-sqs") {
+	if m, err := FromBench(path); err != nil || m.MessagesPerSecond != 35000 || m.PeakRSSMiB != 90 || m.Workload != "push-all-sqs" {
 		t.Fatalf("sqs: %+v %v", m, err)
+	}
+}
+
+// segpub cost's default is the committed benchmark's results, with the
+// date and machine they were taken on, never a constant.
+func TestFromReportBuiltIn(t *testing.T) {
+	t.Parallel()
+	m, err := FromReport(docs.BenchmarkResults, docs.BenchmarkResultsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MessagesPerSecond <= 0 || m.PeakRSSMiB <= 0 || m.Taken.IsZero() || m.Machine == "" || m.Workload != "push-all-sqs" || m.Project == "" {
+		t.Fatalf("%+v", m)
+	}
+	d := m.Describe()
+	for _, want := range []string{docs.BenchmarkResultsPath, m.Taken.UTC().Format("2006-01-02"), m.Machine, "push-all-sqs on " + m.Project} {
+		if !strings.Contains(d, want) {
+			t.Errorf("%q lacks %q", d, want)
+		}
+	}
+	if _, err := FromReport([]byte(`{"sizes":[{"results":[{"job":"copy","seconds":5}]}]}`), "x.json"); err == nil || !strings.Contains(err.Error(), "x.json have no publish measurement") {
+		t.Fatalf("no publish step: %v", err)
 	}
 }

@@ -52,8 +52,8 @@ type Config struct {
 	// users than Users (a project seeded by hand, or an earlier demo of
 	// another size); without it the demo refuses rather than replace it.
 	Replace bool
-	DataDir   string
-	Logger    *slog.Logger
+	DataDir string
+	Logger  *slog.Logger
 	// Out receives the progress bar and the summary.
 	Out io.Writer
 	// JSON, when set, receives the runs as one JSON array (Out then
