@@ -30,7 +30,7 @@ func (a *App) migrateCmd() *cobra.Command {
 	var c common
 	var project string
 	d.String(&project, "project", "", "", "project id whose tables get the indexes")
-	c.register(d)
+	c.registerDB(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runMigrate(ctx, a.env, &c, &project) })
 	return a.group("migrate", "create the secondary indexes the audience queries use (migrate indexes)", cmd)
 }
@@ -75,7 +75,7 @@ func (a *App) seedCmd() *cobra.Command {
 	d.Int(&o.users, "users", "", DefaultSeedUsers, "number of users")
 	d.Int64(&o.seed, "seed", "", 1, "random seed: the same seed gives the same data")
 	d.fs.BoolVar(&o.replace, "replace", false, "drop the project's tables first if they exist")
-	o.common.register(d)
+	o.common.registerDB(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runSeed(ctx, a.env, &o) })
 	return cmd
 }
@@ -135,7 +135,7 @@ func (a *App) benchCmd() *cobra.Command {
 	d.fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
 	d.fs.BoolVar(&o.keysOnly, "keys-only", false, "measure the tables with only their keys: do not create segpub's indexes first (existing ones stay)")
 	d.Duration(&o.sqsRTT, "sqs-rtt", "", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
-	o.common.register(d)
+	o.common.registerDB(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runBench(ctx, a.env, &o) })
 	cmd.AddCommand(a.benchBaselineCmd(), a.benchIndexesCmd())
 	return cmd
@@ -255,7 +255,7 @@ func (a *App) benchIndexesCmd() *cobra.Command {
 	var asJSON bool
 	d.String(&project, "project", "", "bench1m", "project to study (it must exist; its secondary indexes are dropped and rebuilt)")
 	d.fs.BoolVar(&asJSON, "json", false, "print the results as JSON")
-	c.register(d)
+	c.registerDB(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runIndexStudy(ctx, a.env, &c, &project, &asJSON) })
 	return cmd
 }
@@ -297,7 +297,7 @@ func (a *App) benchBaselineCmd() *cobra.Command {
 // benchmark as a child process so its time and memory are its own.
 func runBaseline(ctx context.Context, env *Env, c *common, jobPath, out *string) int {
 	if *jobPath == "" || *out == "" {
-		return fail(env, "bench baseline", fmt.Errorf("--job and --out are required"))
+		return usageError(env, "bench baseline", "--job and --out are required")
 	}
 	data, err := c.readJob(*jobPath, env.Stdin)
 	if err != nil {
@@ -338,7 +338,7 @@ func (a *App) demoCmd() *cobra.Command {
 	d.fs.BoolVar(&o.replace, "replace", false, "reseed the project even if it holds another number of users")
 	d.String(&o.dataDir, "data-dir", "SEGPUB_DATA_DIR", DefaultDataDir, "where the demo keeps its JetStream, CSV and (if started) PostgreSQL")
 	d.fs.BoolVar(&o.asJSON, "json", false, "print the runs as JSON instead of a table")
-	c.register(d)
+	c.registerDB(d)
 	cs.register(d, DefaultConsoleAddr)
 	d.fs.Lookup("console-addr").Usage = "address of the operator console while the demo runs; empty: none ($SEGPUB_CONSOLE_ADDR)"
 	d.fs.Lookup("database-url").Usage = "database URL; empty: database " + pgdb.Demo + " (created) on the PostgreSQL at 127.0.0.1:5432, or on one started here when none answers ($SEGPUB_DATABASE_URL)"

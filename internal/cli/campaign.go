@@ -177,8 +177,7 @@ func (a *App) campaignCmd() *cobra.Command {
 func (a *App) campaignAdd(ctx context.Context, store *scheduler.Store, file string) int {
 	env := a.env
 	if file == "" {
-		fmt.Fprintln(env.Stderr, "segpub campaign add: --file is required")
-		return ExitFailure
+		return usageError(env, "campaign add", "--file is required")
 	}
 	data, err := readJob(file, env.Stdin, job.DefaultMaxJobBytes)
 	if err != nil {

@@ -110,6 +110,66 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	return ExitFailure
 }
 
+// usageError reports a usage error a command finds after parsing (a
+// required flag missing) as the parser reports its own: once, with the
+// pointer to the command's help.
+func usageError(env *Env, name, msg string) int {
+	fmt.Fprintf(env.Stderr, "segpub %s: %s\nRun 'segpub %s -h' for usage.\n", name, msg, name)
+	return ExitFailure
+}
+
+// suggestFlag adds "Did you mean this?" to an unknown flag's error, as
+// cobra does for mistyped commands: the command's flags within two edits
+// of the one given, or starting with it.
+func suggestFlag(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	var given string
+	switch {
+	case strings.HasPrefix(msg, "unknown flag: --"):
+		given = strings.TrimPrefix(msg, "unknown flag: --")
+	case strings.HasPrefix(msg, "unknown shorthand flag: ") && strings.Contains(msg, " in -"):
+		// -jbo: a long flag written with one dash and mistyped.
+		given = msg[strings.LastIndex(msg, " in -")+len(" in -"):]
+	default:
+		return err
+	}
+	given, _, _ = strings.Cut(given, "=")
+	var near []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Hidden || f.Name == "help" {
+			return
+		}
+		if editDistance(given, f.Name) <= 2 || (len(given) >= 3 && strings.HasPrefix(f.Name, given)) {
+			near = append(near, "--"+f.Name)
+		}
+	})
+	if len(near) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n\nDid you mean this?\n\t%s", err, strings.Join(near, "\n\t"))
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // Command builds the command tree.
 func (a *App) Command() *cobra.Command {
 	root := &cobra.Command{
@@ -133,7 +193,7 @@ $SEGPUB_* variable read it when the flag is not given.`,
 	root.SetIn(a.env.Stdin)
 	root.SetOut(a.env.Stdout)
 	root.SetErr(a.env.Stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	root.SetFlagErrorFunc(suggestFlag)
 	root.AddCommand(
 		a.jobCmd("size"), a.jobCmd("publish"), a.seedCmd(), a.migrateCmd(), a.benchCmd(),
 		a.serveCmd(), a.consoleCmd(), a.submitCmd(), a.statusCmd(), a.runCmd(), a.schedulerCmd(), a.campaignCmd(),
@@ -296,14 +356,23 @@ const (
 // PostgreSQL's memory units.
 var workMemPattern = regexp.MustCompile(`^[1-9][0-9]{0,9}(kB|MB|GB)$`)
 
+// register declares the common settings of a command that reads jobs.
 func (c *common) register(d *decls) {
-	d.String(&c.databaseURL, "database-url", "SEGPUB_DATABASE_URL", "", "audience database URL (postgres://…)")
-	d.Duration(&c.dbStall, "db-stall-timeout", "SEGPUB_DB_STALL_TIMEOUT", DefaultDBStallTimeout,
-		"close a database connection that sends nothing for this long while a reply is due; 0: never")
+	c.registerDB(d)
 	d.Int64(&c.maxJobBytes, "max-job-bytes", "SEGPUB_MAX_JOB_BYTES", job.DefaultMaxJobBytes,
 		"larger jobs (inline, file, standard input or claim check) are rejected before parsing")
 	d.Int64(&c.csvMaxBytes, "csv-max-bytes", "SEGPUB_CSV_MAX_BYTES", publish.DefaultMaxCSVBytes,
 		"larger CSV audiences (file:// or s3://) are rejected")
+}
+
+// registerDB declares the common settings of a command that reads no job
+// (seed, migrate, bench, demo): the job and CSV size caps do not apply to
+// it, so its help does not list them; they keep their defaults.
+func (c *common) registerDB(d *decls) {
+	c.maxJobBytes, c.csvMaxBytes = job.DefaultMaxJobBytes, publish.DefaultMaxCSVBytes
+	d.String(&c.databaseURL, "database-url", "SEGPUB_DATABASE_URL", "", "audience database URL (postgres://…)")
+	d.Duration(&c.dbStall, "db-stall-timeout", "SEGPUB_DB_STALL_TIMEOUT", DefaultDBStallTimeout,
+		"close a database connection that sends nothing for this long while a reply is due; 0: never")
 	d.Duration(&c.stmtTimeout, "statement-timeout", "SEGPUB_STATEMENT_TIMEOUT", pgtimeout.DefaultStatementTimeout,
 		"the server ends an audience statement that runs longer; 0: never")
 	c.stmtSetting = "--statement-timeout ($SEGPUB_STATEMENT_TIMEOUT)"

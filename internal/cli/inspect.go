@@ -18,8 +18,7 @@ import (
 // loadJob reads and parses --job for the operator tools; a bad job exits 2.
 func loadJob(env *Env, c *common, name, path string) (*job.Job, int) {
 	if path == "" {
-		fmt.Fprintf(env.Stderr, "segpub %s: --job is required\n", name)
-		return nil, ExitFailure
+		return nil, usageError(env, name, "--job is required")
 	}
 	data, err := c.readJob(path, env.Stdin)
 	if err != nil && !job.IsRejection(err) {
@@ -136,8 +135,7 @@ func (a *App) whyCmd() *cobra.Command {
 // runWhy is `segpub why --job F --user EXTERNAL_ID`.
 func runWhy(ctx context.Context, env *Env, c *common, jobPath, user *string, asJSON *bool) int {
 	if *user == "" {
-		fmt.Fprintln(env.Stderr, "segpub why: --user is required")
-		return ExitFailure
+		return usageError(env, "why", "--user is required")
 	}
 	j, code := loadJob(env, c, "why", *jobPath)
 	if j == nil {

@@ -72,8 +72,7 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 		defer stop()
 	}
 	if o.job == "" {
-		fmt.Fprintf(env.Stderr, "segpub %s: --job is required\n", name)
-		return ExitFailure
+		return usageError(env, name, "--job is required")
 	}
 	jobPath := &o.job
 	log := c.logger(env)
@@ -104,8 +103,7 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 	closeSink := func() error { return nil }
 	if j.Action == job.ActionPublish {
 		if out == "" {
-			fmt.Fprintf(env.Stderr, "segpub %s: --out is required\n", name)
-			return ExitFailure
+			return usageError(env, name, "--out is required")
 		}
 		nc := &natsjs.Connector{DefaultDir: filepath.Join(*dataDir, "jetstream"), Logger: log}
 		defer nc.Close()

@@ -383,8 +383,7 @@ func (a *App) submitCmd() *cobra.Command {
 // check when it is over the queue's size limit.
 func runSubmit(ctx context.Context, env *Env, s *settings, jobPath *string) int {
 	if *jobPath == "" {
-		fmt.Fprintln(env.Stderr, "segpub submit: --job is required")
-		return ExitFailure
+		return usageError(env, "submit", "--job is required")
 	}
 	data, err := s.readJob(*jobPath, env.Stdin)
 	if err != nil {
