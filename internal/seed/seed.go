@@ -19,6 +19,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -83,15 +85,28 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 		}
 	}
 	g := &gen{cfg: cfg, seoulToday: seoulDate(cfg.Now)}
-	bar := progress.New(progress.Config{Label: "seed users", Total: int64(cfg.Users) * 3, Out: cfg.Progress, Logger: log})
+	// The bar counts users: those whose rows every table has received (the
+	// slowest of the three loads), so 100,000 users end at 100000/100000.
+	bar := progress.New(progress.Config{Label: "seed users", Total: int64(cfg.Users), Out: cfg.Progress, Logger: log})
+	var loaded [3]atomic.Int64
+	var barMu sync.Mutex
+	advance := func(table int, n int64) {
+		loaded[table].Add(n)
+		barMu.Lock()
+		defer barMu.Unlock()
+		bar.Set(min(loaded[0].Load(), loaded[1].Load(), loaded[2].Load()))
+	}
 	var st Stats
 	eg, ectx := errgroup.WithContext(ctx)
+	tables := 0
 	load := func(table, columns string, n *int64, write func(w *bufio.Writer, i int) int) {
+		idx := tables
+		tables++
 		eg.Go(func() error {
 			c, err := copyRows(ectx, pool, table, columns, cfg.Users, func(w *bufio.Writer, i int) int {
 				k := write(w, i)
 				if i%4096 == 4095 {
-					bar.Add(4096)
+					advance(idx, 4096)
 				}
 				return k
 			})
@@ -99,8 +114,8 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 			if err != nil {
 				return fmt.Errorf("seed %s: load %s: %w", cfg.ProjectID, table, err)
 			}
-			// The rows after the last full 4096: the bar ends at its total.
-			bar.Add(int64(cfg.Users % 4096))
+			// The users after the last full 4096: the bar ends at its total.
+			advance(idx, int64(cfg.Users%4096))
 			return nil
 		})
 	}
