@@ -130,12 +130,12 @@ func scan(row pgx.Row) (*Run, error) {
 var ErrNotFound = errors.New("no run with that request_id")
 
 // partsColumns is columns for a partitioned run in progress (scanning,
-// publishing), whose own row holds no counts: its candidates and published
-// are the sums of its current phase's partitions (runs named by
-// partition.RunID: request_id#scan-NNNN, request_id#publish-NNNN).
+// publishing), whose own row holds no counts: its candidates are the sum
+// of its scan partitions' (the publish partitions count none: the scan
+// counted them), its published the sum of its publish partitions' (runs
+// named by partition.RunID: request_id#scan-NNNN, request_id#publish-NNNN).
 var partsColumns = strings.NewReplacer("candidates, published,", `CASE WHEN r.status IN ('scanning', 'publishing') THEN coalesce((
-  SELECT sum(c.candidates) FROM segpub_runs c WHERE c.parent = r.request_id
-   AND starts_with(c.request_id, r.request_id || CASE r.status WHEN 'scanning' THEN '#scan-' ELSE '#publish-' END)), 0)::bigint
+  SELECT sum(c.candidates) FROM segpub_runs c WHERE c.parent = r.request_id AND starts_with(c.request_id, r.request_id || '#scan-')), 0)::bigint
   ELSE r.candidates END,
 CASE WHEN r.status = 'publishing' THEN coalesce((
   SELECT sum(c.published) FROM segpub_runs c WHERE c.parent = r.request_id AND starts_with(c.request_id, r.request_id || '#publish-')), 0)::bigint

@@ -136,3 +136,35 @@ func TestReleaseKeepsCountsAndHandedBackIsClaimable(t *testing.T) {
 		t.Fatalf("claim of a handed-back run: %+v %v", c, err)
 	}
 }
+
+// A partitioned run shows the candidates its scan counted while it
+// scans and while it publishes (the publish partitions count none), and
+// the messages its publish partitions published: never 0 candidates
+// beside 126,040 published.
+func TestPartitionedRunCounts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, s := setup(t)
+	pool := dbtest.Pool(t)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	insert := `INSERT INTO segpub_runs (request_id, project_id, campaign_id, action, status, reference_time, candidates, published, parent)
+VALUES ($1, 'p', 'c', 'publish', $2, now(), $3, $4, nullif($5, ''))`
+	exec(insert, s.RequestID, "scanning", 0, 0, "")
+	exec(insert, s.RequestID+"#scan-0000", "completed", 100000, 0, s.RequestID)
+	exec(insert, s.RequestID+"#scan-0001", "running", 60000, 0, s.RequestID)
+	r, err := l.Get(ctx, s.RequestID)
+	if err != nil || r.Candidates != 160000 || r.Published != 0 {
+		t.Fatalf("scanning: %+v %v", r, err)
+	}
+	exec(`UPDATE segpub_runs SET status = 'publishing' WHERE request_id = $1`, s.RequestID)
+	exec(insert, s.RequestID+"#publish-0000", "completed", 0, 100000, s.RequestID)
+	exec(insert, s.RequestID+"#publish-0001", "running", 0, 26040, s.RequestID)
+	if r, err = l.Get(ctx, s.RequestID); err != nil || r.Candidates != 160000 || r.Published != 126040 {
+		t.Fatalf("publishing: %+v %v", r, err)
+	}
+}
