@@ -60,3 +60,55 @@ func TestRunControl(t *testing.T) {
 		t.Fatalf("resume of a cancelled run: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// A run whose job exhausted its attempts is resumed from its checkpoint by
+// `run resume --job` with its dead letter's job, not by hand-written SQL;
+// resume says the run is queued, not "retrying".
+func TestResumeFailedRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	led, err := ledger.New(ctx, dbtest.Pool(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("failed-%d", time.Now().UnixNano())
+	start := ledger.Start{RequestID: id, ProjectID: "p", CampaignID: "c", Action: "publish", Reference: time.Now()}
+	if c, err := led.Claim(ctx, start, "w1", time.Minute); err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	if err := led.Checkpoint(ctx, id, "w1", []byte(`{"published":40}`), 40); err != nil {
+		t.Fatal(err)
+	}
+	if err := led.Finish(ctx, id, "w1", ledger.Outcome{Status: ledger.Failed, Candidates: 100, Published: 40, Error: "database unreachable"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// Without the job: nothing changes, and the message says what to give.
+	r := run(t, "", "run", "resume", id, "--data-dir", dir)
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "dead letter's job (--job FILE)") || !strings.Contains(r.stderr, "Run 'segpub run resume -h'") {
+		t.Fatalf("no job: exit %d %q", r.code, r.stderr)
+	}
+	// Another request_id is another run.
+	other := `{"version":1,"action":"publish","request_id":"someone-else"}`
+	if r := run(t, other, "run", "resume", id, "--job", "-", "--data-dir", dir); r.code != ExitFailure || !strings.Contains(r.stderr, `request_id is "someone-else"`) {
+		t.Fatalf("other job: exit %d %q", r.code, r.stderr)
+	}
+	if got, _ := led.Get(ctx, id); got.Status != ledger.Failed {
+		t.Fatalf("refused resumes changed the run: %+v", got)
+	}
+	job := fmt.Sprintf(`{"version":1,"action":"publish","request_id":%q}`, id)
+	r = run(t, job, "run", "resume", id, "--job", "-", "--data-dir", dir)
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"status":"queued"`) || !strings.Contains(r.stdout, `"requeued_jobs":1`) ||
+		strings.Contains(r.stdout, "retrying") || !strings.Contains(r.stdout, `"published":40`) {
+		t.Fatalf("resume: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// A worker takes it again, from its checkpoint.
+	c, err := led.Claim(ctx, start, "w2", time.Minute)
+	if err != nil || !c.Granted || c.Run.Attempts != 2 || !strings.Contains(string(c.Run.Checkpoint), "40") {
+		t.Fatalf("claim after resume: %+v %v", c.Run, err)
+	}
+	// A completed, rejected or cancelled run is never reopened.
+	if _, err := led.Reopen(ctx, id, true); !errors.Is(err, ledger.ErrNotFailed) {
+		t.Fatalf("reopen of a running run: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -60,6 +61,39 @@ func Resume(ctx context.Context, led *ledger.Ledger, q Sender, requestID string)
 	for i, body := range c.Requeue {
 		if err := q.Send(ctx, body, fmt.Sprintf("%s#resume-%d-%d", requestID, stamp, i)); err != nil {
 			return c, fmt.Errorf("resume run %s: send its job again: %w", requestID, err)
+		}
+	}
+	return c, nil
+}
+
+// Reopen lets a failed run (its job exhausted its attempts, now in the
+// dead-letter queue) go on from its checkpoint once its cause is fixed:
+// the ledger makes it claimable again and the job goes back to the job
+// queue. body is the job (the dead letter's "job"); it must carry the
+// run's request_id. Nil sends the job the ledger kept, if any.
+func Reopen(ctx context.Context, led *ledger.Ledger, q Sender, requestID string, body []byte) (*ledger.Control, error) {
+	if body != nil {
+		var j struct {
+			RequestID string `json:"request_id"`
+		}
+		if err := json.Unmarshal(body, &j); err != nil {
+			return nil, fmt.Errorf("reopen run %s: the job is not JSON: %w", requestID, err)
+		}
+		if j.RequestID != requestID {
+			return nil, fmt.Errorf("reopen run %s: the job's request_id is %q; a job under another request_id is another run (segpub submit)", requestID, j.RequestID)
+		}
+	}
+	c, err := led.Reopen(ctx, requestID, body != nil)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		c.Requeue = []json.RawMessage{body}
+	}
+	stamp := time.Now().UnixNano()
+	for i, b := range c.Requeue {
+		if err := q.Send(ctx, b, fmt.Sprintf("%s#reopen-%d-%d", requestID, stamp, i)); err != nil {
+			return c, fmt.Errorf("reopen run %s: send its job again: %w", requestID, err)
 		}
 	}
 	return c, nil

@@ -141,6 +141,56 @@ WHERE request_id = $1 RETURNING job`, requestID).Scan(&body); err != nil {
 	})
 }
 
+// Errors of Reopen.
+var (
+	ErrNotFailed = errors.New("the run did not fail")
+	ErrNoJob     = errors.New("the ledger keeps no job for it: give the dead letter's job")
+)
+
+// Reopen makes a failed run (its job exhausted its attempts) claimable
+// again, keeping its checkpoint and counts: the next delivery of its job
+// goes on from where it stopped, as a resume does. Requeue holds the job
+// the ledger kept, if any (a partitioned run's); a whole run's job comes
+// from its dead letter. Rejected, cancelled and completed runs are final
+// for good: a rejected job fails the same way, a cancelled run was ended
+// on purpose. Without haveJob (the caller has no copy of the job) a run
+// whose job the ledger did not keep is left as it is: ErrNoJob.
+func (l *Ledger) Reopen(ctx context.Context, requestID string, haveJob bool) (*Control, error) {
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reopen run %s: %w", requestID, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var st Status
+	var parent *string
+	var plan, body json.RawMessage
+	err = tx.QueryRow(ctx, `SELECT status, parent, plan, job FROM segpub_runs WHERE request_id = $1 FOR UPDATE`, requestID).Scan(&st, &parent, &plan, &body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("reopen run %s: %w", requestID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reopen run %s: %w", requestID, err)
+	}
+	switch {
+	case parent != nil:
+		return nil, fmt.Errorf("reopen run %s: a partition of %s; reopen the whole run", requestID, *parent)
+	case len(plan) > 0 && string(plan) != "null":
+		return nil, fmt.Errorf("reopen run %s: a partitioned run that failed is not reopened; submit its job under a new request_id", requestID)
+	case st != Failed:
+		return nil, fmt.Errorf("reopen run %s (%s): %w", requestID, st, ErrNotFailed)
+	case !haveJob && len(nonNull([]json.RawMessage{body})) == 0:
+		return nil, fmt.Errorf("reopen run %s: %w", requestID, ErrNoJob)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = 'retrying', control = NULL, owner = NULL, lease_until = NULL,
+  updated_at = now(), finished_at = NULL WHERE request_id = $1`, requestID); err != nil {
+		return nil, fmt.Errorf("reopen run %s: %w", requestID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("reopen run %s: %w", requestID, err)
+	}
+	return &Control{Status: Retrying, Requeue: nonNull([]json.RawMessage{body})}, nil
+}
+
 func nonNull(bodies []json.RawMessage) []json.RawMessage {
 	out := bodies[:0]
 	for _, b := range bodies {
