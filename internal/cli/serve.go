@@ -58,12 +58,15 @@ const (
 	DefaultChannelURL      = "embedded:"
 	DefaultMessageStoreURL = "pg:"
 	DefaultDeadLetterURL   = "embedded:"
-	DefaultListen          = ":9090"
-	DefaultConcurrency     = 2
-	DefaultMaxAttempts     = 5
-	DefaultLease           = 60 * time.Second
-	DefaultShutdownGrace   = 30 * time.Second
-	DefaultPartitionRows   = 2_000_000
+	// DefaultListen is loopback: /metrics says what segpub sends, and the
+	// container image listens on every interface itself (Dockerfile,
+	// SEGPUB_LISTEN=:9090) where a scraper must reach it.
+	DefaultListen        = "127.0.0.1:9090"
+	DefaultConcurrency   = 2
+	DefaultMaxAttempts   = 5
+	DefaultLease         = 60 * time.Second
+	DefaultShutdownGrace = 30 * time.Second
+	DefaultPartitionRows = 2_000_000
 )
 
 // register declares the service's settings, one line each:

@@ -66,3 +66,17 @@ func TestCapsOnlyWhereJobsAreRead(t *testing.T) {
 		}
 	}
 }
+
+// The service's /metrics, /healthz and /readyz listen on loopback unless
+// told otherwise (the container image sets SEGPUB_LISTEN=:9090 itself).
+func TestListenDefaultsToLoopback(t *testing.T) {
+	t.Parallel()
+	r := runEnv(nil, "", "serve", "-h")
+	if !strings.Contains(r.stdout, `(default "127.0.0.1:9090")`) {
+		t.Fatalf("serve -h:\n%s", r.stdout)
+	}
+	host, _, _ := strings.Cut(DefaultListen, ":")
+	if host != "127.0.0.1" {
+		t.Fatalf("DefaultListen %q", DefaultListen)
+	}
+}

@@ -22,7 +22,8 @@ type Index struct {
 	Table string // quoted identifier
 	// Columns is the index's column list, as in CREATE INDEX.
 	Columns string
-	// Why says which query uses it.
+	// Why says which query uses it, as a verb phrase: explain warns
+	// "missing index …: it <Why>".
 	Why string
 }
 
@@ -53,12 +54,12 @@ func For(t schema.Tables) []Index {
 		{
 			Name: "sp_dut_" + p, Table: t.Device,
 			Columns: "(notifly_user_id, device_token, platform)",
-			Why:     "user_ids audiences probe the devices of each listed user instead of hashing the whole device table",
+			Why:     "lets user_ids audiences probe the devices of each listed user instead of hashing the whole device table",
 		},
 		{
 			Name: "sp_evc_" + p, Table: t.EventCounts,
 			Columns: "(notifly_user_id, name, dt) INCLUDE (count, sum_event_value)",
-			Why:     "event conditions sum one event's window index-only, in user order, without reading the table",
+			Why:     "lets event conditions sum one event's window index-only, in user order, without reading the table",
 		},
 		{
 			Name: "sp_drch_" + p, Table: t.DeliveryResult,

@@ -141,3 +141,16 @@ func TestInvalidIndexRebuilt(t *testing.T) {
 		t.Fatalf("valid=%v err=%v", valid, err)
 	}
 }
+
+// explain warns "missing index …: it <Why>": every Why starts with what the
+// index does, so the sentence reads (not "it event conditions sum …").
+func TestWhyReadsAfterIt(t *testing.T) {
+	t.Parallel()
+	tables, _ := schema.For("p")
+	verbs := map[string]bool{"reads": true, "lets": true, "counts": true}
+	for _, ix := range For(tables) {
+		if first, _, _ := strings.Cut(ix.Why, " "); !verbs[first] {
+			t.Errorf("%s: \"it %s\" does not read; start Why with what the index does (%v)", ix.Name, ix.Why, verbs)
+		}
+	}
+}
