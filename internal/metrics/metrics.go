@@ -44,9 +44,9 @@ func New() *Metrics {
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_messages_published_total",
 			Help: "Channel messages acknowledged by the channel destination, by channel."}, []string{"channel"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_candidates_skipped_total",
-			Help: "Candidates not published, by reason, counted when their job completes."}, []string{"reason"}),
+			Help: "Candidates not published, by reason, counted when their job completes or is cancelled."}, []string{"reason"}),
 		candidates: prometheus.NewCounter(prometheus.CounterOpts{Name: "segpub_candidates_total",
-			Help: "Candidates of completed jobs."}),
+			Help: "Candidates of completed and cancelled jobs."}),
 		publishSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "segpub_publish_batch_seconds",
 			Help: "Time for the channel destination to acknowledge a batch, by channel.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"channel"}),
 		queueLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "segpub_queue_lag_seconds",
@@ -56,7 +56,7 @@ func New() *Metrics {
 		Help: "Messages published again (a resumed run's batch in flight) that the destination dropped by idempotency key, by channel; only destinations that report it (JetStream; with fast batches only batches it held whole, so a lower bound)."}, []string{"channel"})
 	reg.MustRegister(m.jobs, m.jobSeconds, m.messages, m.skipped, m.candidates, m.publishSeconds, m.queueLag, m.duplicates)
 	m.unpublishable = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segpub_candidates_unpublishable_total",
-		Help: "Candidates whose message the channel destination cannot take (message_too_large), skipped without failing the run, counted when their job completes."}, []string{"reason"})
+		Help: "Candidates whose message the channel destination cannot take (message_too_large), skipped without failing the run, counted when their job completes or is cancelled."}, []string{"reason"})
 	reg.MustRegister(m.unpublishable)
 	return m
 }
@@ -70,7 +70,10 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) JobDone(outcome string, res *publish.Result, d time.Duration) {
 	m.jobs.WithLabelValues(outcome).Inc()
 	m.jobSeconds.WithLabelValues(outcome).Observe(d.Seconds())
-	if outcome != "completed" || res == nil {
+	// A run's skips are counted once, when it ends for good: completed,
+	// or cancelled with what it had gone through (a paused run counts
+	// them when it ends).
+	if (outcome != "completed" && outcome != "cancelled") || res == nil {
 		return
 	}
 	m.candidates.Add(float64(res.Candidates))

@@ -27,6 +27,9 @@ func TestMetrics(t *testing.T) {
 	}
 	m.JobDone("completed", &publish.Result{Candidates: 10, Published: 2, Skipped: publish.Skipped{NoContact: 5, ControlGroup: 3}}, time.Second)
 	m.JobDone("rejected", nil, time.Millisecond)
+	// A cancelled run's skips count; a paused run's wait for its end.
+	m.JobDone("cancelled", &publish.Result{Candidates: 4, Published: 1, Skipped: publish.Skipped{NoContact: 2, FrequencyCapped: 1}}, time.Second)
+	m.JobDone("paused", &publish.Result{Candidates: 100, Skipped: publish.Skipped{NoContact: 50}}, time.Second)
 	m.QueueLag(2 * time.Second)
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -35,9 +38,11 @@ func TestMetrics(t *testing.T) {
 		`segpub_messages_published_total{channel="kakao_alimtalk"} 2`,
 		`segpub_jobs_total{outcome="completed"} 1`,
 		`segpub_jobs_total{outcome="rejected"} 1`,
-		`segpub_candidates_skipped_total{reason="no_contact"} 5`,
+		`segpub_candidates_skipped_total{reason="no_contact"} 7`,
 		`segpub_candidates_skipped_total{reason="control_group"} 3`,
-		`segpub_candidates_total 10`,
+		`segpub_candidates_skipped_total{reason="frequency_capped"} 1`,
+		`segpub_candidates_total 14`,
+		`segpub_jobs_total{outcome="cancelled"} 1`,
 		`segpub_queue_lag_seconds_count 1`,
 		`segpub_publish_batch_seconds_count{channel="kakao_alimtalk"} 1`,
 	} {
