@@ -515,8 +515,10 @@ func TestCampaignsPage(t *testing.T) {
 		t.Fatalf("campaigns: %d %s", code, page)
 	}
 	// 09:30 in New York, in its own zone: the next three days.
+	// Not signed in: Pause and End are shown disabled, saying why.
 	for _, want := range []string{"daily at 09:30", "America/New_York", "2026-12-01 09:30 EST (Tue)", "2026-12-03 09:30 EST (Thu)",
-		"sched:cmp_ny@2026-11-20T14:30:00Z"} {
+		"sched:cmp_ny@2026-11-20T14:30:00Z", `type="submit" disabled title="actions need the console token: sign in">Pause<`,
+		`type="submit" disabled title="actions need the console token: sign in">End<`, `id="actions-why"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("campaigns page lacks %q", want)
 		}

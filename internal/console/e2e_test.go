@@ -340,8 +340,15 @@ func TestConsoleInBrowser(t *testing.T) {
 		e.do(chromedp.Reload())
 	}
 	e.until("the running status", textIs("#run-status", "running"))
-	// Without the token the pause is refused, and nothing changes.
-	e.submit("#pause", "the refusal", `!!document.querySelector("#error")`)
+	// Without the token the buttons are disabled, saying why; a pause
+	// posted anyway is refused, and nothing changes.
+	if ok, _ := chromedp.Run(e.tab, chromedp.Evaluate[bool](`document.querySelector("#pause").disabled && document.querySelector("#cancel").disabled &&
+		document.querySelector("#pause").title.includes("sign in") && document.querySelector("#actions-why").textContent.includes("sign in")`)); !ok {
+		t.Fatal("Pause and Cancel are not disabled, with why, before signing in")
+	}
+	e.screenshot("run-signed-out")
+	e.do(chromedp.Evaluate[chromedp.Void](`window.oldPage = true; document.querySelector("#pause").form.submit()`))
+	e.until("the refusal", `window.oldPage === undefined && document.readyState === "complete" && !!document.querySelector("#error")`)
 	if msg := e.text("#error"); !strings.Contains(msg, "needs the console token") {
 		t.Fatalf("refusal says %q", msg)
 	}
@@ -374,6 +381,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	if done := e.text("#published"); done == pausedAt {
 		t.Fatalf("published %s when paused and when completed", done)
 	}
+	// Its chart ends at the page's count, and its second attempt started
+	// from what the first had published, not 0/0.
+	if ok, _ := chromedp.Run(e.tab, chromedp.Evaluate[bool](`[...document.querySelectorAll(".charts svg text")].some(t => t.textContent === document.querySelector("#published").textContent)`)); !ok {
+		t.Fatalf("the throughput chart does not reach the page's %s", e.text("#published"))
+	}
+	e.screenshot("run-resumed")
 
 	// A job for a project not in the database yet is rejected and
 	// dead-lettered; once the project exists, a replay from the browser

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
 )
 
 // eventRow is one entry of a run's timeline.
@@ -144,4 +145,45 @@ func recentRate(ps []point, now time.Time) float64 {
 		return 0
 	}
 	return float64(last.Published-first.Published) / dt
+}
+
+// channelOf is the channel the run's latest attempt recorded ("" when no
+// attempt started: a rejected job).
+func (c *Console) channelOf(ctx context.Context, requestID string) (string, error) {
+	var ch *string
+	err := c.cfg.State.QueryRow(ctx, `SELECT detail->>'channel' FROM segpub_console_events WHERE request_id = $1 AND type = $2 ORDER BY at DESC, id DESC LIMIT 1`,
+		requestID, jobEvent).Scan(&ch)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && ch == nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("channel of %s: %w", requestID, err)
+	}
+	return *ch, nil
+}
+
+// liveSkipped is a running run's skips so far: the sum of each lane's
+// latest sample (nil when no sample carries them yet).
+func (c *Console) liveSkipped(ctx context.Context, requestID string) (*publish.Skipped, error) {
+	rows, err := c.cfg.State.Query(ctx, `SELECT DISTINCT ON (part) detail FROM segpub_console_events
+WHERE request_id = $1 AND type = $2 ORDER BY part, at DESC, id DESC`, requestID, sampleEvent)
+	if err != nil {
+		return nil, fmt.Errorf("skips of %s: %w", requestID, err)
+	}
+	details, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, fmt.Errorf("skips of %s: %w", requestID, err)
+	}
+	var sum *publish.Skipped
+	for _, raw := range details {
+		var d sampleDetail
+		if len(raw) == 0 || json.Unmarshal(raw, &d) != nil || d.Skipped == nil {
+			continue
+		}
+		if sum == nil {
+			sum = &publish.Skipped{}
+		}
+		sum.Add(*d.Skipped)
+	}
+	return sum, nil
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -114,7 +115,7 @@ func (c *Console) preview(ctx context.Context, v *previewView) error {
 		v.Params = append(v.Params, s)
 	}
 	for _, m := range ex.Sample {
-		v.Sample = append(v.Sample, string(m))
+		v.Sample = append(v.Sample, indentJSON(m))
 	}
 	if v.User != "" {
 		if v.Why, err = inspect.Why(ctx, c.cfg.Audience, j, v.User); err != nil {
@@ -122,4 +123,14 @@ func (c *Console) preview(ctx context.Context, v *previewView) error {
 		}
 	}
 	return nil
+}
+
+// indentJSON is a message as people read it: indented, two spaces a level
+// (as it is, when it is not JSON).
+func indentJSON(m []byte) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, m, "", "  "); err != nil {
+		return string(m)
+	}
+	return b.String()
 }

@@ -230,23 +230,55 @@ func (rr *runRecorder) RunWith(ctx context.Context, j *job.Job, rng *publish.Ran
 		}
 		return nil
 	}
+	// Candidates checked and skips so far ride on the samples, so the
+	// console shows them while the run goes on, not only at its end.
+	onProgress := hooks.Progress
+	hooks.Progress = func(p publish.Progress) {
+		s.counts(p.Candidates, p.Skipped)
+		// A stretch that only skips acknowledges nothing: sampled here too.
+		s.observe(ctx, p.Published, false)
+		if onProgress != nil {
+			onProgress(p)
+		}
+	}
 	res, err := rr.Runner.RunWith(ctx, j, rng, sink, cp, hooks)
 	if res != nil {
+		s.counts(res.Candidates, &res.Skipped)
 		s.observe(ctx, res.Published, true)
 	}
 	return res, err
 }
 
-// sampler writes a run's acknowledged count at most every SampleEvery.
+// sampleDetail is what a sample records beside the acknowledged count.
+type sampleDetail struct {
+	// Skipped is the lane's skips so far, by reason (publish.Skipped's
+	// JSON); absent before the first batch is checked.
+	Skipped *publish.Skipped `json:"skipped,omitempty"`
+}
+
+// sampler writes a run's acknowledged count, with its candidates and skips
+// so far, at most every SampleEvery.
 type sampler struct {
 	r         *Recorder
 	requestID string
 	// lane is the partition's first user id: the run's count is the sum
 	// of its lanes' latest samples.
-	lane      string
-	mu        sync.Mutex
-	last      time.Time
-	lastCount int64
+	lane       string
+	mu         sync.Mutex
+	last       time.Time
+	lastCount  int64
+	candidates int64
+	skipped    *publish.Skipped
+}
+
+// counts keeps the latest candidates and skips for the next sample.
+func (s *sampler) counts(candidates int64, skipped *publish.Skipped) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.candidates = candidates
+	if skipped != nil {
+		s.skipped = skipped
+	}
 }
 
 func (s *sampler) observe(ctx context.Context, published int64, final bool) {
@@ -257,6 +289,7 @@ func (s *sampler) observe(ctx context.Context, published int64, final bool) {
 		return
 	}
 	s.last, s.lastCount = now, published
+	candidates, detail := s.candidates, sampleDetail{Skipped: s.skipped}
 	s.mu.Unlock()
-	s.r.insert(ctx, events.Event{Type: sampleEvent, RequestID: s.requestID, At: now.UTC(), Published: published}, s.lane, nil)
+	s.r.insert(ctx, events.Event{Type: sampleEvent, RequestID: s.requestID, At: now.UTC(), Candidates: candidates, Published: published}, s.lane, detail)
 }

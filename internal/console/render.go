@@ -78,6 +78,18 @@ type page struct {
 	Data      any
 }
 
+// ActionsWhy says why the page's action buttons are disabled; "" when
+// this browser may use them. The server refuses the actions all the same.
+func (p *page) ActionsWhy() string {
+	switch {
+	case p.SignedIn:
+		return ""
+	case p.Actions:
+		return "actions need the console token: sign in"
+	}
+	return "actions are disabled: no console token is set (SEGPUB_CONSOLE_TOKEN)"
+}
+
 func (c *Console) newPage(r *http.Request, title, nav string) *page {
 	csrf := c.csrfToken(r)
 	return &page{Title: title, Nav: nav, Actions: c.cfg.Token != "", SignedIn: csrf != "", CSRF: csrf,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,10 +48,61 @@ type runRow struct {
 	// while it runs, over the whole run once it has finished.
 	Rate float64
 	// Expected is what the campaign's previous completed run published,
-	// 0 when none: the basis of ETA.
+	// 0 when none.
 	Expected int64
 	ETA      time.Duration
 	Elapsed  time.Duration
+	// Channel is the channel of the run's job ("" before an attempt
+	// started).
+	Channel string
+	// Total is the messages the run publishes in all, when known or
+	// estimated (0: unknown), and TotalFrom says where it comes from: the
+	// basis of the percentage and the ETA.
+	Total     int64
+	TotalFrom string
+	// Estimated: Total is an estimate.
+	Estimated bool
+	// Skips is the candidates skipped: the result's, or while the run
+	// goes on the skips so far (SkippedLive).
+	Skips       *publish.Skipped
+	SkippedLive bool
+}
+
+// SkippedTotal is the run's skips, -1 when none is known.
+func (r runRow) SkippedTotal() int64 {
+	if r.Skips == nil {
+		return -1
+	}
+	return r.Skips.Total()
+}
+
+// Where a run's total comes from (runRow.TotalFrom).
+const (
+	totalPublished = "completed"
+	totalPrevious  = "the campaign's previous run"
+	totalScan      = "its scan"
+	totalEstimate  = "estimated from its position in the user id space"
+)
+
+// minEstimateFraction is how far through the id space a run must be
+// before its total is estimated from its position: earlier, a few
+// thousand users say little of the rest.
+const minEstimateFraction = 0.02
+
+// idFraction is how far through the id space a notifly_user_id lies, for
+// ids that spread evenly over it (hex digests and UUIDs, segpub's and the
+// contract's): the leading hex digits as a fraction of their range. Ids of
+// another form (short, decimal-looking or not hex) give no estimate.
+func idFraction(id string) (float64, bool) {
+	hex := strings.ReplaceAll(id, "-", "")
+	if len(hex) < 16 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(hex[:12], 16, 64)
+	if err != nil {
+		return 0, false
+	}
+	return float64(v) / float64(uint64(1)<<48), true
 }
 
 type runGroup struct {
@@ -84,9 +136,25 @@ func (c *Console) runsPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, "runs", http.StatusOK, p)
 }
 
-// progress adds a run's rate and ETA.
+// progress adds a run's channel, skips, rate, total and ETA.
 func (c *Console) progress(ctx context.Context, run *ledger.Run) (runRow, error) {
 	row := runRow{Run: run}
+	var err error
+	if row.Channel, err = c.channelOf(ctx, run.RequestID); err != nil {
+		return row, err
+	}
+	if len(run.Result) > 0 {
+		var res publish.Result
+		if json.Unmarshal(run.Result, &res) == nil && res.Candidates > 0 {
+			row.Skips = &res.Skipped
+		}
+	}
+	if row.Skips == nil && !run.Status.Final() {
+		if row.Skips, err = c.liveSkipped(ctx, run.RequestID); err != nil {
+			return row, err
+		}
+		row.SkippedLive = row.Skips != nil
+	}
 	start := run.CreatedAt
 	t, err := c.firstEvent(ctx, run.RequestID, "started")
 	if err != nil {
@@ -102,6 +170,9 @@ func (c *Console) progress(ctx context.Context, run *ledger.Run) (runRow, error)
 		end = run.UpdatedAt
 	}
 	row.Elapsed = end.Sub(start)
+	if run.Status == ledger.Completed {
+		row.Total, row.TotalFrom = run.Published, totalPublished
+	}
 	if run.Status.Final() || run.Status == ledger.Paused {
 		if row.Elapsed > 0 {
 			row.Rate = float64(run.Published) / row.Elapsed.Seconds()
@@ -116,19 +187,55 @@ func (c *Console) progress(ctx context.Context, run *ledger.Run) (runRow, error)
 		return row, err
 	}
 	row.Rate = recentRate(samples, c.cfg.Now())
-	if run.Action == "publish" && run.CampaignID != "" {
-		prev, err := c.led.PreviousOf(ctx, run.CampaignID, run.RequestID)
-		if err != nil {
-			return row, err
-		}
-		if prev != nil {
-			row.Expected = prev.Published
-			if left := prev.Published - run.Published; left > 0 && row.Rate > 0 {
-				row.ETA = time.Duration(float64(left) / row.Rate * float64(time.Second))
-			}
-		}
+	if err := c.total(ctx, &row); err != nil {
+		return row, err
+	}
+	if left := row.Total - run.Published; left > 0 && row.Rate > 0 {
+		row.ETA = time.Duration(float64(left) / row.Rate * float64(time.Second))
 	}
 	return row, nil
+}
+
+// total sets a running run's total, from the best source there is: a
+// partitioned run's scan (exact), the campaign's previous completed run,
+// or, for a campaign's first run, an estimate from how far through the
+// user id space its checkpoint is (the audience is read in id order).
+func (c *Console) total(ctx context.Context, row *runRow) error {
+	run := row.Run
+	if run.Action != "publish" {
+		return nil
+	}
+	if run.Status == ledger.Publishing {
+		var n *int64
+		err := c.cfg.State.QueryRow(ctx, `SELECT sum(published)::bigint FROM segpub_runs WHERE parent = $1 AND starts_with(request_id, $1 || '#scan-')`,
+			run.RequestID).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("scan of %s: %w", run.RequestID, err)
+		}
+		if n != nil && *n > 0 {
+			row.Total, row.TotalFrom = *n, totalScan
+			return nil
+		}
+	}
+	if run.CampaignID != "" {
+		prev, err := c.led.PreviousOf(ctx, run.CampaignID, run.RequestID)
+		if err != nil {
+			return err
+		}
+		if prev != nil && prev.Published > 0 {
+			row.Expected = prev.Published
+			row.Total, row.TotalFrom = prev.Published, totalPrevious
+			return nil
+		}
+	}
+	var cp publish.Checkpoint
+	if len(run.Checkpoint) == 0 || json.Unmarshal(run.Checkpoint, &cp) != nil || run.Published <= 0 {
+		return nil
+	}
+	if f, ok := idFraction(cp.After); ok && f >= minEstimateFraction {
+		row.Total, row.TotalFrom, row.Estimated = int64(float64(run.Published)/f), totalEstimate, true
+	}
+	return nil
 }
 
 // stopRequested returns the stop request recorded on a run ("pause",
@@ -193,6 +300,10 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request) {
 			v.Variants = sortedCounts(res.Variants)
 		}
 	}
+	if v.Result == nil && row.Skips != nil {
+		// Skips so far, while the run goes on.
+		v.Skipped = skipCounts(*row.Skips)
+	}
 	if len(run.Checkpoint) > 0 && v.Result == nil {
 		var cp publish.Checkpoint
 		if err := json.Unmarshal(run.Checkpoint, &cp); err == nil {
@@ -222,6 +333,20 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request) {
 	// The line starts at the first attempt's start, from nothing.
 	if first, err := c.firstEvent(ctx, id, "started"); err == nil && !first.IsZero() && len(samples) > 0 && first.Before(samples[0].At) {
 		samples = append([]point{{At: first}}, samples...)
+	}
+	// ... and ends where the page's count is: a sample is taken at most
+	// every SampleEvery, and an attempt stopped (paused, failed, handed
+	// back) between two leaves its last acknowledged batches unsampled,
+	// which a resumed attempt's samples then start above.
+	if n := len(samples); n > 0 && run.Published > samples[n-1].Published {
+		at := run.UpdatedAt
+		if run.FinishedAt != nil {
+			at = *run.FinishedAt
+		}
+		if at.Before(samples[n-1].At) {
+			at = samples[n-1].At
+		}
+		samples = append(samples, point{At: at, Published: run.Published})
 	}
 	v.Throughput, v.WavesChart = throughputSVG(samples), wavesSVG(v.Waves)
 	// A partition is controlled through its run; a partitioned run pauses

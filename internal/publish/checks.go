@@ -68,6 +68,9 @@ type checker struct {
 	// goroutines; progress reports the counts (nil: none).
 	counted  atomic.Int64
 	progress func()
+	// skipped is a copy of res.Skipped after the last batch checked, for
+	// progress reports from other goroutines (nil: none yet).
+	skipped atomic.Pointer[Skipped]
 }
 
 func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte, deferred bool) {
@@ -230,6 +233,8 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 		}
 		c.counted.Store(res.Published)
 		if c.progress != nil {
+			sk := res.Skipped
+			c.skipped.Store(&sk)
 			c.progress()
 		}
 	}

@@ -162,6 +162,10 @@ type Outcome struct {
 type Progress struct {
 	Candidates int64
 	Published  int64
+	// Skipped is the skips so far of the candidates checked (a resumed
+	// run checks its candidates again from the start, so these are the
+	// run's, not the attempt's); nil when none is known yet.
+	Skipped *Skipped
 }
 
 // Hooks are one run's own callbacks.

@@ -359,7 +359,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		if r.cfg.Progress == nil && hooks.Progress == nil {
 			return
 		}
-		pr := Progress{Candidates: ch.candidates.Load(), Published: acked.Load()}
+		pr := Progress{Candidates: ch.candidates.Load(), Published: acked.Load(), Skipped: ch.skipped.Load()}
 		if !p.publish {
 			pr.Published = ch.counted.Load()
 		}

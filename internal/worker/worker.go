@@ -354,7 +354,8 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	// The ledger's reference time wins: a resumed run keeps the first
 	// run's "now".
 	j.ScheduledAt = claim.Run.Reference
-	w.emit(ctx, "started", a, d.Attempt(), nil, "")
+	// A resumed attempt starts from the counts the ledger holds, not 0/0.
+	w.emit(ctx, "started", a, d.Attempt(), &publish.Result{Candidates: claim.Run.Candidates, Published: claim.Run.Published}, "")
 	// A run that published before (an earlier attempt ran it whole) goes
 	// on whole from its checkpoint: its ranges would publish it again.
 	resumed := len(claim.Run.Checkpoint) > 0 || claim.Run.Published > 0
