@@ -29,7 +29,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // controlWorld runs three workers publishing batches of 100 slowly, so a
 // run is paused or cancelled part way; every publish to the channel stream
 // is counted, repeats included.
-func controlWorld(t *testing.T, partitionRows int) (*bundle, *countSink) {
+func controlWorld(t *testing.T, partitionRows int) (*bundle, *countSink, *eventLog) {
 	t.Helper()
 	b := setup(t, 3000)
 	runner, err := publish.New(publish.Config{Pool: dbtest.Pool(t), BatchSize: 100})
@@ -37,10 +37,11 @@ func controlWorld(t *testing.T, partitionRows int) (*bundle, *countSink) {
 		t.Fatal(err)
 	}
 	counter := &countSink{Sink: &slowSink{Sink: b.sink, delay: 30 * time.Millisecond}}
+	evs := &eventLog{}
 	for i := range 3 {
-		b.worker(Config{Owner: fmt.Sprintf("w%d", i), Runner: runner, Sink: counter, Partitions: b.partitions(partitionRows, runner, nil, nil)})
+		b.worker(Config{Owner: fmt.Sprintf("w%d", i), Runner: runner, Sink: counter, Partitions: b.partitions(partitionRows, runner, nil, nil), Events: evs})
 	}
-	return b, counter
+	return b, counter, evs
 }
 
 // stopped waits until none of the runs a pause or cancel waits for is
@@ -75,7 +76,7 @@ func TestPauseResume(t *testing.T) {
 	for _, rows := range []int{0, 400} {
 		t.Run(fmt.Sprintf("partition rows %d", rows), func(t *testing.T) {
 			t.Parallel()
-			b, counter := controlWorld(t, rows)
+			b, counter, evs := controlWorld(t, rows)
 			text := b.jobText("r-pause")
 			if err := b.jobs.Send(context.Background(), text, ""); err != nil {
 				t.Fatal(err)
@@ -118,6 +119,24 @@ func TestPauseResume(t *testing.T) {
 			if err := json.Unmarshal(run.Result, &res); err != nil || res.Published != int64(len(want)) {
 				t.Fatalf("result %s: %v", run.Result, err)
 			}
+			if rows == 0 {
+				// The resumed attempt starts from what the first published,
+				// not from 0/0.
+				evs.mu.Lock()
+				defer evs.mu.Unlock()
+				found := false
+				for _, e := range evs.events {
+					if e.Type == "started" && e.Attempt == 2 {
+						found = true
+						if e.Published != at {
+							t.Fatalf("attempt 2 started with %d published, the first had published %d", e.Published, at)
+						}
+					}
+				}
+				if !found {
+					t.Fatalf("no started event of attempt 2 in %+v", evs.events)
+				}
+			}
 		})
 	}
 }
@@ -130,7 +149,7 @@ func TestCancel(t *testing.T) {
 	for _, rows := range []int{0, 400} {
 		t.Run(fmt.Sprintf("partition rows %d", rows), func(t *testing.T) {
 			t.Parallel()
-			b, counter := controlWorld(t, rows)
+			b, counter, _ := controlWorld(t, rows)
 			text := b.jobText("r-cancel")
 			if err := b.jobs.Send(context.Background(), text, ""); err != nil {
 				t.Fatal(err)
