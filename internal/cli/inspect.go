@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -257,6 +258,14 @@ func runDiff(_ context.Context, env *Env, args []string, ignore *string, limit, 
 	if *memMiB < 1 {
 		return fail(env, "diff", fmt.Errorf("--memory-mib must be at least 1, got %d", *memMiB))
 	}
+	// The process does nothing else: a soft limit near what the sort and
+	// the report hold keeps the garbage collector from letting the heap
+	// grow to twice what is live (two disjoint 1M-message outputs reached
+	// 255 MiB without it; docs/benchmarks.md). GOMEMLIMIT, when set, wins.
+	if env.Getenv("GOMEMLIMIT") == "" {
+		prev := debug.SetMemoryLimit(diffMemoryLimit(int64(*memMiB) << 20))
+		defer debug.SetMemoryLimit(prev)
+	}
 	rep, err := inspect.DiffFiles(inspect.DiffConfig{Ignore: ign, MemoryBytes: int64(*memMiB) << 20}, args[0], args[1])
 	if err != nil {
 		return fail(env, "diff", err)
@@ -272,6 +281,11 @@ func runDiff(_ context.Context, env *Env, args []string, ignore *string, limit, 
 	}
 	return ExitOK
 }
+
+// diffMemoryLimit is the Go heap's soft limit for a diff that sorts budget
+// bytes at a time: the buffer, what the merge and the report hold, room to
+// collect.
+func diffMemoryLimit(budget int64) int64 { return 3*budget + 32<<20 }
 
 func (a *App) costCmd() *cobra.Command {
 	cmd, d := a.newCmd("cost", "monthly cost of a workload on Fargate, from measured throughput, beside Glue and EMR")
