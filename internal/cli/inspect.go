@@ -229,7 +229,8 @@ in --ignore to leave it out altogether.
 
 Outputs of any size are compared in bounded memory: each file is sorted by
 destination in --memory-mib at a time, spilling sorted runs to $TMPDIR and
-merging them (two 1M-message outputs: docs/benchmarks.md, "segpub diff").
+merging them (two 1M-message outputs: docs/benchmarks.md, "segpub diff in
+bounded memory").
 
 Exit status, like diff(1): 0 the outputs match (uniform shifts aside), 1 they
 differ or a file could not be read.`
