@@ -360,12 +360,12 @@ func runDemo(ctx context.Context, env *Env, c *common, cs *consoleSettings, user
 		// On a terminal the console stays up after the summary, until
 		// Ctrl-C; in a script the demo ends as it always did.
 		Console: demo.Console{Addr: cs.addr, Token: cs.token, Keep: env.interactive(),
-			Databases: []console.Database{{Name: "database", Redacted: redact(c.databaseURL)}}}}
+			Databases: []console.Database{{Name: "database", Redacted: redactDB(c.databaseURL)}}}}
 	if *asJSON {
 		cfg.Out, cfg.JSON = env.progressOut(), env.Stdout
 	}
 	// Say which database gets the demo's tables before anything is written.
-	fmt.Fprintf(cfg.Out, "== database %s%s\n", redact(c.databaseURL), where)
+	fmt.Fprintf(cfg.Out, "== database %s%s\n", redactDB(c.databaseURL), where)
 	if err := demo.Run(ctx, cfg); err != nil {
 		return fail(env, "demo", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/console"
 	"github.com/segpub/segpub/internal/endpoint"
+	"github.com/segpub/segpub/internal/httpserve"
 	"github.com/segpub/segpub/internal/msgstore"
 )
 
@@ -65,8 +66,8 @@ func (cs *consoleSettings) start(ctx context.Context, svc *service, s *settings,
 	if s.stateURL != "" {
 		state = s.stateURL
 	}
-	c, err := console.New(ctx, console.Config{State: svc.state, Audience: svc.audience, Jobs: jobs, Token: cs.token,
-		Databases: []console.Database{{Name: "audience", Redacted: redact(s.databaseURL)}, {Name: "state", Redacted: redact(state)}}, Logger: log})
+	c, err := console.New(ctx, console.Config{State: svc.state, Audience: svc.reads, Jobs: jobs, Token: cs.token,
+		Databases: []console.Database{{Name: "audience", Redacted: redactDB(s.databaseURL)}, {Name: "state", Redacted: redactDB(state)}}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +80,7 @@ func serveConsole(h http.Handler, addr string, log *slog.Logger) (*consoleServer
 	if err != nil {
 		return nil, fmt.Errorf("--console-addr ($SEGPUB_CONSOLE_ADDR): listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := httpserve.Server(h, console.WriteTimeout(0))
 	go func() { _ = srv.Serve(ln) }()
 	cs := &consoleServer{srv: srv, url: "http://" + ln.Addr().String() + "/"}
 	log.Info("serving the console", "url", cs.url)

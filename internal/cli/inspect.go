@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -70,7 +71,7 @@ func runExplain(ctx context.Context, env *Env, c *common, jobPath *string, sampl
 		return fail(env, "explain", err)
 	}
 	defer pool.Close()
-	ex, err := inspect.Explain(ctx, pool, j, *sample)
+	ex, err := inspect.Explain(ctx, audienceReads(pool, slog.New(slog.DiscardHandler), c.operatorFiles()), j, *sample)
 	if err != nil {
 		return outcome(env, "explain", withHint(err, j.ProjectID))
 	}
@@ -147,7 +148,7 @@ func runWhy(ctx context.Context, env *Env, c *common, jobPath, user *string, asJ
 		return fail(env, "why", err)
 	}
 	defer pool.Close()
-	ans, err := inspect.Why(ctx, pool, j, *user)
+	ans, err := inspect.Why(ctx, audienceReads(pool, slog.New(slog.DiscardHandler), c.operatorFiles()), j, *user)
 	if err != nil {
 		return outcome(env, "why", withHint(err, j.ProjectID))
 	}

@@ -120,8 +120,9 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 	// Progress: a redrawn line on a terminal, a log line every few
 	// seconds otherwise (standard output carries only the result).
 	bar := progress.New(progress.Config{Label: "candidates", Out: env.progressOut(), Logger: log})
-	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: c.csvOpener(log), MaxCSVBytes: c.csvMaxBytes,
-		Progress: func(p publish.Progress) { bar.Set(p.Candidates) }})
+	reads := audienceReads(pool, log, c.operatorFiles())
+	reads.Progress = func(p publish.Progress) { bar.Set(p.Candidates) }
+	runner, err := publish.New(reads)
 	if err != nil {
 		return fail(env, name, err)
 	}

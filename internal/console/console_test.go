@@ -73,7 +73,7 @@ func newFixture(t *testing.T, token string) *fixture {
 	state := dbtest.IsolatedPool(t)
 	jobs := &sentQueue{}
 	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
-	con, err := New(ctx, Config{State: state, Audience: dbtest.Pool(t), Jobs: open, Token: token,
+	con, err := New(ctx, Config{State: state, Audience: publish.Config{Pool: dbtest.Pool(t)}, Jobs: open, Token: token,
 		Databases: []Database{{Name: "state", Redacted: "postgres@db:5432/segpub"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -536,7 +536,7 @@ func TestCampaignsPage(t *testing.T) {
 // The preview shows what explain and why report.
 func TestPreview(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "")
+	f := newFixture(t, testToken)
 	pool := dbtest.Pool(t)
 	tables, _ := schema.For(dbtest.NewProjectID())
 	t.Cleanup(func() {
@@ -550,7 +550,7 @@ func TestPreview(t *testing.T) {
 	jobText := fmt.Sprintf(`{"version":1,"action":"publish","request_id":"r","project_id":%q,"scheduled_at":"2026-11-24T18:00:00+09:00",
 "campaign":{"id":"cmp","channel":"email","message":{"s":"hi"},"audience":{"type":"all"}}}`, tables.Project)
 	j, _ := job.Parse([]byte(jobText))
-	want, err := inspect.Explain(context.Background(), pool, j, 1)
+	want, err := inspect.Explain(context.Background(), publish.Config{Pool: pool}, j, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +558,7 @@ func TestPreview(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT external_user_id FROM `+tables.User+` ORDER BY notifly_user_id LIMIT 1`).Scan(&user); err != nil {
 		t.Fatal(err)
 	}
-	code, page := f.post(t, "/preview", "", url.Values{"job": {jobText}, "user": {user}}, nil)
+	code, page := f.post(t, "/preview", testToken, url.Values{"job": {jobText}, "user": {user}}, nil)
 	if code != http.StatusOK {
 		t.Fatalf("preview: %d %s", code, page)
 	}
@@ -572,9 +572,20 @@ func TestPreview(t *testing.T) {
 		}
 	}
 	// A bad job: the rejection with its path.
-	code, page = f.post(t, "/preview", "", url.Values{"job": {`{"version":1}`}}, nil)
+	code, page = f.post(t, "/preview", testToken, url.Values{"job": {`{"version":1}`}}, nil)
 	if code != http.StatusUnprocessableEntity || !strings.Contains(page, "rejected") {
 		t.Fatalf("bad job: %d", code)
+	}
+	// Without a token, the same preview shows counts and no people's data.
+	open := newFixture(t, "")
+	code, page = open.post(t, "/preview", "", url.Values{"job": {jobText}, "user": {user}}, nil)
+	if code != http.StatusOK || !strings.Contains(page, `id="pv-candidates"`) || !strings.Contains(page, `id="preview-withheld"`) {
+		t.Fatalf("tokenless preview: %d %s", code, page)
+	}
+	for _, leak := range []string{`class="message"`, "Why: user", `id="plan"`, user} {
+		if strings.Contains(page, leak) {
+			t.Errorf("tokenless preview shows %q", leak)
+		}
 	}
 }
 

@@ -233,7 +233,7 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request) {
 		v.Cancellable = true
 	}
 	p := c.newPage(r, "Run "+id, "runs")
-	p.Live = r.URL.Path
+	p.Live = r.URL.EscapedPath()
 	p.Data = v
 	c.render(w, r, "run", http.StatusOK, p)
 }
