@@ -356,11 +356,18 @@ func runDemo(ctx context.Context, env *Env, c *common, cs *consoleSettings, user
 		}
 	}
 	defer pool.Close()
-	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.stdout(),
-		// On a terminal the console stays up after the summary, until
-		// Ctrl-C; in a script the demo ends as it always did.
-		Console: demo.Console{Addr: cs.addr, Token: cs.token, Keep: env.interactive(),
-			Databases: []console.Database{{Name: "database", Redacted: redactDB(c.databaseURL)}}}}
+	con := demo.Console{Addr: cs.addr, Token: cs.token, Keep: env.interactive(),
+		Databases: []console.Database{{Name: "database", Redacted: redactDB(c.databaseURL)}}}
+	if cs.addr != "" {
+		cc, err := cs.config(log)
+		if err != nil {
+			return fail(env, "demo", err)
+		}
+		con.Hosts, con.TrustProxy, con.SessionLifetime = cc.Hosts, cc.TrustProxy, cc.SessionLifetime
+	}
+	// On a terminal the console stays up after the summary, until Ctrl-C;
+	// in a script the demo ends as it always did.
+	cfg := demo.Config{Pool: pool, Users: *users, DataDir: *dataDir, Logger: log, Out: env.stdout(), Console: con}
 	if *asJSON {
 		cfg.Out, cfg.JSON = env.progressOut(), env.Stdout
 	}

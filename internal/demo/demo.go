@@ -65,6 +65,10 @@ type Console struct {
 	Addr string
 	// Token enables its actions; empty: read-only.
 	Token string
+	// Hosts, TrustProxy and SessionLifetime are as in console.Config.
+	Hosts           []string
+	TrustProxy      bool
+	SessionLifetime time.Duration
 	// Databases are shown in its footer, redacted.
 	Databases []console.Database
 	// Keep keeps it (and the worker) running after the summary until ctx
@@ -241,7 +245,8 @@ func startConsole(ctx context.Context, cfg Config, reads publish.Config, jobs *j
 		return "", func() {}, nil
 	}
 	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
-	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: reads, Jobs: open, Token: cfg.Console.Token,
+	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: reads, Jobs: open, Token: cfg.Console.Token, Hosts: cfg.Console.Hosts,
+		TrustProxy: cfg.Console.TrustProxy, SessionLifetime: cfg.Console.SessionLifetime,
 		Databases: cfg.Console.Databases, Logger: log})
 	if err != nil {
 		return "", nil, err
