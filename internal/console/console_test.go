@@ -159,7 +159,7 @@ func TestRunsPageByStatus(t *testing.T) {
 	if err := f.led.Release(ctx, "r-failed", "worker-1", ledger.Failed, "boom: audience query"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.led.Reject(ctx, start("r-rejected"), "campaign.channel: unknown"); err != nil {
+	if _, err := f.led.Reject(ctx, start("r-rejected"), "campaign.channel: unknown"); err != nil {
 		t.Fatal(err)
 	}
 	f.claim(t, "r-cancelled")

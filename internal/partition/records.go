@@ -71,6 +71,15 @@ type stored struct {
 
 // load returns a partitioned run's job, plan, reference time and status;
 // ledger.ErrNotFound when there is no such run.
+// exists reports whether the ledger has a run with this request_id.
+func (r *records) exists(ctx context.Context, requestID string) (bool, error) {
+	var ok bool
+	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM segpub_runs WHERE request_id = $1)`, requestID).Scan(&ok); err != nil {
+		return false, fmt.Errorf("run %s: %w", requestID, err)
+	}
+	return ok, nil
+}
+
 func (r *records) load(ctx context.Context, requestID string) (*stored, error) {
 	var s stored
 	var planBody json.RawMessage
