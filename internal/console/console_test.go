@@ -69,12 +69,23 @@ type fixture struct {
 
 func newFixture(t *testing.T, token string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, Config{Token: token}, nil)
+}
+
+// newFixtureWith serves a console of cfg, its State, Audience pool, Jobs
+// and Databases filled in; store is the message store replays get.
+func newFixtureWith(t *testing.T, cfg Config, store msgstore.Store) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	state := dbtest.IsolatedPool(t)
 	jobs := &sentQueue{}
-	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
-	con, err := New(ctx, Config{State: state, Audience: publish.Config{Pool: dbtest.Pool(t)}, Jobs: open, Token: token,
-		Databases: []Database{{Name: "state", Redacted: "postgres@db:5432/segpub"}}})
+	cfg.State = state
+	if cfg.Audience.Pool == nil {
+		cfg.Audience.Pool = dbtest.Pool(t)
+	}
+	cfg.Jobs = func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, store, nil }
+	cfg.Databases = []Database{{Name: "state", Redacted: "postgres@db:5432/segpub"}}
+	con, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

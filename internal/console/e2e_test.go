@@ -444,7 +444,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("campaign row %q", txt)
 	}
 	e.screenshot("campaigns")
-	e.do(chromedp.Navigate(e.url+"/preview?campaign=cmp_daily_"+fast+"&user=ext-42"), chromedp.WaitVisible(chromedp.CSS("#preview-result")))
+	// The link picks the campaign; the preview runs on the button (a POST).
+	e.do(chromedp.Navigate(e.url+"/preview?campaign=cmp_daily_"+fast+"&user=ext-42"), chromedp.WaitVisible(chromedp.CSS("#run-preview")))
+	if n, _ := chromedp.Run(e.tab, chromedp.Evaluate[int](`document.querySelectorAll("#preview-result").length`)); n != 0 {
+		t.Fatal("GET /preview ran the preview")
+	}
+	e.submit("#run-preview", "the preview", `!!document.querySelector("#preview-result")`)
 	var size struct {
 		Candidates int64 `json:"candidates"`
 	}
