@@ -427,6 +427,6 @@ func printJSON(w io.Writer, v any) {
 }
 
 func fail(env *Env, name string, err error) int {
-	fmt.Fprintf(env.Stderr, "segpub %s: %v\n", name, err)
+	fmt.Fprintf(env.Stderr, "segpub %s: %s\n", name, redact.Text(err.Error()))
 	return ExitFailure
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/segpub/segpub/internal/cost"
 	"github.com/segpub/segpub/internal/inspect"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // loadJob reads and parses --job for the operator tools; a bad job exits 2.
@@ -30,7 +31,7 @@ func loadJob(env *Env, c *common, name, path string) (*job.Job, int) {
 		j, err = job.Parse(data)
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, err)
+		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, redact.Text(err.Error()))
 		return nil, ExitRejected
 	}
 	return j, ExitOK
@@ -38,7 +39,7 @@ func loadJob(env *Env, c *common, name, path string) (*job.Job, int) {
 
 func outcome(env *Env, name string, err error) int {
 	if job.IsRejection(err) {
-		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, err)
+		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, redact.Text(err.Error()))
 		return ExitRejected
 	}
 	return fail(env, name, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // jobOptions are the settings of size and publish.
@@ -161,7 +162,7 @@ func (r jobResult) report(res *publish.Result, err error) int {
 	case err == nil:
 		return ExitOK
 	case job.IsRejection(err):
-		fmt.Fprintf(r.env.Stderr, "segpub %s: rejected: %v\n", r.name, err)
+		fmt.Fprintf(r.env.Stderr, "segpub %s: rejected: %v\n", r.name, redact.Text(err.Error()))
 		return ExitRejected
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(r.env.Stderr, "segpub %s: interrupted\n", r.name)

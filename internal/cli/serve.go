@@ -405,7 +405,7 @@ func runSubmit(ctx context.Context, env *Env, s *settings, jobPath *string) int 
 	// now rather than in the dead letters later.
 	j, err := job.Parse(data)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "segpub submit: rejected: %v\n", err)
+		fmt.Fprintf(env.Stderr, "segpub submit: rejected: %v\n", redact.Text(err.Error()))
 		return ExitRejected
 	}
 	log := s.logger(env)
