@@ -12,6 +12,7 @@ package console
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -140,6 +141,8 @@ type Console struct {
 	hosts    map[string]bool
 	sessions *sessions
 	signIns  *limiter
+	// flashKey signs the messages result pages show (doneURL).
+	flashKey [32]byte
 
 	jobsMu sync.Mutex
 	queue  claimcheck.Sender
@@ -196,6 +199,7 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	for _, h := range cfg.Hosts {
 		c.hosts[hostName(h)] = true
 	}
+	_, _ = rand.Read(c.flashKey[:])
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -172,7 +171,7 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: dead letter replayed", "dead_letter", id, "request_id", newID)
-	http.Redirect(w, r, "/dead-letters?done="+url.QueryEscape("replayed as "+newID), http.StatusSeeOther)
+	http.Redirect(w, r, c.doneURL("/dead-letters", "replayed as "+newID), http.StatusSeeOther)
 }
 
 // claimed returns the job a dead letter holds: the job itself, or, when

@@ -478,3 +478,25 @@ func TestHostileDeadLetters(t *testing.T) {
 		t.Fatalf("replayed job %s: %v", sent[0], err)
 	}
 }
+
+// A link elsewhere cannot make a console page say what it likes: only the
+// signed message of an action's own redirect is shown.
+func TestHostileFlash(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testToken)
+	f.claim(t, "r-flash")
+	if _, page := f.get(t, "/runs?done="+url.QueryEscape("Your session expired: sign in at evil.example")); strings.Contains(page, `id="flash"`) {
+		t.Fatal("an unsigned message is shown")
+	}
+	code, _ := f.post(t, "/runs/r-flash/pause", testToken, nil, nil)
+	if code != http.StatusSeeOther {
+		t.Fatalf("pause: %d", code)
+	}
+	req := form(http.MethodPost, f.srv.URL+"/runs/r-flash/cancel", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	_, _, resp := do(t, browser(), req)
+	loc := resp.Header.Get("Location")
+	if _, page := f.get(t, loc); !strings.Contains(page, `id="flash">cancel requested<`) {
+		t.Fatalf("the action's own message at %s is not shown", loc)
+	}
+}

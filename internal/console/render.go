@@ -2,6 +2,9 @@ package console
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"math"
@@ -90,7 +93,30 @@ type page struct {
 func (c *Console) newPage(r *http.Request, title, nav string) *page {
 	csrf := c.csrfToken(r)
 	return &page{Title: title, Nav: nav, Actions: c.cfg.Token != "", SignedIn: csrf != "", CSRF: csrf, Personal: c.signedIn(r),
-		Here: r.URL.RequestURI(), Databases: c.cfg.Databases, Flash: r.URL.Query().Get("done")}
+		Here: r.URL.RequestURI(), Databases: c.cfg.Databases, Flash: c.flash(r)}
+}
+
+// doneURL is path with the message an action's result page shows, signed:
+// a link elsewhere cannot make a console page say what it likes.
+func (c *Console) doneURL(path, msg string) string {
+	return path + "?" + url.Values{"done": {msg}, "ds": {c.flashSig(msg)}}.Encode()
+}
+
+func (c *Console) flashSig(msg string) string {
+	m := hmac.New(sha256.New, c.flashKey[:])
+	m.Write([]byte(msg))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// flash is the request's signed done message, "" when it has none or it
+// is not the console's.
+func (c *Console) flash(r *http.Request) string {
+	q := r.URL.Query()
+	msg := q.Get("done")
+	if msg == "" || !hmac.Equal([]byte(q.Get("ds")), []byte(c.flashSig(msg))) {
+		return ""
+	}
+	return msg
 }
 
 // render executes a page: the whole page, or only its live region when

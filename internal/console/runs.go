@@ -335,5 +335,5 @@ func (c *Console) controlRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: run "+verb, "request_id", id)
-	http.Redirect(w, r, "/runs/"+url.PathEscape(id)+"?done="+url.QueryEscape(verb+" requested"), http.StatusSeeOther)
+	http.Redirect(w, r, c.doneURL("/runs/"+url.PathEscape(id), verb+" requested"), http.StatusSeeOther)
 }
