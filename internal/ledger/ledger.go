@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/ddl"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // Status is a run's state.
@@ -84,7 +85,8 @@ CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
 );
 CREATE INDEX IF NOT EXISTS segpub_partition_destinations_fp ON segpub_partition_destinations (request_id, fp, part)`
 
-// Ledger reads and writes runs.
+// Ledger reads and writes runs. An error it records is redacted first: a
+// URL's password quoted in it never reaches `segpub status` or the console.
 type Ledger struct {
 	pool *pgxpool.Pool
 }
@@ -299,7 +301,7 @@ func (l *Ledger) Release(ctx context.Context, requestID, owner string, status St
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, error = nullif($4, ''),
   owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
 WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected')`,
-		requestID, owner, status, errText)
+		requestID, owner, status, redact.Text(errText))
 	if err != nil {
 		return fmt.Errorf("release run %s: %w", requestID, err)
 	}
@@ -338,7 +340,7 @@ func (l *Ledger) Finish(ctx context.Context, requestID, owner string, o Outcome)
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, candidates = $4, published = $5, result = $6, error = nullif($7, ''),
   owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
 WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected', 'cancelled')`,
-		requestID, owner, o.Status, o.Candidates, o.Published, o.Result, o.Error)
+		requestID, owner, o.Status, o.Candidates, o.Published, o.Result, redact.Text(o.Error))
 	if err != nil {
 		return fmt.Errorf("finish run %s: %w", requestID, err)
 	}
@@ -357,7 +359,7 @@ WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('comp
 func (l *Ledger) HandBack(ctx context.Context, requestID, owner string, candidates, published int64, reason string) error {
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'handed_back', attempts = greatest(attempts - 1, 0), candidates = $3, published = $4,
   error = nullif($5, ''), owner = NULL, lease_until = NULL, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, candidates, published, reason)
+WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, candidates, published, redact.Text(reason))
 	if err != nil {
 		return fmt.Errorf("hand back run %s: %w", requestID, err)
 	}
@@ -375,7 +377,7 @@ WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, 
 func (l *Ledger) Reject(ctx context.Context, s Start, reason string) (bool, error) {
 	tag, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs (request_id, project_id, campaign_id, action, status, attempts, reference_time, error, finished_at)
 VALUES ($1, $2, $3, $4, 'rejected', 1, $5, $6, now())
-ON CONFLICT (request_id) DO NOTHING`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, reason)
+ON CONFLICT (request_id) DO NOTHING`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, redact.Text(reason))
 	if err != nil {
 		return false, fmt.Errorf("reject run %s: %w", s.RequestID, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // records are a partitioned run's rows in segpub's own database: the plan
@@ -244,7 +245,7 @@ WHERE request_id = $1`, a.requestID, a.to, result); err != nil {
 // good.
 func (r *records) fail(ctx context.Context, requestID, reason string) error {
 	_, err := r.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'failed', error = $2, updated_at = now(), finished_at = now()
-WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, reason)
+WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, redact.Text(reason))
 	if err != nil {
 		return fmt.Errorf("fail partitioned run %s: %w", requestID, err)
 	}

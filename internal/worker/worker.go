@@ -32,6 +32,7 @@ import (
 	"github.com/segpub/segpub/internal/partition"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/queue"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // Runner runs a job, or one key range of it, from a checkpoint
@@ -637,7 +638,7 @@ func (w *Worker) emit(ctx context.Context, typ string, a attempt, n int, res *pu
 		return
 	}
 	e := events.Event{Type: typ, RequestID: j.RequestID, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID, Attempt: n,
-		At: time.Now().UTC(), Error: errText}
+		At: time.Now().UTC(), Error: redact.Text(errText)}
 	if t := a.task; t != nil {
 		part := t.Part
 		e.Phase, e.Part = string(t.Phase), &part
@@ -893,7 +894,7 @@ func (w *Worker) deadLetter(ctx context.Context, d queue.Delivery, j *job.Job, k
 	if w.cfg.DeadLetter == nil {
 		return true
 	}
-	dl := DeadLetter{Reason: reason.Error(), Kind: kind, Attempts: d.Attempt(), FailedAt: time.Now().UTC()}
+	dl := DeadLetter{Reason: redact.Text(reason.Error()), Kind: kind, Attempts: d.Attempt(), FailedAt: time.Now().UTC()}
 	if j != nil {
 		dl.RequestID = j.RequestID
 	}
