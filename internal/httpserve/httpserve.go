@@ -15,7 +15,7 @@ const (
 	// ReadTimeout bounds reading a whole request, body included.
 	ReadTimeout = 30 * time.Second
 	// IdleTimeout closes a keep-alive connection with no request.
-	IdleTimeout = 60 * time.Second
+	IdleTimeout = 30 * time.Second
 	// MaxHeaderBytes bounds a request's header block.
 	MaxHeaderBytes = 64 << 10
 	// DefaultWriteTimeout bounds writing a response when the server's
