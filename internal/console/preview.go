@@ -107,12 +107,15 @@ func (c *Console) preview(ctx context.Context, v *previewView) error {
 		if body, err = found.Job(c.cfg.Now()); err != nil {
 			return err
 		}
-		// The form then shows the job it previewed, to edit.
-		var indented strings.Builder
-		var raw json.RawMessage = body
-		b, _ := json.MarshalIndent(raw, "", "  ")
-		indented.Write(b)
-		v.JobText = indented.String()
+		// The form then shows the job it previewed, to edit; not without
+		// a token: a campaign's audience may list people.
+		if !v.Withheld {
+			var indented strings.Builder
+			var raw json.RawMessage = body
+			b, _ := json.MarshalIndent(raw, "", "  ")
+			indented.Write(b)
+			v.JobText = indented.String()
+		}
 	}
 	j, err := job.Parse(body)
 	if err != nil {
