@@ -26,7 +26,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -238,6 +240,10 @@ func (c *Coordinator) Open(ctx context.Context, body []byte) (*Task, error) {
 		return nil, nil
 	}
 	r := m.Part
+	// What the database could not even compare is no run's.
+	if r.Parent == "" || len(r.Parent) > 1024 || !utf8.ValidString(r.Parent) || strings.ContainsRune(r.Parent, 0) {
+		return nil, fmt.Errorf("%w: %q names no run", ErrStale, r.Parent)
+	}
 	s, err := c.rec.load(ctx, r.Parent)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, fmt.Errorf("%w: no partitioned run %q", ErrStale, r.Parent)

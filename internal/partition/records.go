@@ -93,7 +93,8 @@ func (r *records) load(ctx context.Context, requestID string) (*stored, error) {
 		return nil, fmt.Errorf("get partitioned run %s: %w", requestID, err)
 	}
 	if err := json.Unmarshal(planBody, &s.plan); err != nil {
-		return nil, fmt.Errorf("partitioned run %s has no plan: %w", requestID, err)
+		// A run that was never split: no sub-job can be its.
+		return nil, fmt.Errorf("%w: run %s is not partitioned (no plan: %v)", ErrStale, requestID, err)
 	}
 	return &s, nil
 }

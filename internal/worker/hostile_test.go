@@ -202,6 +202,7 @@ func TestHostileSubJobs(t *testing.T) {
 		fmt.Sprintf(`{"segpub_part":{"parent":%q,"phase":"publish","index":0}}`, b.id("r-sub-whole")),
 		fmt.Sprintf(`{"segpub_part":{"parent":%q,"phase":"evil","index":0}}`, b.id("r-sub-whole")),
 		fmt.Sprintf(`{"segpub_part":{"parent":%q,"phase":"scan","index":-1}}`, b.id("r-sub-whole")),
+		`{"segpub_part":{"parent":"a\u0000b","phase":"scan","index":0}}`,
 	}
 	for _, f := range forged {
 		send(f)

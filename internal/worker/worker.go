@@ -287,13 +287,19 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		case errors.Is(err, partition.ErrFinished):
 			w.ack(ctx, d, w.log)
 			return
-		case err != nil:
+		case errors.Is(err, partition.ErrStale), errors.Is(err, partition.ErrEarly):
 			// A sub-job that can never run (forged, stale, its run gone
-			// or finished before it ran), one of a phase not reached, or
-			// the database's error: handed back like a failed job, and
-			// dead-lettered after its last attempt, so none is
-			// redelivered forever.
+			// or finished before it ran), or one of a phase its run does
+			// not reach: handed back like a failed job, and dead-lettered
+			// after its last attempt, so none is redelivered forever.
 			w.retry(ctx, d, whole(nil), fmt.Errorf("sub-job: %w", err))
+			return
+		case err != nil:
+			// The database's error: not the sub-job's fault, and its run
+			// waits for it, so it is handed back until the database
+			// answers.
+			w.log.Warn("open sub-job", "err", err)
+			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
 			return
 		case t != nil:
 			w.handleTask(ctx, d, t, start)
