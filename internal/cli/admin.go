@@ -386,16 +386,23 @@ func runDemo(ctx context.Context, env *Env, c *common, cs *consoleSettings, o *d
 		return fail(env, "demo", err)
 	}
 	defer pool.Close()
-	cfg := demo.Config{Pool: pool, ProjectID: o.project, Users: o.users, Replace: o.replace, DataDir: o.dataDir, Logger: log, Out: env.stdout(),
-		// On a terminal the console stays up after the summary, until
-		// Ctrl-C; in a script the demo ends as it always did.
-		Console: demo.Console{Addr: cs.addr, Token: cs.token, Keep: env.interactive(),
-			Databases: []console.Database{{Name: "database", Redacted: redact(c.databaseURL)}}}}
+	con := demo.Console{Addr: cs.addr, Token: cs.token, Keep: env.interactive(),
+		Databases: []console.Database{{Name: "database", Redacted: redactDB(c.databaseURL)}}}
+	if cs.addr != "" {
+		cc, err := cs.config(log)
+		if err != nil {
+			return fail(env, "demo", err)
+		}
+		con.Hosts, con.TrustProxy, con.SessionLifetime = cc.Hosts, cc.TrustProxy, cc.SessionLifetime
+	}
+	// On a terminal the console stays up after the summary, until Ctrl-C;
+	// in a script the demo ends as it always did.
+	cfg := demo.Config{Pool: pool, ProjectID: o.project, Users: o.users, Replace: o.replace, DataDir: o.dataDir, Logger: log, Out: env.stdout(), Console: con}
 	if o.asJSON {
 		cfg.Out, cfg.JSON = env.progressOut(), env.Stdout
 	}
 	// Say which database gets the demo's tables before anything is written.
-	fmt.Fprintf(cfg.Out, "== database %s%s\n", redact(c.databaseURL), where)
+	fmt.Fprintf(cfg.Out, "== database %s%s\n", redactDB(c.databaseURL), where)
 	if err := demo.Run(ctx, cfg); err != nil {
 		return fail(env, "demo", err)
 	}

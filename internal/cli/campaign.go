@@ -19,6 +19,7 @@ import (
 
 	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/redact"
 	"github.com/segpub/segpub/internal/scheduler"
 )
 
@@ -185,12 +186,12 @@ func (a *App) campaignAdd(ctx context.Context, store *scheduler.Store, file stri
 	}
 	camp, err := parseCampaignFile(data)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "segpub campaign: rejected: %v\n", err)
+		fmt.Fprintf(env.Stderr, "segpub campaign: rejected: %v\n", redact.Text(err.Error()))
 		return ExitRejected
 	}
 	if err := store.Add(ctx, camp); err != nil {
 		if job.IsRejection(err) {
-			fmt.Fprintf(env.Stderr, "segpub campaign: rejected: %v\n", err)
+			fmt.Fprintf(env.Stderr, "segpub campaign: rejected: %v\n", redact.Text(err.Error()))
 			return ExitRejected
 		}
 		return fail(env, "campaign", err)

@@ -123,7 +123,7 @@ func TestDemoNamesItsDatabase(t *testing.T) {
 	if r.code != ExitOK {
 		t.Fatalf("demo: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if first, _, _ := strings.Cut(r.stdout, "\n"); first != "== database "+redact(db) || !strings.Contains(first, "@") {
+	if first, _, _ := strings.Cut(r.stdout, "\n"); first != "== database "+redactDB(db) || !strings.Contains(first, "@") {
 		t.Fatalf("first line %q", first)
 	}
 }

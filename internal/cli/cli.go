@@ -22,6 +22,7 @@ import (
 	"github.com/segpub/segpub/internal/pgtimeout"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // Exit codes (docs/result.md).
@@ -394,10 +395,20 @@ func (c *common) checkLimits() error {
 	return nil
 }
 
-// csvOpener opens the CSV audiences of jobs an operator runs by hand: any
-// local file the operator names, within the size cap.
-func (c *common) csvOpener(log *slog.Logger) func(context.Context, string) (io.ReadCloser, error) {
-	return openCSV(log, publish.FileOpener{MaxBytes: c.csvMaxBytes})
+// operatorFiles opens the CSV audiences of jobs an operator runs by hand
+// (run, explain, why): any local file the operator names, within the size
+// cap.
+func (c *common) operatorFiles() publish.FileOpener {
+	return publish.FileOpener{MaxBytes: c.csvMaxBytes}
+}
+
+// audienceReads is the runner configuration of every read of an audience in
+// one process: the run itself, its size, explain, why and the console's
+// preview get the same pool, the same CSV opener (files, and s3:// within
+// the same cap) and the same limits, so none of them reads a file the
+// others would refuse.
+func audienceReads(pool *pgxpool.Pool, log *slog.Logger, files publish.FileOpener) publish.Config {
+	return publish.Config{Pool: pool, Logger: log, Open: openCSV(log, files), MaxCSVBytes: files.MaxBytes}
 }
 
 // readJob reads --job within the job size cap; an oversized job is a
@@ -414,7 +425,7 @@ func (c *common) logger(env *Env) *slog.Logger {
 	if c.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(env.logOut(), &slog.HandlerOptions{Level: level}))
+	return slog.New(redact.Handler(slog.NewTextHandler(env.logOut(), &slog.HandlerOptions{Level: level})))
 }
 
 func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
@@ -461,13 +472,13 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to database %s: %w", redact(c.databaseURL), err)
+		return nil, fmt.Errorf("connect to database %s: %w", redactDB(c.databaseURL), err)
 	}
 	return pool, nil
 }
 
-// redact hides a URL's password in messages.
-func redact(u string) string {
+// redactDB hides a database URL's password in messages.
+func redactDB(u string) string {
 	cfg, err := pgxpool.ParseConfig(u)
 	if err != nil {
 		return "(unparsable URL)"
@@ -485,6 +496,6 @@ func printJSON(w io.Writer, v any) {
 }
 
 func fail(env *Env, name string, err error) int {
-	fmt.Fprintf(env.Stderr, "segpub %s: %v\n", name, err)
+	fmt.Fprintf(env.Stderr, "segpub %s: %s\n", name, redact.Text(err.Error()))
 	return ExitFailure
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,12 +17,15 @@ import (
 	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/console"
 	"github.com/segpub/segpub/internal/endpoint"
+	"github.com/segpub/segpub/internal/httpserve"
 	"github.com/segpub/segpub/internal/msgstore"
 )
 
 // consoleSettings are the operator console's settings (docs/console.md).
 type consoleSettings struct {
-	addr, token string
+	addr, token, hosts string
+	trustProxy         bool
+	sessionLifetime    time.Duration
 }
 
 // DefaultConsoleAddr is where `segpub console` and `segpub demo` serve the
@@ -33,7 +38,64 @@ func (cs *consoleSettings) register(d *decls, defAddr string) {
 		help += "; empty: no console"
 	}
 	d.String(&cs.addr, "console-addr", "SEGPUB_CONSOLE_ADDR", defAddr, help)
-	d.String(&cs.token, "console-token", "SEGPUB_CONSOLE_TOKEN", "", "token the console's actions (pause, resume, cancel, replay) need; empty: read-only")
+	d.String(&cs.token, "console-token", "SEGPUB_CONSOLE_TOKEN", "", "token the console's actions (pause, resume, cancel, replay) and its pages of people's data (preview, dead-letter bodies) need; empty: read-only, no people's data")
+	d.String(&cs.hosts, "console-hosts", "SEGPUB_CONSOLE_HOSTS", "", "comma-separated host names the console answers to (the Host header, port ignored); empty: the --console-addr host and localhost, 127.0.0.1, ::1")
+	d.Bool(&cs.trustProxy, "console-trust-proxy", "SEGPUB_CONSOLE_TRUST_PROXY", false, "the console is behind a proxy: its X-Forwarded-Proto (https: Secure cookies) and X-Forwarded-For (sign-in limits) are believed", nil)
+	d.Duration(&cs.sessionLifetime, "console-session-lifetime", "SEGPUB_CONSOLE_SESSION_LIFETIME", console.DefaultSessionLifetime, "how long a console sign-in lasts")
+}
+
+// hostList is the host names the console answers to: --console-hosts, or
+// the listen address's host (unless it is every interface) and the
+// loopback names.
+func (cs *consoleSettings) hostList() ([]string, error) {
+	if cs.hosts != "" {
+		var out []string
+		for _, h := range strings.Split(cs.hosts, ",") {
+			if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "/@ ") {
+				return nil, fmt.Errorf("--console-hosts ($SEGPUB_CONSOLE_HOSTS): %q is not a host name", h)
+			}
+			out = append(out, h)
+		}
+		return out, nil
+	}
+	out := slices.Clone(console.DefaultHosts)
+	host, _, err := net.SplitHostPort(cs.addr)
+	if err != nil {
+		return nil, fmt.Errorf("--console-addr ($SEGPUB_CONSOLE_ADDR): %w", err)
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		out = append(out, host)
+	}
+	return out, nil
+}
+
+// config is the console's configuration from these settings.
+func (cs *consoleSettings) config(log *slog.Logger) (console.Config, error) {
+	if cs.sessionLifetime <= 0 {
+		return console.Config{}, fmt.Errorf("--console-session-lifetime ($SEGPUB_CONSOLE_SESSION_LIFETIME): %s is not positive", cs.sessionLifetime)
+	}
+	hosts, err := cs.hostList()
+	if err != nil {
+		return console.Config{}, err
+	}
+	if cs.token == "" && !loopback(cs.addr) {
+		log.Warn("console without a token on an address others reach: read-only, and people's data (preview, dead-letter bodies) is not shown; set SEGPUB_CONSOLE_TOKEN",
+			"addr", cs.addr)
+	}
+	return console.Config{Token: cs.token, Hosts: hosts, TrustProxy: cs.trustProxy, SessionLifetime: cs.sessionLifetime, Logger: log}, nil
+}
+
+// loopback reports whether addr listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // consoleServer is a console listening on its address.
@@ -65,8 +127,13 @@ func (cs *consoleSettings) start(ctx context.Context, svc *service, s *settings,
 	if s.stateURL != "" {
 		state = s.stateURL
 	}
-	c, err := console.New(ctx, console.Config{State: svc.state, Audience: svc.audience, Jobs: jobs, Token: cs.token,
-		Databases: []console.Database{{Name: "audience", Redacted: redact(s.databaseURL)}, {Name: "state", Redacted: redact(state)}}, Logger: log})
+	cfg, err := cs.config(log)
+	if err != nil {
+		return nil, err
+	}
+	cfg.State, cfg.Audience, cfg.Jobs, cfg.MaxJobBytes = svc.state, svc.reads, jobs, s.maxJobBytes
+	cfg.Databases = []console.Database{{Name: "audience", Redacted: redactDB(s.databaseURL)}, {Name: "state", Redacted: redactDB(state)}}
+	c, err := console.New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +146,7 @@ func serveConsole(h http.Handler, addr string, log *slog.Logger) (*consoleServer
 	if err != nil {
 		return nil, fmt.Errorf("--console-addr ($SEGPUB_CONSOLE_ADDR): listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := httpserve.Server(h, console.WriteTimeout(0))
 	go func() { _ = srv.Serve(ln) }()
 	cs := &consoleServer{srv: srv, url: "http://" + ln.Addr().String() + "/"}
 	log.Info("serving the console", "url", cs.url)
@@ -107,7 +174,7 @@ func (a *App) consoleCmd() *cobra.Command {
 	var cs consoleSettings
 	cs.register(d, DefaultConsoleAddr)
 	s.register(d)
-	d.hideExcept("console-addr", "console-token", "database-url", "state-url", "job-queue-url", "message-store-url", "data-dir",
+	d.hideExcept("console-addr", "console-token", "console-hosts", "console-trust-proxy", "console-session-lifetime", "csv-root", "csv-max-bytes", "database-url", "state-url", "job-queue-url", "message-store-url", "data-dir",
 		"db-stall-timeout", "verbose", "json-logs")
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runConsole(ctx, a.env, &s, &cs) })
 	return cmd

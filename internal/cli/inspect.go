@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/segpub/segpub/internal/cost"
 	"github.com/segpub/segpub/internal/inspect"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // loadJob reads and parses --job for the operator tools; a bad job exits 2.
@@ -30,7 +32,7 @@ func loadJob(env *Env, c *common, name, path string) (*job.Job, int) {
 		j, err = job.Parse(data)
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, err)
+		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, redact.Text(err.Error()))
 		return nil, ExitRejected
 	}
 	return j, ExitOK
@@ -38,7 +40,7 @@ func loadJob(env *Env, c *common, name, path string) (*job.Job, int) {
 
 func outcome(env *Env, name string, err error) int {
 	if job.IsRejection(err) {
-		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, err)
+		fmt.Fprintf(env.Stderr, "segpub %s: rejected: %v\n", name, redact.Text(err.Error()))
 		return ExitRejected
 	}
 	return fail(env, name, err)
@@ -71,7 +73,7 @@ func runExplain(ctx context.Context, env *Env, c *common, jobPath *string, sampl
 		return fail(env, "explain", err)
 	}
 	defer pool.Close()
-	ex, err := inspect.Explain(ctx, pool, j, *sample)
+	ex, err := inspect.Explain(ctx, audienceReads(pool, slog.New(slog.DiscardHandler), c.operatorFiles()), j, *sample)
 	if err != nil {
 		return outcome(env, "explain", withHint(err, j.ProjectID))
 	}
@@ -147,7 +149,7 @@ func runWhy(ctx context.Context, env *Env, c *common, jobPath, user *string, asJ
 		return fail(env, "why", err)
 	}
 	defer pool.Close()
-	ans, err := inspect.Why(ctx, pool, j, *user)
+	ans, err := inspect.Why(ctx, audienceReads(pool, slog.New(slog.DiscardHandler), c.operatorFiles()), j, *user)
 	if err != nil {
 		return outcome(env, "why", withHint(err, j.ProjectID))
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // jobOptions are the settings of size and publish.
@@ -118,8 +119,9 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 	// Progress: a redrawn line on a terminal, a log line every few
 	// seconds otherwise (standard output carries only the result).
 	bar := progress.New(progress.Config{Label: "candidates", Out: env.progressOut(), Logger: log})
-	runner, err := publish.New(publish.Config{Pool: pool, Logger: log, Open: c.csvOpener(log), MaxCSVBytes: c.csvMaxBytes,
-		Progress: func(p publish.Progress) { bar.Set(p.Candidates) }})
+	reads := audienceReads(pool, log, c.operatorFiles())
+	reads.Progress = func(p publish.Progress) { bar.Set(p.Candidates) }
+	runner, err := publish.New(reads)
 	if err != nil {
 		return fail(env, name, err)
 	}
@@ -158,7 +160,7 @@ func (r jobResult) report(res *publish.Result, err error) int {
 	case err == nil:
 		return ExitOK
 	case job.IsRejection(err):
-		fmt.Fprintf(r.env.Stderr, "segpub %s: rejected: %v\n", r.name, err)
+		fmt.Fprintf(r.env.Stderr, "segpub %s: rejected: %v\n", r.name, redact.Text(err.Error()))
 		return ExitRejected
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(r.env.Stderr, "segpub %s: interrupted\n", r.name)

@@ -16,6 +16,7 @@ import (
 	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/cleaner"
 	"github.com/segpub/segpub/internal/endpoint"
+	"github.com/segpub/segpub/internal/httpserve"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/metrics"
@@ -24,6 +25,7 @@ import (
 	"github.com/segpub/segpub/internal/partition"
 	"github.com/segpub/segpub/internal/pgtimeout"
 	"github.com/segpub/segpub/internal/publish"
+	"github.com/segpub/segpub/internal/redact"
 	"github.com/segpub/segpub/internal/worker"
 )
 
@@ -58,15 +60,12 @@ const (
 	DefaultChannelURL      = "embedded:"
 	DefaultMessageStoreURL = "pg:"
 	DefaultDeadLetterURL   = "embedded:"
-	// DefaultListen is loopback: /metrics says what segpub sends, and the
-	// container image listens on every interface itself (Dockerfile,
-	// SEGPUB_LISTEN=:9090) where a scraper must reach it.
-	DefaultListen        = "127.0.0.1:9090"
-	DefaultConcurrency   = 2
-	DefaultMaxAttempts   = 5
-	DefaultLease         = 60 * time.Second
-	DefaultShutdownGrace = 30 * time.Second
-	DefaultPartitionRows = 2_000_000
+	DefaultListen          = "127.0.0.1:9090"
+	DefaultConcurrency     = 2
+	DefaultMaxAttempts     = 5
+	DefaultLease           = 60 * time.Second
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultPartitionRows   = 2_000_000
 )
 
 // register declares the service's settings, one line each:
@@ -143,7 +142,8 @@ func (s *settings) logger(env *Env) *slog.Logger {
 	if s.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewJSONHandler(env.logOut(), &slog.HandlerOptions{Level: level}))
+	// Job and output URLs may carry passwords: every line is redacted.
+	return slog.New(redact.Handler(slog.NewJSONHandler(env.logOut(), &slog.HandlerOptions{Level: level})))
 }
 
 // statePool connects to segpub's own database: --state-url, or the
@@ -165,6 +165,9 @@ type service struct {
 	state    *pgxpool.Pool
 	nats     *natsjs.Connector
 	opener   *endpoint.Opener
+	// reads is how the service reads audiences: the worker, and the
+	// console's preview, with the same confined CSV opener.
+	reads publish.Config
 }
 
 func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error) {
@@ -189,8 +192,14 @@ func (s *settings) open(ctx context.Context, log *slog.Logger) (*service, error)
 		return nil, fmt.Errorf("state database: %w", err)
 	}
 	nc := &natsjs.Connector{DefaultDir: s.dataDir + "/jetstream", Logger: log}
-	return &service{audience: aud, state: state, nats: nc,
+	return &service{audience: aud, state: state, nats: nc, reads: audienceReads(aud, log, s.serviceFiles()),
 		opener: &endpoint.Opener{State: state, NATS: nc, Logger: log, AWS: newAWSOpener(log), Lease: s.lease, MaxInFlight: s.maxInFlight}}, nil
+}
+
+// serviceFiles opens the CSV audiences of jobs that come from another
+// system: only regular files under the operator's CSV directory.
+func (s *settings) serviceFiles() publish.FileOpener {
+	return publish.FileOpener{Confined: true, Root: s.csvRoot, MaxBytes: s.csvMaxBytes}
 }
 
 func (svc *service) close() {
@@ -255,7 +264,7 @@ func runServe(ctx context.Context, env *Env, s *settings, ss *schedSettings, cs 
 		if err != nil {
 			return fail(env, "serve", fmt.Errorf("listen on %s: %w", s.listen, err))
 		}
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv = httpserve.Server(mux, 0)
 		go func() { _ = srv.Serve(ln) }()
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
@@ -352,8 +361,7 @@ func (s *settings) worker(ctx context.Context, svc *service, log *slog.Logger) (
 	}
 	// Jobs come from another system: file:// audiences only under the
 	// operator's CSV directory.
-	files := publish.FileOpener{Confined: true, Root: s.csvRoot, MaxBytes: s.csvMaxBytes}
-	runner, err := publish.New(publish.Config{Pool: svc.audience, Logger: log, Open: openCSV(log, files), MaxCSVBytes: s.csvMaxBytes})
+	runner, err := publish.New(svc.reads)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -396,7 +404,7 @@ func runSubmit(ctx context.Context, env *Env, s *settings, jobPath *string) int 
 	// now rather than in the dead letters later.
 	j, err := job.Parse(data)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "segpub submit: rejected: %v\n", err)
+		fmt.Fprintf(env.Stderr, "segpub submit: rejected: %v\n", redact.Text(err.Error()))
 		return ExitRejected
 	}
 	log := s.logger(env)

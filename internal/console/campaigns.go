@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -117,5 +116,5 @@ func (c *Console) controlCampaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: campaign "+verb, "campaign_id", id)
-	http.Redirect(w, r, "/campaigns?done="+url.QueryEscape("campaign "+id+": "+status), http.StatusSeeOther)
+	http.Redirect(w, r, c.doneURL("/campaigns", "campaign "+id+": "+status), http.StatusSeeOther)
 }

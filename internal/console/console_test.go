@@ -69,12 +69,23 @@ type fixture struct {
 
 func newFixture(t *testing.T, token string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, Config{Token: token}, nil)
+}
+
+// newFixtureWith serves a console of cfg, its State, Audience pool, Jobs
+// and Databases filled in; store is the message store replays get.
+func newFixtureWith(t *testing.T, cfg Config, store msgstore.Store) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	state := dbtest.IsolatedPool(t)
 	jobs := &sentQueue{}
-	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
-	con, err := New(ctx, Config{State: state, Audience: dbtest.Pool(t), Jobs: open, Token: token,
-		Databases: []Database{{Name: "state", Redacted: "postgres@db:5432/segpub"}}})
+	cfg.State = state
+	if cfg.Audience.Pool == nil {
+		cfg.Audience.Pool = dbtest.Pool(t)
+	}
+	cfg.Jobs = func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, store, nil }
+	cfg.Databases = []Database{{Name: "state", Redacted: "postgres@db:5432/segpub"}}
+	con, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +170,7 @@ func TestRunsPageByStatus(t *testing.T) {
 	if err := f.led.Release(ctx, "r-failed", "worker-1", ledger.Failed, "boom: audience query"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.led.Reject(ctx, start("r-rejected"), "campaign.channel: unknown"); err != nil {
+	if _, err := f.led.Reject(ctx, start("r-rejected"), "campaign.channel: unknown"); err != nil {
 		t.Fatal(err)
 	}
 	f.claim(t, "r-cancelled")
@@ -538,7 +549,7 @@ func TestCampaignsPage(t *testing.T) {
 // The preview shows what explain and why report.
 func TestPreview(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "")
+	f := newFixture(t, testToken)
 	pool := dbtest.Pool(t)
 	tables, _ := schema.For(dbtest.NewProjectID())
 	t.Cleanup(func() {
@@ -552,7 +563,7 @@ func TestPreview(t *testing.T) {
 	jobText := fmt.Sprintf(`{"version":1,"action":"publish","request_id":"r","project_id":%q,"scheduled_at":"2026-11-24T18:00:00+09:00",
 "campaign":{"id":"cmp","channel":"email","message":{"s":"hi"},"audience":{"type":"all"}}}`, tables.Project)
 	j, _ := job.Parse([]byte(jobText))
-	want, err := inspect.Explain(context.Background(), pool, j, 1)
+	want, err := inspect.Explain(context.Background(), publish.Config{Pool: pool}, j, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,7 +571,7 @@ func TestPreview(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT external_user_id FROM `+tables.User+` ORDER BY notifly_user_id LIMIT 1`).Scan(&user); err != nil {
 		t.Fatal(err)
 	}
-	code, page := f.post(t, "/preview", "", url.Values{"job": {jobText}, "user": {user}}, nil)
+	code, page := f.post(t, "/preview", testToken, url.Values{"job": {jobText}, "user": {user}}, nil)
 	if code != http.StatusOK {
 		t.Fatalf("preview: %d %s", code, page)
 	}
@@ -574,9 +585,20 @@ func TestPreview(t *testing.T) {
 		}
 	}
 	// A bad job: the rejection with its path.
-	code, page = f.post(t, "/preview", "", url.Values{"job": {`{"version":1}`}}, nil)
+	code, page = f.post(t, "/preview", testToken, url.Values{"job": {`{"version":1}`}}, nil)
 	if code != http.StatusUnprocessableEntity || !strings.Contains(page, "rejected") {
 		t.Fatalf("bad job: %d", code)
+	}
+	// Without a token, the same preview shows counts and no people's data.
+	open := newFixture(t, "")
+	code, page = open.post(t, "/preview", "", url.Values{"job": {jobText}, "user": {user}}, nil)
+	if code != http.StatusOK || !strings.Contains(page, `id="pv-candidates"`) || !strings.Contains(page, `id="preview-withheld"`) {
+		t.Fatalf("tokenless preview: %d %s", code, page)
+	}
+	for _, leak := range []string{`class="message"`, "Why: user", `id="plan"`, user} {
+		if strings.Contains(page, leak) {
+			t.Errorf("tokenless preview shows %q", leak)
+		}
 	}
 }
 

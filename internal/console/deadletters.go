@@ -1,19 +1,23 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/worker"
 )
 
@@ -39,7 +43,7 @@ type deadLetter struct {
 }
 
 func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
-	rows, err := c.cfg.State.Query(r.Context(), `SELECT d.id, d.request_id, d.kind, d.reason, d.attempts, d.failed_at, d.body ? 'job',
+	rows, err := c.cfg.State.Query(r.Context(), `SELECT d.id, d.request_id, d.kind, d.reason, d.attempts, d.failed_at, coalesce(d.body ? 'job', false),
   d.replayed_at, coalesce(d.replay_request_id, ''), coalesce(r.status, ''), coalesce(r.published, 0)
 FROM segpub_dead_letters d LEFT JOIN segpub_runs r ON r.request_id = d.request_id AND d.request_id <> ''
 ORDER BY d.failed_at DESC, d.id DESC LIMIT $1`, deadLettersShown)
@@ -63,6 +67,81 @@ ORDER BY d.failed_at DESC, d.id DESC LIMIT $1`, deadLettersShown)
 		CanReplay bool
 	}{list, c.cfg.Jobs != nil}
 	c.render(w, r, "deadletters", http.StatusOK, p)
+}
+
+// deadLetterView is one dead letter with its body.
+type deadLetterView struct {
+	deadLetter
+	// Body is the dead letter as recorded (the job in it), indented, or
+	// its bytes escaped when it is not JSON PostgreSQL can hold; "" when
+	// withheld.
+	Body string
+	// Locked: a token is set and this browser is not signed in;
+	// Withheld: no token is set. Either way the body is not shown: it
+	// holds the job, and a job may name people.
+	Locked, Withheld bool
+}
+
+// deadLetterPage is GET /dead-letters/{id}: one dead letter and its body.
+func (c *Console) deadLetterPage(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		c.refuse(w, r, http.StatusNotFound, "no such dead letter")
+		return
+	}
+	var v deadLetterView
+	var body, raw []byte
+	err = c.cfg.State.QueryRow(r.Context(), `SELECT id, request_id, kind, reason, attempts, failed_at, replayed_at, coalesce(replay_request_id, ''),
+  body::text, raw FROM segpub_dead_letters WHERE id = $1`, id).Scan(&v.ID, &v.RequestID, &v.Kind, &v.Reason, &v.Attempts, &v.FailedAt,
+		&v.ReplayedAt, &v.ReplayRequestID, &body, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		c.refuse(w, r, http.StatusNotFound, "no such dead letter")
+		return
+	}
+	if err != nil {
+		c.fail(w, r, fmt.Errorf("dead letter %d: %w", id, err))
+		return
+	}
+	p := c.newPage(r, "Dead letter "+strconv.FormatInt(id, 10), "dead-letters")
+	v.Withheld, v.Locked = c.cfg.Token == "", c.cfg.Token != "" && !p.Personal
+	if !v.Withheld && !v.Locked {
+		v.Body = showBody(body, raw)
+	}
+	p.Data = v
+	c.render(w, r, "deadletter", http.StatusOK, p)
+}
+
+// showBody is a recorded body as text: JSON indented, or bytes PostgreSQL
+// could not hold as JSON with what is not printable UTF-8 escaped.
+func showBody(body, raw []byte) string {
+	if body != nil {
+		var out bytes.Buffer
+		if json.Indent(&out, body, "", "  ") == nil {
+			return out.String()
+		}
+		return string(body)
+	}
+	return escapeBytes(raw)
+}
+
+// escapeBytes shows b as text: printable UTF-8, newlines and tabs as
+// they are, any other byte or control character as a Go escape.
+func escapeBytes(b []byte) string {
+	var s strings.Builder
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&s, `\x%02x`, b[0])
+		case r == '\n' || r == '\t' || (unicode.IsPrint(r) && !isBidi(r)) || r == ' ':
+			s.Write(b[:n])
+		default:
+			q := strconv.QuoteRune(r)
+			s.WriteString(q[1 : len(q)-1])
+		}
+		b = b[n:]
+	}
+	return s.String()
 }
 
 // errReplay is a replay that cannot be done as the dead letter stands.
@@ -92,7 +171,26 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: dead letter replayed", "dead_letter", id, "request_id", newID)
-	http.Redirect(w, r, "/dead-letters?done="+url.QueryEscape("replayed as "+newID), http.StatusSeeOther)
+	http.Redirect(w, r, c.doneURL("/dead-letters", "replayed as "+newID), http.StatusSeeOther)
+}
+
+// claimed returns the job a dead letter holds: the job itself, or, when
+// it came as a claim check, the job the message store holds under it.
+func (c *Console) claimed(ctx context.Context, store msgstore.Store, body []byte) ([]byte, error) {
+	var env struct {
+		MessageID string `json:"message_id"`
+	}
+	if json.Unmarshal(body, &env) != nil || env.MessageID == "" {
+		return body, nil
+	}
+	if store == nil {
+		return nil, fmt.Errorf("its job is a claim check (%s) and this console has no message store", env.MessageID)
+	}
+	full, err := store.Get(ctx, env.MessageID, c.cfg.MaxJobBytes)
+	if err != nil {
+		return nil, fmt.Errorf("its claim-checked job %s: %w", env.MessageID, err)
+	}
+	return full, nil
 }
 
 func (c *Console) replayOne(ctx context.Context, id int64) (string, error) {
@@ -104,7 +202,8 @@ func (c *Console) replayOne(ctx context.Context, id int64) (string, error) {
 	var body []byte
 	var replayed *string
 	// Locked: two operators pressing replay at once send it once.
-	err = tx.QueryRow(ctx, `SELECT body, replay_request_id FROM segpub_dead_letters WHERE id = $1 FOR UPDATE`, id).Scan(&body, &replayed)
+	err = tx.QueryRow(ctx, `SELECT coalesce(convert_to(body::text, 'UTF8'), raw), replay_request_id FROM segpub_dead_letters WHERE id = $1 FOR UPDATE`,
+		id).Scan(&body, &replayed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("%w: no dead letter %d", errReplay, id)
 	}
@@ -118,8 +217,16 @@ func (c *Console) replayOne(ctx context.Context, id int64) (string, error) {
 	if err := json.Unmarshal(body, &dl); err != nil || len(dl.Job) == 0 {
 		return "", fmt.Errorf("%w: dead letter %d holds no job (an unreadable or oversized body)", errReplay, id)
 	}
+	q, store, err := c.jobs(ctx)
+	if err != nil {
+		return "", err
+	}
+	jobText, err := c.claimed(ctx, store, dl.Job)
+	if err != nil {
+		return "", fmt.Errorf("%w: dead letter %d: %v", errReplay, id, err)
+	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(dl.Job, &fields); err != nil {
+	if err := json.Unmarshal(jobText, &fields); err != nil {
 		return "", fmt.Errorf("%w: dead letter %d's job is not a JSON object", errReplay, id)
 	}
 	var orig string
@@ -133,10 +240,6 @@ func (c *Console) replayOne(ctx context.Context, id int64) (string, error) {
 	// A job the worker would reject again is refused here, with its path.
 	if _, err := job.Parse(jobBody); err != nil {
 		return "", fmt.Errorf("%w: the job would be rejected again: %v", errReplay, err)
-	}
-	q, store, err := c.jobs(ctx)
-	if err != nil {
-		return "", err
 	}
 	if _, err := claimcheck.Send(ctx, q, store, jobBody, newID); err != nil {
 		if errors.Is(err, claimcheck.ErrNoStore) {

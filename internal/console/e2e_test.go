@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/cli"
 	"github.com/segpub/segpub/internal/dbtest"
@@ -457,7 +459,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("campaign row %q", txt)
 	}
 	e.screenshot("campaigns")
-	e.do(chromedp.Navigate(e.url+"/preview?campaign=cmp_daily_"+fast+"&user=ext-42"), chromedp.WaitVisible(chromedp.CSS("#preview-result")))
+	// The link picks the campaign; the preview runs on the button (a POST).
+	e.do(chromedp.Navigate(e.url+"/preview?campaign=cmp_daily_"+fast+"&user=ext-42"), chromedp.WaitVisible(chromedp.CSS("#run-preview")))
+	if n, _ := chromedp.Run(e.tab, chromedp.Evaluate[int](`document.querySelectorAll("#preview-result").length`)); n != 0 {
+		t.Fatal("GET /preview ran the preview")
+	}
+	e.submit("#run-preview", "the preview", `!!document.querySelector("#preview-result")`)
 	var size struct {
 		Candidates int64 `json:"candidates"`
 	}
@@ -468,6 +475,43 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("preview shows %s candidates, size reports %d", got, size.Candidates)
 	}
 	e.screenshot("preview")
+
+	// Hostile ids in the browser: the Pause button of run "x/cancel?"
+	// pauses that run, not cancels run "x"; a right-to-left override in an
+	// id shows escaped.
+	state, err := pgxpool.New(context.Background(), e.vars["SEGPUB_STATE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
+	led, err := ledger.New(context.Background(), state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil, victim, bidi := "e2e-x/cancel?", "e2e-x", "e2e-\u202egnp.exe"
+	for _, id := range []string{evil, victim, bidi} {
+		s := ledger.Start{RequestID: id, ProjectID: fast, CampaignID: "c", Action: "publish", Reference: time.Now()}
+		if c, err := led.Claim(context.Background(), s, "a-worker-elsewhere", time.Hour); err != nil || !c.Granted {
+			t.Fatalf("claim %s: %v", id, err)
+		}
+	}
+	e.do(chromedp.Navigate(e.url+"/runs/"+url.PathEscape(evil)), chromedp.WaitVisible(chromedp.CSS("#pause")))
+	e.submit("#pause", "the pause of "+evil, `!!document.querySelector("#flash")`)
+	control := func(id string) string {
+		var c *string
+		if err := state.QueryRow(context.Background(), `SELECT control FROM segpub_runs WHERE request_id = $1`, id).Scan(&c); err != nil || c == nil {
+			return ""
+		}
+		return *c
+	}
+	if control(evil) != "pause" || control(victim) != "" {
+		t.Fatalf("after Pause on %q: it has %q, %q has %q", evil, control(evil), victim, control(victim))
+	}
+	e.do(chromedp.Navigate(e.url+"/runs"), chromedp.WaitVisible(chromedp.CSS("#group-running")))
+	if txt, _ := chromedp.Run(e.tab, chromedp.Evaluate[string](`document.body.innerText`)); strings.ContainsRune(txt, '\u202e') ||
+		!strings.Contains(txt, `e2e-\u202Egnp.exe`) {
+		t.Fatalf("the runs page shows the override raw, or not its escape")
+	}
 	e.do(chromedp.Navigate(e.url+"/runs"), chromedp.WaitVisible(chromedp.CSS("#group-completed")))
 	e.screenshot("runs")
 }

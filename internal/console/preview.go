@@ -21,8 +21,12 @@ const maxParamText = 200
 
 type previewView struct {
 	// Enabled: the console has the audience database.
-	Enabled   bool
-	Campaigns []scheduler.Campaign
+	Enabled bool
+	// Locked: a token is set and this browser is not signed in; Withheld:
+	// no token is set, so people's data (sample messages, why, parameters)
+	// is not shown to anyone.
+	Locked, Withheld bool
+	Campaigns        []scheduler.Campaign
 	// The form's values.
 	JobText, CampaignID, User string
 	Ran                       bool
@@ -34,24 +38,44 @@ type previewView struct {
 	Why                       *inspect.Answer
 }
 
-// previewPage is GET /preview (the form, or a preview of ?campaign=ID)
-// and POST /preview (a pasted job): what `segpub explain` prints, and
-// `segpub why` for one user.
+// previewForm is GET /preview: the form (?campaign=ID picks a campaign),
+// which runs nothing.
+func (c *Console) previewForm(w http.ResponseWriter, r *http.Request) {
+	c.servePreview(w, r, false)
+}
+
+// previewPage is POST /preview (a picked campaign or a pasted job): what
+// `segpub explain` prints, and `segpub why` for one user. With a token
+// set it needs a signed-in session and its form's CSRF value.
 func (c *Console) previewPage(w http.ResponseWriter, r *http.Request) {
+	c.servePreview(w, r, true)
+}
+
+func (c *Console) servePreview(w http.ResponseWriter, r *http.Request, run bool) {
 	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
-	v := previewView{Enabled: c.cfg.Audience != nil, JobText: r.FormValue("job"), CampaignID: r.FormValue("campaign"),
-		User: strings.TrimSpace(r.FormValue("user"))}
+	v := previewView{Enabled: c.cfg.Audience.Pool != nil, CampaignID: r.FormValue("campaign"), User: strings.TrimSpace(r.FormValue("user")),
+		Withheld: c.cfg.Token == ""}
+	if run {
+		v.JobText = r.PostFormValue("job")
+	}
+	p := c.newPage(r, "Audience preview", "preview")
+	v.Locked = c.cfg.Token != "" && !p.Personal
+	if run && c.cfg.Token != "" {
+		if ok, why := c.authorized(r); !ok {
+			c.log.Warn("console: preview refused", "why", why)
+			c.refuse(w, r, http.StatusForbidden, why)
+			return
+		}
+	}
 	list, err := c.campaigns.List(ctx)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
 	v.Campaigns = list
-	p := c.newPage(r, "Audience preview", "preview")
 	p.Data = &v
 	status := http.StatusOK
-	if v.Enabled && (v.JobText != "" || v.CampaignID != "") {
+	if run && v.Enabled && (v.JobText != "" || v.CampaignID != "") {
 		select {
 		case c.previews <- struct{}{}:
 			err := c.preview(ctx, &v)
@@ -84,12 +108,15 @@ func (c *Console) preview(ctx context.Context, v *previewView) error {
 		if body, err = found.Job(c.cfg.Now()); err != nil {
 			return err
 		}
-		// The form then shows the job it previewed, to edit.
-		var indented strings.Builder
-		var raw json.RawMessage = body
-		b, _ := json.MarshalIndent(raw, "", "  ")
-		indented.Write(b)
-		v.JobText = indented.String()
+		// The form then shows the job it previewed, to edit; not without
+		// a token: a campaign's audience may list people.
+		if !v.Withheld {
+			var indented strings.Builder
+			var raw json.RawMessage = body
+			b, _ := json.MarshalIndent(raw, "", "  ")
+			indented.Write(b)
+			v.JobText = indented.String()
+		}
 	}
 	j, err := job.Parse(body)
 	if err != nil {
@@ -105,6 +132,12 @@ func (c *Console) preview(ctx context.Context, v *previewView) error {
 	if ex.Result != nil {
 		v.Skipped = skipCounts(ex.Result.Skipped)
 		v.Variants = sortedCounts(ex.Result.Variants)
+	}
+	if v.Withheld {
+		// Counts and SQL only: no token, no people's data (a plan and
+		// the parameters may quote the job's user ids).
+		ex.Plan, ex.Params = nil, nil
+		return nil
 	}
 	for _, prm := range ex.Params {
 		b, _ := json.Marshal(prm)

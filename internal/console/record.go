@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,9 @@ CREATE TABLE IF NOT EXISTS segpub_dead_letters (
   replayed_at       timestamptz,
   replay_request_id text
 );
-CREATE INDEX IF NOT EXISTS segpub_dead_letters_failed_at ON segpub_dead_letters (failed_at)`
+CREATE INDEX IF NOT EXISTS segpub_dead_letters_failed_at ON segpub_dead_letters (failed_at);
+ALTER TABLE segpub_dead_letters ADD COLUMN IF NOT EXISTS raw bytea;
+ALTER TABLE segpub_dead_letters ALTER COLUMN body DROP NOT NULL`
 
 // Event types the recorder writes besides the worker's run events.
 const (
@@ -185,11 +188,25 @@ func (d *deadRecorder) Send(ctx context.Context, body []byte, dedupID string) er
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := d.r.cfg.Pool.Exec(ctx, `INSERT INTO segpub_dead_letters (request_id, kind, reason, attempts, failed_at, body)
-VALUES ($1, $2, $3, $4, $5, $6)`, dl.RequestID, dl.Kind, dl.Reason, dl.Attempts, dl.FailedAt, body); err != nil {
+	const insert = `INSERT INTO segpub_dead_letters (request_id, kind, reason, attempts, failed_at, body, raw) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	id, kind, reason := storableText(dl.RequestID), storableText(dl.Kind), storableText(dl.Reason)
+	_, err := d.r.cfg.Pool.Exec(ctx, insert, id, kind, reason, dl.Attempts, dl.FailedAt, body, nil)
+	if err != nil && ctx.Err() == nil {
+		// A body jsonb cannot hold (a \u0000 escape, a number past
+		// numeric's range) is kept as its bytes, shown escaped.
+		_, err = d.r.cfg.Pool.Exec(ctx, insert, id, kind, reason, dl.Attempts, dl.FailedAt, nil, body)
+	}
+	if err != nil {
 		d.r.log.Warn("console: record dead letter", "request_id", dl.RequestID, "err", err)
 	}
 	return nil
+}
+
+// storableText is s as a text column can hold it: PostgreSQL refuses NUL
+// and invalid UTF-8, which a hostile job's request_id or a reason quoting
+// it may carry.
+func storableText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", `\u0000`)
 }
 
 // Runner returns the worker's runner next, recording each attempt's job

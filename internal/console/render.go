@@ -2,22 +2,31 @@ package console
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"math"
 	"net/http"
-	"regexp"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // pageNames are the templates/*.html pages, each rendered inside layout.html.
-var pageNames = []string{"runs", "run", "campaigns", "deadletters", "preview", "refused"}
+var pageNames = []string{"runs", "run", "campaigns", "deadletters", "deadletter", "preview", "refused"}
 
 var funcs = template.FuncMap{
 	"num":    formatInt,
 	"redact": redactURLs,
+	// path escapes an id for a URL's path: "/" "?" "#" and "%" in a
+	// request_id or campaign id stay part of it.
+	"path": url.PathEscape,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -70,6 +79,9 @@ type page struct {
 	// session. CSRF is its forms' value.
 	Actions, SignedIn bool
 	CSRF              string
+	// Personal: the request may see people's data (a token is set and
+	// it is signed in).
+	Personal bool
 	// Here is the page's own path and query, where forms come back to.
 	Here      string
 	Databases []Database
@@ -92,8 +104,31 @@ func (p *page) ActionsWhy() string {
 
 func (c *Console) newPage(r *http.Request, title, nav string) *page {
 	csrf := c.csrfToken(r)
-	return &page{Title: title, Nav: nav, Actions: c.cfg.Token != "", SignedIn: csrf != "", CSRF: csrf,
-		Here: r.URL.RequestURI(), Databases: c.cfg.Databases, Flash: r.URL.Query().Get("done")}
+	return &page{Title: title, Nav: nav, Actions: c.cfg.Token != "", SignedIn: csrf != "", CSRF: csrf, Personal: c.signedIn(r),
+		Here: r.URL.RequestURI(), Databases: c.cfg.Databases, Flash: c.flash(r)}
+}
+
+// doneURL is path with the message an action's result page shows, signed:
+// a link elsewhere cannot make a console page say what it likes.
+func (c *Console) doneURL(path, msg string) string {
+	return path + "?" + url.Values{"done": {msg}, "ds": {c.flashSig(msg)}}.Encode()
+}
+
+func (c *Console) flashSig(msg string) string {
+	m := hmac.New(sha256.New, c.flashKey[:])
+	m.Write([]byte(msg))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// flash is the request's signed done message, "" when it has none or it
+// is not the console's.
+func (c *Console) flash(r *http.Request) string {
+	q := r.URL.Query()
+	msg := q.Get("done")
+	if msg == "" || !hmac.Equal([]byte(q.Get("ds")), []byte(c.flashSig(msg))) {
+		return ""
+	}
+	return msg
 }
 
 // render executes a page: the whole page, or only its live region when
@@ -112,7 +147,34 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, name string, st
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(escapeBidi(buf.Bytes()))
+}
+
+// isBidi reports the characters that reorder text around them: an id
+// holding one would show as another id.
+func isBidi(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200E || r == 0x200F || r == 0x061C
+}
+
+// escapeBidi shows every bidirectional control character of a rendered
+// page as its JSON escape (\u202E): the templates hold none, so each
+// comes from data, and shown raw it would reorder what follows it. In a
+// pasted job (the preview's form) the escape is the same character again.
+func escapeBidi(b []byte) []byte {
+	if !bytes.ContainsFunc(b, isBidi) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+32)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if isBidi(r) {
+			out = fmt.Appendf(out, "\\u%04X", r)
+		} else {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
 }
 
 // refuse renders a refusal or an error as a page of its own.
@@ -129,12 +191,9 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	c.refuse(w, r, http.StatusInternalServerError, err.Error())
 }
 
-// userinfo matches the password of a URL's user information.
-var userinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@`)
-
 // redactURLs hides passwords of URLs in text shown from errors and dead
 // letters (a connection error may quote the URL it failed on).
-func redactURLs(s string) string { return userinfo.ReplaceAllString(s, "$1:***@") }
+func redactURLs(s string) string { return redact.Text(s) }
 
 func formatInt(v int64) string {
 	s := strconv.FormatInt(v, 10)

@@ -358,7 +358,7 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request) {
 		v.Cancellable = true
 	}
 	p := c.newPage(r, "Run "+id, "runs")
-	p.Live = r.URL.Path
+	p.Live = r.URL.EscapedPath()
 	p.Data = v
 	c.render(w, r, "run", http.StatusOK, p)
 }
@@ -460,5 +460,5 @@ func (c *Console) controlRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: run "+verb, "request_id", id)
-	http.Redirect(w, r, "/runs/"+url.PathEscape(id)+"?done="+url.QueryEscape(verb+" requested"), http.StatusSeeOther)
+	http.Redirect(w, r, c.doneURL("/runs/"+url.PathEscape(id), verb+" requested"), http.StatusSeeOther)
 }

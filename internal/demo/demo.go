@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/console"
+	"github.com/segpub/segpub/internal/httpserve"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/msgstore"
@@ -69,6 +69,10 @@ type Console struct {
 	Addr string
 	// Token enables its actions; empty: read-only.
 	Token string
+	// Hosts, TrustProxy and SessionLifetime are as in console.Config.
+	Hosts           []string
+	TrustProxy      bool
+	SessionLifetime time.Duration
 	// Databases are shown in its footer, redacted.
 	Databases []console.Database
 	// Keep keeps it (and the worker) running after the summary until ctx
@@ -177,7 +181,11 @@ func Run(ctx context.Context, cfg Config) error {
 		ids = append(ids, id)
 		names[id] = c
 	}
-	runner, err := publish.New(publish.Config{Pool: cfg.Pool, Logger: log})
+	// The worker and the console's preview read audiences alike: CSV
+	// files only in the demo's own directory, as a service under its
+	// SEGPUB_CSV_ROOT.
+	reads := publish.Config{Pool: cfg.Pool, Logger: log, Open: publish.FileOpener{Confined: true, Root: filepath.Dir(csvPath)}.Open}
+	runner, err := publish.New(reads)
 	if err != nil {
 		return err
 	}
@@ -194,7 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	consoleURL, stopConsole, err := startConsole(ctx, cfg, jobs, out, log)
+	consoleURL, stopConsole, err := startConsole(ctx, cfg, reads, jobs, out, log)
 	if err != nil {
 		return err
 	}
@@ -270,12 +278,13 @@ func checkProject(ctx context.Context, pool *pgxpool.Pool, project string, users
 
 // startConsole serves the operator console on cfg.Console.Addr and prints
 // its URL. An address in use is not the demo's failure: it runs without.
-func startConsole(ctx context.Context, cfg Config, jobs *jsqueue.Queue, out io.Writer, log *slog.Logger) (string, func(), error) {
+func startConsole(ctx context.Context, cfg Config, reads publish.Config, jobs *jsqueue.Queue, out io.Writer, log *slog.Logger) (string, func(), error) {
 	if cfg.Console.Addr == "" {
 		return "", func() {}, nil
 	}
 	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
-	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: cfg.Pool, Jobs: open, Token: cfg.Console.Token,
+	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: reads, Jobs: open, Token: cfg.Console.Token, Hosts: cfg.Console.Hosts,
+		TrustProxy: cfg.Console.TrustProxy, SessionLifetime: cfg.Console.SessionLifetime,
 		Databases: cfg.Console.Databases, Logger: log})
 	if err != nil {
 		return "", nil, err
@@ -285,7 +294,7 @@ func startConsole(ctx context.Context, cfg Config, jobs *jsqueue.Queue, out io.W
 		fmt.Fprintf(out, "== no console: %v (--console-addr)\n", err)
 		return "", func() {}, nil
 	}
-	srv := &http.Server{Handler: c, ReadHeaderTimeout: 5 * time.Second}
+	srv := httpserve.Server(c, console.WriteTimeout(0))
 	go func() { _ = srv.Serve(ln) }()
 	link := "http://" + ln.Addr().String() + "/"
 	fmt.Fprintf(out, "== console: %s (runs update live)\n", link)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/publish"
 )
 
 // explain counts what each governance rule removes or defers; why names
@@ -38,7 +39,7 @@ func TestGovernanceExplainWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := dbtest.Pool(t)
-	ex, err := Explain(context.Background(), pool, j, 5)
+	ex, err := Explain(context.Background(), publish.Config{Pool: pool}, j, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestGovernanceExplainWhy(t *testing.T) {
 		{"night", "published", ""},
 	}
 	for _, c := range cases {
-		ans, err := Why(context.Background(), pool, j, c.ext)
+		ans, err := Why(context.Background(), publish.Config{Pool: pool}, j, c.ext)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,12 +68,12 @@ func TestGovernanceExplainWhy(t *testing.T) {
 			t.Fatalf("%s: governance %+v", c.ext, ans.Governance)
 		}
 	}
-	ans, _ := Why(context.Background(), pool, j, "both")
+	ans, _ := Why(context.Background(), publish.Config{Pool: pool}, j, "both")
 	f := ans.Governance.Frequency
 	if f.Deliveries != 2 || !f.Capped || ans.Governance.Consent.Value != nil || ans.Governance.Consent.Holds {
 		t.Fatalf("both: %+v %+v", f, ans.Governance.Consent)
 	}
-	ans, _ = Why(context.Background(), pool, j, "night")
+	ans, _ = Why(context.Background(), publish.Config{Pool: pool}, j, "night")
 	if ans.Governance.NightConsent == nil || !ans.Governance.NightConsent.Holds || *ans.Governance.NightConsent.Value != "true" || ans.Outcomes[0].Deferred {
 		t.Fatalf("night: %+v %+v", ans.Governance.NightConsent, ans.Outcomes)
 	}

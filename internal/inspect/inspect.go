@@ -56,10 +56,15 @@ func (s *sampler) Publish(_ context.Context, b *publish.Batch) error {
 }
 
 // Explain runs the job without publishing: counts, a sample of messages,
-// the SQL with its parameters and PostgreSQL's plan for it.
-func Explain(ctx context.Context, pool *pgxpool.Pool, j *job.Job, sample int) (*Explanation, error) {
+// the SQL with its parameters and PostgreSQL's plan for it. base is the
+// runner configuration every audience read of the caller shares (its pool,
+// CSV opener and limits): a preview reads no file the service would not.
+func Explain(ctx context.Context, base publish.Config, j *job.Job, sample int) (*Explanation, error) {
 	var tally governanceTally
-	runner, err := publish.New(publish.Config{Pool: pool, Trace: tally.trace})
+	pool := base.Pool
+	cfg := base
+	cfg.Trace = tally.trace
+	runner, err := publish.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -180,9 +185,12 @@ type Outcome struct {
 // and the outcome of the user's candidates in a full run of the job (a full
 // run, because whether a destination is a duplicate depends on everyone
 // else). Nothing is published.
-func Why(ctx context.Context, pool *pgxpool.Pool, j *job.Job, externalID string) (*Answer, error) {
+//
+// base is as Explain's.
+func Why(ctx context.Context, base publish.Config, j *job.Job, externalID string) (*Answer, error) {
 	ans := &Answer{ExternalUserID: externalID, Outcomes: []Outcome{}}
-	probe, err := publish.New(publish.Config{Pool: pool})
+	pool := base.Pool
+	probe, err := publish.New(base)
 	if err != nil {
 		return nil, err
 	}
@@ -199,14 +207,16 @@ func Why(ctx context.Context, pool *pgxpool.Pool, j *job.Job, externalID string)
 	if ans.Governance, err = governanceOf(ctx, pool, j, spec, externalID); err != nil {
 		return nil, err
 	}
-	runner, err := publish.New(publish.Config{Pool: pool, Trace: func(o publish.Outcome) {
+	cfg := base
+	cfg.Trace = func(o publish.Outcome) {
 		if o.ExternalUserID != externalID {
 			return
 		}
 		ans.Outcomes = append(ans.Outcomes, Outcome{DeviceID: o.DeviceID, Reason: o.Reason, VariantID: o.VariantID,
 			Deferred: o.Deferred, Detail: ans.Governance.detail(o, csv),
 			Message: append(json.RawMessage(nil), o.Message...)})
-	}})
+	}
+	runner, err := publish.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func TestWhyEveryReason(t *testing.T) {
 		"bad": "invalid_contact", "prev": "previously_received", "ghost": "unknown_user", "out": "not in the audience (no group holds)",
 	}
 	for ext, reason := range want {
-		ans, err := Why(context.Background(), pool, j, ext)
+		ans, err := Why(context.Background(), publish.Config{Pool: pool}, j, ext)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func TestWhyEveryReason(t *testing.T) {
 func TestExplain(t *testing.T) {
 	t.Parallel()
 	tb, j := fixture(t)
-	ex, err := Explain(context.Background(), dbtest.Pool(t), j, 5)
+	ex, err := Explain(context.Background(), publish.Config{Pool: dbtest.Pool(t)}, j, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestWhyRendersTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ans, err := Why(context.Background(), dbtest.Pool(t), j, "pub")
+	ans, err := Why(context.Background(), publish.Config{Pool: dbtest.Pool(t)}, j, "pub")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestOnSeededData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := Explain(context.Background(), pool, j, 2)
+	ex, err := Explain(context.Background(), publish.Config{Pool: pool}, j, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestOnSeededData(t *testing.T) {
 		if json.Unmarshal(msg, &m) != nil || m.Recipient.ExternalUserID == "" {
 			continue
 		}
-		ans, err := Why(context.Background(), pool, j, m.Recipient.ExternalUserID)
+		ans, err := Why(context.Background(), publish.Config{Pool: pool}, j, m.Recipient.ExternalUserID)
 		if err != nil {
 			t.Fatal(err)
 		}

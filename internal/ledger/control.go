@@ -309,10 +309,13 @@ WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING parent`,
 // then be handed back and claimed again. A partition that has no run yet
 // (its partitioned run was paused before it started) is created paused.
 func (l *Ledger) Park(ctx context.Context, s Start, body json.RawMessage) (bool, error) {
-	tag, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs AS r (request_id, project_id, campaign_id, action, status, reference_time, parent, job)
-VALUES ($1, $2, $3, $4, 'paused', $5, nullif($6, ''), $7)
-ON CONFLICT (request_id) DO UPDATE SET job = EXCLUDED.job, updated_at = now() WHERE r.status = 'paused'`,
-		s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, s.Parent, body)
+	// The job a paused run keeps is never replaced: only a run that kept
+	// none takes this copy's, and only a copy of its own job.
+	tag, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs AS r (request_id, project_id, campaign_id, action, status, reference_time, parent, job, job_fingerprint)
+VALUES ($1, $2, $3, $4, 'paused', $5, nullif($6, ''), $7, nullif($8, ''))
+ON CONFLICT (request_id) DO UPDATE SET job = coalesce(r.job, EXCLUDED.job), updated_at = now()
+WHERE r.status = 'paused' AND (r.job_fingerprint IS NULL OR r.job_fingerprint = EXCLUDED.job_fingerprint)`,
+		s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, s.Parent, body, s.fingerprint())
 	if err != nil {
 		return false, fmt.Errorf("park run %s: %w", s.RequestID, err)
 	}

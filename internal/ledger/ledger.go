@@ -6,7 +6,10 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/ddl"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // Status is a run's state.
@@ -73,6 +77,7 @@ ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job jsonb;
 ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS plan jsonb;
 CREATE INDEX IF NOT EXISTS segpub_runs_parent ON segpub_runs (parent) WHERE parent IS NOT NULL;
 ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS control text;
+ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job_fingerprint text;
 CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
   request_id text NOT NULL,
   part       int  NOT NULL,
@@ -80,7 +85,8 @@ CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
 );
 CREATE INDEX IF NOT EXISTS segpub_partition_destinations_fp ON segpub_partition_destinations (request_id, fp, part)`
 
-// Ledger reads and writes runs.
+// Ledger reads and writes runs. An error it records is redacted first: a
+// URL's password quoted in it never reaches `segpub status` or the console.
 type Ledger struct {
 	pool *pgxpool.Pool
 }
@@ -114,15 +120,18 @@ type Run struct {
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	// Fingerprint is JobFingerprint of the job the run was claimed for
+	// ("" for a run recorded before fingerprints, or only rejected).
+	Fingerprint string `json:"-"`
 }
 
 const columns = `request_id, project_id, campaign_id, action, status, attempts, coalesce(owner, ''), lease_until, reference_time,
-candidates, published, result, coalesce(error, ''), checkpoint, created_at, updated_at, finished_at`
+candidates, published, result, coalesce(error, ''), checkpoint, created_at, updated_at, finished_at, coalesce(job_fingerprint, '')`
 
 func scan(row pgx.Row) (*Run, error) {
 	var r Run
 	err := row.Scan(&r.RequestID, &r.ProjectID, &r.CampaignID, &r.Action, &r.Status, &r.Attempts, &r.Owner, &r.LeaseUntil,
-		&r.Reference, &r.Candidates, &r.Published, &r.Result, &r.Error, &r.Checkpoint, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+		&r.Reference, &r.Candidates, &r.Published, &r.Result, &r.Error, &r.Checkpoint, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt, &r.Fingerprint)
 	return &r, err
 }
 
@@ -173,23 +182,59 @@ type Start struct {
 	Reference time.Time
 	// Parent is the partitioned run a partition's run belongs to.
 	Parent string
+	// Fingerprint is JobFingerprint of the job: a run is claimed only by
+	// copies of the job it was first claimed for. "" for a partition,
+	// whose runs are marked with their parent instead.
+	Fingerprint string
+}
+
+// fingerprint is what a run claimed from s records: a job's fingerprint,
+// or for a partition a mark no whole job's can equal, so a job whose
+// request_id names a partition's run never claims it.
+func (s Start) fingerprint() string {
+	if s.Fingerprint == "" && s.Parent != "" {
+		return "partition of " + s.Parent
+	}
+	return s.Fingerprint
+}
+
+// JobFingerprint identifies a job by its content: the SHA-256 of its
+// canonical JSON (keys sorted, no insignificant space, numbers as
+// written), so every copy of one job has it whatever its layout, and a
+// different job sent under the same request_id has another.
+func JobFingerprint(job []byte) string {
+	var v any
+	d := json.NewDecoder(bytes.NewReader(job))
+	d.UseNumber()
+	canonical := job
+	if d.Decode(&v) == nil {
+		if b, err := json.Marshal(v); err == nil {
+			canonical = b
+		}
+	}
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:])
 }
 
 // Claim takes the lease of a run for owner, creating the run on its first
 // delivery. It is not granted when the run is final, or running under a
 // lease that has not expired, whoever holds it: two copies of a job taken
 // by two slots of the same worker must not both run. A run handed back
-// (retrying, handed_back) can be claimed at once.
+// (retrying, handed_back) can be claimed at once. It is never granted
+// for another job than the run's (Start.Fingerprint): the caller compares
+// the returned run's Fingerprint with its own.
 func (l *Ledger) Claim(ctx context.Context, s Start, owner string, lease time.Duration) (*Claim, error) {
 	r, err := scan(l.pool.QueryRow(ctx, `INSERT INTO segpub_runs AS r
-  (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time, parent)
-VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7, nullif($8, ''))
+  (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time, parent, job_fingerprint)
+VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7, nullif($8, ''), nullif($9, ''))
 ON CONFLICT (request_id) DO UPDATE SET
   status = 'running', attempts = r.attempts + 1, owner = EXCLUDED.owner,
-  lease_until = EXCLUDED.lease_until, updated_at = now(), error = NULL
-WHERE r.status IN ('retrying', 'handed_back')
-   OR (r.status = 'running' AND (r.lease_until IS NULL OR r.lease_until < now()))
-RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference, s.Parent))
+  lease_until = EXCLUDED.lease_until, updated_at = now(), error = NULL,
+  job_fingerprint = coalesce(r.job_fingerprint, EXCLUDED.job_fingerprint)
+WHERE (r.status IN ('retrying', 'handed_back')
+   OR (r.status = 'running' AND (r.lease_until IS NULL OR r.lease_until < now())))
+  AND (r.job_fingerprint IS NULL OR r.job_fingerprint = EXCLUDED.job_fingerprint)
+RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference, s.Parent, s.fingerprint()))
 	if err == nil {
 		return &Claim{Run: r, Granted: true}, nil
 	}
@@ -256,7 +301,7 @@ func (l *Ledger) Release(ctx context.Context, requestID, owner string, status St
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, error = nullif($4, ''),
   owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
 WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected')`,
-		requestID, owner, status, errText)
+		requestID, owner, status, redact.Text(errText))
 	if err != nil {
 		return fmt.Errorf("release run %s: %w", requestID, err)
 	}
@@ -295,7 +340,7 @@ func (l *Ledger) Finish(ctx context.Context, requestID, owner string, o Outcome)
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, candidates = $4, published = $5, result = $6, error = nullif($7, ''),
   owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
 WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected', 'cancelled')`,
-		requestID, owner, o.Status, o.Candidates, o.Published, o.Result, o.Error)
+		requestID, owner, o.Status, o.Candidates, o.Published, o.Result, redact.Text(o.Error))
 	if err != nil {
 		return fmt.Errorf("finish run %s: %w", requestID, err)
 	}
@@ -314,7 +359,7 @@ WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('comp
 func (l *Ledger) HandBack(ctx context.Context, requestID, owner string, candidates, published int64, reason string) error {
 	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'handed_back', attempts = greatest(attempts - 1, 0), candidates = $3, published = $4,
   error = nullif($5, ''), owner = NULL, lease_until = NULL, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, candidates, published, reason)
+WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, candidates, published, redact.Text(reason))
 	if err != nil {
 		return fmt.Errorf("hand back run %s: %w", requestID, err)
 	}
@@ -324,17 +369,19 @@ WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, 
 	return nil
 }
 
-// Reject records a job rejected before it could run (it may have no row).
-func (l *Ledger) Reject(ctx context.Context, s Start, reason string) error {
-	_, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs AS r (request_id, project_id, campaign_id, action, status, attempts, reference_time, error, finished_at)
+// Reject records a job rejected before it could run, when no run has its
+// request_id: a malformed copy that reuses the request_id of an existing
+// run (running, paused or finished, whoever holds it) changes nothing of
+// it. A run its holder finds rejected while running is recorded with
+// Finish. It reports whether a row was written.
+func (l *Ledger) Reject(ctx context.Context, s Start, reason string) (bool, error) {
+	tag, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs (request_id, project_id, campaign_id, action, status, attempts, reference_time, error, finished_at)
 VALUES ($1, $2, $3, $4, 'rejected', 1, $5, $6, now())
-ON CONFLICT (request_id) DO UPDATE SET status = 'rejected', error = EXCLUDED.error, owner = NULL, lease_until = NULL,
-  updated_at = now(), finished_at = now()
-WHERE r.status NOT IN ('completed', 'rejected', 'cancelled')`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, reason)
+ON CONFLICT (request_id) DO NOTHING`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, redact.Text(reason))
 	if err != nil {
-		return fmt.Errorf("reject run %s: %w", s.RequestID, err)
+		return false, fmt.Errorf("reject run %s: %w", s.RequestID, err)
 	}
-	return nil
+	return tag.RowsAffected() == 1, nil
 }
 
 // LatestOf returns the most recent run of a campaign.

@@ -90,10 +90,19 @@ func TestRetryingThenRejected(t *testing.T) {
 	if err != nil || !c.Granted || c.Run.Attempts != 2 {
 		t.Fatalf("retry claim: %+v %v", c, err)
 	}
-	if err := l.Reject(ctx, s, "campaign.channel: unknown channel"); err != nil {
-		t.Fatal(err)
+	// A rejected copy never touches a run that exists: w2 still holds it.
+	if wrote, err := l.Reject(ctx, s, "campaign.channel: unknown channel"); err != nil || wrote {
+		t.Fatalf("reject over a held run: wrote %v, %v", wrote, err)
 	}
-	r, err := l.Get(ctx, s.RequestID)
+	if r, err := l.Get(ctx, s.RequestID); err != nil || r.Status != Running || r.Owner != "w2" || r.Error != "" {
+		t.Fatalf("held run after a rejected copy: %+v %v", r, err)
+	}
+	rs := s
+	rs.RequestID += "-rejected"
+	if wrote, err := l.Reject(ctx, rs, "campaign.channel: unknown channel"); err != nil || !wrote {
+		t.Fatalf("reject: wrote %v, %v", wrote, err)
+	}
+	r, err := l.Get(ctx, rs.RequestID)
 	if err != nil || r.Status != Rejected || r.Error == "" || r.FinishedAt == nil {
 		t.Fatalf("rejected run: %+v %v", r, err)
 	}

@@ -26,7 +26,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -213,8 +215,9 @@ func (t *Task) Start() ledger.Start {
 }
 
 var (
-	// ErrFinished is returned by Open for a sub-job of a run that is
-	// finished (completed, failed or cancelled): nothing is left to do.
+	// ErrFinished is returned by Open for a late copy of a sub-job whose
+	// range ran, of a run that is finished (completed, failed or
+	// cancelled): nothing is left to do.
 	ErrFinished = errors.New("partitioned run finished")
 	// ErrStale is wrapped by Open's error for a sub-job that can never
 	// run: its run is unknown, or not one it can belong to.
@@ -227,15 +230,20 @@ var (
 )
 
 // Open reads a sub-job's task from a message body. It returns nil, nil
-// when body is not a sub-job, errors wrapping ErrFinished or ErrStale for
-// one that must be dropped, and ErrEarly for one to hand back; any other
-// error is the database's.
+// when body is not a sub-job, ErrFinished for one that must be dropped,
+// errors wrapping ErrStale for one that can never run (the worker
+// dead-letters it after its attempts) and ErrEarly for one to hand back;
+// any other error is the database's.
 func (c *Coordinator) Open(ctx context.Context, body []byte) (*Task, error) {
 	var m message
 	if err := json.Unmarshal(body, &m); err != nil || m.Part == nil {
 		return nil, nil
 	}
 	r := m.Part
+	// What the database could not even compare is no run's.
+	if r.Parent == "" || len(r.Parent) > 1024 || !utf8.ValidString(r.Parent) || strings.ContainsRune(r.Parent, 0) {
+		return nil, fmt.Errorf("%w: %q names no run", ErrStale, r.Parent)
+	}
 	s, err := c.rec.load(ctx, r.Parent)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, fmt.Errorf("%w: no partitioned run %q", ErrStale, r.Parent)
@@ -246,11 +254,21 @@ func (c *Coordinator) Open(ctx context.Context, body []byte) (*Task, error) {
 	if r.Index < 0 || r.Index >= s.plan.parts() {
 		return nil, fmt.Errorf("%w: run %q has no range %d", ErrStale, r.Parent, r.Index)
 	}
-	if s.status.Final() {
-		return nil, ErrFinished
-	}
 	if r.Phase != Scan && r.Phase != Publish {
 		return nil, fmt.Errorf("%w: unknown phase %q", ErrStale, r.Phase)
+	}
+	if s.status.Final() {
+		// A late copy of a range that ran is done with; a range that never
+		// ran (its run was cancelled or failed first, or the sub-job is
+		// forged) can never run, and is shown as such.
+		ran, err := c.rec.exists(ctx, RunID(r.Parent, r.Phase, r.Index))
+		if err != nil {
+			return nil, err
+		}
+		if !ran {
+			return nil, fmt.Errorf("%w: run %q is %s and its range %d (%s) never ran", ErrStale, r.Parent, s.status, r.Index, r.Phase)
+		}
+		return nil, ErrFinished
 	}
 	// A publish range run while its run is still scanning would complete
 	// without advancing it (the run is not publishing yet), and the

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/ledger"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // records are a partitioned run's rows in segpub's own database: the plan
@@ -71,6 +72,15 @@ type stored struct {
 
 // load returns a partitioned run's job, plan, reference time and status;
 // ledger.ErrNotFound when there is no such run.
+// exists reports whether the ledger has a run with this request_id.
+func (r *records) exists(ctx context.Context, requestID string) (bool, error) {
+	var ok bool
+	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM segpub_runs WHERE request_id = $1)`, requestID).Scan(&ok); err != nil {
+		return false, fmt.Errorf("run %s: %w", requestID, err)
+	}
+	return ok, nil
+}
+
 func (r *records) load(ctx context.Context, requestID string) (*stored, error) {
 	var s stored
 	var planBody json.RawMessage
@@ -83,7 +93,8 @@ func (r *records) load(ctx context.Context, requestID string) (*stored, error) {
 		return nil, fmt.Errorf("get partitioned run %s: %w", requestID, err)
 	}
 	if err := json.Unmarshal(planBody, &s.plan); err != nil {
-		return nil, fmt.Errorf("partitioned run %s has no plan: %w", requestID, err)
+		// A run that was never split: no sub-job can be its.
+		return nil, fmt.Errorf("%w: run %s is not partitioned (no plan: %v)", ErrStale, requestID, err)
 	}
 	return &s, nil
 }
@@ -235,7 +246,7 @@ WHERE request_id = $1`, a.requestID, a.to, result); err != nil {
 // good.
 func (r *records) fail(ctx context.Context, requestID, reason string) error {
 	_, err := r.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'failed', error = $2, updated_at = now(), finished_at = now()
-WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, reason)
+WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, redact.Text(reason))
 	if err != nil {
 		return fmt.Errorf("fail partitioned run %s: %w", requestID, err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/segpub/segpub/internal/partition"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/queue"
+	"github.com/segpub/segpub/internal/redact"
 )
 
 // Runner runs a job, or one key range of it, from a checkpoint
@@ -286,13 +287,17 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		case errors.Is(err, partition.ErrFinished):
 			w.ack(ctx, d, w.log)
 			return
-		case errors.Is(err, partition.ErrStale):
-			w.log.Error("sub-job dropped", "err", err)
-			w.ack(ctx, d, w.log)
+		case errors.Is(err, partition.ErrStale), errors.Is(err, partition.ErrEarly):
+			// A sub-job that can never run (forged, stale, its run gone
+			// or finished before it ran), or one of a phase its run does
+			// not reach: handed back like a failed job, and dead-lettered
+			// after its last attempt, so none is redelivered forever.
+			w.retry(ctx, d, whole(nil), fmt.Errorf("sub-job: %w", err))
 			return
 		case err != nil:
-			// The database's error, or partition.ErrEarly: handed back
-			// either way.
+			// The database's error: not the sub-job's fault, and its run
+			// waits for it, so it is handed back until the database
+			// answers.
 			w.log.Warn("open sub-job", "err", err)
 			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
 			return
@@ -316,12 +321,18 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	if ref.IsZero() {
 		ref = time.Now().Truncate(time.Second)
 	}
-	claim, err := w.cfg.Ledger.Claim(ctx, startOf(j, ref), w.cfg.Owner, w.cfg.Lease)
+	st := startOf(j, ref)
+	st.Fingerprint = ledger.JobFingerprint(raw)
+	claim, err := w.cfg.Ledger.Claim(ctx, st, w.cfg.Owner, w.cfg.Lease)
 	if err != nil {
 		w.retry(ctx, d, a, err)
 		return
 	}
 	if !claim.Granted {
+		if fp := claim.Run.Fingerprint; fp != "" && fp != st.Fingerprint {
+			w.conflict(ctx, d, j, claim.Run, log)
+			return
+		}
 		if claim.Run.Status.Final() {
 			// A copy of a finished run (queue redelivery, scheduler
 			// retry, operator replay): its stored result stands.
@@ -330,7 +341,7 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 			return
 		}
 		if claim.Run.Status == ledger.Paused {
-			w.park(ctx, d, startOf(j, ref), log)
+			w.park(ctx, d, st, log)
 			return
 		}
 		if claim.Run.Status == ledger.Scanning || claim.Run.Status == ledger.Publishing {
@@ -481,7 +492,16 @@ func (w *Worker) execute(ctx context.Context, d queue.Delivery, a attempt, rng *
 		w.ack(ctx, d, log)
 	case job.IsRejection(err) && a.task == nil:
 		// A range's rejection is retried like a failure: the whole job
-		// passed the same checks when it was split.
+		// passed the same checks when it was split. The run is this
+		// attempt's: recorded as its holder, since a rejection of a copy
+		// that holds no run never touches one.
+		o := ledger.Outcome{Status: ledger.Rejected, Error: err.Error()}
+		if res != nil {
+			o.Candidates, o.Published = res.Candidates, res.Published
+		}
+		if ferr := w.cfg.Ledger.Finish(context.WithoutCancel(ctx), a.runID, w.cfg.Owner, o); ferr != nil {
+			log.Error("record rejection", "err", ferr)
+		}
 		w.observe("rejected", res, start)
 		w.reject(ctx, d, a.job, err)
 	case isStopRequest(err):
@@ -625,7 +645,7 @@ func (w *Worker) emit(ctx context.Context, typ string, a attempt, n int, res *pu
 		return
 	}
 	e := events.Event{Type: typ, RequestID: j.RequestID, ProjectID: j.ProjectID, CampaignID: j.Campaign.ID, Attempt: n,
-		At: time.Now().UTC(), Error: errText}
+		At: time.Now().UTC(), Error: redact.Text(errText)}
 	if t := a.task; t != nil {
 		part := t.Part
 		e.Phase, e.Part = string(t.Phase), &part
@@ -775,13 +795,28 @@ func (w *Worker) reject(ctx context.Context, d queue.Delivery, j *job.Job, reaso
 		if start.Reference.IsZero() {
 			start.Reference = time.Now()
 		}
-		if err := w.cfg.Ledger.Reject(ctx, start, reason.Error()); err != nil {
+		if _, err := w.cfg.Ledger.Reject(ctx, start, reason.Error()); err != nil {
 			log.Error("record rejection", "err", err)
 		}
 	}
 	log.Warn("job rejected", "reason", reason.Error())
 	w.emit(ctx, "rejected", whole(j), d.Attempt(), nil, reason.Error())
 	if !w.deadLetter(ctx, d, j, "rejected", reason) {
+		w.nack(ctx, d, w.cfg.Backoff(1), log)
+		return
+	}
+	w.ack(ctx, d, log)
+}
+
+// conflict dead-letters a copy whose request_id names a run of another
+// job (another project, audience or message): running, paused or
+// finished, the run is left as it is, and the copy's job never runs
+// under it.
+func (w *Worker) conflict(ctx context.Context, d queue.Delivery, j *job.Job, run *ledger.Run, log *slog.Logger) {
+	reason := fmt.Errorf("conflict: request_id %q names a run of another job (%s, project %q, campaign %q); this job was not run and the run is unchanged",
+		j.RequestID, run.Status, run.ProjectID, run.CampaignID)
+	log.Warn("job conflicts with an existing run; dead-lettered", "run_status", run.Status, "reason", reason.Error())
+	if !w.deadLetter(ctx, d, j, "conflict", reason) {
 		w.nack(ctx, d, w.cfg.Backoff(1), log)
 		return
 	}
@@ -851,7 +886,7 @@ func (w *Worker) fail(ctx context.Context, d queue.Delivery, a attempt, res *pub
 // DeadLetter is the body sent to the dead-letter destination.
 type DeadLetter struct {
 	Reason    string          `json:"reason"`
-	Kind      string          `json:"kind"` // rejected or exhausted
+	Kind      string          `json:"kind"` // rejected, conflict or exhausted
 	Attempts  int             `json:"attempts"`
 	RequestID string          `json:"request_id,omitempty"`
 	FailedAt  time.Time       `json:"failed_at"`
@@ -866,7 +901,7 @@ func (w *Worker) deadLetter(ctx context.Context, d queue.Delivery, j *job.Job, k
 	if w.cfg.DeadLetter == nil {
 		return true
 	}
-	dl := DeadLetter{Reason: reason.Error(), Kind: kind, Attempts: d.Attempt(), FailedAt: time.Now().UTC()}
+	dl := DeadLetter{Reason: redact.Text(reason.Error()), Kind: kind, Attempts: d.Attempt(), FailedAt: time.Now().UTC()}
 	if j != nil {
 		dl.RequestID = j.RequestID
 	}

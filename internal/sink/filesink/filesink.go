@@ -27,6 +27,14 @@ import (
 	"github.com/segpub/segpub/internal/publish"
 )
 
+// Modes of what the sink creates: messages carry people's addresses and
+// tokens, so only the service's own user reads them. A file that exists
+// keeps its mode.
+const (
+	fileMode fs.FileMode = 0o600
+	dirMode  fs.FileMode = 0o700
+)
+
 // Sink appends messages to the file its URL names for the batch's channel.
 //
 // A run's messages are staged: they go to NAME.<request_id>.partial beside
@@ -111,10 +119,10 @@ func (s *Sink) file(ch job.Channel) (*os.File, error) {
 		return f, nil
 	}
 	path := s.Path(ch)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return nil, fmt.Errorf("create directory for %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
 	if err != nil {
 		return nil, err // an *fs.PathError: it says "open <path>" itself
 	}
@@ -158,7 +166,7 @@ func (s *Sink) Publish(_ context.Context, b *publish.Batch) error {
 // resumed run's) and dropping any after them.
 func (s *Sink) Begin(_ context.Context, run publish.RunID, ch job.Channel, done int64) error {
 	target := s.Path(ch)
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(target), dirMode); err != nil {
 		return fmt.Errorf("create directory for %s: %w", target, err)
 	}
 	err := withManifest(target, func(m *manifest) error { return m.refuse(run) })
@@ -166,7 +174,7 @@ func (s *Sink) Begin(_ context.Context, run publish.RunID, ch job.Channel, done 
 		return err
 	}
 	path := partialPath(target, run)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
@@ -270,7 +278,7 @@ func (s *Sink) Commit(_ context.Context, run publish.RunID, ch job.Channel) erro
 
 // appendFile appends src (from its start) to the file at path.
 func appendFile(path string, src *os.File, fsync bool) error {
-	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
@@ -396,7 +404,7 @@ func (m *manifest) recover() error {
 		b.Write(line)
 		b.WriteByte('\n')
 	}
-	if err := os.WriteFile(m.path, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(m.path, b.Bytes(), fileMode); err != nil {
 		return fmt.Errorf("rewrite %s: %w", m.path, err)
 	}
 	return nil
@@ -421,7 +429,7 @@ func (m *manifest) refuse(run publish.RunID) error {
 // add appends an entry to the manifest.
 func (m *manifest) add(e manifestEntry, fsync bool) error {
 	line, _ := json.Marshal(e)
-	f, err := os.OpenFile(m.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(m.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", m.path, err)
 	}

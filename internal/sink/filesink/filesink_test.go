@@ -245,3 +245,41 @@ func TestRecoversPartlyAppendedRun(t *testing.T) {
 		t.Fatalf("%d lines (line 11: %q), want 20 with r-2 whole after r-1", len(got), got[min(10, len(got)-1)])
 	}
 }
+
+// Files and directories the sink creates are its user's alone: messages
+// carry people's addresses and tokens.
+func TestCreatedPrivate(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "out")
+	s, err := New("file://" + dir + "/{channel}.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := publish.RunID{RequestID: "r-private"}
+	ctx := context.Background()
+	if err := s.Begin(ctx, run, "email", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(ctx, &publish.Batch{Run: run, Channel: "email", Messages: []publish.Message{{Body: []byte(`{"to":"a@example.com"}`)}}, Data: []byte("{\"to\":\"a@example.com\"}\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, run, "email"); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(dir); st.Mode().Perm()&0o077 != 0 {
+		t.Errorf("directory %s is %v", dir, st.Mode().Perm())
+	}
+	for _, e := range entries {
+		info, _ := e.Info()
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v, want no access for group or others", e.Name(), info.Mode().Perm())
+		}
+	}
+	if len(entries) == 0 {
+		t.Fatal("nothing written")
+	}
+}
