@@ -43,6 +43,8 @@ const (
 	ColConsent
 	ColNightConsent
 	ColCapped
+	ColZone
+	ColLanguage
 	ColDeviceID
 	ColExternalDeviceID
 	ColToken
@@ -72,6 +74,11 @@ type Spec struct {
 	Consent, NightConsent string
 	// FrequencyCap fills the capped column; nil: false for every row.
 	FrequencyCap *job.FrequencyCap
+	// ZoneKey and LanguageKey are the user_properties keys of the
+	// recipient's time zone and language tag (docs/delivery.md);
+	// their columns hold the property when it is a JSON string, else
+	// NULL ("" keys: NULL for every row).
+	ZoneKey, LanguageKey string
 	// Reference is the run's reference time.
 	Reference time.Time
 	// Render renders {"template": ...} values. Templates are rejected when
@@ -171,6 +178,7 @@ func (b *builder) compile() (*Query, error) {
 		sb.WriteString("false")
 	}
 	sb.WriteString(", " + b.governanceColumns())
+	sb.WriteString(", " + b.stringProperty(s.ZoneKey) + ", " + b.stringProperty(s.LanguageKey))
 	if device {
 		sb.WriteString(", d.notifly_device_id COLLATE \"C\", d.external_device_id, d.device_token, d.platform, d.os_version, d.app_version, d.sdk_version, d.sdk_type, d.updated_at")
 	}

@@ -88,3 +88,14 @@ func GovernanceUser(s Spec, externalID string) *Query {
 		consent, night, count, s.Tables.User, b.arg(externalID))
 	return &Query{SQL: sql, Args: b.args}
 }
+
+// stringProperty is the text of the user's property key when it is a JSON
+// string, else NULL (missing, null, a number...): the zone and language
+// columns, which only a string can set. NULL for every row when key is "".
+func (b *builder) stringProperty(key string) string {
+	if key == "" {
+		return "NULL::text"
+	}
+	k := b.arg(key)
+	return "CASE WHEN jsonb_typeof(u.user_properties -> " + k + "::text) = 'string' THEN u.user_properties ->> " + k + "::text END"
+}

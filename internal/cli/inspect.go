@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime/debug"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"strings"
 

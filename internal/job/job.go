@@ -37,6 +37,11 @@ var Channels = []Channel{ChannelPush, ChannelWebPush, ChannelKakaoAlimtalk, Chan
 // IsDevice reports whether the channel's destination is a device token.
 func (c Channel) IsDevice() bool { return c == ChannelPush || c == ChannelWebPush }
 
+// TargetsDevices reports whether delivery.most_recent_device_only applies
+// to the channel (docs/delivery.md): it picks one device of a user,
+// so it needs a channel whose candidates are devices.
+func (c Channel) TargetsDevices() bool { return c.IsDevice() }
+
 // IsPhone reports whether the channel's destination is a phone number.
 func (c Channel) IsPhone() bool {
 	return c == ChannelText || c == ChannelKakaoAlimtalk || c == ChannelKakaoFriendtalk
@@ -82,6 +87,9 @@ type Campaign struct {
 	// (docs/governance.md); nil when off.
 	Advertising  *Advertising
 	FrequencyCap *FrequencyCap
+	// Delivery is the delivery targeting (docs/delivery.md); nil
+	// when off.
+	Delivery *Delivery
 }
 
 // Throttle splits published messages into timed waves.

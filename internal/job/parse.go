@@ -165,7 +165,7 @@ func parseJob(o *object) (*Job, error) {
 func parseCampaign(o *object) (Campaign, error) {
 	var c Campaign
 	if err := o.allow("id", "channel", "audience", "message", "experiment_id", "variant_messages", "throttle", "exclude_previous_recipients",
-		"advertising", "frequency_cap"); err != nil {
+		"advertising", "frequency_cap", "delivery"); err != nil {
 		return c, err
 	}
 	var err error
@@ -242,6 +242,9 @@ func parseCampaign(o *object) (Campaign, error) {
 		return c, err
 	}
 	if err := parseGovernance(o, &c); err != nil {
+		return c, err
+	}
+	if err := parseDelivery(o, &c); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -60,7 +60,17 @@ type Encoder struct {
 	messages map[string][]byte
 	base     []byte
 	keyBuf   []byte
+	// localized: the job has delivery.localized_messages; localeKeys are
+	// the keys as JSON strings and localeMessages the messages, index for
+	// index (docs/delivery.md).
+	localized      bool
+	localeKeys     [][]byte
+	localeMessages [][]byte
 }
+
+// NoLocale is the locale index of a recipient for whom no localized
+// message was selected: the message carries "locale": null.
+const NoLocale = -1
 
 // NewEncoder prepares the fixed parts of a run's messages. variantMessages
 // replace the campaign's message for recipients of that variant.
@@ -86,6 +96,13 @@ func NewEncoder(j *job.Job) *Encoder {
 	}
 	for id, m := range c.VariantMessages {
 		e.messages[id] = escapeNoncharacters(nil, m)
+	}
+	if d := c.Delivery; d != nil && d.Localized != nil {
+		e.localized = true
+		for i, k := range d.Localized.Keys {
+			e.localeKeys = append(e.localeKeys, AppendString(nil, k))
+			e.localeMessages = append(e.localeMessages, escapeNoncharacters(nil, d.Localized.Messages[i]))
+		}
 	}
 	return e
 }
@@ -114,6 +131,14 @@ func KeyIn(msg []byte) []byte {
 // Append encodes one channel message. dest is the published destination
 // (normalized phone, trimmed email or token); sendAt is pre-formatted.
 func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, sendAt []byte, r *Recipient, dest []byte) []byte {
+	return e.AppendLocale(buf, key, variantID, sendAt, r, dest, NoLocale)
+}
+
+// AppendLocale is Append for a recipient whose localized message is the
+// locale'th of the job's delivery.localized_messages (NoLocale: none
+// selected). Without localized messages the locale is ignored and the
+// message has no locale member.
+func (e *Encoder) AppendLocale(buf []byte, key [sha256.Size]byte, variantID string, sendAt []byte, r *Recipient, dest []byte, locale int) []byte {
 	buf = append(buf, keyPrefix...)
 	buf = hex.AppendEncode(buf, key[:])
 	buf = append(buf, e.head...)
@@ -166,7 +191,17 @@ func (e *Encoder) Append(buf []byte, key [sha256.Size]byte, variantID string, se
 	} else {
 		buf = append(buf, r.CSV...)
 	}
-	buf = append(buf, `},"message":`...)
+	buf = append(buf, '}')
+	if e.localized {
+		buf = append(buf, `,"locale":`...)
+		if locale >= 0 && locale < len(e.localeKeys) {
+			buf = append(buf, e.localeKeys[locale]...)
+			msg = e.localeMessages[locale]
+		} else {
+			buf = append(buf, "null"...)
+		}
+	}
+	buf = append(buf, `,"message":`...)
 	buf = append(buf, msg...)
 	return append(buf, '}')
 }

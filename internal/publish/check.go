@@ -54,6 +54,14 @@ func specFor(j *job.Job, tables schema.Tables, ref time.Time, withProperties boo
 			spec.Consent, spec.NightConsent = a.Consent, a.NightConsent
 		}
 		spec.FrequencyCap = c.FrequencyCap
+		if d := c.Delivery; d != nil {
+			if d.LocalTime != nil {
+				spec.ZoneKey = d.LocalTime.ZoneKey
+			}
+			if d.Localized != nil {
+				spec.LanguageKey = d.Localized.Property
+			}
+		}
 	}
 	return spec
 }

@@ -71,12 +71,28 @@ type checker struct {
 	// skipped is a copy of res.Skipped after the last batch checked, for
 	// progress reports from other goroutines (nil: none yet).
 	skipped atomic.Pointer[Skipped]
+
+	// tg is the run's delivery targeting (nil: off); pend the held device
+	// of the current user (most_recent_device_only); waves the throttle
+	// waves per base time (local_time), as many as distinct base times;
+	// lastBase the base time of the candidate being checked, for its trace.
+	tg       *targeting
+	pend     pending
+	waves    map[int64]*waveClock
+	lastBase baseTime
+	// fail stops the run at the next candidate (a send_at past MaxTime).
+	fail error
 }
 
-func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte, deferred bool) {
-	c.trace(Outcome{UserID: string(cand.UserID), ExternalUserID: string(cand.ExternalUserID), DeviceID: string(cand.DeviceID),
+func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []byte, deferred bool, base baseTime, locale int) {
+	o := Outcome{UserID: string(cand.UserID), ExternalUserID: string(cand.ExternalUserID), DeviceID: string(cand.DeviceID),
 		Reason: reason, VariantID: variantID, Message: msg,
-		NoConsent: cand.NoConsent, Capped: cand.Capped, Deferred: deferred})
+		NoConsent: cand.NoConsent, Capped: cand.Capped, Deferred: deferred,
+		BaseTime: base.at, Zone: base.zone, ZoneFallback: base.fallback}
+	if locale >= 0 && c.tg != nil && c.tg.localized != nil {
+		o.Locale = c.tg.localized.Keys[locale]
+	}
+	c.trace(o)
 }
 
 // ReasonMessageTooLarge is the reason (Outcome.Reason, and the key of
@@ -105,6 +121,7 @@ func newChecker(p *plan, batchSize int) *checker {
 		batchSize: batchSize,
 		wave:      -1,
 		capacity:  job.ThrottleCapacity(p.reference, p.job.Campaign.Throttle),
+		waves:     map[int64]*waveClock{},
 	}
 	camp := p.job.Campaign
 	c.nightRule = camp.Advertising != nil && camp.Advertising.NightConsent != "" && camp.Channel != job.ChannelEmail
@@ -212,12 +229,19 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 			cand := &rb.rows[i]
 			// Cut batches only where a user (or CSV row) starts, so a
 			// batch's position never splits a user's devices.
+			if cand.Start {
+				// The previous user's candidates are all seen.
+				c.settle(res)
+			}
 			if cand.Start && len(c.cur.Messages) >= c.batchSize {
 				if err := flush(after(), lastRow); err != nil {
 					return err
 				}
 			}
 			c.check(cand, res)
+			if c.fail != nil {
+				return c.fail
+			}
 			if c.p.publish && c.published > c.capacity {
 				// Checked before the run where the audience's size is
 				// known; this catches the rest before the batch is sent.
@@ -241,6 +265,10 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	c.settle(res)
+	if c.fail != nil {
+		return c.fail
+	}
 	return flush(after(), lastRow)
 }
 
@@ -249,17 +277,19 @@ func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- 
 func (c *checker) check(cand *candidate, res *Result) {
 	c.candidates.Add(1)
 	res.Candidates++
+	c.lastBase = baseTime{}
 	reason, variantID := c.classify(cand, res)
 	if reason != "" {
 		if c.trace != nil {
-			c.traceOutcome(cand, reason, variantID, nil, false)
+			c.traceOutcome(cand, reason, variantID, nil, false, c.lastBase, noLocale)
 		}
 		return
 	}
 }
 
 // classify applies the checks in the contract's order and returns the skip
-// reason, or "" when the candidate was published (and encoded).
+// reason, or "" when the candidate was published (and encoded), or is held
+// as its user's best device so far (most_recent_device_only).
 func (c *checker) classify(cand *candidate, res *Result) (reason, variantID string) {
 	if cand.Unknown {
 		res.Skipped.UnknownUser++
@@ -276,6 +306,15 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	if cand.Capped {
 		res.Skipped.FrequencyCapped++
 		return "frequency_capped", ""
+	}
+	var base baseTime
+	if c.tg != nil && c.tg.local != nil {
+		base = c.tg.base(cand.Zone)
+		c.lastBase = base
+		if base.passed {
+			res.Skipped.LocalTimePassed++
+			return "local_time_passed", ""
+		}
 	}
 	if c.p.split != nil {
 		v := c.p.split.Of(cand.Bucket)
@@ -296,6 +335,44 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 		res.Skipped.InvalidContact++
 		return "invalid_contact", variantID
 	}
+	if c.tg != nil && c.tg.mostRecent {
+		// Only the user's newest device that got this far goes on; it is
+		// known once the user's last candidate is seen (settle).
+		p := &c.pend
+		if p.set && !newer(cand.DeviceUpdatedAt, cand.DeviceID, p.cand.DeviceUpdatedAt, p.cand.DeviceID) {
+			res.Skipped.OlderDevice++
+			return "older_device", variantID
+		}
+		if p.set {
+			res.Skipped.OlderDevice++
+			if c.trace != nil {
+				c.traceOutcome(&p.cand, "older_device", p.variantID, nil, false, p.base, noLocale)
+			}
+		}
+		p.hold(cand, variantID, base)
+		return "", variantID
+	}
+	return c.deliver(cand, variantID, dest, key, base, res)
+}
+
+// settle delivers the held device of the user whose candidates ended
+// (most_recent_device_only): it is the user's newest, and meets the
+// de-duplication check after every earlier check, as the skip order says.
+func (c *checker) settle(res *Result) {
+	p := &c.pend
+	if !p.set {
+		return
+	}
+	p.set = false
+	dest, key, _ := c.destination(&p.cand)
+	if reason, variantID := c.deliver(&p.cand, p.variantID, dest, key, p.base, res); reason != "" && c.trace != nil {
+		c.traceOutcome(&p.cand, reason, variantID, nil, false, p.base, noLocale)
+	}
+}
+
+// deliver applies the de-duplication check to a candidate that passed every
+// other one and publishes it.
+func (c *checker) deliver(cand *candidate, variantID string, dest, key []byte, base baseTime, res *Result) (reason, _ string) {
 	sum := c.enc.Key(key)
 	fp := message.Fingerprint(sum)
 	if !c.seen.Add(fp) {
@@ -311,17 +388,32 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	// same way.
 	k := c.published
 	c.published++
-	c.setWave(k)
-	sendAt := c.waveSendAt
-	deferred := c.waveNight && !cand.NightConsent
-	if deferred {
-		sendAt = c.waveDeferred
+	var sendAt []byte
+	var deferred bool
+	if c.tg != nil && c.tg.local != nil {
+		w := c.localWave(base.at)
+		sendAt = w.sendAt
+		deferred = w.night && !cand.NightConsent
+		if deferred {
+			sendAt = w.deferred
+		}
+	} else {
+		c.setWave(k)
+		sendAt = c.waveSendAt
+		deferred = c.waveNight && !cand.NightConsent
+		if deferred {
+			sendAt = c.waveDeferred
+		}
+	}
+	locale := noLocale
+	if c.tg != nil && c.tg.localized != nil {
+		locale = c.tg.locale(cand.Language)
 	}
 	var msg []byte
 	if c.p.publish {
 		if !c.alreadyPublished(cand) {
 			start := len(c.cur.Data)
-			c.cur.Data = c.enc.Append(c.cur.Data, sum, variantID, sendAt, &cand.Recipient, dest)
+			c.cur.Data = c.enc.AppendLocale(c.cur.Data, sum, variantID, sendAt, &cand.Recipient, dest, locale)
 			msg = c.cur.Data[start:]
 			if c.limit > 0 && len(msg) > c.limit {
 				c.cur.Data = c.cur.Data[:start]
@@ -333,7 +425,7 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 		} else if c.limit > 0 {
 			// Measured again so a resumed run skips exactly what the
 			// first attempt skipped.
-			c.scratch = c.enc.Append(c.scratch[:0], sum, variantID, sendAt, &cand.Recipient, dest)
+			c.scratch = c.enc.AppendLocale(c.scratch[:0], sum, variantID, sendAt, &cand.Recipient, dest, locale)
 			if len(c.scratch) > c.limit {
 				res.Unpublishable.MessageTooLarge++
 				return ReasonMessageTooLarge, variantID
@@ -351,9 +443,44 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 		res.Deferred++
 	}
 	if c.trace != nil {
-		c.traceOutcome(cand, "published", variantID, msg, deferred)
+		c.traceOutcome(cand, "published", variantID, msg, deferred, base, locale)
 	}
 	return "", variantID
+}
+
+// localWave numbers the next message of base time at and returns its
+// wave's clock: with local_time, waves are counted per base time (section
+// 11), then the night-time rule applies to each wave's send_at.
+func (c *checker) localWave(at time.Time) *waveClock {
+	w := c.waves[at.Unix()]
+	if w == nil {
+		w = &waveClock{wave: -1}
+		c.waves[at.Unix()] = w
+	}
+	k := w.n
+	w.n++
+	th := c.p.job.Campaign.Throttle
+	wave := int64(0)
+	if th != nil {
+		wave = k / th.MaxPerInterval
+	}
+	if wave == w.wave {
+		return w
+	}
+	t, ok := job.SendAt(at, th, k)
+	if !ok && c.fail == nil {
+		c.fail = job.Rejectf("campaign.delivery.local_time", "a message's send_at would be after %s", job.MaxTime.Format(time.RFC3339))
+	}
+	w.sendAt = message.AppendSendAt(w.sendAt[:0], t)
+	w.night = false
+	if c.nightRule {
+		if next, night := NightDeferral(t); night {
+			w.night = true
+			w.deferred = message.AppendSendAt(w.deferred[:0], next)
+		}
+	}
+	w.wave = wave
+	return w
 }
 
 // destination returns the published destination and its de-duplication key.

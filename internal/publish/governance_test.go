@@ -339,18 +339,18 @@ func TestResultCarriesGovernanceKeys(t *testing.T) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"unknown_user", "previously_received", "no_consent", "frequency_capped", "control_group", "no_contact", "invalid_contact", "duplicate_destination"} {
+	for _, k := range []string{"unknown_user", "previously_received", "no_consent", "frequency_capped", "local_time_passed", "control_group", "no_contact", "invalid_contact", "older_device", "duplicate_destination"} {
 		if string(m.Skipped[k]) != "0" {
 			t.Errorf("skipped.%s = %s, want 0", k, m.Skipped[k])
 		}
 	}
-	if len(m.Skipped) != 8 || m.Deferred == nil || *m.Deferred != 0 {
+	if len(m.Skipped) != 10 || m.Deferred == nil || *m.Deferred != 0 {
 		t.Fatalf("result %s", raw)
 	}
 }
 
-// Section 10: CSV audiences take consent from the file's consent and
-// night_consent columns, and are capped through their user_id column.
+// Section 10: CSV audiences take consent from the columns that consent and
+// night_consent name, and are capped through their user_id column.
 func TestCSVGovernance(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -359,7 +359,7 @@ func TestCSVGovernance(t *testing.T) {
 	b.user("u2", "fine", nil, nil, `{"mk": false}`, 0) // the database's consent is not read
 	b.deliveryOn("x", "u1", "text_message", "sent", ref.Add(-time.Hour))
 	b.deliveryOn("x", "u2", "email", "sent", ref.Add(-time.Hour))
-	url := writeCSV(t, "phone_number,consent,night_consent,user_id\n"+
+	url := writeCSV(t, "phone_number,mk,nc,user_id\n"+
 		"01000000001,true,true,\n"+ // consent, night consent
 		"01000000002, TRUE ,,\n"+ // consent, deferred
 		"01000000003,True,yes,fine\n"+ // consent, deferred, not capped
@@ -386,12 +386,12 @@ func TestCSVGovernance(t *testing.T) {
 		}
 	}
 	// No night_consent column: nobody consented to the night.
-	url = writeCSV(t, "email,consent\na@x.com,true\nb@x.com,false\n")
+	url = writeCSV(t, "email,mk,consent\na@x.com,true,false\nb@x.com,false,true\n") // a column named consent is data
 	res, _ := b.run(b.govJob("publish", "2026-11-24T23:00:00+09:00", `"channel":"email","audience":{"type":"csv","url":"`+url+`"},"advertising":{"consent":"mk","night_consent":"nc"}`))
 	if res.Published != 1 || res.Skipped.NoConsent != 1 || res.Deferred != 0 { // e-mail is exempt
 		t.Fatalf("email csv %+v", res)
 	}
-	url = writeCSV(t, "phone_number,consent\n01000000001,true\n")
+	url = writeCSV(t, "phone_number,mk,night_consent\n01000000001,true,true\n") // nc is missing; night_consent is data
 	res, sink := b.run(b.govJob("publish", "2026-11-24T23:00:00+09:00", `"channel":"kakao_alimtalk","audience":{"type":"csv","url":"`+url+`"},"advertising":{"consent":"mk","night_consent":"nc"}`))
 	if res.Deferred != 1 || sendAts(sink)[0] != "2026-11-24T23:00:00Z" {
 		t.Fatalf("no night_consent column %+v", res)
@@ -401,7 +401,7 @@ func TestCSVGovernance(t *testing.T) {
 	b.device("d2", "u2", "tok2", "ios")
 	b.device("d3", "u2", "tok3", "android")
 	b.deliveryOn("x", "u1", "push_notification", "sent", ref.Add(-6*time.Hour)) // before 18:00 KST
-	url = writeCSV(t, "user_id,consent\ncapped,true\nfine,true\nfine,false\nnone,true\n")
+	url = writeCSV(t, "user_id,mk\ncapped,true\nfine,true\nfine,false\nnone,true\n")
 	res, sink = b.run(b.govJob("publish", "2026-11-24T18:00:00+09:00", `"channel":"push_notification","audience":{"type":"csv","url":"`+url+`"},"advertising":{"consent":"mk"},"frequency_cap":{"max_messages":1,"within_days":1}`))
 	equalStrings(t, "push", destinations(sink), []string{"tok2", "tok3"})
 	if want := (Skipped{UnknownUser: 1, FrequencyCapped: 1, NoConsent: 2}); res.Skipped != want {
@@ -410,7 +410,8 @@ func TestCSVGovernance(t *testing.T) {
 	// Rejections: no consent column; a cap without a user_id column.
 	for _, c := range []struct{ file, fields, want string }{
 		{"email\na@x.com\n", `"advertising":{"consent":"mk"}`, "consent column"},
-		{"email,consent\na@x.com,true\n", `"frequency_cap":{"max_messages":1,"within_days":1}`, "user_id column"},
+		{"email,consent\na@x.com,true\n", `"advertising":{"consent":"mk"}`, "consent column \"mk\""},
+		{"email,mk\na@x.com,true\n", `"frequency_cap":{"max_messages":1,"within_days":1}`, "user_id column"},
 	} {
 		url := writeCSV(t, c.file)
 		_, _, err := b.tryRun(b.govJob("publish", "2026-11-24T18:00:00+09:00", `"channel":"email","audience":{"type":"csv","url":"`+url+`"},`+c.fields))

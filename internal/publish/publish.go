@@ -25,6 +25,7 @@ import (
 
 	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/tz"
 )
 
 // Sink receives a run's channel messages. Publish returns once the
@@ -151,6 +152,14 @@ type Outcome struct {
 	// the candidate, whichever reason it was counted under (a candidate
 	// without consent may also be capped), for `segpub explain`.
 	NoConsent, Capped, Deferred bool
+	// Delivery targeting (docs/delivery.md), for `segpub explain`
+	// and `segpub why`: the base time (zero without local_time), the zone
+	// it was computed in and whether that is the fallback; the locale
+	// chosen ("" when none or without localized_messages).
+	BaseTime     time.Time
+	Zone         string
+	ZoneFallback bool
+	Locale       string
 	// Message is the channel message, for a published candidate of a
 	// publish run; it is only valid during the call.
 	Message []byte
@@ -209,6 +218,8 @@ func (c *Config) validate() error {
 // Runner runs jobs.
 type Runner struct {
 	cfg Config
+	// zones caches time zones by name for every run (local_time).
+	zones *tz.Cache
 }
 
 // New returns a Runner.
@@ -216,7 +227,7 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg.withDefaults()}, nil
+	return &Runner{cfg: cfg.withDefaults(), zones: tz.NewCache(tz.DefaultCacheSize)}, nil
 }
 
 // Skipped counts candidates that were not published, by reason, in the
@@ -232,12 +243,16 @@ type Skipped struct {
 	// (docs/governance.md); always present, 0 when the rules are off.
 	NoConsent       int64 `json:"no_consent"`
 	FrequencyCapped int64 `json:"frequency_capped"`
+	// LocalTimePassed and OlderDevice are the delivery targeting reasons
+	// (docs/delivery.md); always present, 0 when off.
+	LocalTimePassed int64 `json:"local_time_passed"`
+	OlderDevice     int64 `json:"older_device"`
 }
 
 // Total is the number of skipped candidates.
 func (s Skipped) Total() int64 {
 	return s.NoContact + s.InvalidContact + s.DuplicateDestination + s.PreviouslyReceived + s.ControlGroup + s.UnknownUser +
-		s.NoConsent + s.FrequencyCapped
+		s.NoConsent + s.FrequencyCapped + s.LocalTimePassed + s.OlderDevice
 }
 
 // Add adds o's counts to s (the partitions of a run).
@@ -250,6 +265,8 @@ func (s *Skipped) Add(o Skipped) {
 	s.UnknownUser += o.UnknownUser
 	s.NoConsent += o.NoConsent
 	s.FrequencyCapped += o.FrequencyCapped
+	s.LocalTimePassed += o.LocalTimePassed
+	s.OlderDevice += o.OlderDevice
 }
 
 // Add adds o's counts to r (the ranges of a partitioned run): candidates,

@@ -20,7 +20,7 @@ func TestAudienceSortCarriesSelectListOnly(t *testing.T) {
 	for _, tc := range []struct {
 		channel string
 		columns int
-	}{{"push_notification", 19}, {"email", 10}} {
+	}{{"push_notification", 21}, {"email", 12}} {
 		j, err := job.Parse([]byte(b.jobJSON(`"channel":"` + tc.channel + `","audience":{"type":"all"}`)))
 		if err != nil {
 			t.Fatal(err)

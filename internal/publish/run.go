@@ -35,6 +35,10 @@ type candidate struct {
 	Capped       bool
 	NightConsent bool
 	Bucket       int
+	// Zone and Language are the recipient's time zone name and language
+	// tag (docs/delivery.md): the user_properties value when it is
+	// a string, or the CSV cell; nil when missing or not a string.
+	Zone, Language []byte
 	// Contact is the CSV row's email or phone_number value.
 	Contact []byte
 	// Start marks the first candidate of a user (or CSV row): batches
@@ -241,6 +245,11 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 			return nil, errors.New("csv audiences have no key ranges")
 		}
 		p.spec.From, p.spec.Before = rng.From, rng.Before
+		if d := c.Delivery; d != nil && d.LocalTime != nil && c.Throttle != nil && !rng.Collect && rng.Offset > 0 {
+			// Waves are counted per base time, and a range's offset is one
+			// count for the whole run: partition runs such jobs whole.
+			return nil, errors.New("a range cannot continue another range's waves per base time (local_time with a throttle runs whole)")
+		}
 	}
 	if c.Audience.Type == job.AudienceCSV {
 		if p.csv, err = r.prepareCSV(ctx, p); err != nil {
@@ -336,6 +345,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return r.streamDB(gctx, p.query, rowsCh, freeRows, &streamed)
 	})
 	ch := newChecker(p, r.cfg.BatchSize)
+	ch.tg = newTargeting(p.job.Campaign.Delivery, p.reference, r.zones)
 	defer ch.seen.Release()
 	ch.failpoints = r.cfg.Failpoints
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)

@@ -36,19 +36,18 @@ type csvPlan struct {
 	// userCol is the user_id column, -1 when absent.
 	userCol int
 	// consentCol and nightCol are the advertising consent columns, -1
-	// when absent (docs/governance.md).
+	// when absent (docs/governance.md): the columns that
+	// campaign.advertising's consent and night_consent name.
 	consentCol, nightCol int
+	// zoneCol and langCol are the columns that delivery's local_time
+	// time_zone and localized_messages property name, -1 when absent or
+	// off (docs/delivery.md).
+	zoneCol, langCol int
 	// capped holds the file's user_ids whose users are at the frequency
 	// cap; nil without a cap.
 	capped map[string]struct{}
 	rows   int64
 }
-
-// CSV columns that carry advertising consent.
-const (
-	csvConsentColumn      = "consent"
-	csvNightConsentColumn = "night_consent"
-)
 
 // csvConsent reports whether a (trimmed) consent cell is consent: "true"
 // in any ASCII case.
@@ -64,6 +63,19 @@ func (cp *csvPlan) governance(cand *candidate, rec []string) {
 	}
 	if cp.capped != nil && cp.userCol >= 0 {
 		_, cand.Capped = cp.capped[rec[cp.userCol]]
+	}
+}
+
+// targeting sets a CSV row's time zone and language cells on cand, in b's
+// arena (a push row's candidates come from the database, whose columns a
+// CSV audience never reads for these).
+func (cp *csvPlan) targeting(b *rowBatch, cand *candidate, rec []string) {
+	cand.Zone, cand.Language = nil, nil
+	if cp.zoneCol >= 0 {
+		cand.Zone = b.copy([]byte(rec[cp.zoneCol]))
+	}
+	if cp.langCol >= 0 {
+		cand.Language = b.copy([]byte(rec[cp.langCol]))
 	}
 }
 
@@ -135,7 +147,21 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := &csvPlan{url: url, header: make([]string, len(head)), contactCol: -1, userCol: -1, consentCol: -1, nightCol: -1}
+	cp := &csvPlan{url: url, header: make([]string, len(head)), contactCol: -1, userCol: -1, consentCol: -1, nightCol: -1, zoneCol: -1, langCol: -1}
+	camp := p.job.Campaign
+	// Columns named by the job: "" names none.
+	var consentName, nightName, zoneName, langName string
+	if a := camp.Advertising; a != nil {
+		consentName, nightName = a.Consent, a.NightConsent
+	}
+	if d := camp.Delivery; d != nil {
+		if d.LocalTime != nil {
+			zoneName = d.LocalTime.ZoneKey
+		}
+		if d.Localized != nil {
+			langName = d.Localized.Property
+		}
+	}
 	seen := map[string]bool{}
 	for i, h := range head {
 		if i == 0 {
@@ -150,15 +176,25 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 		}
 		seen[h] = true
 		cp.header[i] = h
-		switch h {
-		case "user_id":
+		// One column may serve several roles (a job may name user_id as
+		// its consent column), so each is matched on its own.
+		if h == "user_id" {
 			cp.userCol = i
-		case csvConsentColumn:
-			cp.consentCol = i
-		case csvNightConsentColumn:
-			cp.nightCol = i
-		case contactColumn(p.job.Campaign.Channel):
+		}
+		if h == contactColumn(p.job.Campaign.Channel) {
 			cp.contactCol = i
+		}
+		if h == consentName {
+			cp.consentCol = i
+		}
+		if h == nightName {
+			cp.nightCol = i
+		}
+		if h == zoneName {
+			cp.zoneCol = i
+		}
+		if h == langName {
+			cp.langCol = i
 		}
 	}
 	ch := p.job.Campaign.Channel
@@ -168,15 +204,8 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 	case !ch.IsDevice() && cp.contactCol < 0:
 		return nil, job.Rejectf(csvPath, "%s: a %s audience needs a %s column", url, ch, contactColumn(ch))
 	}
-	camp := p.job.Campaign
-	if camp.Advertising == nil {
-		// Without the rule the columns are personalization data only.
-		cp.consentCol, cp.nightCol = -1, -1
-	} else if cp.consentCol < 0 {
-		return nil, job.Rejectf(csvPath, "%s: campaign.advertising needs a %s column in the file", url, csvConsentColumn)
-	}
-	if camp.Advertising != nil && camp.Advertising.NightConsent == "" {
-		cp.nightCol = -1
+	if camp.Advertising != nil && cp.consentCol < 0 {
+		return nil, job.Rejectf(csvPath, "%s: campaign.advertising.consent names the consent column %q, which the file does not have", url, consentName)
 	}
 	var ids []string
 	if camp.FrequencyCap != nil {
@@ -324,6 +353,7 @@ func (r *Runner) streamCSV(ctx context.Context, p *plan, out chan<- *rowBatch, f
 		c.CSV = b.copy(rowJSON)
 		c.Contact = b.copy([]byte(rec[cp.contactCol]))
 		cp.governance(c, rec)
+		cp.targeting(b, c, rec)
 		if cp.userCol >= 0 && rec[cp.userCol] != "" {
 			c.ExternalUserID = b.copy([]byte(rec[cp.userCol]))
 		}
@@ -409,6 +439,7 @@ func (r *Runner) emitDeviceChunk(ctx context.Context, p *plan, chunk [][]string,
 			cp.governance(&c, rec)
 			b.rows = append(b.rows, copyCandidate(b, c))
 			b.rows[len(b.rows)-1].CSV = b.copy(rowJSON)
+			cp.targeting(b, &b.rows[len(b.rows)-1], rec)
 		}
 		if b.full() {
 			if err := sendRows(ctx, out, b); err != nil {

@@ -143,6 +143,8 @@ func decodeRow(b *rowBatch, c *candidate, v [][]byte, device bool) error {
 	c.NoConsent = !isTrue(v[audience.ColConsent])
 	c.NightConsent = isTrue(v[audience.ColNightConsent])
 	c.Capped = isTrue(v[audience.ColCapped])
+	c.Zone = b.copy(v[audience.ColZone])
+	c.Language = b.copy(v[audience.ColLanguage])
 	if !device || v[audience.ColDeviceID] == nil {
 		return nil
 	}
