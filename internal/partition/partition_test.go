@@ -218,3 +218,29 @@ func TestSplitChecksTheWholeRun(t *testing.T) {
 		t.Fatalf("%d sub-jobs sent", n)
 	}
 }
+
+// Waves per base time (local_time with a throttle) cannot be carried from
+// range to range by one message offset: such a job runs whole.
+func TestLocalTimeWavesRunWhole(t *testing.T) {
+	t.Parallel()
+	tables, _, _, c, _ := world(t)
+	for _, tc := range []struct {
+		fields string
+		split  bool
+	}{
+		{`"throttle":{"max_per_interval":300,"interval_minutes":10}`, true},
+		{`"delivery":{"local_time":{"time":"09:00","time_zone":"tz"},"most_recent_device_only":true}`, true},
+		{`"throttle":{"max_per_interval":300,"interval_minutes":10},"delivery":{"local_time":{"time":"09:00","time_zone":"tz"}}`, false},
+	} {
+		j, err := job.Parse([]byte(`{"version":1,"action":"publish","request_id":"r-lt","project_id":"` + tables.Project + `",
+"scheduled_at":"2026-11-24T18:00:00+09:00","campaign":{"id":"cmp","channel":"push_notification","audience":{"type":"all"},
+"message":{"title":"hi"},` + tc.fields + `}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bounds, _, err := c.Bounds(context.Background(), j, 500)
+		if err != nil || (len(bounds) > 0) != tc.split {
+			t.Fatalf("%s: bounds %q, %v; want split %v", tc.fields, bounds, err, tc.split)
+		}
+	}
+}

@@ -12,6 +12,16 @@ import (
 	"github.com/segpub/segpub/internal/schema"
 )
 
+// wavesPerBaseTime reports a job whose throttle waves are counted per base
+// time (delivery.local_time with a throttle, docs/delivery.md). A
+// range's place in the run is one message offset, which cannot say how many
+// messages of each base time the earlier ranges publish, so such a job runs
+// whole (docs/decisions.md).
+func wavesPerBaseTime(j *job.Job) bool {
+	d := j.Campaign.Delivery
+	return d != nil && d.LocalTime != nil && j.Campaign.Throttle != nil
+}
+
 // maxParts bounds the number of ranges of one run.
 const maxParts = 256
 
@@ -24,7 +34,7 @@ const maxParts = 256
 // whole run would reject is rejected here, before any range runs.
 func (c *Coordinator) Bounds(ctx context.Context, j *job.Job, rowsPerPart int) (bounds []string, unknown int64, err error) {
 	a := j.Campaign.Audience
-	if rowsPerPart <= 0 || a.Type == job.AudienceCSV {
+	if rowsPerPart <= 0 || a.Type == job.AudienceCSV || wavesPerBaseTime(j) {
 		return nil, 0, nil
 	}
 	if err := c.cfg.Engine.Precheck(ctx, j); err != nil {

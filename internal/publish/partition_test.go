@@ -28,13 +28,18 @@ func TestPartitionsMatchSingleRun(t *testing.T) {
 		b.user(id, fmt.Sprintf("e%d", i), email, nil, "", (i*97)%10000)
 	}
 	text := b.jobJSON(`"channel":"email","experiment_id":"x","audience":{"type":"user_ids","user_ids":` + idsJSON(130) + `},"throttle":{"max_per_interval":7,"interval_minutes":3}`)
+	partitionsMatch(t, b, text, []string{"", "0100", "A050", "a", "~060", ""})
+}
+
+// partitionsMatch runs text whole and in the ranges between bounds, and
+// compares their messages and counts.
+func partitionsMatch(t *testing.T, b *testBundle, text string, bounds []string) {
+	t.Helper()
 	j, err := job.Parse([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	full, fullSink := b.run(text)
-
-	bounds := []string{"", "0100", "A050", "a", "~060", ""}
 	var scanned [][]uint64
 	for i := 0; i+1 < len(bounds); i++ {
 		res, err := b.runner.RunWith(context.Background(), j, &Range{From: bounds[i], Before: bounds[i+1], Collect: true}, nil, Checkpoint{}, Hooks{})
@@ -65,11 +70,7 @@ func TestPartitionsMatchSingleRun(t *testing.T) {
 		got = append(got, sink.raw...)
 		published += res.Published
 		candidates += res.Candidates
-		s := res.Skipped
-		sum.NoContact += s.NoContact
-		sum.InvalidContact += s.InvalidContact
-		sum.DuplicateDestination += s.DuplicateDestination
-		sum.ControlGroup += s.ControlGroup
+		sum.Add(res.Skipped)
 	}
 	sort.Strings(got)
 	want := append([]string(nil), fullSink.raw...)
@@ -77,10 +78,46 @@ func TestPartitionsMatchSingleRun(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("partitions published %d messages, one run %d, or they differ", len(got), len(want))
 	}
-	// The single run also counts the 10 listed ids with no user.
-	sum.UnknownUser = full.Skipped.UnknownUser
+	// The single run also counts the listed ids with no user.
+	sum.UnknownUser += full.Skipped.UnknownUser
 	if published != full.Published || candidates+full.Skipped.UnknownUser != full.Candidates || sum != full.Skipped {
 		t.Fatalf("partition counts %d/%d %+v, single run %+v", published, candidates, sum, full)
+	}
+}
+
+// Section 11 in ranges: one device per user and per-recipient base times
+// are decided within a user, whom no range splits; tokens shared across
+// ranges go to the same device as in one run.
+func TestPartitionsMatchSingleRunWithDelivery(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	zones := []string{"Asia/Seoul", "Asia/Kolkata", "America/New_York", "Local", "Pacific/Kiritimati"}
+	for i := 0; i < 80; i++ {
+		id := fmt.Sprintf("%c%03d", "0Aa~"[i%4], i)
+		b.user(id, fmt.Sprintf("e%d", i), nil, nil, fmt.Sprintf(`{"tz":%q,"lang":%q}`, zones[i%5], []string{"en-US", "ko", "fr"}[i%3]), i)
+		for k := 0; k < i%3; k++ {
+			b.deviceAt(fmt.Sprintf("%s-d%d", id, k), id, fmt.Sprintf("tok%d", (i*3+k)%50), []string{"ios", "android"}[k%2], fmt.Sprintf("2026-0%d-01T00:00:00Z", 1+(i+k)%3))
+		}
+	}
+	text := b.jobJSON(`"channel":"push_notification","audience":{"type":"all"},
+"delivery":{"local_time":{"time":"10:00","time_zone":"tz"},"most_recent_device_only":true,"localized_messages":{"property":"lang","messages":{"en":{"t":1},"ko":{"t":2}}}}`)
+	partitionsMatch(t, b, text, []string{"", "0100", "A050", "a", "~060", ""})
+}
+
+// A range cannot continue another range's waves per base time: such a job
+// runs whole (partition declines to split it), and a range with an offset
+// is refused rather than numbered wrong.
+func TestRangeRefusesLocalTimeWaves(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	j, err := job.Parse([]byte(b.jobJSON(`"channel":"email","audience":{"type":"all"},"throttle":{"max_per_interval":2,"interval_minutes":5},
+"delivery":{"local_time":{"time":"10:00","time_zone":"tz"}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.runner.RunWith(t.Context(), j, &Range{From: "a", Offset: 3}, &captureSink{}, Checkpoint{}, Hooks{})
+	if err == nil || !strings.Contains(err.Error(), "runs whole") {
+		t.Fatalf("got %v", err)
 	}
 }
 
