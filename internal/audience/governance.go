@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/schema"
 )
 
 // consentExpr is true when the user's property key holds the JSON value
@@ -98,4 +99,21 @@ func (b *builder) stringProperty(key string) string {
 	}
 	k := b.arg(key)
 	return "CASE WHEN jsonb_typeof(u.user_properties -> " + k + "::text) = 'string' THEN u.user_properties ->> " + k + "::text END"
+}
+
+// PropertiesOf compiles the query behind `segpub why`'s delivery section
+// for one user, by external_user_id: the JSON text of the zone and
+// language properties (NULL when missing or when the key is ""). One row,
+// or none when no user has the id.
+func PropertiesOf(t schema.Tables, externalID, zoneKey, languageKey string) *Query {
+	b := &builder{}
+	prop := func(key string) string {
+		if key == "" {
+			return "NULL::text"
+		}
+		return "(u.user_properties -> " + b.arg(key) + "::text)::text"
+	}
+	zone, lang := prop(zoneKey), prop(languageKey)
+	sql := fmt.Sprintf("SELECT %s, %s FROM %s u WHERE u.external_user_id = %s", zone, lang, t.User, b.arg(externalID))
+	return &Query{SQL: sql, Args: b.args}
 }

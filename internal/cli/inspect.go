@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime/debug"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -85,8 +87,9 @@ func runExplain(ctx context.Context, env *Env, c *common, jobPath *string, sampl
 	r := ex.Result
 	fmt.Fprintf(w, "audience: %d candidates, %d would be published\n", r.Candidates, r.Published)
 	s := r.Skipped
-	fmt.Fprintf(w, "skipped: no_contact %d, invalid_contact %d, duplicate_destination %d, previously_received %d, control_group %d, unknown_user %d, no_consent %d, frequency_capped %d\n",
-		s.NoContact, s.InvalidContact, s.DuplicateDestination, s.PreviouslyReceived, s.ControlGroup, s.UnknownUser, s.NoConsent, s.FrequencyCapped)
+	fmt.Fprintf(w, "skipped: no_contact %d, invalid_contact %d, duplicate_destination %d, previously_received %d, control_group %d, unknown_user %d, no_consent %d, frequency_capped %d, local_time_passed %d, older_device %d\n",
+		s.NoContact, s.InvalidContact, s.DuplicateDestination, s.PreviouslyReceived, s.ControlGroup, s.UnknownUser, s.NoConsent, s.FrequencyCapped,
+		s.LocalTimePassed, s.OlderDevice)
 	if len(r.Variants) > 0 {
 		fmt.Fprintf(w, "variants: %s\n", formatCounts(r.Variants))
 	}
@@ -100,6 +103,9 @@ func runExplain(ctx context.Context, env *Env, c *common, jobPath *string, sampl
 		if g.Deferred != nil {
 			fmt.Fprintf(w, "night-time rule: defers %d messages to 08:00 Asia/Seoul\n", *g.Deferred)
 		}
+	}
+	if d := ex.Delivery; d != nil {
+		printDeliveryCounts(w, d)
 	}
 	for _, warn := range ex.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", warn)
@@ -196,6 +202,24 @@ func runWhy(ctx context.Context, env *Env, c *common, jobPath, user *string, asJ
 			fmt.Fprintf(w, "  frequency cap: %d %s deliveries in the window, max_messages %d (capped: %v)\n", f.Deliveries, f.Channel, f.MaxMessages, f.Capped)
 		}
 	}
+	if d := ans.Delivery; d != nil {
+		for _, p := range []struct {
+			what, property string
+			v              *string
+		}{{"time zone", d.ZoneProperty, d.ZoneStored}, {"language", d.LanguageProperty, d.LanguageStored}} {
+			if p.property == "" {
+				continue
+			}
+			v := "missing"
+			if p.v != nil {
+				v = *p.v
+			}
+			if j.Campaign.Audience.Type == job.AudienceCSV {
+				v = "read from the file's column of that name"
+			}
+			fmt.Fprintf(w, "  %s: property %q is %s\n", p.what, p.property, v)
+		}
+	}
 	for _, o := range ans.Outcomes {
 		dev := ""
 		if o.DeviceID != "" {
@@ -209,11 +233,38 @@ func runWhy(ctx context.Context, env *Env, c *common, jobPath, user *string, asJ
 		if o.Detail != "" {
 			fmt.Fprintf(w, "  %s\n", o.Detail)
 		}
+		if o.Targeting != "" {
+			fmt.Fprintf(w, "  %s\n", o.Targeting)
+		}
 		if len(o.Message) > 0 {
 			fmt.Fprintf(w, "  %s\n", o.Message)
 		}
 	}
 	return ExitOK
+}
+
+// printDeliveryCounts prints explain's delivery targeting section.
+func printDeliveryCounts(w io.Writer, d *inspect.DeliveryCounts) {
+	if d.LocalTimePassed != nil {
+		fmt.Fprintf(w, "local time: removes %d candidates (time passed, if_passed skip); %d messages moved to the next day; %d messages in the fallback zone\n",
+			*d.LocalTimePassed, *d.NextDay, *d.Fallback)
+		for _, b := range d.BaseTimes {
+			fmt.Fprintf(w, "  base time %s: %d messages (%s)\n", b.At.Format(time.RFC3339), b.Messages, strings.Join(b.Zones, ", "))
+		}
+	}
+	if d.OlderDevice != nil {
+		fmt.Fprintf(w, "most recent device only: removes %d candidates (older devices)\n", *d.OlderDevice)
+	}
+	if d.Locales != nil {
+		named := map[string]int64{}
+		for k, n := range d.Locales {
+			if k == "" {
+				k = "null (default message)"
+			}
+			named[k] = n
+		}
+		fmt.Fprintf(w, "localized messages: %s\n", formatCounts(named))
+	}
 }
 
 // DefaultDiffIgnore are the fields diff does not compare: they differ

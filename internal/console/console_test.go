@@ -287,6 +287,45 @@ func (r fakeRunner) RunWith(_ context.Context, j *job.Job, _ *publish.Range, _ p
 
 // Partitions' samples add up: the run's count is the sum of each lane's
 // latest.
+// A run with delivery.local_time: its base times are listed next to the
+// waves, which count from each base time.
+func TestRunPageBaseTimes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testToken)
+	ctx := context.Background()
+	rec, err := NewRecorder(ctx, RecorderConfig{Pool: f.state, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "r-bases"
+	f.claim(t, id)
+	j := &job.Job{RequestID: id, Campaign: job.Campaign{Channel: "email", Throttle: &job.Throttle{MaxPerInterval: 2, IntervalMinutes: 10}}}
+	if _, err := rec.Runner(fakeRunner{acks: []int64{5}}).RunWith(ctx, j, nil, nil, publish.Checkpoint{}, publish.Hooks{}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	result := publish.Result{RequestID: id, Status: "completed", Candidates: 5, Published: 5,
+		BaseTimes: []publish.BaseTimeCount{{At: at, Messages: 3}, {At: at.Add(10 * time.Minute), Messages: 2}}}
+	body, _ := json.Marshal(result)
+	if err := f.led.Finish(ctx, id, "worker-1", ledger.Outcome{Status: ledger.Completed, Candidates: 5, Published: 5, Result: body}); err != nil {
+		t.Fatal(err)
+	}
+	code, page := f.get(t, "/runs/"+id)
+	if code != http.StatusOK {
+		t.Fatalf("GET run: %d %s", code, page)
+	}
+	for _, want := range []string{
+		`id="base-times"`, `<td>2026-11-24 09:10:00Z</td><td class="n">2</td>`, // the base times
+		`<td>1</td><td>2026-11-24 09:00:00Z</td><td class="n">2</td>`, // the first base time's first wave
+		`<td>2</td><td>2026-11-24 09:10:00Z</td><td class="n">3</td>`, // its second wave and the second base time's first
+		`data-reason="older_device">0<`, `data-reason="local_time_passed">0<`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("run page lacks %q", want)
+		}
+	}
+}
+
 func TestSamplesSumPartitions(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")

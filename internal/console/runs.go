@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -259,8 +260,11 @@ type runView struct {
 	Skipped  []count
 	Variants []count
 	Waves    waves
-	Parts    []*ledger.Run
-	Events   []eventRow
+	// BaseTimes is the distribution of base times of a run with
+	// delivery.local_time, whose waves count from each of them.
+	BaseTimes []publish.BaseTimeCount
+	Parts     []*ledger.Run
+	Events    []eventRow
 	// Throughput and WavesChart are the run's charts, inline SVG.
 	Throughput, WavesChart template.HTML
 	// Which control buttons apply.
@@ -325,6 +329,10 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Waves = wavesOf(run.Reference, th, run.Published)
+	if v.Result != nil && len(v.Result.BaseTimes) > 0 {
+		v.BaseTimes = v.Result.BaseTimes
+		v.Waves = wavesOfBases(th, v.BaseTimes)
+	}
 	samples, err := c.samples(ctx, id)
 	if err != nil {
 		c.fail(w, r, err)
@@ -369,8 +377,8 @@ func skipCounts(s publish.Skipped) []count {
 	b, _ := json.Marshal(s)
 	var m map[string]int64
 	_ = json.Unmarshal(b, &m)
-	order := []string{"unknown_user", "previously_received", "no_consent", "frequency_capped", "control_group", "no_contact",
-		"invalid_contact", "duplicate_destination"}
+	order := []string{"unknown_user", "previously_received", "no_consent", "frequency_capped", "local_time_passed", "control_group", "no_contact",
+		"invalid_contact", "older_device", "duplicate_destination"}
 	out := make([]count, 0, len(m))
 	for _, name := range order {
 		if n, ok := m[name]; ok {
@@ -422,6 +430,48 @@ func wavesOf(ref time.Time, th *job.Throttle, published int64) waves {
 			break
 		}
 		w.List = append(w.List, wave{N: k + 1, At: at, Count: min(th.MaxPerInterval, published-k*th.MaxPerInterval)})
+	}
+	w.More = total - int64(len(w.List))
+	return w
+}
+
+// wavesOfBases is the waves of a run with delivery.local_time: each base
+// time's messages fill waves of their own from it (docs/delivery.md),
+// and waves of different base times that fall at the same instant are
+// drawn as one. It counts the messages numbered, before the night-time
+// rule defers any.
+func wavesOfBases(th *job.Throttle, bases []publish.BaseTimeCount) waves {
+	w := waves{Throttle: th}
+	if th == nil || th.MaxPerInterval <= 0 {
+		return w
+	}
+	byTime := map[int64]int64{}
+	var total int64
+	for _, b := range bases {
+		for k := int64(0); k*th.MaxPerInterval < b.Messages; k++ {
+			at, ok := job.SendAt(b.At, th, k*th.MaxPerInterval)
+			if !ok {
+				break
+			}
+			if _, seen := byTime[at.Unix()]; !seen {
+				total++
+			}
+			byTime[at.Unix()] += min(th.MaxPerInterval, b.Messages-k*th.MaxPerInterval)
+			if len(byTime) > 100*maxWaves {
+				break // enough to list; More is then a lower bound
+			}
+		}
+	}
+	times := make([]int64, 0, len(byTime))
+	for at := range byTime {
+		times = append(times, at)
+	}
+	slices.Sort(times)
+	for i, at := range times {
+		if i == maxWaves {
+			break
+		}
+		w.List = append(w.List, wave{N: int64(i + 1), At: time.Unix(at, 0).UTC(), Count: byTime[at]})
 	}
 	w.More = total - int64(len(w.List))
 	return w

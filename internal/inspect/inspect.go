@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,6 +37,9 @@ type Explanation struct {
 	// Governance says how many candidates each delivery governance rule
 	// removes or defers; nil when the job has none.
 	Governance *GovernanceCounts `json:"governance,omitempty"`
+	// Delivery says what each delivery targeting rule removes, the base
+	// times and the locales chosen; nil when the job has none.
+	Delivery *DeliveryCounts `json:"delivery,omitempty"`
 }
 
 // sampler keeps the first n messages and drops the rest: explain encodes
@@ -61,9 +65,13 @@ func (s *sampler) Publish(_ context.Context, b *publish.Batch) error {
 // CSV opener and limits): a preview reads no file the service would not.
 func Explain(ctx context.Context, base publish.Config, j *job.Job, sample int) (*Explanation, error) {
 	var tally governanceTally
+	var targeted deliveryTally
 	pool := base.Pool
 	cfg := base
-	cfg.Trace = tally.trace
+	cfg.Trace = func(o publish.Outcome) {
+		tally.trace(o)
+		targeted.trace(o)
+	}
 	runner, err := publish.New(cfg)
 	if err != nil {
 		return nil, err
@@ -95,6 +103,7 @@ func Explain(ctx context.Context, base publish.Config, j *job.Job, sample int) (
 	ex.Result.Action = j.Action
 	ex.Sample = s.out
 	ex.Governance = tally.counts(j.Campaign, ex.Result)
+	ex.Delivery = targeted.counts(j.Campaign, ex.Result)
 	return ex, nil
 }
 
@@ -164,6 +173,9 @@ type Answer struct {
 	// Governance shows the user's consent properties and deliveries in
 	// the frequency cap's window; nil when the job has no such rule.
 	Governance *GovernanceAnswer `json:"governance,omitempty"`
+	// Delivery shows the user's stored zone and language values; nil when
+	// the job has neither local_time nor localized_messages.
+	Delivery *DeliveryAnswer `json:"delivery,omitempty"`
 	// Outcomes are the user's candidates in the run: a skip reason, or
 	// published with the message.
 	Outcomes []Outcome `json:"outcomes"`
@@ -177,8 +189,14 @@ type Outcome struct {
 	// Deferred: the night-time rule moved the message to 08:00.
 	Deferred bool `json:"deferred,omitempty"`
 	// Detail says why a governance rule applied.
-	Detail  string          `json:"detail,omitempty"`
-	Message json.RawMessage `json:"message,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	// BaseTime and Zone are the candidate's base time and the zone used
+	// (local_time); Targeting says how delivery targeting treated it: the
+	// base time, the device chosen and why, the locale chosen.
+	BaseTime  *time.Time      `json:"base_time,omitempty"`
+	Zone      string          `json:"zone,omitempty"`
+	Targeting string          `json:"targeting,omitempty"`
+	Message   json.RawMessage `json:"message,omitempty"`
 }
 
 // Why evaluates a job for one user: each condition with the user's value,
@@ -207,14 +225,17 @@ func Why(ctx context.Context, base publish.Config, j *job.Job, externalID string
 	if ans.Governance, err = governanceOf(ctx, pool, j, spec, externalID); err != nil {
 		return nil, err
 	}
+	if ans.Delivery, err = deliveryOf(ctx, pool, j, spec, externalID); err != nil {
+		return nil, err
+	}
+	var traced []publish.Outcome
 	cfg := base
 	cfg.Trace = func(o publish.Outcome) {
 		if o.ExternalUserID != externalID {
 			return
 		}
-		ans.Outcomes = append(ans.Outcomes, Outcome{DeviceID: o.DeviceID, Reason: o.Reason, VariantID: o.VariantID,
-			Deferred: o.Deferred, Detail: ans.Governance.detail(o, csv),
-			Message: append(json.RawMessage(nil), o.Message...)})
+		o.Message = append(json.RawMessage(nil), o.Message...)
+		traced = append(traced, o)
 	}
 	runner, err := publish.New(cfg)
 	if err != nil {
@@ -227,6 +248,24 @@ func Why(ctx context.Context, base publish.Config, j *job.Job, externalID string
 	}
 	if _, err := runner.Run(ctx, &run, &sampler{}); err != nil {
 		return nil, err
+	}
+	// The device most_recent_device_only kept: the one of the user's
+	// candidates that reached the de-duplication check.
+	var chosen *publish.Outcome
+	for i, o := range traced {
+		if o.Reason == "published" || o.Reason == "duplicate_destination" || o.Reason == publish.ReasonMessageTooLarge {
+			chosen = &traced[i]
+		}
+	}
+	for _, o := range traced {
+		out := Outcome{DeviceID: o.DeviceID, Reason: o.Reason, VariantID: o.VariantID,
+			Deferred: o.Deferred, Detail: ans.Governance.detail(o, csv), Zone: o.Zone,
+			Targeting: deliveryDetail(j, o, chosen), Message: o.Message}
+		if !o.BaseTime.IsZero() {
+			at := o.BaseTime.UTC()
+			out.BaseTime = &at
+		}
+		ans.Outcomes = append(ans.Outcomes, out)
 	}
 	if len(ans.Outcomes) == 0 && ans.Found {
 		ans.Outcomes = append(ans.Outcomes, Outcome{Reason: "not in the audience (no group holds)"})

@@ -88,7 +88,7 @@ func (c *checker) traceOutcome(cand *candidate, reason, variantID string, msg []
 	o := Outcome{UserID: string(cand.UserID), ExternalUserID: string(cand.ExternalUserID), DeviceID: string(cand.DeviceID),
 		Reason: reason, VariantID: variantID, Message: msg,
 		NoConsent: cand.NoConsent, Capped: cand.Capped, Deferred: deferred,
-		BaseTime: base.at, Zone: base.zone, ZoneFallback: base.fallback}
+		BaseTime: base.at, BasePassed: base.passed, Zone: base.zone, ZoneFallback: base.fallback, DeviceUpdatedAt: cand.DeviceUpdatedAt}
 	if locale >= 0 && c.tg != nil && c.tg.localized != nil {
 		o.Locale = c.tg.localized.Keys[locale]
 	}
@@ -311,7 +311,7 @@ func (c *checker) classify(cand *candidate, res *Result) (reason, variantID stri
 	if c.tg != nil && c.tg.local != nil {
 		base = c.tg.base(cand.Zone)
 		c.lastBase = base
-		if base.passed {
+		if base.skip {
 			res.Skipped.LocalTimePassed++
 			return "local_time_passed", ""
 		}

@@ -40,8 +40,10 @@ const maxTargetingCache = 4096
 // baseTime is a recipient's base time and how it was reached.
 type baseTime struct {
 	at time.Time
-	// passed: the time had passed on the reference date (if_passed skip).
-	passed bool
+	// passed: the time had passed on the reference date; skip: the
+	// candidate is skipped for it (if_passed skip), else at is the next
+	// day's.
+	passed, skip bool
 	// zone is the zone used; fallback reports that it is the fallback.
 	zone     string
 	fallback bool
@@ -75,7 +77,7 @@ func newTargeting(d *job.Delivery, ref time.Time, zones *tz.Cache) *targeting {
 
 func (t *targeting) compute(loc *time.Location, name string) baseTime {
 	at, passed := tz.Base(t.ref, t.local.Hour, t.local.Minute, loc, !t.local.SkipPassed)
-	return baseTime{at: at, passed: passed, zone: name}
+	return baseTime{at: at, passed: passed, skip: passed && t.local.SkipPassed, zone: name}
 }
 
 // base returns the base time of a recipient whose zone value is zone (nil:
@@ -177,4 +179,17 @@ func (p *pending) hold(cand *candidate, variantID string, base baseTime) {
 	c.Zone = p.buf.copy(cand.Zone)
 	c.Language = p.buf.copy(cand.Language)
 	p.cand, p.variantID, p.base, p.set = c, variantID, base, true
+}
+
+// baseTimes is the run's distribution of base times (nil without
+// local_time).
+func (c *checker) baseTimes() []BaseTimeCount {
+	if len(c.waves) == 0 {
+		return nil
+	}
+	out := make([]BaseTimeCount, 0, len(c.waves))
+	for at, w := range c.waves {
+		out = append(out, BaseTimeCount{At: time.Unix(at, 0).UTC(), Messages: w.n})
+	}
+	return MergeBaseTimes(nil, out)
 }

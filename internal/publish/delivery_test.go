@@ -118,6 +118,9 @@ func TestLocalTimeWaves(t *testing.T) {
 		if res.Published != 8 || res.Deferred != 4 {
 			t.Fatalf("%s: %+v", action, res)
 		}
+		if got := fmt.Sprint(res.BaseTimes); got != "[{2026-11-24 11:50:00 +0000 UTC 5} {2026-11-24 15:20:00 +0000 UTC 3}]" {
+			t.Fatalf("%s: base times %s", action, got)
+		}
 		if action == "publish" {
 			equalStrings(t, "send_at", sendAts(sink), want)
 		}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -157,9 +158,13 @@ type Outcome struct {
 	// it was computed in and whether that is the fallback; the locale
 	// chosen ("" when none or without localized_messages).
 	BaseTime     time.Time
+	BasePassed   bool
 	Zone         string
 	ZoneFallback bool
 	Locale       string
+	// DeviceUpdatedAt is the device's updated_at (most_recent_device_only
+	// picks by it).
+	DeviceUpdatedAt time.Time
 	// Message is the channel message, for a published candidate of a
 	// publish run; it is only valid during the call.
 	Message []byte
@@ -283,6 +288,31 @@ func (r *Result) Add(o *Result) {
 	for k, v := range o.Variants {
 		r.Variants[k] += v
 	}
+	r.BaseTimes = MergeBaseTimes(r.BaseTimes, o.BaseTimes)
+}
+
+// BaseTimeCount is how many messages a run numbered at one base time
+// (their waves count from it).
+type BaseTimeCount struct {
+	At       time.Time `json:"base_time"`
+	Messages int64     `json:"messages"`
+}
+
+// MergeBaseTimes adds b's counts to a's, earliest first.
+func MergeBaseTimes(a, b []BaseTimeCount) []BaseTimeCount {
+	if len(b) == 0 {
+		return a
+	}
+	byTime := map[int64]int64{}
+	for _, x := range append(append([]BaseTimeCount(nil), a...), b...) {
+		byTime[x.At.Unix()] += x.Messages
+	}
+	out := make([]BaseTimeCount, 0, len(byTime))
+	for at, n := range byTime {
+		out = append(out, BaseTimeCount{At: time.Unix(at, 0).UTC(), Messages: n})
+	}
+	slices.SortFunc(out, func(x, y BaseTimeCount) int { return x.At.Compare(y.At) })
+	return out
 }
 
 // Unpublishable counts candidates that passed every check of the contract
@@ -324,7 +354,11 @@ type Result struct {
 	Variants map[string]int64 `json:"variants"`
 	// Unpublishable is omitted when empty (docs/decisions.md).
 	Unpublishable Unpublishable `json:"unpublishable,omitzero"`
-	DurationMS    int64         `json:"duration_ms"`
+	// BaseTimes is the distribution of the messages' base times, earliest
+	// first, with delivery.local_time (docs/delivery.md); omitted
+	// without it (docs/decisions.md).
+	BaseTimes  []BaseTimeCount `json:"base_times,omitempty"`
+	DurationMS int64           `json:"duration_ms"`
 	// Error says why a run was rejected or failed.
 	Error string `json:"error,omitempty"`
 	// Destinations are what a run of a Range with Collect found; not

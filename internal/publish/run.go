@@ -424,6 +424,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	if ch.collect {
 		res.Destinations = ch.collected
 	}
+	res.BaseTimes = ch.baseTimes()
 	if got := res.Published + res.Skipped.Total() + res.Unpublishable.Total(); got != res.Candidates {
 		// The contract's invariant; a violation is a bug, not bad data.
 		return fmt.Errorf("count mismatch: %d candidates but %d published + %d skipped + %d unpublishable",

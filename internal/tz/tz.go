@@ -140,8 +140,7 @@ func offset(unix int64, loc *time.Location) int64 {
 
 // Base is a recipient's base time (docs/delivery.md): hh:mm on the
 // reference time's date in loc, and whether that instant is earlier than
-// ref. With nextDay, a passed time moves to hh:mm on the next day (and is
-// no longer passed).
+// ref (passed). With nextDay, a passed time moves to hh:mm on the next day.
 func Base(ref time.Time, hh, mm int, loc *time.Location, nextDay bool) (at time.Time, passed bool) {
 	y, mo, d := ref.In(loc).Date()
 	at = WallTime(y, mo, d, hh, mm, loc)
@@ -151,5 +150,5 @@ func Base(ref time.Time, hh, mm int, loc *time.Location, nextDay bool) (at time.
 	if !nextDay {
 		return at, true
 	}
-	return WallTime(y, mo, d+1, hh, mm, loc), false
+	return WallTime(y, mo, d+1, hh, mm, loc), true
 }

@@ -89,9 +89,9 @@ func TestBase(t *testing.T) {
 		passed  bool
 	}{
 		{seoul, 9, 0, true, "2026-11-24T00:00:00Z", false}, // equal is not passed
-		{seoul, 8, 59, true, "2026-11-24T23:59:00Z", false},
+		{seoul, 8, 59, true, "2026-11-24T23:59:00Z", true}, // passed: the next day
 		{seoul, 8, 59, false, "2026-11-23T23:59:00Z", true},
-		{kiri, 9, 0, true, "2026-11-24T19:00:00Z", false}, // the 25th there
+		{kiri, 9, 0, true, "2026-11-24T19:00:00Z", true}, // the 25th there
 		{kiri, 15, 0, false, "2026-11-24T01:00:00Z", false},
 	} {
 		at, passed := Base(ref, tc.hh, tc.mm, tc.loc, tc.nextDay)
