@@ -62,8 +62,11 @@ type Config struct {
 	// KeysOnly measures the tables as they arrive, with only their keys:
 	// segpub's indexes are not created (nor dropped when present).
 	KeysOnly bool
-	OutDir   string
-	Logger   *slog.Logger
+	// Targeting seeds new projects with the properties delivery targeting
+	// reads (seed.Config.Targeting), for the push-all-delivery workload.
+	Targeting bool
+	OutDir    string
+	Logger    *slog.Logger
 	// Step, when set, is called after each measurement.
 	Step func(name string)
 }
@@ -101,6 +104,10 @@ type Measurement struct {
 	// VsSDK is PerSecond divided by it.
 	SDKPerSecond float64 `json:"sdk_messages_per_second,omitempty"`
 	VsSDK        float64 `json:"vs_sdk,omitempty"`
+	// VsPaired (workloads with a partner, e.g. push-all-delivery against
+	// push-all) is the median of the run-by-run ratios of this workload's
+	// seconds to its partner's, the two run alternately.
+	VsPaired float64 `json:"vs_partner_paired,omitempty"`
 }
 
 // SizeReport is the results on one project.
@@ -139,6 +146,7 @@ const (
 	JobUserIDs       = "user-ids-200k"
 	JobSize          = "calculate-size"
 	JobABEmail       = "ab-throttled-email"
+	JobPushDelivery  = "push-all-delivery"
 	JobSeedPushAll   = "seed-pattern-push-all"
 	JobSeedUserIDs   = "seed-pattern-user-ids-200k"
 )
@@ -152,6 +160,10 @@ type workload struct {
 	out       string // publish: the --out URL, {dir} replaced by a scratch directory
 	build     func(project string, ids []string) []byte
 	baseline  bool
+	// pairedWith is a workload run alternately with this one (A, B, B,
+	// A, ...): VsPaired is the median of their run-by-run ratios, in
+	// which load from other processes mostly cancels out.
+	pairedWith *workload
 }
 
 func jobHeader(project, requestID string) string {
@@ -162,6 +174,18 @@ func jobHeader(project, requestID string) string {
 func PushAllJob(project string) []byte {
 	return []byte(jobHeader(project, "bench-push-all") + `"campaign":{"id":"bench_push","channel":"push_notification",
 "audience":{"type":"all"},"message":{"title":"Hello","body":"A benchmark message."}}}`)
+}
+
+// PushDeliveryJob is PushAllJob with every delivery targeting feature on
+// (docs/delivery.md), reading the properties `segpub seed
+// --targeting` writes.
+func PushDeliveryJob(project string) []byte {
+	return []byte(jobHeader(project, "bench-push-delivery") + `"campaign":{"id":"bench_push","channel":"push_notification",
+"audience":{"type":"all"},"message":{"title":"Hello","body":"A benchmark message."},
+"delivery":{"local_time":{"time":"09:00","time_zone":"timezone"},"most_recent_device_only":true,
+"localized_messages":{"property":"language","messages":{"ko":{"title":"안녕하세요","body":"벤치마크 메시지입니다."},
+"en":{"title":"Hello","body":"A benchmark message."},"ja":{"title":"こんにちは","body":"ベンチマークのメッセージです。"},
+"zh-Hant":{"title":"你好","body":"基準測試訊息。"}}}}}}`)
 }
 
 func segmentJob(project string, _ []string) []byte {
@@ -201,6 +225,10 @@ var workloads = []workload{
 		out: "sqs+{sqs}/000000000000/bench-{channel}", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
 	{job: JobPushJetStream, name: "publish push, all users -> embedded JetStream", command: "publish",
 		out: "embedded://{dir}/js?stream=BENCH&subject=bench.{channel}", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
+	{job: JobPushDelivery, name: "publish push, all users, local_time + most_recent_device_only + localized_messages -> file://", command: "publish",
+		out: "file://{dir}/{channel}.ndjson", build: func(p string, _ []string) []byte { return PushDeliveryJob(p) },
+		pairedWith: &workload{job: JobPushAll, command: "publish", out: "file://{dir}/{channel}.ndjson",
+			build: func(p string, _ []string) []byte { return PushAllJob(p) }}},
 	{job: JobSeedPushAll, name: "seed pattern: push, all users (OFFSET pages, IN lists, in memory)", command: "baseline",
 		baseline: true, build: func(p string, _ []string) []byte { return PushAllJob(p) }},
 	{job: JobSeedUserIDs, name: "seed pattern: push, user_ids list of 200k (IN lists of 5000)", command: "baseline",
@@ -290,7 +318,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 	}
 	if !exists {
 		log.Info("seeding", "project", p.ID, "users", p.Users)
-		if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: p.ID, Users: p.Users, Logger: log}); err != nil {
+		if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: p.ID, Users: p.Users, Logger: log, Targeting: cfg.Targeting}); err != nil {
 			return nil, err
 		}
 	}
@@ -387,7 +415,14 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 			// SQS workload run, so that both see the machine alike.
 			ceiling float64
 		)
-		var paired []float64
+		var paired, pairs []float64
+		var partnerPath string
+		if pw := wl.pairedWith; pw != nil {
+			partnerPath = filepath.Join(dir, wl.job+"-pair.json")
+			if err := os.WriteFile(partnerPath, pw.build(p.ID, ids), 0o644); err != nil {
+				return nil, err
+			}
+		}
 		for i := 0; i < cfg.Runs; i++ {
 			var copySec float64
 			if wl.job == JobPushAll {
@@ -395,9 +430,34 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 					return nil, fmt.Errorf("%s: paired COPY: %w", wl.name, err)
 				}
 			}
+			// A paired workload runs its partner before it on even runs
+			// and after it on odd ones.
+			var partner Measurement
+			runPartner := func() error {
+				var err error
+				if partner, err = runChild(ctx, cfg, *wl.pairedWith, partnerPath, filepath.Join(dir, "out")); err != nil {
+					return fmt.Errorf("%s (paired with %s): %w", wl.pairedWith.job, wl.name, err)
+				}
+				return nil
+			}
+			if wl.pairedWith != nil && i%2 == 0 {
+				if err := runPartner(); err != nil {
+					return nil, err
+				}
+			}
 			m, err := runChild(ctx, cfg, wl, jobPath, filepath.Join(dir, "out"))
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", wl.name, err)
+			}
+			if wl.pairedWith != nil {
+				if i%2 == 1 {
+					if err := runPartner(); err != nil {
+						return nil, err
+					}
+				}
+				pairs = append(pairs, m.Seconds/partner.Seconds)
+				log.Info("paired run", "project", p.ID, "job", wl.job, "run", i+1, "seconds", m.Seconds,
+					"partner", wl.pairedWith.job, "partner_seconds", partner.Seconds, "ratio", m.Seconds/partner.Seconds)
 			}
 			log.Info("measured", "project", p.ID, "job", wl.job, "run", i+1, "seconds", m.Seconds, "messages", m.Messages, "peak_rss_mib", m.PeakRSSMB)
 			if copySec > 0 {
@@ -443,6 +503,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		best.Job, best.Name = wl.job, wl.name
 		best.VsCopy = best.Seconds / copyBest
 		best.VsCopyPaired = median(paired)
+		best.VsPaired = median(pairs)
 		if queryBest > 0 {
 			best.QuerySeconds, best.VsQuery = queryBest, best.Seconds/queryBest
 		}

@@ -59,10 +59,11 @@ func runMigrate(ctx context.Context, env *Env, c *common, project *string) int {
 // seedOptions are the settings of `segpub seed`.
 type seedOptions struct {
 	common
-	project string
-	users   int
-	seed    int64
-	replace bool
+	project   string
+	users     int
+	seed      int64
+	replace   bool
+	targeting bool
 }
 
 // DefaultSeedUsers is how many users seed makes without --users.
@@ -75,6 +76,7 @@ func (a *App) seedCmd() *cobra.Command {
 	d.Int(&o.users, "users", "", DefaultSeedUsers, "number of users")
 	d.Int64(&o.seed, "seed", "", 1, "random seed: the same seed gives the same data")
 	d.fs.BoolVar(&o.replace, "replace", false, "drop the project's tables first if they exist")
+	d.fs.BoolVar(&o.targeting, "targeting", false, "also write the timezone and language properties delivery targeting reads")
 	o.common.registerDB(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runSeed(ctx, a.env, &o) })
 	return cmd
@@ -94,7 +96,7 @@ func runSeed(ctx context.Context, env *Env, o *seedOptions) int {
 		return fail(env, "seed", err)
 	}
 	defer pool.Close()
-	cfg := seed.Config{ProjectID: *project, Users: *users, Seed: *seedN, Logger: c.logger(env), Replace: *replace}
+	cfg := seed.Config{ProjectID: *project, Users: *users, Seed: *seedN, Logger: c.logger(env), Replace: *replace, Targeting: o.targeting}
 	if env.term != nil {
 		cfg.Progress = env.term
 	}
@@ -116,7 +118,7 @@ type benchOptions struct {
 	results                          string
 	users, runs                      int
 	baselineMax                      int64
-	asJSON, keysOnly                 bool
+	asJSON, keysOnly, targeting      bool
 	sqsRTT                           time.Duration
 }
 
@@ -134,6 +136,7 @@ func (a *App) benchCmd() *cobra.Command {
 	d.String(&o.results, "results", "", "", "also write the report as JSON to this file, with its date and machine (make bench: docs/benchmarks.json, which segpub cost reads)")
 	d.fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
 	d.fs.BoolVar(&o.keysOnly, "keys-only", false, "measure the tables with only their keys: do not create segpub's indexes first (existing ones stay)")
+	d.fs.BoolVar(&o.targeting, "targeting", false, "seed new projects with the timezone and language properties the push-all-delivery workload reads")
 	d.Duration(&o.sqsRTT, "sqs-rtt", "", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
 	o.common.registerDB(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runBench(ctx, a.env, &o) })
@@ -196,7 +199,7 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 	}
 	defer floorPool.Close()
 	cfg := bench.Config{Pool: pool, FloorPool: floorPool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
-		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, KeysOnly: o.keysOnly, OutDir: *out, Logger: c.logger(env)}
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, KeysOnly: o.keysOnly, Targeting: o.targeting, OutDir: *out, Logger: c.logger(env)}
 	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.progressOut()})
 	cfg.Step = func(string) { bar.Add(1) }
 	rep, err := bench.Run(ctx, cfg)

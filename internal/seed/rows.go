@@ -145,12 +145,31 @@ func (g *gen) properties(r interface {
 	if r.IntN(20) == 0 {
 		p["$custom"] = "dollar-named property"
 	}
+	if g.cfg.Targeting {
+		t := g.rng(streamTargeting, i)
+		if z := seedZones[t.IntN(len(seedZones))]; z != "" {
+			p["timezone"] = z
+		}
+		if l := seedLanguages[t.IntN(len(seedLanguages))]; l != "" {
+			p["language"] = l
+		}
+	}
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(err) // plain values only
 	}
 	return string(b)
 }
+
+// seedZones and seedLanguages are what Targeting draws from: mostly
+// Korean users, zones with odd offsets and daylight saving, values that are
+// not zones ("" leaves the property out).
+var (
+	seedZones = []string{"Asia/Seoul", "Asia/Seoul", "Asia/Seoul", "Asia/Seoul", "Asia/Tokyo", "America/New_York",
+		"America/Los_Angeles", "Europe/Berlin", "Europe/London", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide",
+		"Australia/Sydney", "Pacific/Kiritimati", "America/Santiago", "UTC", "Local", "asia/seoul", ""}
+	seedLanguages = []string{"ko", "ko", "ko-KR", "ko_KR", "en", "en-US", "en-GB", "ja", "ja-JP", "zh-Hant-TW", "zh-Hans", "fr", "", ""}
+)
 
 var (
 	platforms   = []string{"ios", "ios", "ios", "ios", "android", "android", "android", "android", "web", "web"}

@@ -44,6 +44,10 @@ type Config struct {
 	Progress io.Writer
 	// Replace drops the project's tables first if they exist.
 	Replace bool
+	// Targeting adds the properties delivery targeting reads
+	// (docs/delivery.md): "timezone" and "language", from a stream of
+	// their own, so the other columns are those of a seed without them.
+	Targeting bool
 }
 
 // Stats counts the rows written.
@@ -215,6 +219,7 @@ const (
 	streamDevice
 	streamEvent
 	streamDelivery
+	streamTargeting
 )
 
 func (g *gen) rng(stream uint64, i int) *rand.Rand {
