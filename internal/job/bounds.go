@@ -175,6 +175,11 @@ var nulEscape = []byte(`\u0000`)
 // decodes to U+FFFD), so such a job could be neither recorded nor queried.
 func unstorable(data []byte) (path, why string) {
 	var bad func(string) bool
+	if bytes.IndexByte(data, 0) >= 0 {
+		// A raw NUL is not even JSON; inside a string, written as its
+		// escape it is, and the string's path can be named.
+		data = bytes.ReplaceAll(data, []byte{0}, nulEscape)
+	}
 	switch {
 	case bytes.Contains(data, nulEscape):
 		why = "contains a NUL character (\\u0000), which PostgreSQL cannot store"

@@ -125,6 +125,18 @@ func TestParseNUL(t *testing.T) {
 	if _, err := ParseEnvelope([]byte(`{"version":1,"message_id":"m\u0000"}`)); err == nil || !strings.HasPrefix(err.Error(), "message_id: contains a NUL") {
 		t.Fatalf("claim check: %v", err)
 	}
+	// A raw NUL byte (not JSON at all) inside a string is named by its
+	// path too; outside a string it is malformed JSON.
+	for _, c := range []struct{ from, to, want string }{
+		{`"title":"x"`, "\"title\":\"a\x00b\"", "campaign.message.title: contains a NUL character"},
+		{`"request_id":"r1"`, "\"request_id\":\"\x00\"", "request_id: contains a NUL character"},
+		{`"version":1`, "\"version\":1\x00", "malformed JSON"},
+	} {
+		_, err := Parse([]byte(strings.Replace(validJob, c.from, c.to, 1)))
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || !IsRejection(err) {
+			t.Errorf("%q: got %v, want %q", c.to, err, c.want)
+		}
+	}
 }
 
 // send_at is exact over the whole range, never wraps (10^7 minutes used to
