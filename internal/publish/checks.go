@@ -34,12 +34,9 @@ type checker struct {
 
 	// published counts messages so far; it numbers throttle waves.
 	published int64
-	// wave caches the formatted send_at of the current throttle wave,
-	// whether it falls in the night window, and the 08:00 it defers to.
-	wave         int64
-	waveSendAt   []byte
-	waveNight    bool
-	waveDeferred []byte
+	// wave is the current throttle wave of the run's messages (without
+	// local_time, whose waves count per base time: waves).
+	wave waveClock
 	// nightRule: the job defers night-time messages to recipients
 	// without night-time consent.
 	nightRule bool
@@ -119,7 +116,7 @@ func newChecker(p *plan, batchSize int) *checker {
 		enc:       message.NewEncoder(p.job),
 		seen:      dedup.New(int(p.estimate)),
 		batchSize: batchSize,
-		wave:      -1,
+		wave:      waveClock{wave: -1},
 		capacity:  job.ThrottleCapacity(p.reference, p.job.Campaign.Throttle),
 		waves:     map[int64]*waveClock{},
 	}
@@ -128,29 +125,40 @@ func newChecker(p *plan, batchSize int) *checker {
 	return c
 }
 
-// setWave makes message k's throttle wave the current one (section 6:
-// waves are numbered first, then deferred).
-func (c *checker) setWave(k int64) {
-	th := c.p.job.Campaign.Throttle
-	w := int64(0)
+// set makes message k of base time at (the reference time without
+// local_time) the clock's current wave: its send_at, whether that falls in
+// the night window, and the 08:00 it defers to (section 6: waves are
+// numbered first, then deferred). ok is false past the last wave that fits
+// before job.MaxTime; the time is then what it would be, and the run stops
+// at it.
+func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool) (ok bool) {
+	wave := int64(0)
 	if th != nil {
-		w = k / th.MaxPerInterval
+		wave = k / th.MaxPerInterval
 	}
-	if w == c.wave && c.waveSendAt != nil {
-		return
+	if wave == w.wave && w.sendAt != nil {
+		return true
 	}
-	// Past the last wave that fits (ok false) the message is never sent:
-	// run stops at it. Until then the time is what it would be.
-	at, _ := job.SendAt(c.p.reference, th, k)
-	c.waveSendAt = message.AppendSendAt(c.waveSendAt[:0], at)
-	c.waveNight = false
-	if c.nightRule {
-		if next, night := NightDeferral(at); night {
-			c.waveNight = true
-			c.waveDeferred = message.AppendSendAt(c.waveDeferred[:0], next)
+	t, ok := job.SendAt(at, th, k)
+	w.sendAt = message.AppendSendAt(w.sendAt[:0], t)
+	w.night = false
+	if nightRule {
+		if next, night := NightDeferral(t); night {
+			w.night = true
+			w.deferred = message.AppendSendAt(w.deferred[:0], next)
 		}
 	}
-	c.wave = w
+	w.wave = wave
+	return ok
+}
+
+// sendAt is the send_at of the clock's current wave for a recipient, and
+// whether the night-time rule deferred it.
+func (w *waveClock) sendAtFor(nightConsent bool) ([]byte, bool) {
+	if w.night && !nightConsent {
+		return w.deferred, true
+	}
+	return w.sendAt, false
 }
 
 // Night-time rule (docs/governance.md): advertising sent at or after
@@ -388,23 +396,13 @@ func (c *checker) deliver(cand *candidate, variantID string, dest, key []byte, b
 	// same way.
 	k := c.published
 	c.published++
-	var sendAt []byte
-	var deferred bool
+	clock := &c.wave
 	if c.tg != nil && c.tg.local != nil {
-		w := c.localWave(base.at)
-		sendAt = w.sendAt
-		deferred = w.night && !cand.NightConsent
-		if deferred {
-			sendAt = w.deferred
-		}
+		clock = c.localWave(base.at)
 	} else {
-		c.setWave(k)
-		sendAt = c.waveSendAt
-		deferred = c.waveNight && !cand.NightConsent
-		if deferred {
-			sendAt = c.waveDeferred
-		}
+		clock.set(c.p.reference, c.p.job.Campaign.Throttle, k, c.nightRule)
 	}
+	sendAt, deferred := clock.sendAtFor(cand.NightConsent)
 	locale := noLocale
 	if c.tg != nil && c.tg.localized != nil {
 		locale = c.tg.locale(cand.Language)
@@ -459,27 +457,9 @@ func (c *checker) localWave(at time.Time) *waveClock {
 	}
 	k := w.n
 	w.n++
-	th := c.p.job.Campaign.Throttle
-	wave := int64(0)
-	if th != nil {
-		wave = k / th.MaxPerInterval
-	}
-	if wave == w.wave {
-		return w
-	}
-	t, ok := job.SendAt(at, th, k)
-	if !ok && c.fail == nil {
+	if !w.set(at, c.p.job.Campaign.Throttle, k, c.nightRule) && c.fail == nil {
 		c.fail = job.Rejectf("campaign.delivery.local_time", "a message's send_at would be after %s", job.MaxTime.Format(time.RFC3339))
 	}
-	w.sendAt = message.AppendSendAt(w.sendAt[:0], t)
-	w.night = false
-	if c.nightRule {
-		if next, night := NightDeferral(t); night {
-			w.night = true
-			w.deferred = message.AppendSendAt(w.deferred[:0], next)
-		}
-	}
-	w.wave = wave
 	return w
 }
 
