@@ -377,10 +377,8 @@ func skipCounts(s publish.Skipped) []count {
 	b, _ := json.Marshal(s)
 	var m map[string]int64
 	_ = json.Unmarshal(b, &m)
-	order := []string{"unknown_user", "previously_received", "no_consent", "frequency_capped", "local_time_passed", "control_group", "no_contact",
-		"invalid_contact", "older_device", "duplicate_destination"}
 	out := make([]count, 0, len(m))
-	for _, name := range order {
+	for _, name := range publish.SkipReasons {
 		if n, ok := m[name]; ok {
 			out = append(out, count{name, n})
 			delete(m, name)

@@ -380,7 +380,7 @@ func summary(out io.Writer, ids []string, names map[string]campaign, runs map[st
 			v int64
 		}{{"no_contact", s.NoContact}, {"invalid", s.InvalidContact}, {"duplicate", s.DuplicateDestination},
 			{"previous", s.PreviouslyReceived}, {"control", s.ControlGroup}, {"unknown", s.UnknownUser},
-			{"no_consent", s.NoConsent}, {"capped", s.FrequencyCapped}} {
+			{"no_consent", s.NoConsent}, {"capped", s.FrequencyCapped}, {"local_time_passed", s.LocalTimePassed}, {"older_device", s.OlderDevice}} {
 			if kv.v > 0 {
 				skipped = append(skipped, fmt.Sprintf("%s %d", kv.k, kv.v))
 			}

@@ -77,13 +77,8 @@ func (m *Metrics) JobDone(outcome string, res *publish.Result, d time.Duration) 
 		return
 	}
 	m.candidates.Add(float64(res.Candidates))
-	s := res.Skipped
-	for reason, n := range map[string]int64{
-		"no_contact": s.NoContact, "invalid_contact": s.InvalidContact, "duplicate_destination": s.DuplicateDestination,
-		"previously_received": s.PreviouslyReceived, "control_group": s.ControlGroup, "unknown_user": s.UnknownUser,
-		"no_consent": s.NoConsent, "frequency_capped": s.FrequencyCapped,
-	} {
-		m.skipped.WithLabelValues(reason).Add(float64(n))
+	for _, rc := range res.Skipped.ByReason() {
+		m.skipped.WithLabelValues(rc.Reason).Add(float64(rc.N))
 	}
 	m.unpublishable.WithLabelValues(publish.ReasonMessageTooLarge).Add(float64(res.Unpublishable.MessageTooLarge))
 }

@@ -335,3 +335,25 @@ func TestDeliveryWithExperimentAndThrottle(t *testing.T) {
 		t.Fatalf("later: %+v", res)
 	}
 }
+
+// SkipReasons names each Skipped field by its JSON key, in the checks'
+// order, and Total and Add cover all ten.
+func TestSkipReasonsMatchFields(t *testing.T) {
+	t.Parallel()
+	s := Skipped{UnknownUser: 1, PreviouslyReceived: 2, NoConsent: 3, FrequencyCapped: 4, LocalTimePassed: 5,
+		ControlGroup: 6, NoContact: 7, InvalidContact: 8, OlderDevice: 9, DuplicateDestination: 10}
+	raw, _ := json.Marshal(s)
+	var m map[string]int64
+	if err := json.Unmarshal(raw, &m); err != nil || len(m) != len(SkipReasons) {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	for i, rc := range s.ByReason() {
+		if rc.Reason != SkipReasons[i] || m[rc.Reason] != rc.N || rc.N != int64(i+1) {
+			t.Fatalf("reason %d: %+v, JSON %d", i, rc, m[rc.Reason])
+		}
+	}
+	s.Add(s)
+	if s.Total() != 110 || s.DuplicateDestination != 20 {
+		t.Fatalf("add: %+v", s)
+	}
+}

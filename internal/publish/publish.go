@@ -254,24 +254,47 @@ type Skipped struct {
 	OlderDevice     int64 `json:"older_device"`
 }
 
+// SkipReasons are the skip reasons (the Skipped fields' JSON names) in the
+// order the checks apply them (docs/recipients.md, docs/governance.md and docs/delivery.md).
+var SkipReasons = [...]string{"unknown_user", "previously_received", "no_consent", "frequency_capped", "local_time_passed",
+	"control_group", "no_contact", "invalid_contact", "older_device", "duplicate_destination"}
+
+// counters are s's counts, index for index with SkipReasons.
+func (s *Skipped) counters() [len(SkipReasons)]*int64 {
+	return [...]*int64{&s.UnknownUser, &s.PreviouslyReceived, &s.NoConsent, &s.FrequencyCapped, &s.LocalTimePassed,
+		&s.ControlGroup, &s.NoContact, &s.InvalidContact, &s.OlderDevice, &s.DuplicateDestination}
+}
+
+// ReasonCount is one skip reason's count.
+type ReasonCount struct {
+	Reason string
+	N      int64
+}
+
+// ByReason lists the counts in the order the checks apply them.
+func (s Skipped) ByReason() []ReasonCount {
+	out := make([]ReasonCount, len(SkipReasons))
+	for i, n := range s.counters() {
+		out[i] = ReasonCount{SkipReasons[i], *n}
+	}
+	return out
+}
+
 // Total is the number of skipped candidates.
 func (s Skipped) Total() int64 {
-	return s.NoContact + s.InvalidContact + s.DuplicateDestination + s.PreviouslyReceived + s.ControlGroup + s.UnknownUser +
-		s.NoConsent + s.FrequencyCapped + s.LocalTimePassed + s.OlderDevice
+	var t int64
+	for _, n := range s.counters() {
+		t += *n
+	}
+	return t
 }
 
 // Add adds o's counts to s (the partitions of a run).
 func (s *Skipped) Add(o Skipped) {
-	s.NoContact += o.NoContact
-	s.InvalidContact += o.InvalidContact
-	s.DuplicateDestination += o.DuplicateDestination
-	s.PreviouslyReceived += o.PreviouslyReceived
-	s.ControlGroup += o.ControlGroup
-	s.UnknownUser += o.UnknownUser
-	s.NoConsent += o.NoConsent
-	s.FrequencyCapped += o.FrequencyCapped
-	s.LocalTimePassed += o.LocalTimePassed
-	s.OlderDevice += o.OlderDevice
+	theirs := o.counters()
+	for i, n := range s.counters() {
+		*n += *theirs[i]
+	}
 }
 
 // Add adds o's counts to r (the ranges of a partitioned run): candidates,
