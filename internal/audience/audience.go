@@ -76,8 +76,8 @@ type Spec struct {
 	FrequencyCap *job.FrequencyCap
 	// ZoneKey and LanguageKey are the user_properties keys of the
 	// recipient's time zone and language tag (docs/delivery.md);
-	// their columns hold the property when it is a JSON string, else
-	// NULL ("" keys: NULL for every row).
+	// their columns hold the property as JSON text, NULL when missing
+	// ("" keys: NULL for every row). StringValue reads them.
 	ZoneKey, LanguageKey string
 	// Reference is the run's reference time.
 	Reference time.Time

@@ -1,6 +1,8 @@
 package audience
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -90,15 +92,32 @@ func GovernanceUser(s Spec, externalID string) *Query {
 	return &Query{SQL: sql, Args: b.args}
 }
 
-// stringProperty is the text of the user's property key when it is a JSON
-// string, else NULL (missing, null, a number...): the zone and language
-// columns, which only a string can set. NULL for every row when key is "".
+// stringProperty is the user's property key as JSON text (NULL when
+// missing, or for every row when key is ""): the zone and language
+// columns. One look-up in the jsonb per row; the reader keeps only JSON
+// strings (StringValue), so a number or an object is never a zone.
 func (b *builder) stringProperty(key string) string {
 	if key == "" {
 		return "NULL::text"
 	}
-	k := b.arg(key)
-	return "CASE WHEN jsonb_typeof(u.user_properties -> " + k + "::text) = 'string' THEN u.user_properties ->> " + k + "::text END"
+	return "(u.user_properties -> " + b.arg(key) + "::text)::text"
+}
+
+// StringValue returns the string a property's JSON text holds (the zone
+// and language columns), or nil when the text is not a JSON string (nil
+// too for NULL). buf may receive the value when it has escapes.
+func StringValue(v []byte, buf []byte) []byte {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return nil
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return v[1 : len(v)-1]
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil
+	}
+	return append(buf[:0], s...)
 }
 
 // PropertiesOf compiles the query behind `segpub why`'s delivery section

@@ -52,6 +52,9 @@ type candidate struct {
 type rowBatch struct {
 	rows  []candidate
 	arena []byte
+	// scratch holds a zone or language value while its escapes are
+	// decoded, before it is copied into arena.
+	scratch []byte
 }
 
 func newRowBatch() *rowBatch {

@@ -143,8 +143,9 @@ func decodeRow(b *rowBatch, c *candidate, v [][]byte, device bool) error {
 	c.NoConsent = !isTrue(v[audience.ColConsent])
 	c.NightConsent = isTrue(v[audience.ColNightConsent])
 	c.Capped = isTrue(v[audience.ColCapped])
-	c.Zone = b.copy(v[audience.ColZone])
-	c.Language = b.copy(v[audience.ColLanguage])
+	// Only a JSON string is a zone or a language tag.
+	c.Zone = b.copy(audience.StringValue(v[audience.ColZone], b.scratch[:0]))
+	c.Language = b.copy(audience.StringValue(v[audience.ColLanguage], b.scratch[:0]))
 	if !device || v[audience.ColDeviceID] == nil {
 		return nil
 	}
