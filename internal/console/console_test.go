@@ -623,6 +623,22 @@ func TestPreview(t *testing.T) {
 			t.Errorf("preview lacks %q", w)
 		}
 	}
+	// Delivery targeting: what each rule removes, the base times and the
+	// locales, and for the user the zone and language and what they did.
+	delivery := strings.Replace(jobText, `"channel":"email",`, `"channel":"push_notification","delivery":{"local_time":{"time":"09:00","time_zone":"tz"},
+"most_recent_device_only":true,"localized_messages":{"property":"lang","messages":{"en":{"s":"hi"}}}},`, 1)
+	code, page = f.post(t, "/preview", testToken, url.Values{"job": {delivery}, "user": {user}}, nil)
+	if code != http.StatusOK {
+		t.Fatalf("preview: %d %s", code, page)
+	}
+	for _, w := range []string{
+		`<h2>Delivery targeting</h2>`, `most recent device only removes`, `id="pv-base-times"`, `<td>2026-11-25 00:00:00Z</td>`,
+		`id="pv-locales"`, `null (default message)`, `time zone: property "tz" is missing`, `fallback zone Asia/Seoul`,
+	} {
+		if !strings.Contains(page, w) {
+			t.Errorf("delivery preview lacks %q", w)
+		}
+	}
 	// A bad job: the rejection with its path.
 	code, page = f.post(t, "/preview", testToken, url.Values{"job": {`{"version":1}`}}, nil)
 	if code != http.StatusUnprocessableEntity || !strings.Contains(page, "rejected") {
