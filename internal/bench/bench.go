@@ -108,6 +108,11 @@ type Measurement struct {
 	// push-all) is the median of the run-by-run ratios of this workload's
 	// seconds to its partner's, the two run alternately.
 	VsPaired float64 `json:"vs_partner_paired,omitempty"`
+	// CPUSeconds is the segpub process's own CPU time (user and system),
+	// which load from other processes disturbs less than wall time;
+	// VsPairedCPU is VsPaired's figure for it.
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	VsPairedCPU float64 `json:"vs_partner_paired_cpu,omitempty"`
 }
 
 // SizeReport is the results on one project.
@@ -415,7 +420,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 			// SQS workload run, so that both see the machine alike.
 			ceiling float64
 		)
-		var paired, pairs []float64
+		var paired, pairs, cpuPairs []float64
 		var partnerPath string
 		if pw := wl.pairedWith; pw != nil {
 			partnerPath = filepath.Join(dir, wl.job+"-pair.json")
@@ -456,8 +461,10 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 					}
 				}
 				pairs = append(pairs, m.Seconds/partner.Seconds)
+				cpuPairs = append(cpuPairs, m.CPUSeconds/partner.CPUSeconds)
 				log.Info("paired run", "project", p.ID, "job", wl.job, "run", i+1, "seconds", m.Seconds,
-					"partner", wl.pairedWith.job, "partner_seconds", partner.Seconds, "ratio", m.Seconds/partner.Seconds)
+					"partner", wl.pairedWith.job, "partner_seconds", partner.Seconds, "ratio", m.Seconds/partner.Seconds,
+					"cpu_seconds", m.CPUSeconds, "partner_cpu_seconds", partner.CPUSeconds, "cpu_ratio", m.CPUSeconds/partner.CPUSeconds)
 			}
 			log.Info("measured", "project", p.ID, "job", wl.job, "run", i+1, "seconds", m.Seconds, "messages", m.Messages, "peak_rss_mib", m.PeakRSSMB)
 			if copySec > 0 {
@@ -503,7 +510,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		best.Job, best.Name = wl.job, wl.name
 		best.VsCopy = best.Seconds / copyBest
 		best.VsCopyPaired = median(paired)
-		best.VsPaired = median(pairs)
+		best.VsPaired, best.VsPairedCPU = median(pairs), median(cpuPairs)
 		if queryBest > 0 {
 			best.QuerySeconds, best.VsQuery = queryBest, best.Seconds/queryBest
 		}
@@ -666,7 +673,8 @@ func runChild(ctx context.Context, cfg Config, wl workload, jobPath, outDir stri
 	if err != nil {
 		return Measurement{}, fmt.Errorf("run %s: %w (%s %s)", wl.command, err, stdout.String(), tail(stderr.String(), 500))
 	}
-	m := Measurement{Seconds: time.Since(start).Seconds(), PeakRSSMB: float64(peak) / 1024}
+	m := Measurement{Seconds: time.Since(start).Seconds(), PeakRSSMB: float64(peak) / 1024,
+		CPUSeconds: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && peak == 0 {
 		// No /proc: getrusage's figure, which on Linux is at least the
 		// benchmark's own peak (see watchPeakRSS).
