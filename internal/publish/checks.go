@@ -125,6 +125,18 @@ func newChecker(p *plan, batchSize int) *checker {
 	return c
 }
 
+// waveClock caches the formatted send_at of a throttle's current wave,
+// whether it falls in the night window, and the 08:00 it defers to: the
+// run's waves, or with local_time those of one base time, whose messages
+// it numbers (n; docs/delivery.md: waves are counted per base time).
+type waveClock struct {
+	n        int64
+	wave     int64
+	sendAt   []byte
+	night    bool
+	deferred []byte
+}
+
 // set makes message k of base time at (the reference time without
 // local_time) the clock's current wave: its send_at, whether that falls in
 // the night window, and the 08:00 it defers to (section 6: waves are
@@ -152,7 +164,7 @@ func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool)
 	return ok
 }
 
-// sendAt is the send_at of the clock's current wave for a recipient, and
+// sendAtFor is the send_at of the clock's current wave for a recipient, and
 // whether the night-time rule deferred it.
 func (w *waveClock) sendAtFor(nightConsent bool) ([]byte, bool) {
 	if w.night && !nightConsent {

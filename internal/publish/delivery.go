@@ -2,6 +2,7 @@ package publish
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"time"
 
@@ -49,18 +50,18 @@ type baseTime struct {
 	fallback bool
 }
 
-func newTargeting(d *job.Delivery, ref time.Time, zones *tz.Cache) *targeting {
+func newTargeting(d *job.Delivery, ref time.Time, zones *tz.Cache) (*targeting, error) {
 	if !d.IsOn() {
-		return nil
+		return nil, nil
 	}
 	t := &targeting{local: d.LocalTime, mostRecent: d.MostRecentDeviceOnly, localized: d.Localized, zones: zones, ref: ref}
 	if t.local != nil {
 		t.bases = map[string]baseTime{}
 		loc, ok := zones.Load(t.local.FallbackName)
 		if !ok {
-			// Parsing checked the name; a host that lost its zone
-			// database still has the linked copy.
-			loc = time.UTC
+			// Parsing checked the name: this host's zone data lacks it (a
+			// build without time/tzdata on a host without zoneinfo).
+			return nil, fmt.Errorf("load fallback time zone %q: not in this host's time zone data", t.local.FallbackName)
 		}
 		t.fallback = t.compute(loc, t.local.FallbackName)
 		t.fallback.fallback = true
@@ -72,7 +73,7 @@ func newTargeting(d *job.Delivery, ref time.Time, zones *tz.Cache) *targeting {
 		}
 		t.chosen = map[string]int{}
 	}
-	return t
+	return t, nil
 }
 
 func (t *targeting) compute(loc *time.Location, name string) baseTime {
@@ -147,17 +148,6 @@ func newer(ta time.Time, a []byte, tb time.Time, b []byte) bool {
 		return ta.After(tb)
 	}
 	return bytes.Compare(a, b) < 0
-}
-
-// waveClock numbers the throttle waves of one base time and caches the
-// formatted send_at of its current wave (docs/delivery.md: waves are
-// counted per base time).
-type waveClock struct {
-	n        int64
-	wave     int64
-	sendAt   []byte
-	night    bool
-	deferred []byte
 }
 
 // pending is the best device so far of the user being checked, under

@@ -101,6 +101,8 @@ type plan struct {
 	publish  bool
 	// rng limits the run to a key range (nil: the whole audience).
 	rng *Range
+	// targeting is the run's delivery targeting (nil: off).
+	targeting *targeting
 }
 
 // Run runs a job: for action publish, it publishes every message to sink;
@@ -221,6 +223,9 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 		p.reference = r.cfg.Now().Truncate(time.Second)
 	}
 	c := j.Campaign
+	if p.targeting, err = newTargeting(c.Delivery, p.reference, r.zones); err != nil {
+		return nil, err
+	}
 	if c.ExperimentID != "" {
 		vs, err := variant.Load(ctx, r.cfg.Pool, tables.Variants, c.ExperimentID)
 		if err != nil {
@@ -348,7 +353,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		return r.streamDB(gctx, p.query, rowsCh, freeRows, &streamed)
 	})
 	ch := newChecker(p, r.cfg.BatchSize)
-	ch.tg = newTargeting(p.job.Campaign.Delivery, p.reference, r.zones)
+	ch.tg = p.targeting
 	defer ch.seen.Release()
 	ch.failpoints = r.cfg.Failpoints
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
