@@ -139,7 +139,7 @@ type waveClock struct {
 
 // set makes message k of base time at (the reference time without
 // local_time) the clock's current wave: its send_at, whether that falls in
-// the night window, and the 08:00 it defers to (section 6: waves are
+// the night window, and the 08:00 it defers to (docs/governance.md: waves are
 // numbered first, then deferred). ok is false past the last wave that fits
 // before job.MaxTime; the time is then what it would be, and the run stops
 // at it.
