@@ -1,4 +1,5 @@
-// Package cleaner deletes what segpub's own tables no longer need: finished
+// Package cleaner deletes what segpub's own tables no longer need (which
+// rows those are, internal/state says): finished
 // runs past their retention, scheduler occurrences past theirs, and the
 // destination fingerprints of partitioned runs once the run has ended.
 // `segpub serve` runs it; with several processes one cleans at a time (an
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/lifecycle"
+	"github.com/segpub/segpub/internal/state"
 )
 
 // Defaults. Runs are kept well past any queue's retention (SQS keeps a
@@ -114,27 +116,13 @@ type Deleted struct {
 	Skipped bool `json:"skipped,omitempty"`
 }
 
-// statements delete one batch each; every one takes its cut-off as $1 and
-// the batch size as $2. Destinations go first, while their run's row still
-// says when it finished.
-var statements = []struct {
-	table string
-	sql   string
-}{
-	{"segpub_partition_destinations", `DELETE FROM segpub_partition_destinations WHERE ctid = ANY(ARRAY(
-  SELECT d.ctid FROM segpub_partition_destinations d JOIN segpub_runs r ON r.request_id = d.request_id
-  WHERE r.status IN ('completed', 'rejected', 'failed', 'cancelled') AND r.finished_at < $1 LIMIT $2))`},
-	{"segpub_runs", `DELETE FROM segpub_runs WHERE request_id = ANY(ARRAY(
-  SELECT request_id FROM segpub_runs WHERE status IN ('completed', 'rejected', 'failed', 'cancelled') AND finished_at < $1
-  AND (parent IS NULL OR parent NOT IN (SELECT request_id FROM segpub_runs WHERE status NOT IN ('completed', 'rejected', 'failed', 'cancelled')))
-  LIMIT $2))`},
-	{"segpub_occurrences", `DELETE FROM segpub_occurrences WHERE (campaign_id, occurrence) IN (
-  SELECT campaign_id, occurrence FROM segpub_occurrences WHERE occurrence < $1 LIMIT $2)`},
-}
-
 // Clean runs one pass, unless another process is cleaning.
 func (c *Cleaner) Clean(ctx context.Context) (Deleted, error) {
 	var d Deleted
+	// The tables exist whichever process starts first.
+	if err := state.Migrate(ctx, c.cfg.Pool); err != nil {
+		return d, fmt.Errorf("clean: %w", err)
+	}
 	conn, err := c.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return d, fmt.Errorf("clean: acquire connection: %w", err)
@@ -152,31 +140,24 @@ func (c *Cleaner) Clean(ctx context.Context) (Deleted, error) {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey)
 	}()
 	now := time.Now()
-	cutoffs := map[string]time.Time{
-		"segpub_partition_destinations": now.Add(-c.cfg.DestinationRetention),
-		"segpub_runs":                   now.Add(-c.cfg.RunRetention),
-		"segpub_occurrences":            now.Add(-c.cfg.OccurrenceRetention),
+	cutoffs := map[state.Expiring]time.Time{
+		state.ExpiredDestinations: now.Add(-c.cfg.DestinationRetention),
+		state.ExpiredRuns:         now.Add(-c.cfg.RunRetention),
+		state.ExpiredOccurrences:  now.Add(-c.cfg.OccurrenceRetention),
 	}
-	counts := map[string]*int64{
-		"segpub_partition_destinations": &d.Destinations,
-		"segpub_runs":                   &d.Runs,
-		"segpub_occurrences":            &d.Occurrences,
+	counts := map[state.Expiring]*int64{
+		state.ExpiredDestinations: &d.Destinations,
+		state.ExpiredRuns:         &d.Runs,
+		state.ExpiredOccurrences:  &d.Occurrences,
 	}
-	for _, st := range statements {
-		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, st.table).Scan(&exists); err != nil {
-			return d, fmt.Errorf("clean %s: %w", st.table, err)
-		}
-		if !exists {
-			continue
-		}
+	for _, k := range state.Expirings {
 		for {
-			tag, err := conn.Exec(ctx, st.sql, cutoffs[st.table], batchRows)
+			n, err := state.DeleteExpired(ctx, conn, k, cutoffs[k], batchRows)
 			if err != nil {
-				return d, fmt.Errorf("clean %s: %w", st.table, err)
+				return d, fmt.Errorf("clean: %w", err)
 			}
-			*counts[st.table] += tag.RowsAffected()
-			if tag.RowsAffected() < batchRows {
+			*counts[k] += n
+			if n < batchRows {
 				break
 			}
 		}

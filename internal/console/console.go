@@ -28,7 +28,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/claimcheck"
-	"github.com/segpub/segpub/internal/ddl"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/msgstore"
@@ -189,9 +188,6 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	}
 	store, err := scheduler.NewStore(ctx, cfg.State)
 	if err != nil {
-		return nil, err
-	}
-	if err := ddl.Apply(ctx, cfg.State, "console tables", Schema); err != nil {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, log: log, led: led, campaigns: store, previews: make(chan struct{}, 1), hosts: map[string]bool{},

@@ -360,7 +360,7 @@ func TestActionsNeedTheToken(t *testing.T) {
 	ctx := context.Background()
 	f.claim(t, "r-ctl")
 	stopRequested := func() bool {
-		control, err := f.con.stopRequested(ctx, "r-ctl")
+		control, err := f.con.led.StopRequested(ctx, "r-ctl")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -704,6 +704,45 @@ WHERE request_id = $1`, parent.RequestID); err != nil {
 	_, list := f.get(t, "/runs")
 	if !strings.Contains(section(list, "running"), `data-request-id="r-parted"`) || strings.Contains(list, `data-request-id="r-parted#scan-0"`) {
 		t.Fatalf("runs list:\n%s", section(list, "running"))
+	}
+}
+
+// A partitioned run paused as a whole shows paused once its partitions have
+// stopped, in the paused section, with resume offered.
+func TestPausedPartitionedRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testToken)
+	ctx := context.Background()
+	parent := start("r-held")
+	if c, err := f.led.Claim(ctx, parent, "worker-1", time.Minute); err != nil || !c.Granted {
+		t.Fatal(err)
+	}
+	if _, err := f.state.Exec(ctx, `UPDATE segpub_runs SET status = 'publishing', job = '{}', plan = '{"bounds":["","u5",""]}', owner = NULL, lease_until = NULL
+WHERE request_id = $1`, parent.RequestID); err != nil {
+		t.Fatal(err)
+	}
+	child := start("r-held#publish-0000")
+	child.Parent = parent.RequestID
+	if c, err := f.led.Claim(ctx, child, "worker-a", time.Minute); err != nil || !c.Granted {
+		t.Fatal(err)
+	}
+	if _, err := f.led.Pause(ctx, parent.RequestID); err != nil {
+		t.Fatal(err)
+	}
+	// Its partition still runs: publishing, pause requested.
+	if _, page := f.get(t, "/runs/r-held"); !strings.Contains(page, `id="run-status">publishing<`) || !strings.Contains(page, `id="stopping"`) {
+		t.Fatalf("pausing partitioned run's page:\n%s", page)
+	}
+	if err := f.led.Stopped(ctx, child.RequestID, "worker-a", ledger.Paused, 10, 10, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	code, page := f.get(t, "/runs/r-held")
+	if code != http.StatusOK || !strings.Contains(page, `id="run-status">paused<`) || !strings.Contains(page, "/runs/r-held/resume") {
+		t.Fatalf("paused partitioned run's page: %d\n%s", code, page)
+	}
+	_, list := f.get(t, "/runs")
+	if !strings.Contains(section(list, "paused"), `data-request-id="r-held"`) || strings.Contains(section(list, "running"), `data-request-id="r-held"`) {
+		t.Fatalf("runs list:\n%s", list)
 	}
 }
 

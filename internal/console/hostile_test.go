@@ -90,7 +90,7 @@ func TestHostileHostHeader(t *testing.T) {
 			}
 		}
 	}
-	if control, _ := f.con.stopRequested(context.Background(), "r-host"); control != "" {
+	if control, _ := f.con.led.StopRequested(context.Background(), "r-host"); control != "" {
 		t.Fatal("a request for another host paused the run")
 	}
 	// The console's own names answer, any port.
@@ -251,7 +251,7 @@ func TestHostileSessions(t *testing.T) {
 	if code, _, _ := do(t, late, form(http.MethodPost, f.srv.URL+"/runs/r-sess/pause", url.Values{csrfField: {csrf}})); code != http.StatusForbidden {
 		t.Errorf("an expired session paused a run: %d", code)
 	}
-	if control, _ := f.con.stopRequested(context.Background(), "r-sess"); control != "" {
+	if control, _ := f.con.led.StopRequested(context.Background(), "r-sess"); control != "" {
 		t.Fatal("the run was paused")
 	}
 	// Secure behind a proxy that says TLS; the cookie's lifetime is said.
@@ -382,10 +382,10 @@ func TestHostileIDs(t *testing.T) {
 	if code, _, _ := do(t, c, form(http.MethodPost, f.srv.URL+m[1], url.Values{csrfField: {csrf[1]}})); code != http.StatusSeeOther {
 		t.Fatalf("pause at %s: %d", m[1], code)
 	}
-	if got, _ := f.con.stopRequested(ctx, evil); got != "pause" {
+	if got, _ := f.con.led.StopRequested(ctx, evil); got != "pause" {
 		t.Errorf("run %q: %q requested", evil, got)
 	}
-	if got, _ := f.con.stopRequested(ctx, victim); got != "" {
+	if got, _ := f.con.led.StopRequested(ctx, victim); got != "" {
 		t.Errorf("run %q: %q requested by the form of %q", victim, got, evil)
 	}
 	_, list, _ := do(t, c, mustRequest(http.MethodGet, f.srv.URL+"/runs", nil))

@@ -12,46 +12,19 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/segpub/segpub/internal/ddl"
 	"github.com/segpub/segpub/internal/events"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/queue"
+	"github.com/segpub/segpub/internal/state"
 	"github.com/segpub/segpub/internal/worker"
 )
 
-// Schema creates the tables the console reads besides the ledger and the
-// scheduler's: run events, throughput samples and dead letters, recorded by
-// the service as they happen (the event stream and the dead-letter queue
-// cannot be browsed). They are segpub's own tables, in the state database.
-const Schema = `CREATE TABLE IF NOT EXISTS segpub_console_events (
-  id          bigserial PRIMARY KEY,
-  request_id  text NOT NULL,
-  type        text NOT NULL,
-  at          timestamptz NOT NULL,
-  attempt     int NOT NULL DEFAULT 0,
-  part        text NOT NULL DEFAULT '',
-  candidates  bigint NOT NULL DEFAULT 0,
-  published   bigint NOT NULL DEFAULT 0,
-  error       text NOT NULL DEFAULT '',
-  detail      jsonb
-);
-CREATE INDEX IF NOT EXISTS segpub_console_events_run ON segpub_console_events (request_id, at);
-CREATE INDEX IF NOT EXISTS segpub_console_events_at ON segpub_console_events (at);
-CREATE TABLE IF NOT EXISTS segpub_dead_letters (
-  id                bigserial PRIMARY KEY,
-  request_id        text NOT NULL DEFAULT '',
-  kind              text NOT NULL,
-  reason            text NOT NULL,
-  attempts          int NOT NULL,
-  failed_at         timestamptz NOT NULL,
-  body              jsonb NOT NULL,
-  replayed_at       timestamptz,
-  replay_request_id text
-);
-CREATE INDEX IF NOT EXISTS segpub_dead_letters_failed_at ON segpub_dead_letters (failed_at);
-ALTER TABLE segpub_dead_letters ADD COLUMN IF NOT EXISTS raw bytea;
-ALTER TABLE segpub_dead_letters ALTER COLUMN body DROP NOT NULL`
+// The tables the console reads besides the ledger and the scheduler's are
+// run events, throughput samples and dead letters (segpub_console_events,
+// segpub_dead_letters), recorded by the service as they happen (the event
+// stream and the dead-letter queue cannot be browsed). They are segpub's
+// own tables, in the state database (internal/state's migrations).
 
 // Event types the recorder writes besides the worker's run events.
 const (
@@ -109,7 +82,7 @@ func NewRecorder(ctx context.Context, cfg RecorderConfig) (*Recorder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := ddl.Apply(ctx, cfg.Pool, "console tables", Schema); err != nil {
+	if err := state.Migrate(ctx, cfg.Pool); err != nil {
 		return nil, err
 	}
 	log := cfg.Logger

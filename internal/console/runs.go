@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -180,7 +179,7 @@ func (c *Console) progress(ctx context.Context, run *ledger.Run) (runRow, error)
 		}
 		return row, nil
 	}
-	if row.Stopping, err = c.stopRequested(ctx, run.RequestID); err != nil {
+	if row.Stopping, err = c.led.StopRequested(ctx, run.RequestID); err != nil {
 		return row, err
 	}
 	samples, err := c.samples(ctx, run.RequestID)
@@ -207,14 +206,12 @@ func (c *Console) total(ctx context.Context, row *runRow) error {
 		return nil
 	}
 	if run.Status == ledger.Publishing {
-		var n *int64
-		err := c.cfg.State.QueryRow(ctx, `SELECT sum(published)::bigint FROM segpub_runs WHERE parent = $1 AND starts_with(request_id, $1 || '#scan-')`,
-			run.RequestID).Scan(&n)
+		n, err := c.led.Scanned(ctx, run.RequestID)
 		if err != nil {
-			return fmt.Errorf("scan of %s: %w", run.RequestID, err)
+			return err
 		}
-		if n != nil && *n > 0 {
-			row.Total, row.TotalFrom = *n, totalScan
+		if n > 0 {
+			row.Total, row.TotalFrom = n, totalScan
 			return nil
 		}
 	}
@@ -237,20 +234,6 @@ func (c *Console) total(ctx context.Context, row *runRow) error {
 		row.Total, row.TotalFrom, row.Estimated = int64(float64(run.Published)/f), totalEstimate, true
 	}
 	return nil
-}
-
-// stopRequested returns the stop request recorded on a run ("pause",
-// "cancel"), "" when none.
-func (c *Console) stopRequested(ctx context.Context, requestID string) (string, error) {
-	var control *string
-	err := c.cfg.State.QueryRow(ctx, `SELECT control FROM segpub_runs WHERE request_id = $1`, requestID).Scan(&control)
-	if err != nil {
-		return "", fmt.Errorf("control of run %s: %w", requestID, err)
-	}
-	if control == nil {
-		return "", nil
-	}
-	return *control, nil
 }
 
 // runView is the run page.
@@ -501,7 +484,7 @@ func (c *Console) controlRun(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		status := http.StatusInternalServerError
-		if errors.Is(err, ledger.ErrNotFound) || errors.Is(err, ledger.ErrFinished) || errors.Is(err, ledger.ErrNotPaused) || strings.Contains(err.Error(), "a partition of") {
+		if errors.Is(err, ledger.ErrNotFound) || errors.Is(err, ledger.ErrFinished) || errors.Is(err, ledger.ErrNotPaused) || errors.Is(err, ledger.ErrPartition) {
 			status = http.StatusConflict
 		}
 		c.refuse(w, r, status, err.Error())

@@ -3,6 +3,10 @@
 // idempotent (docs/job.md): a request_id that completed is never
 // run again however late a copy arrives, and a run is leased to one worker
 // at a time, so two copies delivered to two workers do not both publish.
+//
+// The rows and the SQL on them belong to internal/state, which owns all of
+// segpub's tables; this package is the run ledger as the worker, the
+// console and `segpub run` use it.
 package ledger
 
 import (
@@ -11,191 +15,81 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/segpub/segpub/internal/ddl"
-	"github.com/segpub/segpub/internal/redact"
+	"github.com/segpub/segpub/internal/state"
 )
 
-// Status is a run's state.
-type Status string
+// Status is a run's state (state.Status).
+type Status = state.Status
 
+// The run statuses (state's constants).
 const (
-	Running  Status = "running"
-	Retrying Status = "retrying"
-	// HandedBack is a run its worker stopped when shutting down and handed
-	// back to the queue: not a failure; the next worker resumes it from
-	// its checkpoint.
-	HandedBack Status = "handed_back"
-	// Scanning and Publishing are a partitioned run's phases: its
-	// partitions run as runs of their own.
-	Scanning   Status = "scanning"
-	Publishing Status = "publishing"
-	Completed  Status = "completed"
-	Rejected   Status = "rejected"
-	Failed     Status = "failed"
-	// Paused runs keep their checkpoint and wait for a resume; Cancelled
-	// runs stopped for good at an operator's request.
-	Paused    Status = "paused"
-	Cancelled Status = "cancelled"
+	Running    = state.Running
+	Retrying   = state.Retrying
+	HandedBack = state.HandedBack
+	Scanning   = state.Scanning
+	Publishing = state.Publishing
+	Completed  = state.Completed
+	Rejected   = state.Rejected
+	Failed     = state.Failed
+	Paused     = state.Paused
+	Cancelled  = state.Cancelled
 )
 
-// Final reports whether a run in this state never runs again.
-func (s Status) Final() bool { return s == Completed || s == Rejected || s == Failed || s == Cancelled }
+type (
+	// Run is a ledger row.
+	Run = state.Run
+	// Start is what Claim needs to know of a job.
+	Start = state.Start
+	// Claim is the outcome of asking to run a job.
+	Claim = state.Claim
+	// Outcome is how an attempt of a run ended, recorded by Finish.
+	Outcome = state.Outcome
+	// Control is what a pause, resume or cancel did.
+	Control = state.Control
+)
 
-// Schema creates the ledger's table. It is segpub's own table (not the
-// audience's), created by `segpub migrate` and by `segpub serve` at start.
-// It also holds the records of partitioned runs, which internal/partition
-// reads and writes: the plan column and segpub_partition_destinations.
-const Schema = `CREATE TABLE IF NOT EXISTS segpub_runs (
-  request_id     text PRIMARY KEY,
-  project_id     text NOT NULL,
-  campaign_id    text NOT NULL,
-  action         text NOT NULL,
-  status         text NOT NULL,
-  attempts       int  NOT NULL DEFAULT 0,
-  owner          text,
-  lease_until    timestamptz,
-  reference_time timestamptz NOT NULL,
-  candidates     bigint NOT NULL DEFAULT 0,
-  published      bigint NOT NULL DEFAULT 0,
-  result         jsonb,
-  error          text,
-  checkpoint     jsonb,
-  created_at     timestamptz NOT NULL DEFAULT now(),
-  updated_at     timestamptz NOT NULL DEFAULT now(),
-  finished_at    timestamptz
-);
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS parent text;
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job jsonb;
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS plan jsonb;
-CREATE INDEX IF NOT EXISTS segpub_runs_parent ON segpub_runs (parent) WHERE parent IS NOT NULL;
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS control text;
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job_fingerprint text;
-CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
-  request_id text NOT NULL,
-  part       int  NOT NULL,
-  fp         bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segpub_partition_destinations_fp ON segpub_partition_destinations (request_id, fp, part)`
+var (
+	// ErrNotFound is returned by Get for an unknown request_id.
+	ErrNotFound = state.ErrNotFound
+	// ErrLeaseLost means another owner holds the run now.
+	ErrLeaseLost = state.ErrLeaseLost
+	// ErrPauseRequested and ErrCancelRequested tell the worker holding a
+	// run that an operator asked it to stop after the batch in hand.
+	ErrPauseRequested  = state.ErrPauseRequested
+	ErrCancelRequested = state.ErrCancelRequested
+	// ErrFinished is returned when a finished run is paused, resumed or
+	// cancelled.
+	ErrFinished = state.ErrFinished
+	// ErrNotPaused is returned by Resume for a run that is not paused.
+	ErrNotPaused = state.ErrNotPaused
+	// ErrPartition is returned when a partition is paused, resumed or
+	// cancelled: its partitioned run is controlled as a whole.
+	ErrPartition = state.ErrPartition
+	// ErrNotFailed and ErrNoJob are Reopen's: the run did not fail, or
+	// the ledger keeps no job for it.
+	ErrNotFailed = state.ErrNotFailed
+	ErrNoJob     = state.ErrNoJob
+)
 
-// Ledger reads and writes runs. An error it records is redacted first: a
-// URL's password quoted in it never reaches `segpub status` or the console.
+// Ledger reads and writes runs: claims, leases, checkpoints, outcomes and
+// operators' stop requests (state.Runs has the queries). An error it
+// records is redacted first: a URL's password quoted in it never reaches
+// `segpub status` or the console.
 type Ledger struct {
-	pool *pgxpool.Pool
+	*state.Runs
 }
 
-// New returns a Ledger on pool, creating its table if needed.
+// New returns a Ledger on pool, migrating segpub's tables if needed (they
+// are created by `segpub serve` at start too).
 func New(ctx context.Context, pool *pgxpool.Pool) (*Ledger, error) {
-	if err := ddl.Apply(ctx, pool, "ledger table", Schema); err != nil {
+	r, err := state.NewRuns(ctx, pool)
+	if err != nil {
 		return nil, err
 	}
-	return &Ledger{pool: pool}, nil
-}
-
-// Run is a ledger row.
-type Run struct {
-	RequestID  string          `json:"request_id"`
-	ProjectID  string          `json:"project_id"`
-	CampaignID string          `json:"campaign_id"`
-	Action     string          `json:"action"`
-	Status     Status          `json:"status"`
-	Attempts   int             `json:"attempts"`
-	Owner      string          `json:"owner,omitempty"`
-	LeaseUntil *time.Time      `json:"lease_until,omitempty"`
-	Reference  time.Time       `json:"reference_time"`
-	Candidates int64           `json:"candidates"`
-	Published  int64           `json:"published"`
-	Result     json.RawMessage `json:"result,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	// Checkpoint is the engine's position after the last acknowledged
-	// batch; a resumed run publishes only past it.
-	Checkpoint json.RawMessage `json:"checkpoint,omitempty"`
-	CreatedAt  time.Time       `json:"created_at"`
-	UpdatedAt  time.Time       `json:"updated_at"`
-	FinishedAt *time.Time      `json:"finished_at,omitempty"`
-	// Fingerprint is JobFingerprint of the job the run was claimed for
-	// ("" for a run recorded before fingerprints, or only rejected).
-	Fingerprint string `json:"-"`
-}
-
-const columns = `request_id, project_id, campaign_id, action, status, attempts, coalesce(owner, ''), lease_until, reference_time,
-candidates, published, result, coalesce(error, ''), checkpoint, created_at, updated_at, finished_at, coalesce(job_fingerprint, '')`
-
-func scan(row pgx.Row) (*Run, error) {
-	var r Run
-	err := row.Scan(&r.RequestID, &r.ProjectID, &r.CampaignID, &r.Action, &r.Status, &r.Attempts, &r.Owner, &r.LeaseUntil,
-		&r.Reference, &r.Candidates, &r.Published, &r.Result, &r.Error, &r.Checkpoint, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt, &r.Fingerprint)
-	return &r, err
-}
-
-// ErrNotFound is returned by Get for an unknown request_id.
-var ErrNotFound = errors.New("no run with that request_id")
-
-// partsColumns is columns for a partitioned run in progress (scanning,
-// publishing), whose own row holds no counts: its candidates are the sum
-// of its scan partitions' (the publish partitions count none: the scan
-// counted them), its published the sum of its publish partitions' (runs
-// named by partition.RunID: request_id#scan-NNNN, request_id#publish-NNNN).
-var partsColumns = strings.NewReplacer("candidates, published,", `CASE WHEN r.status IN ('scanning', 'publishing') THEN coalesce((
-  SELECT sum(c.candidates) FROM segpub_runs c WHERE c.parent = r.request_id AND starts_with(c.request_id, r.request_id || '#scan-')), 0)::bigint
-  ELSE r.candidates END,
-CASE WHEN r.status = 'publishing' THEN coalesce((
-  SELECT sum(c.published) FROM segpub_runs c WHERE c.parent = r.request_id AND starts_with(c.request_id, r.request_id || '#publish-')), 0)::bigint
-  ELSE r.published END,`).Replace(columns)
-
-// Get returns a run. A partitioned run in progress shows the sums of its
-// partitions' counts.
-func (l *Ledger) Get(ctx context.Context, requestID string) (*Run, error) {
-	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+partsColumns+` FROM segpub_runs r WHERE request_id = $1`, requestID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get run %s: %w", requestID, err)
-	}
-	return r, nil
-}
-
-// Claim is the outcome of asking to run a job.
-type Claim struct {
-	// Run is the run's row after the claim.
-	Run *Run
-	// Granted is true when the caller now holds the run's lease and must
-	// run it. Otherwise Run says why: a final status, or another owner's
-	// live lease.
-	Granted bool
-}
-
-// Start is what Claim needs to know of a job.
-type Start struct {
-	RequestID, ProjectID, CampaignID, Action string
-	// Reference is the reference time for a first run; a run that
-	// started before keeps its own, so a resumed run renders templates
-	// and send_at the same way.
-	Reference time.Time
-	// Parent is the partitioned run a partition's run belongs to.
-	Parent string
-	// Fingerprint is JobFingerprint of the job: a run is claimed only by
-	// copies of the job it was first claimed for. "" for a partition,
-	// whose runs are marked with their parent instead.
-	Fingerprint string
-}
-
-// fingerprint is what a run claimed from s records: a job's fingerprint,
-// or for a partition a mark no whole job's can equal, so a job whose
-// request_id names a partition's run never claims it.
-func (s Start) fingerprint() string {
-	if s.Fingerprint == "" && s.Parent != "" {
-		return "partition of " + s.Parent
-	}
-	return s.Fingerprint
+	return &Ledger{Runs: r}, nil
 }
 
 // JobFingerprint identifies a job by its content: the SHA-256 of its
@@ -214,184 +108,4 @@ func JobFingerprint(job []byte) string {
 	}
 	sum := sha256.Sum256(canonical)
 	return hex.EncodeToString(sum[:])
-}
-
-// Claim takes the lease of a run for owner, creating the run on its first
-// delivery. It is not granted when the run is final, or running under a
-// lease that has not expired, whoever holds it: two copies of a job taken
-// by two slots of the same worker must not both run. A run handed back
-// (retrying, handed_back) can be claimed at once. It is never granted
-// for another job than the run's (Start.Fingerprint): the caller compares
-// the returned run's Fingerprint with its own.
-func (l *Ledger) Claim(ctx context.Context, s Start, owner string, lease time.Duration) (*Claim, error) {
-	r, err := scan(l.pool.QueryRow(ctx, `INSERT INTO segpub_runs AS r
-  (request_id, project_id, campaign_id, action, status, attempts, owner, lease_until, reference_time, parent, job_fingerprint)
-VALUES ($1, $2, $3, $4, 'running', 1, $5, now() + $6::interval, $7, nullif($8, ''), nullif($9, ''))
-ON CONFLICT (request_id) DO UPDATE SET
-  status = 'running', attempts = r.attempts + 1, owner = EXCLUDED.owner,
-  lease_until = EXCLUDED.lease_until, updated_at = now(), error = NULL,
-  job_fingerprint = coalesce(r.job_fingerprint, EXCLUDED.job_fingerprint)
-WHERE (r.status IN ('retrying', 'handed_back')
-   OR (r.status = 'running' AND (r.lease_until IS NULL OR r.lease_until < now())))
-  AND (r.job_fingerprint IS NULL OR r.job_fingerprint = EXCLUDED.job_fingerprint)
-RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, lease.String(), s.Reference, s.Parent, s.fingerprint()))
-	if err == nil {
-		return &Claim{Run: r, Granted: true}, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("claim run %s: %w", s.RequestID, err)
-	}
-	r, err = l.Get(ctx, s.RequestID)
-	if err != nil {
-		return nil, err
-	}
-	return &Claim{Run: r}, nil
-}
-
-// Renew extends the lease and records progress. It fails when the caller
-// no longer owns the run (its lease expired and another worker took it): the
-// caller must stop. ErrPauseRequested and ErrCancelRequested mean the
-// progress was recorded and an operator asked the run to stop.
-func (l *Ledger) Renew(ctx context.Context, requestID, owner string, lease time.Duration, candidates, published int64) error {
-	var control *string
-	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs SET lease_until = now() + $3::interval, candidates = $4, published = $5, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING control`, requestID, owner, lease.String(), candidates, published).Scan(&control)
-	return held("renew", requestID, control, err)
-}
-
-// held turns the outcome of an update of a held run into ErrLeaseLost
-// (no row: another owner has it) or an operator's stop request.
-func held(op, requestID string, control *string, err error) error {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%s run %s: %w", op, requestID, ErrLeaseLost)
-	}
-	if err != nil {
-		return fmt.Errorf("%s run %s: %w", op, requestID, err)
-	}
-	if control != nil {
-		switch *control {
-		case controlPause:
-			return ErrPauseRequested
-		case controlCancel:
-			return ErrCancelRequested
-		}
-	}
-	return nil
-}
-
-// Checkpoint records a run's position after an acknowledged batch. Like
-// Renew, it fails with ErrLeaseLost when the caller no longer owns the run,
-// and reports a stop request once the position is recorded.
-func (l *Ledger) Checkpoint(ctx context.Context, requestID, owner string, checkpoint json.RawMessage, published int64) error {
-	var control *string
-	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs SET checkpoint = $3, published = $4, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING control`, requestID, owner, checkpoint, published).Scan(&control)
-	return held("checkpoint", requestID, control, err)
-}
-
-// Release ends an attempt that has no result (it failed before or while
-// running, or was handed back): the status and error are recorded and the
-// lease released, while the counts stay those of its last checkpoint, so
-// `segpub status` keeps showing what was published.
-func (l *Ledger) Release(ctx context.Context, requestID, owner string, status Status, errText string) error {
-	finished := "NULL"
-	if status.Final() {
-		finished = "now()"
-	}
-	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, error = nullif($4, ''),
-  owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
-WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected')`,
-		requestID, owner, status, redact.Text(errText))
-	if err != nil {
-		return fmt.Errorf("release run %s: %w", requestID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("release run %s: %w", requestID, ErrLeaseLost)
-	}
-	return nil
-}
-
-// ErrLeaseLost means another owner holds the run now.
-var ErrLeaseLost = errors.New("lease lost to another worker")
-
-// Outcome is how an attempt of a run ended, recorded by Finish.
-type Outcome struct {
-	// Status is the run's new status: completed (or rejected) with its
-	// result, or failed (for good) or retrying with the error. A
-	// non-final status leaves the run to be claimed again.
-	Status Status
-	// Candidates and Published are the run's counts; Published counts
-	// only messages the channel destination acknowledged.
-	Candidates, Published int64
-	// Result is the run's result (docs/result.md); nil keeps none.
-	Result json.RawMessage
-	// Error says why the attempt failed; "" for none.
-	Error string
-}
-
-// Finish records the end of the attempt owner holds, as o says, and
-// releases the lease. A run already completed, rejected or cancelled is
-// left as it is (ErrLeaseLost).
-func (l *Ledger) Finish(ctx context.Context, requestID, owner string, o Outcome) error {
-	finished := "NULL"
-	if o.Status.Final() {
-		finished = "now()"
-	}
-	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = $3, candidates = $4, published = $5, result = $6, error = nullif($7, ''),
-  owner = NULL, lease_until = NULL, updated_at = now(), finished_at = `+finished+`
-WHERE request_id = $1 AND (owner = $2 OR owner IS NULL) AND status NOT IN ('completed', 'rejected', 'cancelled')`,
-		requestID, owner, o.Status, o.Candidates, o.Published, o.Result, redact.Text(o.Error))
-	if err != nil {
-		return fmt.Errorf("finish run %s: %w", requestID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("finish run %s: %w", requestID, ErrLeaseLost)
-	}
-	return nil
-}
-
-// HandBack releases a run interrupted by a graceful stop (status handed_back)
-// and takes back the attempt its claim counted: the run did not fail, the
-// process was asked to stop. A run that never gets here (the process
-// crashed, was killed, or was stopped hard after its grace period) keeps
-// the attempt, so a job that crashes its worker ends in the dead-letter
-// destination after its last attempt.
-func (l *Ledger) HandBack(ctx context.Context, requestID, owner string, candidates, published int64, reason string) error {
-	tag, err := l.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'handed_back', attempts = greatest(attempts - 1, 0), candidates = $3, published = $4,
-  error = nullif($5, ''), owner = NULL, lease_until = NULL, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, candidates, published, redact.Text(reason))
-	if err != nil {
-		return fmt.Errorf("hand back run %s: %w", requestID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("hand back run %s: %w", requestID, ErrLeaseLost)
-	}
-	return nil
-}
-
-// Reject records a job rejected before it could run, when no run has its
-// request_id: a malformed copy that reuses the request_id of an existing
-// run (running, paused or finished, whoever holds it) changes nothing of
-// it. A run its holder finds rejected while running is recorded with
-// Finish. It reports whether a row was written.
-func (l *Ledger) Reject(ctx context.Context, s Start, reason string) (bool, error) {
-	tag, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs (request_id, project_id, campaign_id, action, status, attempts, reference_time, error, finished_at)
-VALUES ($1, $2, $3, $4, 'rejected', 1, $5, $6, now())
-ON CONFLICT (request_id) DO NOTHING`, s.RequestID, s.ProjectID, s.CampaignID, s.Action, s.Reference, redact.Text(reason))
-	if err != nil {
-		return false, fmt.Errorf("reject run %s: %w", s.RequestID, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// LatestOf returns the most recent run of a campaign.
-func (l *Ledger) LatestOf(ctx context.Context, campaignID string) (*Run, error) {
-	r, err := scan(l.pool.QueryRow(ctx, `SELECT `+partsColumns+` FROM segpub_runs r WHERE campaign_id = $1 ORDER BY created_at DESC LIMIT 1`, campaignID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("latest run of %s: %w", campaignID, err)
-	}
-	return r, nil
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/queue"
+	"github.com/segpub/segpub/internal/state"
 )
 
 // Engine is what planning asks of the engine (publish.Runner).
@@ -89,17 +90,29 @@ func (c *Config) validate() error {
 // It is safe for concurrent use.
 type Coordinator struct {
 	cfg Config
-	rec records
+	rec *state.Partitions
 }
 
-// New returns a Coordinator. The tables it uses are the ledger's
-// (ledger.New creates them).
+// New returns a Coordinator. The tables it uses are segpub's own
+// (state.Migrate, which ledger.New runs, creates them).
 func New(cfg Config) (*Coordinator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Coordinator{cfg: cfg, rec: records{pool: cfg.State}}, nil
+	return &Coordinator{cfg: cfg, rec: state.PartitionsOn(cfg.State)}, nil
 }
+
+// plan is what a partitioned run records of its ranges.
+type plan struct {
+	// Bounds are the ranges' edges: range i is [Bounds[i], Bounds[i+1]),
+	// "" meaning unbounded.
+	Bounds []string `json:"bounds"`
+	// Unknown is the number of listed ids with no user, counted once.
+	Unknown int64 `json:"unknown"`
+}
+
+// parts is the number of ranges.
+func (p plan) parts() int { return len(p.Bounds) - 1 }
 
 // Phase is a partitioned run's phase, which its sub-jobs run.
 type Phase string
@@ -113,11 +126,11 @@ const (
 )
 
 // status is the run's ledger status during the phase.
-func (p Phase) status() ledger.Status {
+func (p Phase) status() state.Status {
 	if p == Scan {
-		return ledger.Scanning
+		return state.Scanning
 	}
-	return ledger.Publishing
+	return state.Publishing
 }
 
 // RunID names the ledger run of a range in a phase.
@@ -183,7 +196,8 @@ func (c *Coordinator) Split(ctx context.Context, j *job.Job, raw []byte, owner s
 		return 0, nil
 	}
 	p := plan{Bounds: bounds, Unknown: unknown}
-	err = c.rec.split(ctx, j.RequestID, owner, raw, p, func(ctx context.Context) error {
+	planBody, _ := json.Marshal(p)
+	err = c.rec.Split(ctx, j.RequestID, owner, raw, planBody, func(ctx context.Context) error {
 		return c.send(ctx, j.RequestID, Scan, p.parts())
 	})
 	if err != nil {
@@ -244,44 +258,49 @@ func (c *Coordinator) Open(ctx context.Context, body []byte) (*Task, error) {
 	if r.Parent == "" || len(r.Parent) > 1024 || !utf8.ValidString(r.Parent) || strings.ContainsRune(r.Parent, 0) {
 		return nil, fmt.Errorf("%w: %q names no run", ErrStale, r.Parent)
 	}
-	s, err := c.rec.load(ctx, r.Parent)
-	if errors.Is(err, ledger.ErrNotFound) {
+	s, err := c.rec.Load(ctx, r.Parent)
+	if errors.Is(err, state.ErrNotFound) {
 		return nil, fmt.Errorf("%w: no partitioned run %q", ErrStale, r.Parent)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if r.Index < 0 || r.Index >= s.plan.parts() {
+	var p plan
+	if err := json.Unmarshal(s.Plan, &p); err != nil {
+		// A run that was never split: no sub-job can be its.
+		return nil, fmt.Errorf("%w: run %s is not partitioned (no plan: %v)", ErrStale, r.Parent, err)
+	}
+	if r.Index < 0 || r.Index >= p.parts() {
 		return nil, fmt.Errorf("%w: run %q has no range %d", ErrStale, r.Parent, r.Index)
 	}
 	if r.Phase != Scan && r.Phase != Publish {
 		return nil, fmt.Errorf("%w: unknown phase %q", ErrStale, r.Phase)
 	}
-	if s.status.Final() {
+	if s.Status.Final() {
 		// A late copy of a range that ran is done with; a range that never
 		// ran (its run was cancelled or failed first, or the sub-job is
 		// forged) can never run, and is shown as such.
-		ran, err := c.rec.exists(ctx, RunID(r.Parent, r.Phase, r.Index))
+		ran, err := c.rec.Exists(ctx, RunID(r.Parent, r.Phase, r.Index))
 		if err != nil {
 			return nil, err
 		}
 		if !ran {
-			return nil, fmt.Errorf("%w: run %q is %s and its range %d (%s) never ran", ErrStale, r.Parent, s.status, r.Index, r.Phase)
+			return nil, fmt.Errorf("%w: run %q is %s and its range %d (%s) never ran", ErrStale, r.Parent, s.Status, r.Index, r.Phase)
 		}
 		return nil, ErrFinished
 	}
 	// A publish range run while its run is still scanning would complete
 	// without advancing it (the run is not publishing yet), and the
 	// phase's sub-jobs, once sent, are not sent again.
-	if r.Phase == Publish && s.status == ledger.Scanning {
+	if r.Phase == Publish && s.Status == state.Scanning {
 		return nil, fmt.Errorf("%w: run %q is still scanning", ErrEarly, r.Parent)
 	}
-	j, err := job.Parse(s.job)
+	j, err := job.Parse(s.Job)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the stored job no longer parses: %w", ErrStale, err)
 	}
-	j.ScheduledAt = s.reference
-	return &Task{Job: j, Phase: r.Phase, Part: r.Index, Parts: s.plan.parts(), RunID: RunID(r.Parent, r.Phase, r.Index), plan: s.plan}, nil
+	j.ScheduledAt = s.Reference
+	return &Task{Job: j, Phase: r.Phase, Part: r.Index, Parts: p.parts(), RunID: RunID(r.Parent, r.Phase, r.Index), plan: p}, nil
 }
 
 // Range is what the engine runs for the task, once the worker holds the
@@ -294,7 +313,7 @@ func (c *Coordinator) Range(ctx context.Context, t *Task) (*publish.Range, error
 		return rng, nil
 	}
 	var err error
-	if rng.Taken, rng.Offset, err = c.rec.taken(ctx, t.Job.RequestID, t.Part); err != nil {
+	if rng.Taken, rng.Offset, err = c.rec.Taken(ctx, t.Job.RequestID, t.Part); err != nil {
 		return nil, err
 	}
 	return rng, nil
@@ -306,7 +325,7 @@ func (c *Coordinator) Record(ctx context.Context, t *Task, res *publish.Result) 
 	if t.Phase != Scan {
 		return nil
 	}
-	return c.rec.recordScan(ctx, t.Job.RequestID, t.Part, res.Destinations)
+	return c.rec.RecordScan(ctx, t.Job.RequestID, t.Part, res.Destinations)
 }
 
 // Step is what Advance did.
@@ -326,15 +345,15 @@ type Step struct {
 // redelivery, whose range's run has completed, advances again.
 func (c *Coordinator) Advance(ctx context.Context, t *Task) (Step, error) {
 	requestID := t.Job.RequestID
-	a := advance{requestID: requestID, from: t.Phase.status(), parts: t.Parts, childPrefix: runPrefix(requestID, t.Phase)}
+	a := state.Advance{RequestID: requestID, From: t.Phase.status(), Parts: t.Parts, ChildPrefix: runPrefix(requestID, t.Phase)}
 	var res *publish.Result
 	switch t.Phase {
 	case Scan:
-		a.to = ledger.Publishing
-		a.send = func(ctx context.Context) error { return c.send(ctx, requestID, Publish, t.Parts) }
+		a.To = state.Publishing
+		a.Send = func(ctx context.Context) error { return c.send(ctx, requestID, Publish, t.Parts) }
 	case Publish:
-		a.to = ledger.Completed
-		a.summarize = func(parts []json.RawMessage) (json.RawMessage, error) {
+		a.To = state.Completed
+		a.Summarize = func(parts []json.RawMessage) (json.RawMessage, error) {
 			var err error
 			if res, err = c.sum(ctx, t, parts); err != nil {
 				return nil, err
@@ -342,7 +361,7 @@ func (c *Coordinator) Advance(ctx context.Context, t *Task) (Step, error) {
 			return json.Marshal(res)
 		}
 	}
-	ok, err := c.rec.advance(ctx, a)
+	ok, err := c.rec.Advance(ctx, a)
 	if err != nil || !ok {
 		return Step{}, err
 	}
@@ -365,7 +384,7 @@ func (c *Coordinator) sum(ctx context.Context, t *Task, parts []json.RawMessage)
 		}
 		total.Add(&r)
 	}
-	if created, err := c.rec.createdAt(ctx, j.RequestID); err == nil {
+	if created, err := c.rec.CreatedAt(ctx, j.RequestID); err == nil {
 		total.DurationMS = time.Since(created).Milliseconds()
 	}
 	return total, nil
@@ -374,18 +393,18 @@ func (c *Coordinator) sum(ctx context.Context, t *Task, parts []json.RawMessage)
 // Fail records the whole run as failed when the task's range failed for
 // good.
 func (c *Coordinator) Fail(ctx context.Context, t *Task, reason string) error {
-	return c.rec.fail(ctx, t.Job.RequestID, fmt.Sprintf("%s: %s", t.RunID, reason))
+	return c.rec.Fail(ctx, t.Job.RequestID, fmt.Sprintf("%s: %s", t.RunID, reason))
 }
 
 // RecordScan stores the destinations of a range's scan, as Record does.
 // Exported for the benchmarks, which time the publish phase's look-up.
 func (c *Coordinator) RecordScan(ctx context.Context, requestID string, part int, fps []uint64) error {
-	return c.rec.recordScan(ctx, requestID, part, fps)
+	return c.rec.RecordScan(ctx, requestID, part, fps)
 }
 
 // Taken returns the destinations of range part that earlier ranges publish,
 // and how many distinct destinations those publish in all, as Range does
 // for a publish task. Exported for the benchmarks.
 func (c *Coordinator) Taken(ctx context.Context, requestID string, part int) ([]uint64, int64, error) {
-	return c.rec.taken(ctx, requestID, part)
+	return c.rec.Taken(ctx, requestID, part)
 }

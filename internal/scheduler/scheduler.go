@@ -13,32 +13,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/claimcheck"
-	"github.com/segpub/segpub/internal/ddl"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/lifecycle"
 	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/state"
 )
-
-// Schema creates the scheduler's tables (segpub's own, in the state
-// database).
-const Schema = `CREATE TABLE IF NOT EXISTS segpub_campaigns (
-  id         text PRIMARY KEY,
-  project_id text NOT NULL,
-  action     text NOT NULL DEFAULT 'publish',
-  campaign   jsonb NOT NULL,
-  schedule   jsonb NOT NULL,
-  status     text NOT NULL DEFAULT 'active',
-  created_at timestamptz NOT NULL DEFAULT date_trunc('second', now()),
-  updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS segpub_occurrences (
-  campaign_id text NOT NULL,
-  occurrence  timestamptz NOT NULL,
-  request_id  text NOT NULL UNIQUE,
-  status      text NOT NULL,
-  recorded_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (campaign_id, occurrence)
-)`
 
 // Campaign statuses.
 const (
@@ -63,9 +42,10 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
-// NewStore returns a Store, creating its tables if needed.
+// NewStore returns a Store, migrating segpub's tables if needed (the
+// scheduler's are segpub_campaigns and segpub_occurrences).
 func NewStore(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
-	if err := ddl.Apply(ctx, pool, "scheduler tables", Schema); err != nil {
+	if err := state.Migrate(ctx, pool); err != nil {
 		return nil, err
 	}
 	return &Store{pool: pool}, nil

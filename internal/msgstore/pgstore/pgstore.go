@@ -6,17 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/segpub/segpub/internal/ddl"
-
 	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/state"
 )
-
-var tableRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // Store is a table of job bodies.
 type Store struct {
@@ -28,16 +24,12 @@ type Store struct {
 // needed.
 func New(ctx context.Context, pool *pgxpool.Pool, table string) (*Store, error) {
 	if table == "" {
-		table = "segpub_messages"
+		table = state.DefaultMessageTable
 	}
-	if !tableRe.MatchString(table) {
-		return nil, fmt.Errorf("pgstore: table name %q: want [a-z_][a-z0-9_]*", table)
+	if err := state.MessageTable(ctx, pool, table); err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	s := &Store{pool: pool, table: `"` + table + `"`}
-	if err := ddl.Apply(ctx, pool, "message table "+table, `CREATE TABLE IF NOT EXISTS `+s.table+` (id text PRIMARY KEY, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return &Store{pool: pool, table: `"` + table + `"`}, nil
 }
 
 // Get returns the body stored under id. A body over maxBytes never leaves

@@ -1,4 +1,4 @@
-package ledger
+package state
 
 import (
 	"context"
@@ -8,16 +8,17 @@ import (
 )
 
 // List returns the most recently updated runs that are not partitions, at
-// most limit, newest first; with statuses, only runs in one of them. A
+// most limit, newest first; with statuses, only runs in one of them, as
+// operators see them (a paused partitioned run is paused). A
 // partitioned run in progress shows the sums of its partitions' counts, as
 // Get does.
-func (l *Ledger) List(ctx context.Context, statuses []Status, limit int) ([]*Run, error) {
+func (l *Runs) List(ctx context.Context, statuses []Status, limit int) ([]*Run, error) {
 	names := make([]string, len(statuses))
 	for i, s := range statuses {
 		names[i] = string(s)
 	}
 	rows, err := l.pool.Query(ctx, `SELECT `+partsColumns+` FROM segpub_runs r
-WHERE r.parent IS NULL AND (cardinality($1::text[]) = 0 OR r.status = ANY($1))
+WHERE r.parent IS NULL AND (cardinality($1::text[]) = 0 OR `+shownStatus+` = ANY($1))
 ORDER BY r.updated_at DESC, r.request_id LIMIT $2`, names, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
@@ -27,7 +28,7 @@ ORDER BY r.updated_at DESC, r.request_id LIMIT $2`, names, limit)
 
 // Partitions returns the runs of a partitioned run's partitions (scan and
 // publish phases), by request_id.
-func (l *Ledger) Partitions(ctx context.Context, parent string) ([]*Run, error) {
+func (l *Runs) Partitions(ctx context.Context, parent string) ([]*Run, error) {
 	rows, err := l.pool.Query(ctx, `SELECT `+columns+` FROM segpub_runs WHERE parent = $1 ORDER BY request_id`, parent)
 	if err != nil {
 		return nil, fmt.Errorf("partitions of %s: %w", parent, err)
@@ -37,7 +38,7 @@ func (l *Ledger) Partitions(ctx context.Context, parent string) ([]*Run, error) 
 
 // PreviousOf returns the latest completed run of a campaign other than
 // requestID: what a run in progress can expect to publish.
-func (l *Ledger) PreviousOf(ctx context.Context, campaignID, requestID string) (*Run, error) {
+func (l *Runs) PreviousOf(ctx context.Context, campaignID, requestID string) (*Run, error) {
 	rows, err := l.pool.Query(ctx, `SELECT `+columns+` FROM segpub_runs
 WHERE campaign_id = $1 AND request_id <> $2 AND parent IS NULL AND status = 'completed' AND action = 'publish'
 ORDER BY finished_at DESC LIMIT 1`, campaignID, requestID)

@@ -1,16 +1,14 @@
-// Package ddl applies segpub's own table definitions. Several workers start
-// at once on a fresh database, and concurrent CREATE TABLE IF NOT EXISTS of
-// the same table can fail on PostgreSQL's catalog unique index, so the
-// statements run in one transaction under an advisory lock.
+package state
+
+// A message store's table may have a name of the operator's choosing
+// (pgstore), which no numbered migration can name: it is created by
+// applyOnce, which applies a definition once per version of its text.
 //
-// Each definition is applied once per version: a digest of the statements
-// is recorded in segpub_schema, and a process that finds its own digest
-// there runs nothing. Idempotent DDL is not free: ALTER TABLE ... ADD
-// COLUMN IF NOT EXISTS takes an ACCESS EXCLUSIVE lock even when the column
-// exists, and while it waits for a running transaction every other query on
-// the table queues behind it, so a worker starting beside busy ones could
-// stall them all.
-package ddl
+// Several workers start at once on a fresh database, and concurrent CREATE
+// TABLE IF NOT EXISTS of the same table can fail on PostgreSQL's catalog
+// unique index, so the statements run in one transaction under the schema
+// lock. A digest of the statements is recorded in segpub_schema, and a
+// process that finds its own digest there runs nothing.
 
 import (
 	"context"
@@ -18,13 +16,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// lockKey is the advisory lock that serialises segpub's DDL.
-const lockKey = 0x5e9b0b0dd1
 
 // LockTimeout bounds how long a definition waits for a table lock: a
 // change of segpub's tables queued behind a long transaction fails (and is
@@ -37,10 +33,10 @@ const registry = `CREATE TABLE IF NOT EXISTS segpub_schema (
   applied_at timestamptz NOT NULL DEFAULT now()
 )`
 
-// Apply runs statements (idempotent DDL) under segpub's DDL lock, unless
+// applyOnce runs statements (idempotent DDL) under segpub's DDL lock, unless
 // this version of them was applied already; what names them in errors and
 // in segpub_schema.
-func Apply(ctx context.Context, pool *pgxpool.Pool, what, statements string) error {
+func applyOnce(ctx context.Context, pool *pgxpool.Pool, what, statements string) error {
 	sum := sha256.Sum256([]byte(statements))
 	digest := hex.EncodeToString(sum[:])
 	if current(ctx, pool, what, digest) {
@@ -84,4 +80,26 @@ func current(ctx context.Context, pool *pgxpool.Pool, what, digest string) bool 
 	var got string
 	err := pool.QueryRow(ctx, `SELECT digest FROM segpub_schema WHERE name = $1`, what).Scan(&got)
 	return err == nil && got == digest
+}
+
+// DefaultMessageTable is the message store's table unless configured
+// otherwise; migration 00004 creates it.
+const DefaultMessageTable = "segpub_messages"
+
+var messageTableRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// MessageTable migrates pool's database and creates the message store's
+// table name when it is not the default one.
+func MessageTable(ctx context.Context, pool *pgxpool.Pool, name string) error {
+	if !messageTableRe.MatchString(name) {
+		return fmt.Errorf("message table name %q: want [a-z_][a-z0-9_]*", name)
+	}
+	if err := Migrate(ctx, pool); err != nil {
+		return err
+	}
+	if name == DefaultMessageTable {
+		return nil
+	}
+	return applyOnce(ctx, pool, "message table "+name,
+		`CREATE TABLE IF NOT EXISTS "`+name+`" (id text PRIMARY KEY, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
 }

@@ -1,4 +1,4 @@
-package partition
+package state
 
 import (
 	"context"
@@ -10,48 +10,37 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/segpub/segpub/internal/ledger"
 	"github.com/segpub/segpub/internal/redact"
 )
 
-// records are a partitioned run's rows in segpub's own database: the plan
-// and job on the run's ledger row (segpub_runs.plan, .job), and the
-// destinations each range's scan found (segpub_partition_destinations).
-// The tables are created with the ledger's (ledger.Schema); the ranges'
-// own runs are ordinary ledger runs whose parent is the run.
-type records struct {
+// Partitions are a partitioned run's rows (internal/partition): the plan
+// and job on the run's row (segpub_runs.plan, .job), and the destinations
+// each range's scan found (segpub_partition_destinations). The ranges' own
+// runs are ordinary runs (Runs) whose parent is the run.
+type Partitions struct {
 	pool *pgxpool.Pool
 }
 
-// plan is what a partitioned run records of its ranges.
-type plan struct {
-	// Bounds are the ranges' edges: range i is [Bounds[i], Bounds[i+1]),
-	// "" meaning unbounded.
-	Bounds []string `json:"bounds"`
-	// Unknown is the number of listed ids with no user, counted once.
-	Unknown int64 `json:"unknown"`
-}
+// PartitionsOn returns the partitioned runs of pool's database, whose
+// tables Migrate creates.
+func PartitionsOn(pool *pgxpool.Pool) *Partitions { return &Partitions{pool: pool} }
 
-// parts is the number of ranges.
-func (p plan) parts() int { return len(p.Bounds) - 1 }
-
-// split turns a claimed run into a partitioned one (status scanning, its
+// Split turns a claimed run into a partitioned one (status scanning, its
 // job and plan stored) and, in the same transaction, runs send (which
 // enqueues the scan phase). Only the run's owner can do it.
-func (r *records) split(ctx context.Context, requestID, owner string, jobBody json.RawMessage, p plan, send func(context.Context) error) error {
+func (r *Partitions) Split(ctx context.Context, requestID, owner string, jobBody, plan json.RawMessage, send func(context.Context) error) error {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("partition run %s: %w", requestID, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	planBody, _ := json.Marshal(p)
 	tag, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = 'scanning', job = $3, plan = $4, owner = NULL, lease_until = NULL, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, jobBody, planBody)
+WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, jobBody, plan)
 	if err != nil {
 		return fmt.Errorf("partition run %s: %w", requestID, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("partition run %s: %w", requestID, ledger.ErrLeaseLost)
+		return fmt.Errorf("partition run %s: %w", requestID, ErrLeaseLost)
 	}
 	if err := send(ctx); err != nil {
 		return err
@@ -62,18 +51,32 @@ WHERE request_id = $1 AND owner = $2 AND status = 'running'`, requestID, owner, 
 	return nil
 }
 
-// stored is a partitioned run as recorded.
-type stored struct {
-	job       json.RawMessage
-	plan      plan
-	reference time.Time
-	status    ledger.Status
+// Partitioned is a partitioned run as recorded.
+type Partitioned struct {
+	Job, Plan json.RawMessage
+	Reference time.Time
+	// Status is the run's status as stored: its phase while it runs, even
+	// paused.
+	Status Status
 }
 
-// load returns a partitioned run's job, plan, reference time and status;
-// ledger.ErrNotFound when there is no such run.
-// exists reports whether the ledger has a run with this request_id.
-func (r *records) exists(ctx context.Context, requestID string) (bool, error) {
+// Load returns a partitioned run's job, plan, reference time and status;
+// ErrNotFound when there is no such run.
+func (r *Partitions) Load(ctx context.Context, requestID string) (*Partitioned, error) {
+	var s Partitioned
+	err := r.pool.QueryRow(ctx, `SELECT job, plan, reference_time, status FROM segpub_runs WHERE request_id = $1`, requestID).
+		Scan(&s.Job, &s.Plan, &s.Reference, &s.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get partitioned run %s: %w", requestID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get partitioned run %s: %w", requestID, err)
+	}
+	return &s, nil
+}
+
+// Exists reports whether the ledger has a run with this request_id.
+func (r *Partitions) Exists(ctx context.Context, requestID string) (bool, error) {
 	var ok bool
 	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM segpub_runs WHERE request_id = $1)`, requestID).Scan(&ok); err != nil {
 		return false, fmt.Errorf("run %s: %w", requestID, err)
@@ -81,27 +84,9 @@ func (r *records) exists(ctx context.Context, requestID string) (bool, error) {
 	return ok, nil
 }
 
-func (r *records) load(ctx context.Context, requestID string) (*stored, error) {
-	var s stored
-	var planBody json.RawMessage
-	err := r.pool.QueryRow(ctx, `SELECT job, plan, reference_time, status FROM segpub_runs WHERE request_id = $1`, requestID).
-		Scan(&s.job, &planBody, &s.reference, &s.status)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("get partitioned run %s: %w", requestID, ledger.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get partitioned run %s: %w", requestID, err)
-	}
-	if err := json.Unmarshal(planBody, &s.plan); err != nil {
-		// A run that was never split: no sub-job can be its.
-		return nil, fmt.Errorf("%w: run %s is not partitioned (no plan: %v)", ErrStale, requestID, err)
-	}
-	return &s, nil
-}
-
-// recordScan stores the destinations a range's scan found, replacing an
+// RecordScan stores the destinations a range's scan found, replacing an
 // earlier attempt's.
-func (r *records) recordScan(ctx context.Context, requestID string, part int, fps []uint64) error {
+func (r *Partitions) RecordScan(ctx context.Context, requestID string, part int, fps []uint64) error {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("record scan of %s part %d: %w", requestID, part, err)
@@ -140,10 +125,10 @@ FROM (SELECT fp, min(part) AS lo, max(part) AS hi FROM segpub_partition_destinat
 // earlier run's rows too.
 const takenPlan = `SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_seqscan = off`
 
-// taken returns the destinations of a range that earlier ranges publish,
+// Taken returns the destinations of a range that earlier ranges publish,
 // and how many distinct destinations those earlier ranges publish in all
 // (the range's first message number).
-func (r *records) taken(ctx context.Context, requestID string, part int) ([]uint64, int64, error) {
+func (r *Partitions) Taken(ctx context.Context, requestID string, part int) ([]uint64, int64, error) {
 	var offset int64
 	var fps []int64
 	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -162,65 +147,65 @@ func (r *records) taken(ctx context.Context, requestID string, part int) ([]uint
 	return taken, offset, nil
 }
 
-// advance is one move of a partitioned run from phase From to To.
-type advance struct {
-	requestID string
-	from, to  ledger.Status
-	// parts is the number of ranges; childPrefix names the current
+// Advance is one move of a partitioned run from phase From to To.
+type Advance struct {
+	RequestID string
+	From, To  Status
+	// Parts is the number of ranges; ChildPrefix names the current
 	// phase's runs.
-	parts       int
-	childPrefix string
-	// summarize, when set, builds the run's result from its completed
+	Parts       int
+	ChildPrefix string
+	// Summarize, when set, builds the run's result from its completed
 	// ranges' results, read under the run's lock, so the result counts
 	// every range.
-	summarize func([]json.RawMessage) (json.RawMessage, error)
-	// send, when set, enqueues the next phase in the same transaction.
-	send func(context.Context) error
+	Summarize func([]json.RawMessage) (json.RawMessage, error)
+	// Send, when set, enqueues the next phase in the same transaction.
+	Send func(context.Context) error
 }
 
-// advance moves a partitioned run to its next phase when every range of
+// Advance moves a partitioned run to its next phase when every range of
 // the current one has completed. It reports whether this call advanced it:
 // when several ranges finish at once, exactly one does.
-func (r *records) advance(ctx context.Context, a advance) (bool, error) {
+func (r *Partitions) Advance(ctx context.Context, a Advance) (bool, error) {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+		return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	// Lock the run's row first: concurrent last ranges serialize here, and
 	// the second sees the new status.
-	var st ledger.Status
-	if err := tx.QueryRow(ctx, `SELECT status FROM segpub_runs WHERE request_id = $1 FOR UPDATE`, a.requestID).Scan(&st); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+	var st Status
+	if err := tx.QueryRow(ctx, `SELECT status FROM segpub_runs WHERE request_id = $1 FOR UPDATE`, a.RequestID).Scan(&st); err != nil {
+		return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 	}
-	if st != a.from {
+	if st != a.From {
 		return false, nil
 	}
 	var done int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM segpub_runs WHERE parent = $1 AND request_id LIKE $2 AND status = 'completed'`,
-		a.requestID, a.childPrefix+"%").Scan(&done); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+		a.RequestID, a.ChildPrefix+"%").Scan(&done); err != nil {
+		return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 	}
-	if done < a.parts {
+	if done < a.Parts {
 		return false, nil
 	}
 	var result json.RawMessage
-	if a.summarize != nil {
+	if a.Summarize != nil {
 		rows, err := tx.Query(ctx, `SELECT result FROM segpub_runs WHERE parent = $1 AND request_id LIKE $2 AND status = 'completed' ORDER BY request_id`,
-			a.requestID, a.childPrefix+"%")
+			a.RequestID, a.ChildPrefix+"%")
 		if err != nil {
-			return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+			return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 		}
 		results, err := pgx.CollectRows(rows, pgx.RowTo[json.RawMessage])
 		if err != nil {
-			return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+			return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 		}
-		if result, err = a.summarize(results); err != nil {
-			return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+		if result, err = a.Summarize(results); err != nil {
+			return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 		}
 	}
 	finished := "NULL"
-	if a.to.Final() {
+	if a.To.Final() {
 		finished = "now()"
 	}
 	// The counts columns follow the summed result, so the completed run
@@ -228,23 +213,23 @@ func (r *records) advance(ctx context.Context, a advance) (bool, error) {
 	if _, err := tx.Exec(ctx, `UPDATE segpub_runs SET status = $2, result = coalesce($3, result),
   candidates = coalesce(($3::jsonb->>'candidates')::bigint, candidates), published = coalesce(($3::jsonb->>'published')::bigint, published),
   updated_at = now(), finished_at = `+finished+`
-WHERE request_id = $1`, a.requestID, a.to, result); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+WHERE request_id = $1`, a.RequestID, a.To, result); err != nil {
+		return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 	}
-	if a.send != nil {
-		if err := a.send(ctx); err != nil {
+	if a.Send != nil {
+		if err := a.Send(ctx); err != nil {
 			return false, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("advance run %s: %w", a.requestID, err)
+		return false, fmt.Errorf("advance run %s: %w", a.RequestID, err)
 	}
 	return true, nil
 }
 
-// fail marks a partitioned run failed when one of its ranges failed for
+// Fail marks a partitioned run failed when one of its ranges failed for
 // good.
-func (r *records) fail(ctx context.Context, requestID, reason string) error {
+func (r *Partitions) Fail(ctx context.Context, requestID, reason string) error {
 	_, err := r.pool.Exec(ctx, `UPDATE segpub_runs SET status = 'failed', error = $2, updated_at = now(), finished_at = now()
 WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, redact.Text(reason))
 	if err != nil {
@@ -253,8 +238,8 @@ WHERE request_id = $1 AND status IN ('scanning', 'publishing')`, requestID, reda
 	return nil
 }
 
-// createdAt is when the run was first claimed.
-func (r *records) createdAt(ctx context.Context, requestID string) (time.Time, error) {
+// CreatedAt is when the run was first claimed.
+func (r *Partitions) CreatedAt(ctx context.Context, requestID string) (time.Time, error) {
 	var t time.Time
 	if err := r.pool.QueryRow(ctx, `SELECT created_at FROM segpub_runs WHERE request_id = $1`, requestID).Scan(&t); err != nil {
 		return t, fmt.Errorf("creation of run %s: %w", requestID, err)

@@ -1,4 +1,4 @@
-package ledger
+package state
 
 import (
 	"context"
@@ -10,11 +10,28 @@ import (
 )
 
 // Stop requests, stored in a running run's control column until the worker
-// holding it has stopped.
+// holding it has stopped (and in a partitioned run's while it is paused).
 const (
 	controlPause  = "pause"
 	controlCancel = "cancel"
 )
+
+// StopRequested returns the stop request recorded on a run ("pause",
+// "cancel"), "" when none.
+func (l *Runs) StopRequested(ctx context.Context, requestID string) (string, error) {
+	var control *string
+	err := l.pool.QueryRow(ctx, `SELECT control FROM segpub_runs WHERE request_id = $1`, requestID).Scan(&control)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("control of run %s: %w", requestID, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("control of run %s: %w", requestID, err)
+	}
+	if control == nil {
+		return "", nil
+	}
+	return *control, nil
+}
 
 var (
 	// ErrPauseRequested and ErrCancelRequested tell the worker holding a
@@ -26,6 +43,9 @@ var (
 	ErrFinished = errors.New("run has finished")
 	// ErrNotPaused is returned by Resume for a run that is not paused.
 	ErrNotPaused = errors.New("run is not paused")
+	// ErrPartition is returned when a partition is paused, resumed or
+	// cancelled: its partitioned run is controlled as a whole.
+	ErrPartition = errors.New("pause, resume or cancel the whole run")
 )
 
 // Control is what a pause, resume or cancel did.
@@ -47,18 +67,26 @@ type Control struct {
 // checkpoint. A run between attempts is paused at once; a running one when
 // its worker next records progress. A partitioned run pauses as a whole:
 // every partition, including those not started yet.
-func (l *Ledger) Pause(ctx context.Context, requestID string) (*Control, error) {
+func (l *Runs) Pause(ctx context.Context, requestID string) (*Control, error) {
 	return l.control(ctx, requestID, func(tx pgx.Tx, st Status) (*Control, error) {
 		c := &Control{Status: Paused}
 		switch st {
 		case Paused:
 			return c, nil
 		case Scanning, Publishing:
-			c.Status = st
 			if _, err := tx.Exec(ctx, `UPDATE segpub_runs SET control = 'pause', updated_at = now() WHERE request_id = $1`, requestID); err != nil {
 				return nil, err
 			}
-			return c, l.stopChildren(ctx, tx, requestID, controlPause, Paused, c)
+			if err := l.stopChildren(ctx, tx, requestID, controlPause, Paused, c); err != nil {
+				return nil, err
+			}
+			// Paused once no partition runs (shownStatus); until then it
+			// is in its phase, as a whole run is running until its worker
+			// stops.
+			if len(c.Waiting) > 0 {
+				c.Status = st
+			}
+			return c, nil
 		case Running:
 			c.Status = Running
 			c.Waiting = []string{requestID}
@@ -73,7 +101,7 @@ func (l *Ledger) Pause(ctx context.Context, requestID string) (*Control, error) 
 // Cancel stops a run for good: a run between attempts or paused is
 // cancelled at once, a running one after the batch in hand, and no copy of
 // its job runs again. A partitioned run is cancelled as a whole.
-func (l *Ledger) Cancel(ctx context.Context, requestID string) (*Control, error) {
+func (l *Runs) Cancel(ctx context.Context, requestID string) (*Control, error) {
 	return l.control(ctx, requestID, func(tx pgx.Tx, st Status) (*Control, error) {
 		c := &Control{Status: Cancelled}
 		switch st {
@@ -102,7 +130,7 @@ WHERE request_id = $1`, requestID); err != nil {
 // messages in Requeue must be sent to the job queue (a worker acknowledged
 // them when it paused). A partitioned run resumes every paused partition.
 // A pause still waiting for its worker is withdrawn.
-func (l *Ledger) Resume(ctx context.Context, requestID string) (*Control, error) {
+func (l *Runs) Resume(ctx context.Context, requestID string) (*Control, error) {
 	return l.control(ctx, requestID, func(tx pgx.Tx, st Status) (*Control, error) {
 		c := &Control{Status: Retrying}
 		switch st {
@@ -155,7 +183,7 @@ var (
 // for good: a rejected job fails the same way, a cancelled run was ended
 // on purpose. Without haveJob (the caller has no copy of the job) a run
 // whose job the ledger did not keep is left as it is: ErrNoJob.
-func (l *Ledger) Reopen(ctx context.Context, requestID string, haveJob bool) (*Control, error) {
+func (l *Runs) Reopen(ctx context.Context, requestID string, haveJob bool) (*Control, error) {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reopen run %s: %w", requestID, err)
@@ -202,7 +230,7 @@ func nonNull(bodies []json.RawMessage) []json.RawMessage {
 }
 
 // control runs op on a locked run that has not finished.
-func (l *Ledger) control(ctx context.Context, requestID string, op func(pgx.Tx, Status) (*Control, error)) (*Control, error) {
+func (l *Runs) control(ctx context.Context, requestID string, op func(pgx.Tx, Status) (*Control, error)) (*Control, error) {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("control run %s: %w", requestID, err)
@@ -218,7 +246,7 @@ func (l *Ledger) control(ctx context.Context, requestID string, op func(pgx.Tx, 
 		return nil, fmt.Errorf("control run %s: %w", requestID, err)
 	}
 	if parent != nil {
-		return nil, fmt.Errorf("control run %s: a partition of %s; pause, resume or cancel the whole run", requestID, *parent)
+		return nil, fmt.Errorf("control run %s: a partition of %s; %w", requestID, *parent, ErrPartition)
 	}
 	if st.Final() {
 		return nil, fmt.Errorf("control run %s (%s): %w", requestID, st, ErrFinished)
@@ -235,7 +263,7 @@ func (l *Ledger) control(ctx context.Context, requestID string, op func(pgx.Tx, 
 
 // stopChildren asks a partitioned run's running partitions to stop and
 // moves the others that have not finished to status at once.
-func (l *Ledger) stopChildren(ctx context.Context, tx pgx.Tx, parent, control string, status Status, c *Control) error {
+func (l *Runs) stopChildren(ctx context.Context, tx pgx.Tx, parent, control string, status Status, c *Control) error {
 	rows, err := tx.Query(ctx, `UPDATE segpub_runs SET control = $2, updated_at = now() WHERE parent = $1 AND status = 'running' RETURNING request_id`,
 		parent, control)
 	if err != nil {
@@ -268,7 +296,7 @@ WHERE p.request_id = $1`, parent)
 // operator's request: paused (keeping its checkpoint, and body, the job
 // message to send again on resume) or cancelled (final, with result).
 // A cancelled partition also updates its partitioned run's counts.
-func (l *Ledger) Stopped(ctx context.Context, requestID, owner string, status Status, candidates, published int64, body, result json.RawMessage) error {
+func (l *Runs) Stopped(ctx context.Context, requestID, owner string, status Status, candidates, published int64, body, result json.RawMessage) error {
 	if status != Paused && status != Cancelled {
 		return fmt.Errorf("stop run %s: status %s is neither paused nor cancelled", requestID, status)
 	}
@@ -308,7 +336,7 @@ WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING parent`,
 // false when the run is no longer paused (resumed meanwhile): the copy must
 // then be handed back and claimed again. A partition that has no run yet
 // (its partitioned run was paused before it started) is created paused.
-func (l *Ledger) Park(ctx context.Context, s Start, body json.RawMessage) (bool, error) {
+func (l *Runs) Park(ctx context.Context, s Start, body json.RawMessage) (bool, error) {
 	// The job a paused run keeps is never replaced: only a run that kept
 	// none takes this copy's, and only a copy of its own job.
 	tag, err := l.pool.Exec(ctx, `INSERT INTO segpub_runs AS r (request_id, project_id, campaign_id, action, status, reference_time, parent, job, job_fingerprint)
@@ -324,7 +352,7 @@ WHERE r.status = 'paused' AND (r.job_fingerprint IS NULL OR r.job_fingerprint = 
 
 // Pausing reports whether a partitioned run has been asked to pause, so a
 // partition that has not started yet is parked instead of run.
-func (l *Ledger) Pausing(ctx context.Context, requestID string) (bool, error) {
+func (l *Runs) Pausing(ctx context.Context, requestID string) (bool, error) {
 	var control *string
 	err := l.pool.QueryRow(ctx, `SELECT control FROM segpub_runs WHERE request_id = $1`, requestID).Scan(&control)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -335,7 +363,7 @@ func (l *Ledger) Pausing(ctx context.Context, requestID string) (bool, error) {
 
 // Active lists which of the given runs are still running (a stop request
 // has not been carried out yet).
-func (l *Ledger) Active(ctx context.Context, requestIDs []string) ([]string, error) {
+func (l *Runs) Active(ctx context.Context, requestIDs []string) ([]string, error) {
 	rows, err := l.pool.Query(ctx, `SELECT request_id FROM segpub_runs WHERE request_id = ANY($1) AND status = 'running' ORDER BY request_id`, requestIDs)
 	if err != nil {
 		return nil, fmt.Errorf("running runs: %w", err)

@@ -1,4 +1,4 @@
-package ddl
+package state
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 )
 
 // Many processes creating the same tables at once all succeed.
-func TestConcurrentApply(t *testing.T) {
+func TestConcurrentapplyOnce(t *testing.T) {
 	t.Parallel()
 	pool := dbtest.Pool(t)
 	table := "segpub_ddl_test_" + dbtest.NewProjectID()
@@ -20,7 +20,7 @@ func TestConcurrentApply(t *testing.T) {
 	errs := make(chan error, 8)
 	for range 8 {
 		wg.Go(func() {
-			errs <- Apply(context.Background(), pool, "test table", `CREATE TABLE IF NOT EXISTS `+table+` (id text PRIMARY KEY);
+			errs <- applyOnce(context.Background(), pool, "test table", `CREATE TABLE IF NOT EXISTS `+table+` (id text PRIMARY KEY);
 ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS note text`)
 		})
 	}
@@ -39,7 +39,7 @@ ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS note text`)
 // A failing statement is reported with what was being created.
 func TestApplyNamesWhat(t *testing.T) {
 	t.Parallel()
-	err := Apply(context.Background(), dbtest.Pool(t), "the widgets table", `CREATE TABLE segpub_ddl_bad (`)
+	err := applyOnce(context.Background(), dbtest.Pool(t), "the widgets table", `CREATE TABLE segpub_ddl_bad (`)
 	if err == nil || err.Error()[:len("create the widgets table")] != "create the widgets table" {
 		t.Fatalf("got %v", err)
 	}
@@ -56,7 +56,7 @@ func TestAppliedOnce(t *testing.T) {
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP TABLE IF EXISTS `+table) })
 	stmts := `CREATE TABLE IF NOT EXISTS ` + table + ` (id text PRIMARY KEY);
 ALTER TABLE ` + table + ` ADD COLUMN IF NOT EXISTS note text`
-	if err := Apply(ctx, pool, table, stmts); err != nil {
+	if err := applyOnce(ctx, pool, table, stmts); err != nil {
 		t.Fatal(err)
 	}
 	// A transaction holds a lock that ALTER TABLE would wait for.
@@ -70,12 +70,12 @@ ALTER TABLE ` + table + ` ADD COLUMN IF NOT EXISTS note text`
 	}
 	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := Apply(short, pool, table, stmts); err != nil {
+	if err := applyOnce(short, pool, table, stmts); err != nil {
 		t.Fatalf("second apply of the same definition: %v", err)
 	}
 	// A changed definition is applied, and gives up on the lock rather
 	// than wait forever.
-	err = Apply(ctx, pool, table, stmts+`;
+	err = applyOnce(ctx, pool, table, stmts+`;
 ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS other text`)
 	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
 		t.Fatalf("changed definition under a held lock: %v", err)

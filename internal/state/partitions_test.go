@@ -1,4 +1,4 @@
-package partition
+package state
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/segpub/segpub/internal/dbtest"
-	"github.com/segpub/segpub/internal/ledger"
 )
 
 // A partitioned run's destinations are copied in right before the publish
@@ -24,10 +23,10 @@ func TestTakenPlanWithStaleStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.IsolatedPool(t)
-	if _, err := ledger.New(ctx, pool); err != nil {
+	if err := Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	l := &records{pool: pool}
+	l := &Partitions{pool: pool}
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, sql, args...); err != nil {
@@ -54,7 +53,7 @@ SELECT 'sched:earlier', i % 4, hashint8(i) FROM generate_series(1, 400000) i`)
 			fps = append(fps, uint64(1_000_000_000+i*7%(p*per)))
 		}
 		recorded[p] = fps
-		if err := l.recordScan(ctx, id, p, fps); err != nil {
+		if err := l.RecordScan(ctx, id, p, fps); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,7 +114,7 @@ SELECT 'sched:earlier', i % 4, hashint8(i) FROM generate_series(1, 400000) i`)
 				want = append(want, fp)
 			}
 		}
-		taken, offset, err := l.taken(ctx, id, p)
+		taken, offset, err := l.Taken(ctx, id, p)
 		if err != nil {
 			t.Fatal(err)
 		}
