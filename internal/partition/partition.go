@@ -15,10 +15,11 @@
 //
 // Each range is a run of its own in the ledger (request_id#scan-0003,
 // request_id#publish-0003), claimed, leased, checkpointed and retried like
-// any run; the worker runs it. For a sub-job the worker calls Open, then,
-// once it holds the range's run, Range; after a successful run Record,
-// then (with the range's run recorded as completed) Advance; when the range
-// fails for good, Fail.
+// any run; the worker runs it. The worker opens every delivery (Open): a
+// sub-job is a Task, which the worker claims and runs like a whole job
+// (Task.Range is what the engine runs), then ends with Task.Complete, which
+// records what the range found, the range's run and the run's next phase in
+// that order, or Task.Fail.
 package partition
 
 import (
@@ -219,6 +220,7 @@ type Task struct {
 	RunID string
 
 	plan plan
+	c    *Coordinator
 }
 
 // Start is what the ledger's claim needs of the range's run.
@@ -300,35 +302,26 @@ func (c *Coordinator) Open(ctx context.Context, body []byte) (*Task, error) {
 		return nil, fmt.Errorf("%w: the stored job no longer parses: %w", ErrStale, err)
 	}
 	j.ScheduledAt = s.Reference
-	return &Task{Job: j, Phase: r.Phase, Part: r.Index, Parts: p.parts(), RunID: RunID(r.Parent, r.Phase, r.Index), plan: p}, nil
+	return &Task{Job: j, Phase: r.Phase, Part: r.Index, Parts: p.parts(), RunID: RunID(r.Parent, r.Phase, r.Index), plan: p, c: c}, nil
 }
 
 // Range is what the engine runs for the task, once the worker holds the
 // range's run: a scan collects the range's destinations; a publish starts
 // where the earlier ranges leave off.
-func (c *Coordinator) Range(ctx context.Context, t *Task) (*publish.Range, error) {
+func (t *Task) Range(ctx context.Context) (*publish.Range, error) {
 	rng := &publish.Range{From: t.plan.Bounds[t.Part], Before: t.plan.Bounds[t.Part+1]}
 	if t.Phase == Scan {
 		rng.Collect = true
 		return rng, nil
 	}
 	var err error
-	if rng.Taken, rng.Offset, err = c.rec.Taken(ctx, t.Job.RequestID, t.Part); err != nil {
+	if rng.Taken, rng.Offset, err = t.c.rec.Taken(ctx, t.Job.RequestID, t.Part); err != nil {
 		return nil, err
 	}
 	return rng, nil
 }
 
-// Record records what a successful run of the task found (a scan's
-// destinations), before the range's run is recorded as completed.
-func (c *Coordinator) Record(ctx context.Context, t *Task, res *publish.Result) error {
-	if t.Phase != Scan {
-		return nil
-	}
-	return c.rec.RecordScan(ctx, t.Job.RequestID, t.Part, res.Destinations)
-}
-
-// Step is what Advance did.
+// Step is what Complete did to the partitioned run.
 type Step struct {
 	// Publishing: the last scan completed, and the publish phase's
 	// sub-jobs were sent.
@@ -338,12 +331,43 @@ type Step struct {
 	Completed *publish.Result
 }
 
-// Advance moves the run to its next phase when every range of the task's
-// phase has completed (the task's own range's run must be recorded as
-// completed first). Exactly one of the ranges that complete at once moves
-// it. On an error the sub-job must be handed back, not acknowledged: its
-// redelivery, whose range's run has completed, advances again.
-func (c *Coordinator) Advance(ctx context.Context, t *Task) (Step, error) {
+// ErrNotAdvanced is wrapped by Complete's error when the range's run is
+// recorded as completed but the partitioned run could not be moved on:
+// the sub-job must be handed back, not acknowledged, and its redelivery
+// (its range's run completed) advances again.
+var ErrNotAdvanced = errors.New("partitioned run not advanced")
+
+// Complete ends a successful run of the task's range: it records what the
+// range found (a scan's destinations), then calls finish, which records the
+// range's run as completed, then moves the partitioned run to its next
+// phase when every range of the task's phase has completed (exactly one of
+// the ranges that complete at once moves it). The order matters: a crash
+// before finish runs the range again, which records it again; a crash
+// after it leaves the run to the sub-job's redelivery. res and finish are
+// nil for a redelivered sub-job whose range's run has completed already.
+// An error from recording or finish is returned as it is (the attempt
+// failed); one from the move wraps ErrNotAdvanced.
+func (t *Task) Complete(ctx context.Context, res *publish.Result, finish func(context.Context) error) (Step, error) {
+	if res != nil && t.Phase == Scan {
+		if err := t.c.rec.RecordScan(ctx, t.Job.RequestID, t.Part, res.Destinations); err != nil {
+			return Step{}, err
+		}
+	}
+	if finish != nil {
+		if err := finish(ctx); err != nil {
+			return Step{}, err
+		}
+	}
+	step, err := t.c.advance(ctx, t)
+	if err != nil {
+		return Step{}, fmt.Errorf("%w: %w", ErrNotAdvanced, err)
+	}
+	return step, nil
+}
+
+// advance moves the run to its next phase when every range of the task's
+// phase has completed.
+func (c *Coordinator) advance(ctx context.Context, t *Task) (Step, error) {
 	requestID := t.Job.RequestID
 	a := state.Advance{RequestID: requestID, From: t.Phase.status(), Parts: t.Parts, ChildPrefix: runPrefix(requestID, t.Phase)}
 	var res *publish.Result
@@ -392,11 +416,11 @@ func (c *Coordinator) sum(ctx context.Context, t *Task, parts []json.RawMessage)
 
 // Fail records the whole run as failed when the task's range failed for
 // good.
-func (c *Coordinator) Fail(ctx context.Context, t *Task, reason string) error {
-	return c.rec.Fail(ctx, t.Job.RequestID, fmt.Sprintf("%s: %s", t.RunID, reason))
+func (t *Task) Fail(ctx context.Context, reason string) error {
+	return t.c.rec.Fail(ctx, t.Job.RequestID, fmt.Sprintf("%s: %s", t.RunID, reason))
 }
 
-// RecordScan stores the destinations of a range's scan, as Record does.
+// RecordScan stores the destinations of a range's scan, as Complete does.
 // Exported for the benchmarks, which time the publish phase's look-up.
 func (c *Coordinator) RecordScan(ctx context.Context, requestID string, part int, fps []uint64) error {
 	return c.rec.RecordScan(ctx, requestID, part, fps)

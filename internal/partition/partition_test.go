@@ -120,7 +120,7 @@ func TestPhases(t *testing.T) {
 			if cl, err := led.Claim(ctx, task.Start(), "w", time.Minute); err != nil || !cl.Granted {
 				t.Fatalf("%s %d: claim %+v %v", phase, i, cl, err)
 			}
-			rng, err := c.Range(ctx, task)
+			rng, err := task.Range(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,15 +128,11 @@ func TestPhases(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := c.Record(ctx, task, res); err != nil {
-				t.Fatal(err)
-			}
 			body, _ := json.Marshal(res)
-			if err := led.Finish(ctx, task.RunID, "w", ledger.Outcome{Status: ledger.Completed, Candidates: res.Candidates,
-				Published: res.Published, Result: body}); err != nil {
-				t.Fatal(err)
-			}
-			step, err := c.Advance(ctx, task)
+			step, err := task.Complete(ctx, res, func(ctx context.Context) error {
+				return led.Finish(ctx, task.RunID, "w", ledger.Outcome{Status: ledger.Completed, Candidates: res.Candidates,
+					Published: res.Published, Result: body})
+			})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -41,23 +41,17 @@ type Runner interface {
 	RunWith(ctx context.Context, j *job.Job, rng *publish.Range, sink publish.Sink, cp publish.Checkpoint, hooks publish.Hooks) (*publish.Result, error)
 }
 
-// Partitions splits large jobs into key ranges that every worker shares
-// and tells the worker what each range's sub-job runs
-// (partition.Coordinator, whose documentation says in which order).
+// Partitions runs large publish jobs as key ranges every worker shares
+// (partition.Coordinator). The worker opens every delivery with it; a
+// sub-job is a range (partition.Task) that the worker claims, runs and
+// ends (Task.Complete, Task.Fail) on the same path as a whole job.
 type Partitions interface {
+	// Open reads a delivery's body: the range a sub-job runs, nil when
+	// the body is not a sub-job.
+	Open(ctx context.Context, body []byte) (*partition.Task, error)
 	// Split splits a claimed job when it is large; 0 ranges: run it
 	// whole.
 	Split(ctx context.Context, j *job.Job, raw []byte, owner string) (int, error)
-	// Open reads a sub-job (nil: the body is not one).
-	Open(ctx context.Context, body []byte) (*partition.Task, error)
-	// Range is what the engine runs for a task whose run is held.
-	Range(ctx context.Context, t *partition.Task) (*publish.Range, error)
-	// Record records what a successful run of the task found.
-	Record(ctx context.Context, t *partition.Task, res *publish.Result) error
-	// Advance moves the run on once the task's run is completed.
-	Advance(ctx context.Context, t *partition.Task) (partition.Step, error)
-	// Fail fails the whole run when the task failed for good.
-	Fail(ctx context.Context, t *partition.Task, reason string) error
 }
 
 // Observer is told what the worker does; metrics implement it. Every method
@@ -247,12 +241,15 @@ type attempt struct {
 	runID string
 	// task is the range (nil for a whole job).
 	task *partition.Task
+	// start is what the ledger's claim needs of the run.
+	start ledger.Start
 }
 
 func whole(j *job.Job) attempt {
 	a := attempt{job: j}
 	if j != nil {
 		a.runID = j.RequestID
+		a.start = startOf(j, j.ScheduledAt)
 	}
 	return a
 }
@@ -271,7 +268,9 @@ func (w *Worker) logger(a attempt, n int) *slog.Logger {
 }
 
 // handle runs one delivery to its end: acknowledged, handed back for a
-// retry, or dead-lettered.
+// retry, or dead-lettered. A job and a range of a partitioned job take the
+// same path: opened, claimed as a run of their own in the ledger, run,
+// and ended.
 func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 	start := time.Now()
 	if e, ok := d.(enqueued); ok && w.cfg.Observer != nil && d.Attempt() == 1 {
@@ -281,99 +280,158 @@ func (w *Worker) handle(ctx context.Context, d queue.Delivery) {
 		w.reject(ctx, d, nil, err)
 		return
 	}
+	a, raw, ok := w.open(ctx, d)
+	if !ok {
+		return
+	}
+	log := w.logger(a, d.Attempt())
+	run, d, ok := w.claim(ctx, d, a, log)
+	if !ok {
+		return
+	}
+	var rng *publish.Range
+	if t := a.task; t != nil {
+		var err error
+		if rng, err = t.Range(ctx); err != nil {
+			w.retry(ctx, d, a, err)
+			return
+		}
+	} else {
+		// The ledger's reference time wins: a resumed run keeps the first
+		// run's "now".
+		a.job.ScheduledAt = run.Reference
+		// A resumed attempt starts from the counts the ledger holds, not
+		// 0/0.
+		w.emit(ctx, "started", a, d.Attempt(), &publish.Result{Candidates: run.Candidates, Published: run.Published}, "")
+		// A run that published before (an earlier attempt ran it whole)
+		// goes on whole from its checkpoint: its ranges would publish it
+		// again.
+		resumed := len(run.Checkpoint) > 0 || run.Published > 0
+		if !resumed && w.split(ctx, d, a, raw, log) {
+			return
+		}
+	}
+	w.execute(ctx, d, a, rng, w.checkpoint(run, log), start, log)
+}
+
+// open reads a delivery: a sub-job's range (when the worker has
+// Partitions), or a job, its claim check resolved (raw: its body). false:
+// the delivery was dealt with (dropped, handed back or rejected).
+func (w *Worker) open(ctx context.Context, d queue.Delivery) (a attempt, raw []byte, ok bool) {
 	if w.cfg.Partitions != nil {
 		t, err := w.cfg.Partitions.Open(ctx, d.Body())
 		switch {
 		case errors.Is(err, partition.ErrFinished):
 			w.ack(ctx, d, w.log)
-			return
+			return a, nil, false
 		case errors.Is(err, partition.ErrStale), errors.Is(err, partition.ErrEarly):
 			// A sub-job that can never run (forged, stale, its run gone
 			// or finished before it ran), or one of a phase its run does
 			// not reach: handed back like a failed job, and dead-lettered
 			// after its last attempt, so none is redelivered forever.
 			w.retry(ctx, d, whole(nil), fmt.Errorf("sub-job: %w", err))
-			return
+			return a, nil, false
 		case err != nil:
 			// The database's error: not the sub-job's fault, and its run
 			// waits for it, so it is handed back until the database
 			// answers.
 			w.log.Warn("open sub-job", "err", err)
 			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), w.log)
-			return
+			return a, nil, false
 		case t != nil:
-			w.handleTask(ctx, d, t, start)
-			return
+			return attempt{job: t.Job, runID: t.RunID, task: t, start: t.Start()}, nil, true
 		}
 	}
 	j, raw, err := claimcheck.Resolve(ctx, w.cfg.Store, d.Body(), w.cfg.MaxJobBytes)
 	if err != nil {
 		if job.IsRejection(err) {
 			w.reject(ctx, d, j, err)
-			return
+			return a, nil, false
 		}
 		w.retry(ctx, d, whole(nil), fmt.Errorf("resolve job: %w", err))
-		return
+		return a, nil, false
 	}
-	a := whole(j)
-	log := w.logger(a, d.Attempt())
-	ref := j.ScheduledAt
-	if ref.IsZero() {
-		ref = time.Now().Truncate(time.Second)
+	a = whole(j)
+	if a.start.Reference.IsZero() {
+		a.start.Reference = time.Now().Truncate(time.Second)
 	}
-	st := startOf(j, ref)
-	st.Fingerprint = ledger.JobFingerprint(raw)
-	claim, err := w.cfg.Ledger.Claim(ctx, st, w.cfg.Owner, w.cfg.Lease)
-	if err != nil {
+	a.start.Fingerprint = ledger.JobFingerprint(raw)
+	return a, raw, true
+}
+
+// claim takes the lease of the attempt's run. It returns the run and the
+// delivery, whose attempt number is now the ledger's; false when the
+// delivery was dealt with: a copy of a finished or partitioned run
+// dropped, a paused run's job kept for its resume, a run another worker
+// holds handed back, a crash loop dead-lettered.
+func (w *Worker) claim(ctx context.Context, d queue.Delivery, a attempt, log *slog.Logger) (*ledger.Run, queue.Delivery, bool) {
+	// A partitioned run paused as a whole: ranges not started yet are kept
+	// for its resume.
+	if a.task != nil {
+		pausing, err := w.cfg.Ledger.Pausing(ctx, a.job.RequestID)
+		if err != nil {
+			w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+			return nil, d, false
+		}
+		if pausing {
+			if kept, err := w.cfg.Ledger.Park(ctx, a.start, d.Body()); err == nil && kept {
+				log.Info("partitioned run paused; partition kept for its resume")
+				w.ack(ctx, d, log)
+				return nil, d, false
+			}
+		}
+	}
+	claim, err := w.cfg.Ledger.Claim(ctx, a.start, w.cfg.Owner, w.cfg.Lease)
+	switch {
+	case err != nil && a.task != nil:
+		// A range's run is claimed again on redelivery; its failures are
+		// counted by the attempts it runs.
+		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
+		return nil, d, false
+	case err != nil:
 		w.retry(ctx, d, a, err)
-		return
-	}
-	if !claim.Granted {
-		if fp := claim.Run.Fingerprint; fp != "" && fp != st.Fingerprint {
-			w.conflict(ctx, d, j, claim.Run, log)
-			return
-		}
-		if claim.Run.Status.Final() {
-			// A copy of a finished run (queue redelivery, scheduler
-			// retry, operator replay): its stored result stands.
-			log.Info("run already finished; copy dropped", "status", claim.Run.Status, "result", string(claim.Run.Result))
-			w.ack(ctx, d, log)
-			return
-		}
-		if claim.Run.Status == ledger.Paused {
-			w.park(ctx, d, st, log)
-			return
-		}
-		if claim.Run.Status == ledger.Scanning || claim.Run.Status == ledger.Publishing {
-			// Split, though the split's commit reported an error: its
-			// sub-jobs carry the run.
-			log.Info("run already partitioned; copy dropped", "status", claim.Run.Status)
-			w.ack(ctx, d, log)
-			return
-		}
-		log.Info("run held by another worker; handed back", "holder", claim.Run.Owner)
-		w.nack(ctx, d, w.cfg.Lease, log)
-		return
+		return nil, d, false
+	case !claim.Granted:
+		w.notGranted(ctx, d, a, claim.Run, log)
+		return nil, d, false
 	}
 	// The ledger counts attempts when they are claimed: the queue's count
 	// also counts graceful hand-backs, and an attempt that crashed the
 	// worker records nothing else.
 	d = ledgerAttempt{d, claim.Run.Attempts}
 	if w.crashLoop(ctx, d, a) {
-		return
+		return nil, d, false
 	}
-	// The ledger's reference time wins: a resumed run keeps the first
-	// run's "now".
-	j.ScheduledAt = claim.Run.Reference
-	// A resumed attempt starts from the counts the ledger holds, not 0/0.
-	w.emit(ctx, "started", a, d.Attempt(), &publish.Result{Candidates: claim.Run.Candidates, Published: claim.Run.Published}, "")
-	// A run that published before (an earlier attempt ran it whole) goes
-	// on whole from its checkpoint: its ranges would publish it again.
-	resumed := len(claim.Run.Checkpoint) > 0 || claim.Run.Published > 0
-	if !resumed && w.split(ctx, d, a, raw, log) {
-		return
+	return claim.Run, d, true
+}
+
+// notGranted deals with a delivery whose run the worker could not claim,
+// by the run's status as stored.
+func (w *Worker) notGranted(ctx context.Context, d queue.Delivery, a attempt, run *ledger.Run, log *slog.Logger) {
+	switch st := run.Status; {
+	case a.task == nil && run.Fingerprint != "" && run.Fingerprint != a.start.Fingerprint:
+		w.conflict(ctx, d, a.job, run, log)
+	case st == ledger.Paused:
+		w.park(ctx, d, a.start, log)
+	case st.Final() && a.task != nil:
+		// Finished before; the partitioned run may not have advanced if
+		// that worker died in between.
+		step, err := a.task.Complete(ctx, nil, nil)
+		w.advanced(ctx, d, a, step, err, log)
+	case st.Final():
+		// A copy of a finished run (queue redelivery, scheduler retry,
+		// operator replay): its stored result stands.
+		log.Info("run already finished; copy dropped", "status", st, "result", string(run.Result))
+		w.ack(ctx, d, log)
+	case st.Phase():
+		// Split, though the split's commit reported an error: its
+		// sub-jobs carry the run.
+		log.Info("run already partitioned; copy dropped", "status", st)
+		w.ack(ctx, d, log)
+	default:
+		log.Info("run held by another worker; handed back", "holder", run.Owner)
+		w.nack(ctx, d, w.cfg.Lease, log)
 	}
-	w.execute(ctx, d, a, nil, w.checkpoint(claim.Run, log), start, log)
 }
 
 // split hands a claimed job to the partition package, which splits it when
@@ -399,54 +457,6 @@ func (w *Worker) split(ctx context.Context, d queue.Delivery, a attempt, raw []b
 	return true
 }
 
-// handleTask runs one range of a partitioned run: a run of its own in the
-// ledger, claimed like a job's.
-func (w *Worker) handleTask(ctx context.Context, d queue.Delivery, t *partition.Task, start time.Time) {
-	a := attempt{job: t.Job, runID: t.RunID, task: t}
-	log := w.logger(a, d.Attempt())
-	s := t.Start()
-	// A partitioned run paused as a whole: ranges not started yet are kept
-	// for its resume.
-	if pausing, err := w.cfg.Ledger.Pausing(ctx, t.Job.RequestID); err != nil {
-		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
-		return
-	} else if pausing {
-		if kept, err := w.cfg.Ledger.Park(ctx, s, d.Body()); err == nil && kept {
-			log.Info("partitioned run paused; partition kept for its resume")
-			w.ack(ctx, d, log)
-			return
-		}
-	}
-	claim, err := w.cfg.Ledger.Claim(ctx, s, w.cfg.Owner, w.cfg.Lease)
-	if err != nil {
-		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
-		return
-	}
-	if !claim.Granted {
-		switch {
-		case claim.Run.Status == ledger.Paused:
-			w.park(ctx, d, s, log)
-		case claim.Run.Status.Final():
-			// Finished before; the run may not have advanced if that
-			// worker died in between.
-			w.advance(ctx, d, a, log)
-		default:
-			w.nack(ctx, d, w.cfg.Lease, log)
-		}
-		return
-	}
-	d = ledgerAttempt{d, claim.Run.Attempts}
-	if w.crashLoop(ctx, d, a) {
-		return
-	}
-	rng, err := w.cfg.Partitions.Range(ctx, t)
-	if err != nil {
-		w.retry(ctx, d, a, err)
-		return
-	}
-	w.execute(ctx, d, a, rng, w.checkpoint(claim.Run, log), start, log)
-}
-
 // checkpoint reads a claimed run's checkpoint.
 func (w *Worker) checkpoint(r *ledger.Run, log *slog.Logger) publish.Checkpoint {
 	var cp publish.Checkpoint
@@ -468,28 +478,44 @@ func (w *Worker) execute(ctx context.Context, d queue.Delivery, a attempt, rng *
 	if err == nil {
 		err = w.cfg.Failpoints.Hit(failpoint.BeforeCommit)
 	}
-	if err == nil && a.task != nil {
-		// Before the range's run is recorded as completed: a crash in
-		// between runs the range again, which records it again.
-		err = w.cfg.Partitions.Record(ctx, a.task, res)
+	if err != nil {
+		w.ended(ctx, d, a, res, err, start, log)
+		return
 	}
-	switch {
-	case err == nil:
-		body, _ := json.Marshal(res)
-		o := ledger.Outcome{Status: ledger.Completed, Candidates: res.Candidates, Published: res.Published, Result: body}
-		if ferr := w.cfg.Ledger.Finish(ctx, a.runID, w.cfg.Owner, o); ferr != nil {
-			w.retry(ctx, d, a, ferr)
-			return
-		}
-		if a.task != nil {
-			log.Info("partition completed", "candidates", res.Candidates, "published", res.Published)
-			w.advance(ctx, d, a, log)
+	body, _ := json.Marshal(res)
+	o := ledger.Outcome{Status: ledger.Completed, Candidates: res.Candidates, Published: res.Published, Result: body}
+	var finishErr error
+	finish := func(ctx context.Context) error {
+		finishErr = w.cfg.Ledger.Finish(ctx, a.runID, w.cfg.Owner, o)
+		return finishErr
+	}
+	if a.task == nil {
+		if finish(ctx) != nil {
+			w.retry(ctx, d, a, finishErr)
 			return
 		}
 		log.Info("job completed", "candidates", res.Candidates, "published", res.Published, "duration_ms", res.DurationMS)
 		w.emit(ctx, "completed", a, d.Attempt(), res, "")
 		w.observe("completed", res, start)
 		w.ack(ctx, d, log)
+		return
+	}
+	step, err := a.task.Complete(ctx, res, finish)
+	switch {
+	case finishErr != nil:
+		w.retry(ctx, d, a, finishErr)
+	case err != nil && !errors.Is(err, partition.ErrNotAdvanced):
+		// What the range found was not recorded: the attempt failed.
+		w.ended(ctx, d, a, res, err, start, log)
+	default:
+		log.Info("partition completed", "candidates", res.Candidates, "published", res.Published)
+		w.advanced(ctx, d, a, step, err, log)
+	}
+}
+
+// ended records an attempt that ended without completing.
+func (w *Worker) ended(ctx context.Context, d queue.Delivery, a attempt, res *publish.Result, err error, start time.Time, log *slog.Logger) {
+	switch {
 	case job.IsRejection(err) && a.task == nil:
 		// A range's rejection is retried like a failure: the whole job
 		// passed the same checks when it was split. The run is this
@@ -516,13 +542,12 @@ func (w *Worker) execute(ctx context.Context, d queue.Delivery, a attempt, rng *
 	}
 }
 
-// advance moves a partitioned run on once a range's run has completed,
-// and acknowledges the range's sub-job. When advancing fails, the sub-job
-// goes back to the queue, and its redelivery (its run already completed)
-// advances again: acknowledging it anyway would leave a run whose last
-// range finished stuck in its phase.
-func (w *Worker) advance(ctx context.Context, d queue.Delivery, a attempt, log *slog.Logger) {
-	step, err := w.cfg.Partitions.Advance(ctx, a.task)
+// advanced acknowledges a range's sub-job once its run has completed and
+// the partitioned run has moved on (Task.Complete). When moving it on
+// failed, the sub-job goes back to the queue, and its redelivery (its run
+// already completed) moves it again: acknowledging it anyway would leave a
+// run whose last range finished stuck in its phase.
+func (w *Worker) advanced(ctx context.Context, d queue.Delivery, a attempt, step partition.Step, err error, log *slog.Logger) {
 	if err != nil {
 		log.Error("advance partitioned run; handed back to try again", "err", err)
 		w.nack(ctx, d, w.cfg.Backoff(d.Attempt()), log)
@@ -860,7 +885,7 @@ func (w *Worker) fail(ctx context.Context, d queue.Delivery, a attempt, res *pub
 		}
 	}
 	if final && a.task != nil {
-		if err := w.cfg.Partitions.Fail(context.WithoutCancel(ctx), a.task, cause.Error()); err != nil {
+		if err := a.task.Fail(context.WithoutCancel(ctx), cause.Error()); err != nil {
 			log.Error("fail partitioned run", "err", err)
 		}
 	}
