@@ -2,35 +2,19 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/segpub/segpub/internal/state"
 )
 
 // Occurrence is a recorded occurrence of a campaign: enqueued, stale
 // (missed by more than the catch-up window, never sent) or failed.
-type Occurrence struct {
-	CampaignID string    `json:"campaign_id"`
-	At         time.Time `json:"occurrence"`
-	RequestID  string    `json:"request_id"`
-	Status     string    `json:"status"`
-	RecordedAt time.Time `json:"recorded_at"`
-}
+type Occurrence = state.Occurrence
 
 // Recorded returns the latest recorded occurrences, at most limit, newest
 // first; with status, only those in it.
 func (s *Store) Recorded(ctx context.Context, status string, limit int) ([]Occurrence, error) {
-	rows, err := s.pool.Query(ctx, `SELECT campaign_id, occurrence, request_id, status, recorded_at FROM segpub_occurrences
-WHERE $1 = '' OR status = $1 ORDER BY occurrence DESC, campaign_id LIMIT $2`, status, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list occurrences: %w", err)
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Occurrence, error) {
-		var o Occurrence
-		err := r.Scan(&o.CampaignID, &o.At, &o.RequestID, &o.Status, &o.RecordedAt)
-		return o, err
-	})
+	return s.rows.Recorded(ctx, status, limit)
 }
 
 // Location is the schedule's time zone.

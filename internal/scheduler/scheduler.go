@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/segpub/segpub/internal/claimcheck"
@@ -21,9 +20,9 @@ import (
 
 // Campaign statuses.
 const (
-	Active = "active"
-	Paused = "paused"
-	Ended  = "ended"
+	Active = state.CampaignActive
+	Paused = state.CampaignPaused
+	Ended  = state.CampaignEnded
 )
 
 // Campaign is a scheduled campaign.
@@ -37,18 +36,19 @@ type Campaign struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-// Store reads and writes campaigns.
+// Store reads and writes campaigns (state.Campaigns has the queries).
 type Store struct {
-	pool *pgxpool.Pool
+	rows *state.Campaigns
 }
 
 // NewStore returns a Store, migrating segpub's tables if needed (the
 // scheduler's are segpub_campaigns and segpub_occurrences).
 func NewStore(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
-	if err := state.Migrate(ctx, pool); err != nil {
+	rows, err := state.NewCampaigns(ctx, pool)
+	if err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	return &Store{rows: rows}, nil
 }
 
 // Job builds the job of one occurrence.
@@ -81,12 +81,11 @@ func (s *Store) Add(ctx context.Context, c Campaign) error {
 	if _, err := job.Parse(body); err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO segpub_campaigns (id, project_id, action, campaign, schedule) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (id) DO NOTHING`, c.ID, c.ProjectID, c.Action, c.Campaign, c.Schedule)
+	added, err := s.rows.Add(ctx, state.CampaignRow{ID: c.ID, ProjectID: c.ProjectID, Action: c.Action, Campaign: c.Campaign, Schedule: c.Schedule})
 	if err != nil {
-		return fmt.Errorf("add campaign %s: %w", c.ID, err)
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if !added {
 		return fmt.Errorf("add campaign %s: a campaign with that id exists", c.ID)
 	}
 	return nil
@@ -94,25 +93,25 @@ ON CONFLICT (id) DO NOTHING`, c.ID, c.ProjectID, c.Action, c.Campaign, c.Schedul
 
 // List returns every campaign, by id.
 func (s *Store) List(ctx context.Context) ([]Campaign, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, project_id, action, campaign, schedule, status, created_at FROM segpub_campaigns ORDER BY id`)
+	rows, err := s.rows.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list campaigns: %w", err)
+		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Campaign, error) {
-		var c Campaign
-		err := r.Scan(&c.ID, &c.ProjectID, &c.Action, &c.Campaign, &c.Schedule, &c.Status, &c.CreatedAt)
-		return c, err
-	})
+	out := make([]Campaign, len(rows))
+	for i, r := range rows {
+		out[i] = Campaign{ID: r.ID, ProjectID: r.ProjectID, Action: r.Action, Campaign: r.Campaign, Schedule: r.Schedule, Status: r.Status, CreatedAt: r.CreatedAt}
+	}
+	return out, nil
 }
 
 // SetStatus pauses, resumes or ends a campaign. An ended campaign stays
 // ended.
 func (s *Store) SetStatus(ctx context.Context, id, status string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE segpub_campaigns SET status = $2, updated_at = now() WHERE id = $1 AND status <> 'ended'`, id, status)
+	changed, err := s.rows.SetStatus(ctx, id, status)
 	if err != nil {
-		return fmt.Errorf("set campaign %s %s: %w", id, status, err)
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if !changed {
 		return fmt.Errorf("set campaign %s %s: no such campaign, or it has ended", id, status)
 	}
 	return nil
@@ -247,28 +246,7 @@ func (s *Scheduler) Tick(ctx context.Context) (Report, error) {
 // before the commit sends the occurrence again on the next wake with the
 // same request_id, which the queue's de-duplication and the run ledger drop.
 func (s *Scheduler) record(ctx context.Context, c Campaign, at time.Time, status string, send func(context.Context) error) (bool, error) {
-	tx, err := s.cfg.Store.pool.Begin(ctx)
-	if err != nil {
-		return false, fmt.Errorf("record occurrence: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	tag, err := tx.Exec(ctx, `INSERT INTO segpub_occurrences (campaign_id, occurrence, request_id, status) VALUES ($1, $2, $3, $4)
-ON CONFLICT DO NOTHING`, c.ID, at, RequestID(c.ID, at), status)
-	if err != nil {
-		return false, fmt.Errorf("record occurrence of %s: %w", c.ID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return false, nil
-	}
-	if send != nil {
-		if err := send(ctx); err != nil {
-			return false, fmt.Errorf("enqueue occurrence of %s: %w", c.ID, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("record occurrence of %s: %w", c.ID, err)
-	}
-	return true, nil
+	return s.cfg.Store.rows.Record(ctx, state.Occurrence{CampaignID: c.ID, At: at, RequestID: RequestID(c.ID, at), Status: status}, send)
 }
 
 // endIfDone ends a one-off campaign once its occurrence is recorded.
@@ -283,8 +261,7 @@ func (s *Scheduler) endIfDone(ctx context.Context, c Campaign, p *parsed, now ti
 	if at.After(now) {
 		return
 	}
-	if _, err := s.cfg.Store.pool.Exec(ctx, `UPDATE segpub_campaigns SET status = 'ended', updated_at = now()
-WHERE id = $1 AND status = 'active' AND EXISTS (SELECT 1 FROM segpub_occurrences WHERE campaign_id = $1)`, c.ID); err != nil {
+	if err := s.cfg.Store.rows.EndOnceRecorded(ctx, c.ID); err != nil {
 		s.log.Error("end one-off campaign", "campaign_id", c.ID, "err", err)
 	}
 }
