@@ -33,6 +33,7 @@ import (
 	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/publish"
 	"github.com/segpub/segpub/internal/scheduler"
+	"github.com/segpub/segpub/internal/state"
 )
 
 //go:embed templates/*.html static/*
@@ -130,6 +131,7 @@ type Console struct {
 	log       *slog.Logger
 	led       *ledger.Ledger
 	campaigns *scheduler.Store
+	records   *state.Records
 	pages     map[string]*template.Template
 	handler   http.Handler
 	// previews holds a slot while a preview runs: one at a time, as it
@@ -190,7 +192,7 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, log: log, led: led, campaigns: store, previews: make(chan struct{}, 1), hosts: map[string]bool{},
+	c := &Console{cfg: cfg, log: log, led: led, campaigns: store, records: state.RecordsOn(cfg.State), previews: make(chan struct{}, 1), hosts: map[string]bool{},
 		sessions: newSessions(cfg.SessionLifetime, cfg.Now), signIns: newLimiter(signInFailures, signInWindow, cfg.Now)}
 	for _, h := range cfg.Hosts {
 		c.hosts[hostName(h)] = true

@@ -9,56 +9,25 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/state"
 	"github.com/segpub/segpub/internal/worker"
 )
 
 // deadLettersShown is how many dead letters the page lists, newest first.
 const deadLettersShown = 200
 
-type deadLetter struct {
-	ID        int64
-	RequestID string
-	Kind      string
-	Reason    string
-	Attempts  int
-	FailedAt  time.Time
-	// Replayable: the dead letter holds a job (not an unreadable or
-	// oversized body).
-	Replayable      bool
-	ReplayedAt      *time.Time
-	ReplayRequestID string
-	// RunStatus and Published are the original run's, from the ledger
-	// ("" when it has no row): what a replay would send again.
-	RunStatus string
-	Published int64
-}
+type deadLetter = state.DeadLetter
 
 func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
-	rows, err := c.cfg.State.Query(r.Context(), `SELECT d.id, d.request_id, d.kind, d.reason, d.attempts, d.failed_at, coalesce(d.body ? 'job', false),
-  d.replayed_at, coalesce(d.replay_request_id, ''), coalesce(r.status, ''), coalesce(r.published, 0)
-FROM segpub_dead_letters d LEFT JOIN segpub_runs r ON r.request_id = d.request_id AND d.request_id <> ''
-ORDER BY d.failed_at DESC, d.id DESC LIMIT $1`, deadLettersShown)
+	list, err := c.records.DeadLetters(r.Context(), deadLettersShown)
 	if err != nil {
-		c.fail(w, r, fmt.Errorf("list dead letters: %w", err))
-		return
-	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deadLetter, error) {
-		var d deadLetter
-		err := row.Scan(&d.ID, &d.RequestID, &d.Kind, &d.Reason, &d.Attempts, &d.FailedAt, &d.Replayable, &d.ReplayedAt, &d.ReplayRequestID,
-			&d.RunStatus, &d.Published)
-		return d, err
-	})
-	if err != nil {
-		c.fail(w, r, fmt.Errorf("list dead letters: %w", err))
+		c.fail(w, r, err)
 		return
 	}
 	p := c.newPage(r, "Dead letters", "dead-letters")
@@ -91,15 +60,13 @@ func (c *Console) deadLetterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	var v deadLetterView
 	var body, raw []byte
-	err = c.cfg.State.QueryRow(r.Context(), `SELECT id, request_id, kind, reason, attempts, failed_at, replayed_at, coalesce(replay_request_id, ''),
-  body::text, raw FROM segpub_dead_letters WHERE id = $1`, id).Scan(&v.ID, &v.RequestID, &v.Kind, &v.Reason, &v.Attempts, &v.FailedAt,
-		&v.ReplayedAt, &v.ReplayRequestID, &body, &raw)
-	if errors.Is(err, pgx.ErrNoRows) {
+	v.deadLetter, body, raw, err = c.records.DeadLetter(r.Context(), id)
+	if errors.Is(err, state.ErrNoDeadLetter) {
 		c.refuse(w, r, http.StatusNotFound, "no such dead letter")
 		return
 	}
 	if err != nil {
-		c.fail(w, r, fmt.Errorf("dead letter %d: %w", id, err))
+		c.fail(w, r, err)
 		return
 	}
 	p := c.newPage(r, "Dead letter "+strconv.FormatInt(id, 10), "dead-letters")
@@ -194,25 +161,16 @@ func (c *Console) claimed(ctx context.Context, store msgstore.Store, body []byte
 }
 
 func (c *Console) replayOne(ctx context.Context, id int64) (string, error) {
-	tx, err := c.cfg.State.Begin(ctx)
-	if err != nil {
-		return "", fmt.Errorf("replay dead letter %d: %w", id, err)
+	newID, err := c.records.Replay(ctx, id, func(ctx context.Context, body []byte) (string, error) { return c.resend(ctx, id, body) })
+	if errors.Is(err, state.ErrNoDeadLetter) || errors.Is(err, state.ErrReplayed) {
+		return "", fmt.Errorf("%w: %w", errReplay, err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var body []byte
-	var replayed *string
-	// Locked: two operators pressing replay at once send it once.
-	err = tx.QueryRow(ctx, `SELECT coalesce(convert_to(body::text, 'UTF8'), raw), replay_request_id FROM segpub_dead_letters WHERE id = $1 FOR UPDATE`,
-		id).Scan(&body, &replayed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("%w: no dead letter %d", errReplay, id)
-	}
-	if err != nil {
-		return "", fmt.Errorf("replay dead letter %d: %w", id, err)
-	}
-	if replayed != nil {
-		return "", fmt.Errorf("%w: dead letter %d was replayed already, as %s", errReplay, id, *replayed)
-	}
+	return newID, err
+}
+
+// resend sends the job of dead letter id (its body) to the job queue again
+// under a new request_id, which it returns.
+func (c *Console) resend(ctx context.Context, id int64, body []byte) (string, error) {
 	var dl worker.DeadLetter
 	if err := json.Unmarshal(body, &dl); err != nil || len(dl.Job) == 0 {
 		return "", fmt.Errorf("%w: dead letter %d holds no job (an unreadable or oversized body)", errReplay, id)
@@ -246,12 +204,6 @@ func (c *Console) replayOne(ctx context.Context, id int64) (string, error) {
 			return "", fmt.Errorf("%w: %v", errReplay, err)
 		}
 		return "", fmt.Errorf("replay dead letter %d: %w", id, err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE segpub_dead_letters SET replayed_at = now(), replay_request_id = $2 WHERE id = $1`, id, newID); err != nil {
-		return "", fmt.Errorf("record replay of dead letter %d: %w", id, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return "", fmt.Errorf("record replay of dead letter %d: %w", id, err)
 	}
 	return newID, nil
 }

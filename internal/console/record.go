@@ -68,8 +68,9 @@ func (c RecorderConfig) validate() error {
 // console. Recording is best effort: a failed insert is logged and never
 // fails a run, an event or a dead letter.
 type Recorder struct {
-	cfg RecorderConfig
-	log *slog.Logger
+	cfg  RecorderConfig
+	log  *slog.Logger
+	rows *state.Records
 	// pruned is when rows past the retention were last deleted (unix ns).
 	pruned atomic.Int64
 }
@@ -89,7 +90,7 @@ func NewRecorder(ctx context.Context, cfg RecorderConfig) (*Recorder, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{cfg: cfg, log: log}, nil
+	return &Recorder{cfg: cfg, log: log, rows: state.RecordsOn(cfg.Pool)}, nil
 }
 
 func (r *Recorder) insert(ctx context.Context, e events.Event, part string, detail any) {
@@ -99,8 +100,8 @@ func (r *Recorder) insert(ctx context.Context, e events.Event, part string, deta
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := r.cfg.Pool.Exec(ctx, `INSERT INTO segpub_console_events (request_id, type, at, attempt, part, candidates, published, error, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.RequestID, e.Type, e.At, e.Attempt, part, e.Candidates, e.Published, e.Error, body); err != nil {
+	if err := r.rows.AddEvent(ctx, state.Event{RequestID: e.RequestID, Type: e.Type, At: e.At, Attempt: e.Attempt, Part: part,
+		Candidates: e.Candidates, Published: e.Published, Error: e.Error, Detail: body}); err != nil {
 		r.log.Warn("console: record event", "type", e.Type, "request_id", e.RequestID, "err", err)
 	}
 	r.prune(ctx)
@@ -114,10 +115,10 @@ func (r *Recorder) prune(ctx context.Context) {
 		return
 	}
 	cutoff := now.Add(-r.cfg.Retention)
-	if _, err := r.cfg.Pool.Exec(ctx, `DELETE FROM segpub_console_events WHERE at < $1`, cutoff); err != nil {
+	if err := r.rows.PruneEvents(ctx, cutoff); err != nil {
 		r.log.Warn("console: prune events", "err", err)
 	}
-	if _, err := r.cfg.Pool.Exec(ctx, `DELETE FROM segpub_dead_letters WHERE failed_at < $1`, cutoff); err != nil {
+	if err := r.rows.PruneDeadLetters(ctx, cutoff); err != nil {
 		r.log.Warn("console: prune dead letters", "err", err)
 	}
 }
@@ -161,15 +162,8 @@ func (d *deadRecorder) Send(ctx context.Context, body []byte, dedupID string) er
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	const insert = `INSERT INTO segpub_dead_letters (request_id, kind, reason, attempts, failed_at, body, raw) VALUES ($1, $2, $3, $4, $5, $6, $7)`
-	id, kind, reason := storableText(dl.RequestID), storableText(dl.Kind), storableText(dl.Reason)
-	_, err := d.r.cfg.Pool.Exec(ctx, insert, id, kind, reason, dl.Attempts, dl.FailedAt, body, nil)
-	if err != nil && ctx.Err() == nil {
-		// A body jsonb cannot hold (a \u0000 escape, a number past
-		// numeric's range) is kept as its bytes, shown escaped.
-		_, err = d.r.cfg.Pool.Exec(ctx, insert, id, kind, reason, dl.Attempts, dl.FailedAt, nil, body)
-	}
-	if err != nil {
+	if err := d.r.rows.AddDeadLetter(ctx, state.DeadLetter{RequestID: storableText(dl.RequestID), Kind: storableText(dl.Kind),
+		Reason: storableText(dl.Reason), Attempts: dl.Attempts, FailedAt: dl.FailedAt}, body); err != nil {
 		d.r.log.Warn("console: record dead letter", "request_id", dl.RequestID, "err", err)
 	}
 	return nil
