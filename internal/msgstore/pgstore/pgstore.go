@@ -1,60 +1,27 @@
 // Package pgstore is a claim-check message store in a PostgreSQL table:
 // id text primary key, body text (the same shape as the DynamoDB item).
+// The table is one of segpub's own: internal/state creates it and holds
+// the SQL on it.
 package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/segpub/segpub/internal/msgstore"
 	"github.com/segpub/segpub/internal/state"
 )
 
 // Store is a table of job bodies.
-type Store struct {
-	pool  *pgxpool.Pool
-	table string
-}
+type Store = state.Messages
 
 // New returns a Store on table (default segpub_messages), creating it if
 // needed.
 func New(ctx context.Context, pool *pgxpool.Pool, table string) (*Store, error) {
-	if table == "" {
-		table = state.DefaultMessageTable
-	}
-	if err := state.MessageTable(ctx, pool, table); err != nil {
+	s, err := state.NewMessages(ctx, pool, table)
+	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	return &Store{pool: pool, table: `"` + table + `"`}, nil
-}
-
-// Get returns the body stored under id. A body over maxBytes never leaves
-// the database: its length is read first (octet_length does not detoast).
-func (s *Store) Get(ctx context.Context, id string, maxBytes int64) ([]byte, error) {
-	var size int64
-	var body *string
-	err := s.pool.QueryRow(ctx, `SELECT octet_length(body), CASE WHEN octet_length(body) <= $2 THEN body END FROM `+s.table+` WHERE id = $1`,
-		id, maxBytes).Scan(&size, &body)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, msgstore.ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get message %s: %w", id, err)
-	}
-	if body == nil {
-		return nil, fmt.Errorf("message %s is %d bytes: %w", id, size, msgstore.ErrTooLarge)
-	}
-	return []byte(*body), nil
-}
-
-// Put stores body under id, replacing what was there.
-func (s *Store) Put(ctx context.Context, id string, body []byte) error {
-	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.table+` (id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body`, id, string(body)); err != nil {
-		return fmt.Errorf("put message %s: %w", id, err)
-	}
-	return nil
+	return s, nil
 }
