@@ -205,10 +205,19 @@ RETURNING `+columns, s.RequestID, s.ProjectID, s.CampaignID, s.Action, owner, le
 // progress was recorded and an operator asked the run to stop.
 func (l *Runs) Renew(ctx context.Context, requestID, owner string, lease time.Duration, candidates, published int64) error {
 	var control *string
-	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs SET lease_until = now() + $3::interval, candidates = $4, published = $5, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING control`, requestID, owner, lease.String(), candidates, published).Scan(&control)
+	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs r SET lease_until = now() + $3::interval, candidates = $4, published = $5, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING `+heldControl, requestID, owner, lease.String(), candidates, published).Scan(&control)
 	return held("renew", requestID, control, err)
 }
+
+// heldControl is the stop request a held run (r) answers: its own, or its
+// partitioned run's. A pause or cancel of a partitioned run marks the
+// ranges that run at that moment; a range whose first claim raced it (its
+// worker read no pause, then claimed the range after the pause had marked
+// the others) learns it here, at its first checkpoint or heartbeat, rather
+// than publish its whole range while the run is paused or cancelled.
+const heldControl = `coalesce(r.control, (SELECT CASE WHEN p.status = 'cancelled' THEN 'cancel' WHEN p.control = 'pause' THEN 'pause' END
+  FROM segpub_runs p WHERE p.request_id = r.parent))`
 
 // held turns the outcome of an update of a held run into ErrLeaseLost
 // (no row: another owner has it) or an operator's stop request.
@@ -235,8 +244,8 @@ func held(op, requestID string, control *string, err error) error {
 // and reports a stop request once the position is recorded.
 func (l *Runs) Checkpoint(ctx context.Context, requestID, owner string, checkpoint json.RawMessage, published int64) error {
 	var control *string
-	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs SET checkpoint = $3, published = $4, updated_at = now()
-WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING control`, requestID, owner, checkpoint, published).Scan(&control)
+	err := l.pool.QueryRow(ctx, `UPDATE segpub_runs r SET checkpoint = $3, published = $4, updated_at = now()
+WHERE request_id = $1 AND owner = $2 AND status = 'running' RETURNING `+heldControl, requestID, owner, checkpoint, published).Scan(&control)
 	return held("checkpoint", requestID, control, err)
 }
 

@@ -2,6 +2,8 @@ package state
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -75,4 +77,52 @@ VALUES ('r#publish-0000', 'p', 'c', 'publish', 'running', 1, 'w1', now() + inter
 		t.Fatalf("resume: %+v %v", c, err)
 	}
 	shown(Publishing)
+}
+
+// A range first claimed after its partitioned run was paused or cancelled
+// (its worker read no pause just before) is told to stop at its first
+// heartbeat or checkpoint.
+func TestRangeClaimedAfterStopIsTold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.IsolatedPool(t)
+	runs, err := NewRuns(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO segpub_runs (request_id, project_id, campaign_id, action, status, reference_time, job, plan)
+VALUES ('r', 'p', 'c', 'publish', 'publishing', now(), '{}', '{"bounds":["","m",""]}')`); err != nil {
+		t.Fatal(err)
+	}
+	part := func(n int) Start {
+		return Start{RequestID: fmt.Sprintf("r#publish-%04d", n), Parent: "r", ProjectID: "p", CampaignID: "c", Action: "publish", Reference: time.Now()}
+	}
+	if _, err := runs.Pause(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := runs.Claim(ctx, part(0), "w1", time.Minute); err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	if err := runs.Renew(ctx, part(0).RequestID, "w1", time.Minute, 1, 0); !errors.Is(err, ErrPauseRequested) {
+		t.Fatalf("renew of a range of a paused run: %v", err)
+	}
+	if err := runs.Checkpoint(ctx, part(0).RequestID, "w1", []byte(`{}`), 0); !errors.Is(err, ErrPauseRequested) {
+		t.Fatalf("checkpoint of a range of a paused run: %v", err)
+	}
+	if _, err := runs.Cancel(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := runs.Claim(ctx, part(1), "w2", time.Minute); err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	if err := runs.Renew(ctx, part(1).RequestID, "w2", time.Minute, 1, 0); !errors.Is(err, ErrCancelRequested) {
+		t.Fatalf("renew of a range of a cancelled run: %v", err)
+	}
+	// A whole run has no partitioned run to ask.
+	if c, err := runs.Claim(ctx, Start{RequestID: "whole", ProjectID: "p", CampaignID: "c", Action: "publish", Reference: time.Now()}, "w1", time.Minute); err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	if err := runs.Renew(ctx, "whole", "w1", time.Minute, 1, 0); err != nil {
+		t.Fatalf("renew of a whole run: %v", err)
+	}
 }
