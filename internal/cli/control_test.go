@@ -112,3 +112,69 @@ func TestResumeFailedRun(t *testing.T) {
 		t.Fatalf("reopen of a running run: %v", err)
 	}
 }
+
+// A partitioned run paused as a whole: `segpub run pause` waits for its
+// running ranges and prints it paused, and `segpub status` says so; the
+// ranges not started yet are paused at once.
+func TestRunPausePartitioned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	led, err := ledger.New(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("ctl-parted-%d", time.Now().UnixNano())
+	start := func(runID, parent string) ledger.Start {
+		return ledger.Start{RequestID: runID, Parent: parent, ProjectID: "p", CampaignID: "c", Action: "publish", Reference: time.Now()}
+	}
+	if c, err := led.Claim(ctx, start(id, ""), "w1", time.Minute); err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	// Split as the partition package splits a run, in its publish phase:
+	// one range running, one between attempts.
+	if _, err := pool.Exec(ctx, `UPDATE segpub_runs SET status = 'publishing', job = '{}', plan = '{"bounds":["","m",""]}', owner = NULL, lease_until = NULL
+WHERE request_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	running := id + "#publish-0000"
+	if c, err := led.Claim(ctx, start(running, id), "w2", time.Minute); err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	other := id + "#publish-0001"
+	if c, err := led.Claim(ctx, start(other, id), "w3", time.Minute); err != nil || !c.Granted {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	if err := led.Release(ctx, other, "w3", ledger.Retrying, "a failed attempt"); err != nil {
+		t.Fatal(err)
+	}
+	// The running range's worker stops at its next heartbeat.
+	stopped := make(chan error, 1)
+	go func() {
+		for {
+			err := led.Renew(ctx, running, "w2", time.Minute, 10, 4)
+			if errors.Is(err, ledger.ErrPauseRequested) {
+				stopped <- led.Stopped(ctx, running, "w2", ledger.Paused, 10, 4, []byte(`{}`), nil)
+				return
+			}
+			if err != nil {
+				stopped <- err
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	r := run(t, "", "run", "pause", id, "--wait", "30s")
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"status":"paused"`) || !strings.Contains(r.stdout, `"published":4`) {
+		t.Fatalf("pause: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "", "status", id); !strings.Contains(r.stdout, `"status":"paused"`) {
+		t.Fatalf("status: %q", r.stdout)
+	}
+	if r := run(t, "", "status", other); !strings.Contains(r.stdout, `"status":"paused"`) {
+		t.Fatalf("status of the range between attempts: %q", r.stdout)
+	}
+}
