@@ -51,8 +51,8 @@ var (
 // Control is what a pause, resume or cancel did.
 type Control struct {
 	// Status is the run's status after the request: paused or cancelled
-	// when it took effect at once, running while a worker still has to
-	// stop it, retrying after a resume.
+	// when it took effect at once, running (a partitioned run: its phase)
+	// while a worker still has to stop it, retrying after a resume.
 	Status Status `json:"status"`
 	// Waiting are the runs (the run itself, or a partitioned run's
 	// partitions) whose workers were asked to stop after the batch in
