@@ -1,7 +1,7 @@
 package state
 
 // Status is a run's state in segpub_runs.status. The statuses are listed
-// once, in statuses; the table's CHECK constraint (migration 00005) lists
+// once, in statuses; the table's CHECK constraint (migration 00007) lists
 // the same values, and TestStatusesMatchSchema fails when the two differ.
 type Status string
 

@@ -1,6 +1,7 @@
--- The run ledger and the destinations of partitioned runs, as segpub
--- created them before its migrations were numbered: every statement is
--- idempotent, so a database created then is taken over as it is.
+-- The run ledger as segpub first created it. Migrations 1 to 6 are the
+-- definitions segpub applied before its migrations were numbered, each as
+-- idempotent as it was, so a database created then is taken over as it
+-- is: goose records them and they change nothing that exists.
 -- +goose Up
 SET LOCAL lock_timeout = '10s';
 CREATE TABLE IF NOT EXISTS segpub_runs (
@@ -22,14 +23,3 @@ CREATE TABLE IF NOT EXISTS segpub_runs (
   updated_at     timestamptz NOT NULL DEFAULT now(),
   finished_at    timestamptz
 );
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS parent text;
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job jsonb;
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS plan jsonb;
-CREATE INDEX IF NOT EXISTS segpub_runs_parent ON segpub_runs (parent) WHERE parent IS NOT NULL;
-ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS control text;
-CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
-  request_id text NOT NULL,
-  part       int  NOT NULL,
-  fp         bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segpub_partition_destinations_fp ON segpub_partition_destinations (request_id, fp, part);

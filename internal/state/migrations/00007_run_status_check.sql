@@ -3,7 +3,7 @@
 -- (TestStatusesMatchSchema), not in an operator's console.
 -- +goose Up
 SET LOCAL lock_timeout = '10s';
-ALTER TABLE segpub_runs ADD CONSTRAINT segpub_runs_status_check CHECK (status IN (
+ALTER TABLE segpub_runs DROP CONSTRAINT IF EXISTS segpub_runs_status_check, ADD CONSTRAINT segpub_runs_status_check CHECK (status IN (
   'running', 'retrying', 'handed_back', 'scanning', 'publishing', 'completed', 'rejected', 'failed', 'paused', 'cancelled'));
 
 -- +goose Down
