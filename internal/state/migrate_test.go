@@ -92,9 +92,10 @@ func TestMigrateFromPreMigrationSchema(t *testing.T) {
 	}
 	for name, older := range map[string]string{
 		"last definition": "",
-		// The ledger's first definition, before partitioned runs and
-		// operators' controls.
-		"first ledger definition": `ALTER TABLE segpub_runs DROP COLUMN parent, DROP COLUMN job, DROP COLUMN plan, DROP COLUMN control`,
+		// The first definitions, before partitioned runs, operators'
+		// controls, job fingerprints and dead letters' bytes.
+		"first definitions": `ALTER TABLE segpub_runs DROP COLUMN parent, DROP COLUMN job, DROP COLUMN plan, DROP COLUMN control, DROP COLUMN job_fingerprint;
+ALTER TABLE segpub_dead_letters DROP COLUMN raw, ALTER COLUMN body SET NOT NULL`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -146,6 +147,19 @@ VALUES ('r-done', 'p', 'c', 'publish', 'completed', 1, '2026-11-24T09:00:00Z', 1
 			var body json.RawMessage
 			if err := pool.QueryRow(ctx, `SELECT body FROM segpub_dead_letters`).Scan(&body); err != nil {
 				t.Fatal(err)
+			}
+			// A body jsonb cannot hold is kept as its bytes (migration 9).
+			recs := RecordsOn(pool)
+			if err := recs.AddDeadLetter(ctx, DeadLetter{RequestID: "r-nul", Kind: "rejected", Reason: "bad", Attempts: 1, FailedAt: time.Now()},
+				[]byte(`{"job":"\u0000"}`)); err != nil {
+				t.Fatal(err)
+			}
+			list, err := recs.DeadLetters(ctx, 10)
+			if err != nil || len(list) != 2 {
+				t.Fatalf("dead letters after migrating: %+v %v", list, err)
+			}
+			if _, b, raw, err := recs.DeadLetter(ctx, list[0].ID); err != nil || b != nil || string(raw) != `{"job":"\u0000"}` {
+				t.Fatalf("dead letter kept as bytes: %q %q %v", b, raw, err)
 			}
 		})
 	}

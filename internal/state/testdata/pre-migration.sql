@@ -31,6 +31,7 @@ ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job jsonb;
 ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS plan jsonb;
 CREATE INDEX IF NOT EXISTS segpub_runs_parent ON segpub_runs (parent) WHERE parent IS NOT NULL;
 ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS control text;
+ALTER TABLE segpub_runs ADD COLUMN IF NOT EXISTS job_fingerprint text;
 CREATE TABLE IF NOT EXISTS segpub_partition_destinations (
   request_id text NOT NULL,
   part       int  NOT NULL,
@@ -81,4 +82,6 @@ CREATE TABLE IF NOT EXISTS segpub_dead_letters (
   replay_request_id text
 );
 CREATE INDEX IF NOT EXISTS segpub_dead_letters_failed_at ON segpub_dead_letters (failed_at);
+ALTER TABLE segpub_dead_letters ADD COLUMN IF NOT EXISTS raw bytea;
+ALTER TABLE segpub_dead_letters ALTER COLUMN body DROP NOT NULL;
 CREATE TABLE IF NOT EXISTS "segpub_messages" (id text PRIMARY KEY, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
