@@ -736,6 +736,9 @@ func Steps(cfg Config) int {
 	return n
 }
 
+// OnlyWhenNamed reports whether a workload runs only when --only names it.
+func OnlyWhenNamed(job string) bool { return job == JobServeSQS }
+
 // Workloads lists the workload names, for --only. Of these, serve-sqs
 // (JobServeSQS) runs only when --only names it: its pairs take several
 // minutes a project.
