@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +102,7 @@ type Config struct {
 	// or not.
 	Run []Module
 
-	// The endpoints (CONTRACT.md section 9, internal/endpoint).
+	// The endpoints (docs/configuration.md, internal/endpoint).
 	JobQueueURL     string // Default: DefaultJobQueueURL.
 	ChannelURL      string // Default: DefaultChannelURL.
 	MessageStoreURL string // Default: DefaultMessageStoreURL.
@@ -469,8 +470,11 @@ func (s *Service) console(ctx context.Context) (startStopper, error) {
 	}
 	// The preview runs the audience query: its responses may take that
 	// long to write.
-	return &listener{name: "console", addr: s.cfg.Console.Addr, ln: s.cfg.Console.Listener, handler: c, log: s.log,
-		write: console.WriteTimeout(cfg.PreviewTimeout), started: func(url string) { s.consoleURL = url }}, nil
+	return &listener{addr: s.cfg.Console.Addr, ln: s.cfg.Console.Listener, handler: c,
+		write: console.WriteTimeout(cfg.PreviewTimeout), started: func(url string) {
+			s.consoleURL = url
+			s.log.Info("serving the console", "url", url)
+		}}, nil
 }
 
 func (s *Service) metricsListener() startStopper {
@@ -484,7 +488,10 @@ func (s *Service) metricsListener() startStopper {
 		}
 		fmt.Fprintln(rw, "ready")
 	})
-	return &listener{name: "metrics", addr: s.cfg.Listen, handler: mux, log: s.log}
+	return &listener{addr: s.cfg.Listen, handler: mux,
+		started: func(url string) {
+			s.log.Info("serving metrics", "addr", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"))
+		}}
 }
 
 // ConsoleURL is the console's address once started ("" without one).
@@ -568,13 +575,12 @@ func (s *Service) Close() error {
 
 // listener serves an HTTP handler as a module.
 type listener struct {
-	name    string
 	addr    string
 	ln      net.Listener
 	handler http.Handler
 	// write bounds writing a response (0: httpserve's default).
-	write   time.Duration
-	log     *slog.Logger
+	write time.Duration
+	// started is told the listener's URL (and logs it).
 	started func(url string)
 	srv     *http.Server
 }
@@ -591,11 +597,7 @@ func (l *listener) Start(context.Context) error {
 	// for long.
 	l.srv = httpserve.Server(l.handler, l.write)
 	go func() { _ = l.srv.Serve(ln) }()
-	url := "http://" + ln.Addr().String() + "/"
-	if l.started != nil {
-		l.started(url)
-	}
-	l.log.Info("serving the "+l.name, "addr", ln.Addr().String())
+	l.started("http://" + ln.Addr().String() + "/")
 	return nil
 }
 
