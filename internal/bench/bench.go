@@ -113,6 +113,11 @@ type Measurement struct {
 	// VsPairedCPU is VsPaired's figure for it.
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 	VsPairedCPU float64 `json:"vs_partner_paired_cpu,omitempty"`
+	// PublishPerSecond (serve-sqs only) is the rate of the `segpub
+	// publish` run paired with the best serve run; VsPublish the median,
+	// over the pairs, of serve's rate divided by publish's.
+	PublishPerSecond float64 `json:"publish_messages_per_second,omitempty"`
+	VsPublish        float64 `json:"vs_publish,omitempty"`
 }
 
 // SizeReport is the results on one project.
@@ -522,6 +527,17 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		}
 		sr.Results = append(sr.Results, best)
 	}
+	if cfg.SQSRTT > 0 && slices.Contains(cfg.Only, JobServeSQS) {
+		m, err := runServeSQS(ctx, cfg, p.ID, dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", JobServeSQS, err)
+		}
+		if cfg.Step != nil {
+			cfg.Step(JobServeSQS + " " + p.ID)
+		}
+		m.VsCopy = m.Seconds / copyBest
+		sr.Results = append(sr.Results, m)
+	}
 	parts, err := runPartitioned(ctx, cfg, p.ID, sr.Users)
 	if err != nil {
 		return nil, err
@@ -708,6 +724,9 @@ func Steps(cfg Config) int {
 				n++
 			}
 		}
+		if cfg.SQSRTT > 0 && slices.Contains(cfg.Only, JobServeSQS) {
+			n++
+		}
 		for _, wl := range partitionedWorkloads {
 			if cfg.wants(wl.job) {
 				n += partitionedRounds
@@ -717,12 +736,18 @@ func Steps(cfg Config) int {
 	return n
 }
 
-// Workloads lists the workload names, for --only.
+// OnlyWhenNamed reports whether a workload runs only when --only names it.
+func OnlyWhenNamed(job string) bool { return job == JobServeSQS }
+
+// Workloads lists the workload names, for --only. Of these, serve-sqs
+// (JobServeSQS) runs only when --only names it: its pairs take several
+// minutes a project.
 func Workloads() []string {
 	names := []string{}
 	for _, w := range workloads {
 		names = append(names, w.job)
 	}
+	names = append(names, JobServeSQS)
 	for _, w := range partitionedWorkloads {
 		names = append(names, w.job)
 	}

@@ -57,7 +57,10 @@ func extIDs(n, step int) []string {
 	return ids
 }
 
-type countSink struct{ n int64 }
+type countSink struct {
+	publish.Plain
+	n int64
+}
 
 func (c *countSink) Publish(_ context.Context, b *publish.Batch) error {
 	c.n += int64(len(b.Messages))
@@ -330,5 +333,22 @@ func TestMedian(t *testing.T) {
 		if !slices.Equal(in, tc.xs) {
 			t.Errorf("median reordered its input: %v", tc.xs)
 		}
+	}
+}
+
+// The serve workload runs only when named, with the SQS endpoint: two COPY
+// floors and the serve-against-publish pairs per project.
+func TestStepsServeSQS(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Projects: []Project{{ID: "a", Users: 1_000_000}}, Only: []string{JobServeSQS}}
+	if got := Steps(cfg); got != 2 {
+		t.Fatalf("Steps without an SQS round trip = %d, want 2", got)
+	}
+	cfg.SQSRTT = 20 * time.Millisecond
+	if got := Steps(cfg); got != 3 {
+		t.Fatalf("Steps = %d, want 3", got)
+	}
+	if !slices.Contains(Workloads(), JobServeSQS) {
+		t.Fatalf("--only does not know %s", JobServeSQS)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -130,7 +131,8 @@ func (a *App) benchCmd() *cobra.Command {
 	d.Int(&o.users, "users", "", 1_000_000, "users to seed --project with when it has no tables")
 	d.Int(&o.runs, "runs", "", 1, "repetitions of each measurement; the best is kept")
 	d.Int64(&o.baselineMax, "baseline-max-users", "", 1_000_000, "run the seed pattern on projects of at most this many users (its OFFSET paging is quadratic); 0: never")
-	d.String(&o.only, "only", "", "", "comma-separated workloads to measure; empty: all of "+strings.Join(bench.Workloads(), ", "))
+	d.String(&o.only, "only", "", "", "comma-separated workloads to measure; empty: all of "+strings.Join(slices.DeleteFunc(bench.Workloads(), bench.OnlyWhenNamed), ", ")+
+		"; "+bench.JobServeSQS+" runs only when named")
 	d.String(&o.out, "out", "", filepath.Join(os.TempDir(), "segpub-bench"), "working directory")
 	d.String(&o.plots, "plots", "", "", "directory to write throughput.svg and memory.svg to")
 	d.String(&o.results, "results", "", "", "also write the report as JSON to this file, with its date and machine (make bench: docs/benchmarks.json, which segpub cost reads)")

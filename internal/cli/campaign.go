@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -17,10 +16,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/redact"
 	"github.com/segpub/segpub/internal/scheduler"
+	"github.com/segpub/segpub/internal/service"
 )
 
 // scheduler settings, shared by serve and `segpub scheduler`.
@@ -31,8 +30,8 @@ type schedSettings struct {
 
 // Defaults of the scheduler settings.
 const (
-	DefaultSchedulerInterval = 5 * time.Minute
-	DefaultSchedulerCatchUp  = time.Hour
+	DefaultSchedulerInterval = service.DefaultSchedulerEvery
+	DefaultSchedulerCatchUp  = service.DefaultSchedulerCatch
 )
 
 func (s *schedSettings) register(d *decls) {
@@ -52,25 +51,9 @@ func (s *schedSettings) validate() error {
 	return nil
 }
 
-func (s *schedSettings) start(ctx context.Context, svc *service, jobQueueURL, storeURL string, log *slog.Logger) (*scheduler.Scheduler, error) {
-	store, err := scheduler.NewStore(ctx, svc.state)
-	if err != nil {
-		return nil, err
-	}
-	q, err := svc.opener.Queue(ctx, jobQueueURL, endpoint.Jobs)
-	if err != nil {
-		return nil, fmt.Errorf("job queue: %w", err)
-	}
-	// Jobs over the queue's limit go as claim checks, as submit sends them.
-	messages, err := svc.opener.Store(ctx, storeURL)
-	if err != nil {
-		return nil, fmt.Errorf("message store: %w", err)
-	}
-	sch, err := scheduler.New(scheduler.Config{Store: store, Queue: q, Messages: messages, Interval: s.interval, CatchUp: s.catchUp, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	return sch, sch.Start(ctx)
+// config is the service's scheduler configuration from the settings.
+func (s *schedSettings) config() service.SchedulerConfig {
+	return service.SchedulerConfig{Interval: s.interval, CatchUp: s.catchUp}
 }
 
 func (a *App) schedulerCmd() *cobra.Command {
@@ -91,19 +74,19 @@ func runScheduler(ctx context.Context, env *Env, s *settings, ss *schedSettings)
 		return fail(env, "scheduler", err)
 	}
 	log := s.logger(env)
-	svc, err := s.open(ctx, log)
+	svc, err := s.open(ctx, log, func(c *service.Config) {
+		c.Run = []service.Module{service.Scheduler}
+		c.Scheduler = ss.config()
+	})
 	if err != nil {
 		return fail(env, "scheduler", err)
 	}
 	defer svc.close()
-	sch, err := ss.start(ctx, svc, s.jobQueueURL, s.storeURL, log)
-	if err != nil {
+	if err := svc.Start(ctx); err != nil {
 		return fail(env, "scheduler", err)
 	}
 	<-ctx.Done()
-	stopCtx, cancel := context.WithTimeout(context.Background(), s.grace)
-	defer cancel()
-	_ = sch.Stop(stopCtx)
+	_ = svc.Stop()
 	return ExitOK
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/pgtimeout"
 	"github.com/segpub/segpub/internal/progress"
@@ -408,7 +409,7 @@ func (c *common) operatorFiles() publish.FileOpener {
 // the same cap) and the same limits, so none of them reads a file the
 // others would refuse.
 func audienceReads(pool *pgxpool.Pool, log *slog.Logger, files publish.FileOpener) publish.Config {
-	return publish.Config{Pool: pool, Logger: log, Open: openCSV(log, files), MaxCSVBytes: files.MaxBytes}
+	return publish.Config{Pool: pool, Logger: log, Open: endpoint.CSVOpener(log, files), MaxCSVBytes: files.MaxBytes}
 }
 
 // readJob reads --job within the job size cap; an oversized job is a

@@ -23,9 +23,15 @@ type cliRun struct {
 func run(t *testing.T, stdin string, args ...string) cliRun {
 	t.Helper()
 	var out, errb bytes.Buffer
+	// A command that opens the embedded JetStream (run resume) keeps it
+	// in the test's own directory, never in the package's.
+	dataDir := t.TempDir()
 	env := &Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
-		if k == "SEGPUB_DATABASE_URL" {
+		switch k {
+		case "SEGPUB_DATABASE_URL":
 			return dbtest.URL()
+		case "SEGPUB_DATA_DIR":
+			return dataDir
 		}
 		return ""
 	}}

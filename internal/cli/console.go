@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -14,11 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/console"
-	"github.com/segpub/segpub/internal/endpoint"
-	"github.com/segpub/segpub/internal/httpserve"
-	"github.com/segpub/segpub/internal/msgstore"
+	"github.com/segpub/segpub/internal/service"
 )
 
 // consoleSettings are the operator console's settings (docs/console.md).
@@ -98,74 +94,24 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// consoleServer is a console listening on its address.
-type consoleServer struct {
-	srv *http.Server
-	url string
-}
-
-// start opens what the console needs on the service's databases and job
-// queue and serves it; nil when no address is set.
-func (cs *consoleSettings) start(ctx context.Context, svc *service, s *settings, log *slog.Logger) (*consoleServer, error) {
+// service is the service's console configuration from the settings;
+// the service gives the console its databases, audience reads and job
+// queue.
+func (cs *consoleSettings) service(s *settings, log *slog.Logger) (service.ConsoleConfig, error) {
 	if cs.addr == "" {
-		return nil, nil
+		return service.ConsoleConfig{}, nil
 	}
-	// Opened on the first resume or replay: a console that is only read
-	// (or `segpub console` beside no serve) starts no embedded JetStream.
-	jobs := func(ctx context.Context) (claimcheck.Sender, msgstore.Store, error) {
-		q, err := svc.opener.Queue(ctx, s.jobQueueURL, endpoint.Jobs)
-		if err != nil {
-			return nil, nil, fmt.Errorf("job queue: %w", err)
-		}
-		store, err := svc.opener.Store(ctx, s.storeURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("message store: %w", err)
-		}
-		return q, store, nil
+	cfg, err := cs.config(log)
+	if err != nil {
+		return service.ConsoleConfig{}, err
 	}
 	state := s.databaseURL
 	if s.stateURL != "" {
 		state = s.stateURL
 	}
-	cfg, err := cs.config(log)
-	if err != nil {
-		return nil, err
-	}
-	cfg.State, cfg.Audience, cfg.Jobs, cfg.MaxJobBytes = svc.state, svc.reads, jobs, s.maxJobBytes
+	cfg.MaxJobBytes = s.maxJobBytes
 	cfg.Databases = []console.Database{{Name: "audience", Redacted: redactDB(s.databaseURL)}, {Name: "state", Redacted: redactDB(state)}}
-	c, err := console.New(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return serveConsole(c, cs.addr, log)
-}
-
-// serveConsole serves a console on addr.
-func serveConsole(h http.Handler, addr string, log *slog.Logger) (*consoleServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--console-addr ($SEGPUB_CONSOLE_ADDR): listen on %s: %w", addr, err)
-	}
-	srv := httpserve.Server(h, console.WriteTimeout(0))
-	go func() { _ = srv.Serve(ln) }()
-	cs := &consoleServer{srv: srv, url: "http://" + ln.Addr().String() + "/"}
-	log.Info("serving the console", "url", cs.url)
-	return cs, nil
-}
-
-func (cs *consoleServer) stop(ctx context.Context) {
-	if cs == nil {
-		return
-	}
-	if err := cs.srv.Shutdown(ctx); err != nil {
-		_ = cs.srv.Close()
-	}
-}
-
-// recorder records what the console shows of the service's runs: run
-// events, throughput samples and dead letters (internal/console).
-func (s *settings) recorder(ctx context.Context, svc *service, log *slog.Logger) (*console.Recorder, error) {
-	return console.NewRecorder(ctx, console.RecorderConfig{Pool: svc.state, Retention: s.retainRuns, Logger: log})
+	return service.ConsoleConfig{Addr: cs.addr, Config: cfg}, nil
 }
 
 func (a *App) consoleCmd() *cobra.Command {
@@ -186,20 +132,25 @@ func runConsole(ctx context.Context, env *Env, s *settings, cs *consoleSettings)
 		return fail(env, "console", fmt.Errorf("--console-addr ($SEGPUB_CONSOLE_ADDR) is empty"))
 	}
 	log := s.logger(env)
-	svc, err := s.open(ctx, log)
+	con, err := cs.service(s, log)
+	if err != nil {
+		return fail(env, "console", err)
+	}
+	svc, err := s.open(ctx, log, func(c *service.Config) {
+		c.Console = con
+		// The console's requests are short: its stop waits no longer.
+		c.ShutdownGrace = 5 * time.Second
+	})
 	if err != nil {
 		return fail(env, "console", err)
 	}
 	defer svc.close()
-	srv, err := cs.start(ctx, svc, s, log)
-	if err != nil {
+	if err := svc.Start(ctx); err != nil {
 		return fail(env, "console", err)
 	}
-	fmt.Fprintf(env.stdout(), "console: %s\n", srv.url)
+	fmt.Fprintf(env.stdout(), "console: %s\n", svc.ConsoleURL())
 	<-ctx.Done()
-	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.stop(stop)
+	_ = svc.Stop()
 	return ExitOK
 }
 

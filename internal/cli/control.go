@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segpub/segpub/internal/control"
-	"github.com/segpub/segpub/internal/endpoint"
 	"github.com/segpub/segpub/internal/ledger"
 )
 
@@ -64,12 +63,12 @@ func runControl(ctx context.Context, env *Env, s *settings, verb, requestID stri
 	var send control.Sender
 	if verb == "resume" {
 		// The kept job goes back to the job queue.
-		svc, err := s.open(ctx, log)
+		svc, err := s.open(ctx, log, nil)
 		if err != nil {
 			return fail(env, name, err)
 		}
 		defer svc.close()
-		q, err := svc.opener.Queue(ctx, s.jobQueueURL, endpoint.Jobs)
+		q, err := svc.JobQueue(ctx)
 		if err != nil {
 			return fail(env, name, err)
 		}

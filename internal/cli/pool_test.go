@@ -98,7 +98,7 @@ func TestStatementTimeoutSettingsValidated(t *testing.T) {
 		"SEGPUB_DB_CHECK_INTERVAL":       "--db-check-interval ($SEGPUB_DB_CHECK_INTERVAL): -1s is negative",
 	} {
 		s := serveSettings(t, map[string]string{name: "-1s"})
-		_, err := s.open(context.Background(), nil)
+		_, err := s.open(context.Background(), nil, nil)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s=-1s: %v, want %q", name, err, want)
 		}

@@ -101,7 +101,6 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 	// The output opens before the run so a bad URL publishes nothing; the
 	// same URLs as the service's SEGPUB_CHANNEL_URL are accepted.
 	var sink publish.Sink
-	closeSink := func() error { return nil }
 	if j.Action == job.ActionPublish {
 		if out == "" {
 			return usageError(env, name, "--out is required")
@@ -111,8 +110,8 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 		if o.maxInFlight < 0 {
 			return fail(env, name, fmt.Errorf("--max-in-flight ($SEGPUB_MAX_IN_FLIGHT): %d is negative", o.maxInFlight))
 		}
-		opener := &endpoint.Opener{State: pool, NATS: nc, Logger: log, AWS: newAWSOpener(log), MaxInFlight: o.maxInFlight}
-		if sink, closeSink, err = opener.Sink(ctx, out); err != nil {
+		opener := &endpoint.Opener{State: pool, NATS: nc, Logger: log, AWS: endpoint.NewAWS(log), MaxInFlight: o.maxInFlight}
+		if sink, err = opener.Sink(ctx, out); err != nil {
 			return fail(env, name, fmt.Errorf("--out: %w", err))
 		}
 	}
@@ -128,7 +127,7 @@ func runJob(ctx context.Context, env *Env, name string, o *jobOptions) int {
 	res, err := runner.Run(ctx, j, sink)
 	bar.Done()
 	if sink != nil {
-		if cerr := closeSink(); cerr != nil && err == nil {
+		if cerr := sink.Close(); cerr != nil && err == nil {
 			err = cerr
 			res.Status, res.Error = publish.StatusFailed, cerr.Error()
 		}

@@ -25,21 +25,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/segpub/segpub/internal/claimcheck"
 	"github.com/segpub/segpub/internal/console"
-	"github.com/segpub/segpub/internal/httpserve"
 	"github.com/segpub/segpub/internal/indexes"
 	"github.com/segpub/segpub/internal/ledger"
-	"github.com/segpub/segpub/internal/msgstore"
-	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/progress"
 	"github.com/segpub/segpub/internal/publish"
-	"github.com/segpub/segpub/internal/queue/jsqueue"
 	"github.com/segpub/segpub/internal/scheduler"
 	"github.com/segpub/segpub/internal/schema"
 	"github.com/segpub/segpub/internal/seed"
-	"github.com/segpub/segpub/internal/sink/jssink"
-	"github.com/segpub/segpub/internal/worker"
+	"github.com/segpub/segpub/internal/service"
 )
 
 // Config configures a demo.
@@ -130,33 +124,31 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := writeCSV(ctx, cfg.Pool, tables, csvPath); err != nil {
 		return err
 	}
-	nc := &natsjs.Connector{DefaultDir: filepath.Join(cfg.DataDir, "jetstream"), Logger: log}
-	defer nc.Close()
-	conn, err := nc.Connect(ctx, "embedded:")
+	// The demo is the service (internal/service) with embedded defaults
+	// and a console: the worker, the scheduler and the cleaner production
+	// runs, on streams of its own in the data directory.
+	ln, consoleURL := listenConsole(cfg, out)
+	svc, err := service.New(ctx, cfg.service(csvPath, ln, log))
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return err
+	}
+	defer svc.Close()
+	conn, err := svc.Opener().NATS.Connect(ctx, "embedded:")
 	if err != nil {
 		return err
 	}
 	run := time.Now().UTC().Format("20060102T150405")
-	jobs, err := jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: "DEMO_JOBS", Subject: "demo.jobs"})
-	if err != nil {
-		return err
-	}
-	dead, err := jsqueue.New(ctx, jsqueue.Config{Conn: conn, Stream: "DEMO_DEAD_LETTERS", Subject: "demo.dead_letters"})
-	if err != nil {
-		return err
-	}
-	sink, err := jssink.New(ctx, jssink.Config{Conn: conn, Stream: "DEMO_CHANNELS", Subject: "demo.channel.{channel}"})
-	if err != nil {
-		return err
-	}
 	// Earlier demos' messages are of no further use: drop them, so the
 	// data directory holds one demo's (the stream's limits bound it
 	// anyway). Count this run's messages by sequence, which grows by one
 	// for every message stored even if a limit discards old ones.
-	if err := purge(ctx, conn.JS, "DEMO_CHANNELS", log); err != nil {
+	if err := purge(ctx, conn.JS, channelStream, log); err != nil {
 		return err
 	}
-	info, err := conn.JS.Stream(ctx, "DEMO_CHANNELS")
+	info, err := conn.JS.Stream(ctx, channelStream)
 	if err != nil {
 		return err
 	}
@@ -181,50 +173,19 @@ func Run(ctx context.Context, cfg Config) error {
 		ids = append(ids, id)
 		names[id] = c
 	}
-	// The worker and the console's preview read audiences alike: CSV
-	// files only in the demo's own directory, as a service under its
-	// SEGPUB_CSV_ROOT.
-	reads := publish.Config{Pool: cfg.Pool, Logger: log, Open: publish.FileOpener{Confined: true, Root: filepath.Dir(csvPath)}.Open}
-	runner, err := publish.New(reads)
-	if err != nil {
-		return err
-	}
-	rec, err := console.NewRecorder(ctx, console.RecorderConfig{Pool: cfg.Pool, Retention: 7 * 24 * time.Hour, Logger: log})
-	if err != nil {
-		return err
-	}
-	w, err := worker.New(worker.Config{Queue: jobs, DeadLetter: rec.DeadLetters(dead), Ledger: led, Runner: rec.Runner(runner), Sink: sink,
-		Logger: log, Concurrency: 2, Events: rec.Events(nil)})
-	if err != nil {
-		return err
-	}
-	sch, err := scheduler.New(scheduler.Config{Store: store, Queue: jobs, Interval: 2 * time.Second, Logger: log})
-	if err != nil {
-		return err
-	}
-	consoleURL, stopConsole, err := startConsole(ctx, cfg, reads, jobs, out, log)
-	if err != nil {
-		return err
-	}
-	defer stopConsole()
 	fmt.Fprintln(out, "== running the scheduler and the worker on an embedded JetStream")
-	if err := w.Start(ctx); err != nil {
+	if err := svc.Start(ctx); err != nil {
 		return err
 	}
-	if err := sch.Start(ctx); err != nil {
-		return err
+	if consoleURL != "" {
+		fmt.Fprintf(out, "== console: %s (runs update live)\n", consoleURL)
 	}
-	defer func() {
-		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = sch.Stop(stop)
-		_ = w.Stop(stop)
-	}()
+	defer func() { _ = svc.Stop() }()
 	runs, err := wait(ctx, led, ids, out, log)
 	if err != nil {
 		return err
 	}
-	if info, err = conn.JS.Stream(ctx, "DEMO_CHANNELS"); err != nil {
+	if info, err = conn.JS.Stream(ctx, channelStream); err != nil {
 		return err
 	}
 	if cfg.JSON != nil {
@@ -243,6 +204,49 @@ func Run(ctx context.Context, cfg Config) error {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// channelStream is the demo's channel stream, kept apart from a service's
+// SEGPUB_CHANNELS in the same data directory.
+const channelStream = "DEMO_CHANNELS"
+
+// service is the demo's service: serve's defaults but for the streams (the
+// demo's own), a scheduler that wakes every 2 seconds, CSV audiences from
+// the data directory, and the console.
+func (cfg Config) service(csvPath string, ln net.Listener, log *slog.Logger) service.Config {
+	c := service.Config{Audience: cfg.Pool, Logger: log, DataDir: cfg.DataDir,
+		Run:           []service.Module{service.Worker, service.Scheduler, service.Cleaner},
+		JobQueueURL:   "embedded:?stream=DEMO_JOBS&subject=demo.jobs",
+		// The consumer keeps the name earlier demos gave it: a work-queue
+		// stream takes one consumer per subject, so a data directory from
+		// an earlier demo would refuse serve's default name.
+		DeadLetterURL: "embedded:?stream=DEMO_DEAD_LETTERS&subject=demo.dead_letters&consumer=segpub-worker",
+		ChannelURL:    "embedded:?stream=" + channelStream + "&subject=demo.channel.{channel}",
+		CSVRoot:       filepath.Dir(csvPath),
+		PartitionRows: service.DefaultPartitionRows,
+		Scheduler:     service.SchedulerConfig{Interval: 2 * time.Second},
+		// The demo's own stop: its runs are done by then.
+		ShutdownGrace: 10 * time.Second,
+	}
+	if ln != nil {
+		c.Console = service.ConsoleConfig{Listener: ln, Config: console.Config{Token: cfg.Console.Token, Hosts: cfg.Console.Hosts,
+			TrustProxy: cfg.Console.TrustProxy, SessionLifetime: cfg.Console.SessionLifetime, Databases: cfg.Console.Databases}}
+	}
+	return c
+}
+
+// listenConsole opens the console's address and returns its URL. An
+// address in use is not the demo's failure: it runs without.
+func listenConsole(cfg Config, out io.Writer) (net.Listener, string) {
+	if cfg.Console.Addr == "" {
+		return nil, ""
+	}
+	ln, err := net.Listen("tcp", cfg.Console.Addr)
+	if err != nil {
+		fmt.Fprintf(out, "== no console: %v (--console-addr)\n", err)
+		return nil, ""
+	}
+	return ln, "http://" + ln.Addr().String() + "/"
 }
 
 // ErrProjectInUse is returned when the demo's project holds another number
@@ -274,35 +278,6 @@ func checkProject(ctx context.Context, pool *pgxpool.Pool, project string, users
 	}
 	return fmt.Errorf("%w: project %q already holds %d users, not %d; --replace reseeds it with %d, --project names another",
 		ErrProjectInUse, project, n, users, users)
-}
-
-// startConsole serves the operator console on cfg.Console.Addr and prints
-// its URL. An address in use is not the demo's failure: it runs without.
-func startConsole(ctx context.Context, cfg Config, reads publish.Config, jobs *jsqueue.Queue, out io.Writer, log *slog.Logger) (string, func(), error) {
-	if cfg.Console.Addr == "" {
-		return "", func() {}, nil
-	}
-	open := func(context.Context) (claimcheck.Sender, msgstore.Store, error) { return jobs, nil, nil }
-	c, err := console.New(ctx, console.Config{State: cfg.Pool, Audience: reads, Jobs: open, Token: cfg.Console.Token, Hosts: cfg.Console.Hosts,
-		TrustProxy: cfg.Console.TrustProxy, SessionLifetime: cfg.Console.SessionLifetime,
-		Databases: cfg.Console.Databases, Logger: log})
-	if err != nil {
-		return "", nil, err
-	}
-	ln, err := net.Listen("tcp", cfg.Console.Addr)
-	if err != nil {
-		fmt.Fprintf(out, "== no console: %v (--console-addr)\n", err)
-		return "", func() {}, nil
-	}
-	srv := httpserve.Server(c, console.WriteTimeout(0))
-	go func() { _ = srv.Serve(ln) }()
-	link := "http://" + ln.Addr().String() + "/"
-	fmt.Fprintf(out, "== console: %s (runs update live)\n", link)
-	return link, func() {
-		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(stop)
-	}, nil
 }
 
 // purge empties a stream, logging what it dropped.

@@ -50,7 +50,7 @@ type Opener struct {
 	State  *pgxpool.Pool
 	NATS   *natsjs.Connector
 	Logger *slog.Logger
-	// AWS opens Amazon endpoints; nil when segpub was built without them.
+	// AWS opens Amazon endpoints (NewAWS); nil: none.
 	AWS AWSOpener
 	// Lease is how long a received job stays with its worker without an
 	// extension (JetStream's ack wait, SQS's visibility timeout). A job
@@ -106,37 +106,31 @@ func (o *Opener) Queue(ctx context.Context, rawURL string, role Role) (queue.Que
 	return nil, fmt.Errorf("queue URL %q: want embedded:, nats://… or an SQS queue URL", rawURL)
 }
 
-// Sink opens the channel output; pattern contains {channel}.
-func (o *Opener) Sink(ctx context.Context, pattern string) (publish.Sink, func() error, error) {
+// Sink opens the channel output; pattern contains {channel}. The caller
+// closes it (Sink.Close) once no run uses it.
+func (o *Opener) Sink(ctx context.Context, pattern string) (publish.Sink, error) {
 	if pattern == "" {
 		pattern = "embedded:"
 	}
-	noClose := func() error { return nil }
 	switch {
 	case strings.HasPrefix(pattern, "file://"):
-		s, err := filesink.New(pattern)
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, s.Close, nil
+		return filesink.New(pattern)
 	case natsjs.IsURL(pattern):
 		conn, err := o.NATS.Connect(ctx, pattern)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		s, err := jssink.New(ctx, jssink.Config{Conn: conn, MaxInFlight: o.MaxInFlight})
-		return s, noClose, err
+		return jssink.New(ctx, jssink.Config{Conn: conn, MaxInFlight: o.MaxInFlight})
 	case IsSQS(pattern):
 		if !strings.Contains(pattern, "{channel}") {
-			return nil, nil, fmt.Errorf("channel URL %q: an SQS pattern needs {channel}", pattern)
+			return nil, fmt.Errorf("channel URL %q: an SQS pattern needs {channel}", pattern)
 		}
 		if o.AWS == nil {
-			return nil, nil, fmt.Errorf("channel URL %q: this build has no SQS support", pattern)
+			return nil, fmt.Errorf("channel URL %q: this build has no SQS support", pattern)
 		}
-		s, err := o.AWS.Sink(ctx, pattern, o.MaxInFlight)
-		return s, noClose, err
+		return o.AWS.Sink(ctx, pattern, o.MaxInFlight)
 	}
-	return nil, nil, fmt.Errorf("channel URL %q: want file://, embedded:, nats://… or an SQS queue URL with {channel}", pattern)
+	return nil, fmt.Errorf("channel URL %q: want file://, embedded:, nats://… or an SQS queue URL with {channel}", pattern)
 }
 
 // Store opens the claim-check message store.

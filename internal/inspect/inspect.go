@@ -45,6 +45,7 @@ type Explanation struct {
 // sampler keeps the first n messages and drops the rest: explain encodes
 // every message, as a run would, and publishes none.
 type sampler struct {
+	publish.Plain
 	n   int
 	out []json.RawMessage
 }

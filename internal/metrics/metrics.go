@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -86,48 +85,32 @@ func (m *Metrics) JobDone(outcome string, res *publish.Result, d time.Duration) 
 // QueueLag records how long a job waited in the queue (worker.Observer).
 func (m *Metrics) QueueLag(d time.Duration) { m.queueLag.Observe(d.Seconds()) }
 
-// Sink wraps a sink to count messages and time acknowledgements.
+// Sink wraps a sink to count messages and time acknowledgements. The
+// wrapper embeds the sink, so its Capabilities (window, size limit, staging)
+// and Close reach the engine and the service unchanged.
 func (m *Metrics) Sink(s publish.Sink) publish.Sink {
 	w := &sink{Sink: s, m: m}
-	if st, ok := s.(publish.Staging); ok {
-		// The engine must still see a staging sink (file:// outputs).
-		return &stagingSink{sink: w, Staging: st}
-	}
+	w.duplicates = s.Capabilities().Duplicates
 	return w
-}
-
-type stagingSink struct {
-	*sink
-	publish.Staging
 }
 
 type sink struct {
 	publish.Sink
 	m *Metrics
+	// duplicates is the sink's running total of dropped duplicates; nil
+	// when its destination does not report them.
+	duplicates func() int64
 	// reported is the sink's duplicate count already added to the metric.
 	reported atomic.Int64
 }
 
-// MaxMessageBytes passes the wrapped sink's message size limit on, so the
-// engine still skips oversized messages behind the metrics.
-func (s *sink) MaxMessageBytes(ch job.Channel) int {
-	if l, ok := s.Sink.(publish.MessageLimiter); ok {
-		return l.MaxMessageBytes(ch)
-	}
-	return 0
-}
-
-// duplicateCounter is implemented by sinks that learn of dropped
-// duplicates (jssink).
-type duplicateCounter interface{ Duplicates() int64 }
-
 func (s *sink) Publish(ctx context.Context, b *publish.Batch) error {
 	start := time.Now()
 	err := s.Sink.Publish(ctx, b)
-	if dc, ok := s.Sink.(duplicateCounter); ok {
+	if s.duplicates != nil {
 		// Advancing to the sink's running total counts every duplicate
 		// once, even when jobs publish concurrently.
-		now := dc.Duplicates()
+		now := s.duplicates()
 		for {
 			old := s.reported.Load()
 			if now <= old {

@@ -10,18 +10,27 @@ import (
 
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
-	"github.com/segpub/segpub/internal/sink/sinktest"
 )
 
-type okSink struct{}
+type okSink struct{ publish.Plain }
 
 func (okSink) Publish(context.Context, *publish.Batch) error { return nil }
+
+// batchOf builds a batch of the given bodies (sinktest, which has the same
+// helper, runs its suite through this package).
+func batchOf(ch job.Channel, bodies ...string) *publish.Batch {
+	b := &publish.Batch{Channel: ch}
+	for _, body := range bodies {
+		b.Messages = append(b.Messages, publish.Message{Key: []byte(body[20:84]), Body: []byte(body)})
+	}
+	return b
+}
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	m := New()
 	s := m.Sink(okSink{})
-	b := sinktest.BatchFromLines(job.ChannelKakaoAlimtalk, []string{`{"idempotency_key":"` + strings.Repeat("a", 64) + `"}`, `{"idempotency_key":"` + strings.Repeat("b", 64) + `"}`})
+	b := batchOf(job.ChannelKakaoAlimtalk, `{"idempotency_key":"`+strings.Repeat("a", 64)+`"}`, `{"idempotency_key":"`+strings.Repeat("b", 64)+`"}`)
 	if err := s.Publish(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -52,25 +61,28 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-type fakeStaging struct{}
+type fakeStaging struct{ okSink }
 
-func (fakeStaging) Publish(context.Context, *publish.Batch) error { return nil }
 func (fakeStaging) Begin(context.Context, publish.RunID, job.Channel, int64) error {
 	return nil
 }
 func (fakeStaging) Commit(context.Context, publish.RunID, job.Channel) error { return nil }
 
+func (s fakeStaging) Capabilities() publish.Capabilities { return publish.Capabilities{Staging: s} }
+
 // The metrics wrapper keeps a staging sink (file://) staging: without
 // Begin and Commit the engine would write nothing a run could commit.
 func TestSinkKeepsStaging(t *testing.T) {
-	if _, ok := New().Sink(fakeStaging{}).(publish.Staging); !ok {
+	if New().Sink(fakeStaging{}).Capabilities().Staging == nil {
 		t.Fatal("wrapped staging sink lost Begin and Commit")
 	}
 }
 
 type limitedSink struct{ okSink }
 
-func (limitedSink) MaxMessageBytes(job.Channel) int { return 1234 }
+func (limitedSink) Capabilities() publish.Capabilities {
+	return publish.Capabilities{MaxMessageBytes: 1234}
+}
 
 // The metrics wrapper keeps the wrapped sink's message size limit visible
 // to the engine (serve wraps every channel sink): hidden, one oversized
@@ -78,10 +90,46 @@ func (limitedSink) MaxMessageBytes(job.Channel) int { return 1234 }
 func TestSinkKeepsMessageLimit(t *testing.T) {
 	m := New()
 	for s, want := range map[publish.Sink]int{limitedSink{}: 1234, okSink{}: 0} {
-		l, ok := m.Sink(s).(publish.MessageLimiter)
-		if !ok || l.MaxMessageBytes(job.ChannelPush) != want {
-			t.Fatalf("%T: wrapped limiter %v, want limit %d", s, ok, want)
+		if got := m.Sink(s).Capabilities().MaxMessageBytes; got != want {
+			t.Fatalf("%T: wrapped limit %d, want %d", s, got, want)
 		}
+	}
+}
+
+// windowSink has a window, counts duplicates and buffers until Close.
+type windowSink struct {
+	okSink
+	closed bool
+	dups   int64
+}
+
+func (s *windowSink) Capabilities() publish.Capabilities {
+	return publish.Capabilities{Window: 4, Duplicates: func() int64 { return s.dups }}
+}
+
+func (s *windowSink) Close() error { s.closed = true; return nil }
+
+// The wrapper keeps the window (without it serve published one batch at a
+// time), closes the sink it wraps, and counts the duplicates it reports.
+func TestSinkForwardsWindowCloseAndDuplicates(t *testing.T) {
+	m := New()
+	inner := &windowSink{}
+	s := m.Sink(inner)
+	if w := s.Capabilities().Window; w != 4 {
+		t.Fatalf("wrapped window %d, want 4", w)
+	}
+	inner.dups = 3
+	if err := s.Publish(context.Background(), batchOf(job.ChannelPush, `{"idempotency_key":"`+strings.Repeat("c", 64)+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil || !inner.closed {
+		t.Fatalf("close: %v, wrapped sink closed %v", err, inner.closed)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	if want := `segpub_messages_duplicate_total{channel="push_notification"} 3`; !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %q", want)
 	}
 }
 

@@ -47,6 +47,7 @@ func (q *sent) take() [][]byte {
 }
 
 type capture struct {
+	publish.Plain
 	mu   sync.Mutex
 	msgs []string
 }

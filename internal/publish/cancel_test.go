@@ -17,7 +17,10 @@ import (
 
 // blockedSink holds the first batch until the run stops, so the audience
 // query is still streaming, blocked on its client, when it does.
-type blockedSink struct{ got chan struct{} }
+type blockedSink struct {
+	Plain
+	got chan struct{}
+}
 
 func (s *blockedSink) Publish(ctx context.Context, _ *Batch) error {
 	select {

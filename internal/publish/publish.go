@@ -31,27 +31,58 @@ import (
 
 // Sink receives a run's channel messages. Publish returns once the
 // destination has accepted every message of the batch; the engine never
-// reuses a batch before that.
+// reuses a batch before that. What a sink can do beyond publishing is
+// declared as data by Capabilities, never found by type assertion: a
+// wrapper (metrics.Sink) that embeds the Sink it wraps forwards all of it,
+// and one that does not must still say what it forwards.
 type Sink interface {
 	Publish(ctx context.Context, b *Batch) error
+	// Capabilities says what the sink can do; the engine reads it once a
+	// run.
+	Capabilities() Capabilities
+	// Close flushes what the sink buffers and releases what it holds (files,
+	// producers). The sink is not used after it.
+	Close() error
 }
 
-// Windowed is a Sink that accepts several Publish calls at once. Window is
-// how many batches the engine keeps in flight: enough to hide a
-// destination's round trip. Checkpoints still advance in publishing order,
-// and only past batches the destination acknowledged, so a crash re-sends at
-// most the window, with the same keys. A Sink that is not Windowed gets one
-// batch at a time.
-type Windowed interface {
-	Sink
-	Window() int
+// Capabilities is what a sink declares about itself.
+type Capabilities struct {
+	// Window is how many batches the engine keeps in flight (several
+	// Publish calls at once): enough to hide a destination's round trip.
+	// Checkpoints still advance in publishing order, and only past batches
+	// the destination acknowledged, so a crash re-sends at most the window,
+	// with the same keys. 0 or 1: one batch at a time.
+	Window int
+	// MaxMessageBytes is the largest message body, in bytes, the
+	// destination accepts (a NATS server's max_payload, SQS's message
+	// size); 0 means no limit. The engine checks every message against it
+	// before the message is sent, so one oversized message is skipped and
+	// counted instead of failing the run, and a resumed run skips exactly
+	// the same ones.
+	MaxMessageBytes int
+	// Staging, when not nil, keeps each run's messages apart until the run
+	// has completed (file:// outputs).
+	Staging Staging
+	// Duplicates, when not nil, returns the running total of messages the
+	// destination dropped as already held (by idempotency key).
+	Duplicates func() int64
 }
 
-// Staging is implemented by sinks that keep each run's messages apart until
-// the run has completed (file:// outputs): an interrupted run then leaves
-// nothing that looks complete, and a destination never holds a run twice.
-// The engine calls Begin before a publishing run's first batch and Commit
-// once every batch is acknowledged and the counts add up.
+// Plain gives a sink that declares no capabilities and holds nothing to
+// close both methods: embed it.
+type Plain struct{}
+
+// Capabilities declares nothing.
+func (Plain) Capabilities() Capabilities { return Capabilities{} }
+
+// Close has nothing to release.
+func (Plain) Close() error { return nil }
+
+// Staging keeps each run's messages apart until the run has completed:
+// an interrupted run then leaves nothing that looks complete, and a
+// destination never holds a run twice. The engine calls Begin before a
+// publishing run's first batch and Commit once every batch is acknowledged
+// and the counts add up.
 type Staging interface {
 	// Begin starts the run's messages for the channel, or resumes them
 	// after the first done ones (a resumed run's checkpoint). It returns
@@ -68,17 +99,6 @@ type RunID struct {
 	// ("from:" and its first notifly_user_id, "from:" for the first
 	// range).
 	Part string
-}
-
-// MessageLimiter is implemented by sinks whose destination refuses messages
-// over a size (a NATS server's max_payload, SQS's message size). The engine
-// checks every message against it before the message is sent, so one
-// oversized message is skipped and counted instead of failing the run, and
-// a resumed run skips exactly the same ones.
-type MessageLimiter interface {
-	// MaxMessageBytes is the largest message body, in bytes, the
-	// channel's destination accepts; 0 means no limit.
-	MaxMessageBytes(ch job.Channel) int
 }
 
 // Message is one encoded channel message.
@@ -184,8 +204,12 @@ type Progress struct {
 
 // Hooks are one run's own callbacks.
 type Hooks struct {
-	// OnAck, when set, is called with the new checkpoint after every
-	// batch the sink acknowledged; an error fails the run.
+	// OnAck, when set, is called with the new checkpoint as the sink
+	// acknowledges batches, in publishing order: after each batch, except
+	// that batches already acknowledged when it is due share one call
+	// (the last one's checkpoint), so a slow OnAck never holds up the
+	// window. It is called before the run returns for the last
+	// acknowledged batch. An error fails the run.
 	OnAck func(Checkpoint) error
 	// Progress, when set, is called with the run's counts after every
 	// batch of candidates checked and every batch acknowledged, possibly
@@ -344,7 +368,7 @@ func MergeBaseTimes(a, b []BaseTimeCount) []BaseTimeCount {
 // candidates = published + sum(skipped) + sum(unpublishable).
 type Unpublishable struct {
 	// MessageTooLarge counts messages over the destination's size limit
-	// (MessageLimiter).
+	// (Capabilities.MaxMessageBytes).
 	MessageTooLarge int64 `json:"message_too_large"`
 }
 

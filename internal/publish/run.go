@@ -317,10 +317,13 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	for range cap(freeRows) {
 		freeRows <- newRowBatch()
 	}
-	window := 1
-	if w, ok := sink.(Windowed); ok && p.publish {
-		window = max(1, w.Window())
+	// A run that publishes nothing (a size, a partition's scan) may have
+	// no sink.
+	var caps Capabilities
+	if p.publish {
+		caps = sink.Capabilities()
 	}
+	window := max(1, caps.Window)
 	run := RunID{RequestID: p.job.RequestID}
 	done := cp.Published // messages a resumed run published already
 	if p.rng != nil {
@@ -330,8 +333,8 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	if cp.IsZero() {
 		done = 0
 	}
-	stage, staged := sink.(Staging)
-	staged = staged && p.publish
+	stage := caps.Staging
+	staged := stage != nil && p.publish
 	if staged {
 		if err := stage.Begin(ctx, run, p.job.Campaign.Channel, done); err != nil {
 			return err
@@ -358,9 +361,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 	ch.failpoints = r.cfg.Failpoints
 	ch.resume, ch.resumeAfter = cp, []byte(cp.After)
 	ch.trace = r.cfg.Trace
-	if l, ok := sink.(MessageLimiter); ok && p.publish {
-		ch.limit = l.MaxMessageBytes(p.job.Campaign.Channel)
-	}
+	ch.limit = caps.MaxMessageBytes
 	if rng := p.rng; rng != nil {
 		for _, fp := range rng.Taken {
 			ch.seen.Add(fp)
@@ -461,7 +462,8 @@ var ErrStop = errors.New("stop requested")
 // output publishes the checker's batches with up to window of them in
 // flight, and handles their acknowledgements in publishing order: the
 // checkpoint after batch k is recorded only once batches 0..k are all
-// acknowledged. The first failure stops the dispatch of new batches; the
+// acknowledged, and batches acknowledged while a record was being made
+// share the next one. The first failure stops the dispatch of new batches; the
 // batches already in flight are waited for, so none is still being sent
 // when the run returns. A stop request (ErrStop) also ends the dispatch,
 // but lets the batches in flight finish and checkpoints them.
@@ -512,9 +514,43 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 		}
 	}()
 	var first, stop error
+	// due is the checkpoint after the batches acknowledged so far but not
+	// yet recorded. It is recorded when the next batch is not acknowledged
+	// yet (or the run ends): while one record waits on a busy database,
+	// the batches acknowledged meanwhile are covered by the next one
+	// instead of each holding up the window. A checkpoint still covers only
+	// acknowledged batches, in order.
+	var due *Checkpoint
+	record := func() {
+		if due == nil {
+			return
+		}
+		cp := *due
+		due = nil
+		// onAck records the checkpoint even when it reports a stop request.
+		switch err := onAck(cp); {
+		case err == nil:
+		case errors.Is(err, ErrStop):
+			if !halted {
+				stop, halted = err, true
+				close(halt)
+			}
+		default:
+			if first == nil {
+				first = fmt.Errorf("record checkpoint: %w", err)
+				cancel(first)
+			}
+		}
+	}
 	for f := range pending {
 		b := f.b
-		err := <-f.done
+		var err error
+		select {
+		case err = <-f.done:
+		default:
+			record()
+			err = <-f.done
+		}
 		<-slots
 		if first != nil {
 			if err == nil && p.publish {
@@ -526,8 +562,11 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 			continue
 		}
 		if err != nil {
-			first = fmt.Errorf("publish batch at message %d: %w", b.First, err)
-			cancel(first)
+			record()
+			if first == nil {
+				first = fmt.Errorf("publish batch at message %d: %w", b.First, err)
+				cancel(first)
+			}
 			continue
 		}
 		if p.publish {
@@ -539,26 +578,15 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 			}
 			if len(b.Messages) > 0 {
 				if err := r.cfg.Failpoints.Hit(failpoint.AfterAck); err != nil {
-					first = err
-					cancel(first)
+					record()
+					if first == nil {
+						first = err
+						cancel(first)
+					}
 					continue
 				}
 				if onAck != nil {
-					// onAck records the checkpoint even when it reports a
-					// stop request.
-					err := onAck(Checkpoint{After: b.After, Rows: b.Rows, Published: b.published, Variants: b.variants})
-					switch {
-					case err == nil:
-					case errors.Is(err, ErrStop):
-						if !halted {
-							stop, halted = err, true
-							close(halt)
-						}
-					default:
-						first = fmt.Errorf("record checkpoint: %w", err)
-						cancel(first)
-						continue
-					}
+					due = &Checkpoint{After: b.After, Rows: b.Rows, Published: b.published, Variants: b.variants}
 				}
 			}
 		}
@@ -567,6 +595,9 @@ func (r *Runner) output(ctx context.Context, p *plan, sink Sink, window int, out
 		case freeOut <- b:
 		case <-ctx.Done():
 		}
+	}
+	if first == nil {
+		record()
 	}
 	if err := cmp.Or(first, stop); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 
 // captureSink keeps every published message, decoded, in order.
 type captureSink struct {
+	Plain
 	mu      sync.Mutex
 	msgs    []map[string]any
 	raw     []string

@@ -22,7 +22,7 @@ type limitSink struct {
 	calls     int
 }
 
-func (s *limitSink) MaxMessageBytes(job.Channel) int { return s.limit }
+func (s *limitSink) Capabilities() Capabilities { return Capabilities{MaxMessageBytes: s.limit} }
 
 func (s *limitSink) Publish(ctx context.Context, b *Batch) error {
 	for _, m := range b.Messages {

@@ -22,7 +22,9 @@ type windowSink struct {
 	peak    atomic.Int32
 }
 
-func (s *windowSink) Window() int { return s.window }
+func (s *windowSink) Capabilities() Capabilities { return Capabilities{Window: s.window} }
+
+func (s *windowSink) Close() error { return nil }
 
 func (s *windowSink) Publish(ctx context.Context, b *Batch) error {
 	n := s.running.Add(1)
@@ -146,5 +148,49 @@ func TestOutputStoppedWithBatchesLeft(t *testing.T) {
 	}
 	if acked.Load() != 1 {
 		t.Fatalf("acknowledged %d messages, want 1", acked.Load())
+	}
+}
+
+// A slow checkpoint record (a commit on a busy database) does not hold up
+// the window: the batches acknowledged while one record is made share the
+// next, which still covers only acknowledged batches, in order, and the
+// last one covers the whole run.
+func TestSlowCheckpointsCoalesce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.users("u", 3000, `'user' || i || '@x.com'`)
+	runner, j := b.smallBatchEmailRun()
+	sink := &windowSink{window: 6, failAt: -1, acked: map[int64]int{}}
+	var cps []Checkpoint
+	res, err := runner.Resume(context.Background(), j, sink, Checkpoint{}, func(c Checkpoint) error {
+		sink.mu.Lock()
+		for first := int64(0); first < c.Published; first += 100 {
+			if _, done := sink.acked[first]; !done {
+				t.Errorf("checkpoint at %d before batch %d was acknowledged", c.Published, first)
+				break
+			}
+		}
+		sink.mu.Unlock()
+		cps = append(cps, c)
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Published != 3000 {
+		t.Fatalf("published %d, want 3000", res.Published)
+	}
+	// 30 batches of 100: recorded one by one they would take 600 ms.
+	if len(cps) == 0 || len(cps) >= 30 {
+		t.Fatalf("%d checkpoint records for 30 batches, want fewer", len(cps))
+	}
+	if last := cps[len(cps)-1]; last.Published != 3000 {
+		t.Fatalf("last checkpoint at %d, want 3000", last.Published)
+	}
+	for i := 1; i < len(cps); i++ {
+		if cps[i].Published <= cps[i-1].Published {
+			t.Fatalf("checkpoints out of order: %+v then %+v", cps[i-1], cps[i])
+		}
 	}
 }

@@ -648,7 +648,7 @@ func TestResumedRunIsNotSplit(t *testing.T) {
 	sameMessages(t, got, want)
 }
 
-type discard struct{}
+type discard struct{ publish.Plain }
 
 func (discard) Publish(context.Context, *publish.Batch) error { return nil }
 

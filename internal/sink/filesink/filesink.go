@@ -477,5 +477,6 @@ func (s *Sink) Close() error {
 	return first
 }
 
-// MaxMessageBytes is 0: a file takes lines of any length.
-func (s *Sink) MaxMessageBytes(job.Channel) int { return 0 }
+// Capabilities: a file takes lines of any length, one batch at a time, and
+// stages each run until it has completed.
+func (s *Sink) Capabilities() publish.Capabilities { return publish.Capabilities{Staging: s} }

@@ -26,7 +26,6 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/segpub/segpub/internal/failpoint"
-	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/natsjs"
 	"github.com/segpub/segpub/internal/publish"
 )
@@ -60,7 +59,7 @@ type Config struct {
 	// Default: 30s.
 	AckTimeout time.Duration
 	// Window is how many batches the engine hands over at once (see
-	// publish.Windowed). Default: DefaultWindow.
+	// publish.Capabilities). Default: DefaultWindow.
 	Window int
 }
 
@@ -149,19 +148,26 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	return &Sink{cfg: cfg, js: js}, nil
 }
 
-// Window implements publish.Windowed: Publish may run for several batches
-// at once (the stream de-duplicates by key whatever the order).
-func (s *Sink) Window() int { return s.cfg.Window }
+// Capabilities: Publish may run for several batches at once (the stream
+// de-duplicates by key whatever the order); messages are limited by the
+// server's max_payload; the stream reports the duplicates it dropped.
+func (s *Sink) Capabilities() publish.Capabilities {
+	return publish.Capabilities{Window: s.cfg.Window, MaxMessageBytes: s.maxMessageBytes(), Duplicates: s.Duplicates}
+}
+
+// Close releases nothing: the connection belongs to its connector, and
+// Publish returns only once the stream has stored its batch.
+func (s *Sink) Close() error { return nil }
 
 // headerAllowance is the room kept in a NATS message for its headers
 // (Nats-Msg-Id with a 64-character key, about 90 bytes, and a fast batch's
 // own), which count toward the server's max_payload.
 const headerAllowance = 1024
 
-// MaxMessageBytes is the largest message body the server takes: its
+// maxMessageBytes is the largest message body the server takes: its
 // max_payload less room for the headers. The engine skips larger messages
 // instead of failing the run on "maximum payload exceeded".
-func (s *Sink) MaxMessageBytes(job.Channel) int {
+func (s *Sink) maxMessageBytes() int {
 	return max(int(s.cfg.Conn.NC.MaxPayload())-headerAllowance, 1)
 }
 

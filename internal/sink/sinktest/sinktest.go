@@ -13,6 +13,7 @@ import (
 
 	"github.com/segpub/segpub/internal/dbtest"
 	"github.com/segpub/segpub/internal/job"
+	"github.com/segpub/segpub/internal/metrics"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -27,8 +28,27 @@ type Harness struct {
 	Ordered bool
 }
 
-// Run runs the suite. setup makes a fresh, empty destination per subtest.
+// Run runs the suite on the sink as it is and again behind the metrics
+// wrapper serve puts around every channel sink: a decorator must forward
+// everything the sink can do. setup makes a fresh, empty destination per
+// subtest.
 func Run(t *testing.T, setup func(t *testing.T) Harness) {
+	t.Run("Direct", func(t *testing.T) { run(t, setup) })
+	t.Run("Metrics", func(t *testing.T) {
+		run(t, func(t *testing.T) Harness {
+			h := setup(t)
+			inner := h.Sink
+			h.Sink = metrics.New().Sink(inner)
+			if got, want := h.Sink.Capabilities(), inner.Capabilities(); got.Window != want.Window ||
+				got.MaxMessageBytes != want.MaxMessageBytes || got.Staging != want.Staging || (got.Duplicates == nil) != (want.Duplicates == nil) {
+				t.Fatalf("the metrics wrapper declares %+v, the sink %+v", got, want)
+			}
+			return h
+		})
+	})
+}
+
+func run(t *testing.T, setup func(t *testing.T) Harness) {
 	t.Run("RoundTrip", func(t *testing.T) {
 		t.Parallel()
 		h := setup(t)
@@ -77,11 +97,7 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 	t.Run("AtLimit", func(t *testing.T) {
 		t.Parallel()
 		h := setup(t)
-		l, ok := h.Sink.(publish.MessageLimiter)
-		if !ok {
-			t.Fatalf("%T does not report its message size limit (publish.MessageLimiter)", h.Sink)
-		}
-		limit := l.MaxMessageBytes(job.ChannelEmail)
+		limit := h.Sink.Capabilities().MaxMessageBytes
 		if limit == 0 {
 			t.Skip("no message size limit")
 		}
@@ -101,6 +117,41 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 		t.Parallel()
 		oversized(t, setup(t))
 	})
+	t.Run("Window", func(t *testing.T) {
+		t.Parallel()
+		h := setup(t)
+		// Batches published at once, as the engine does with a window:
+		// each arrives whole, once.
+		w := max(1, h.Sink.Capabilities().Window)
+		errs := make(chan error, w)
+		var all []publish.Message
+		for i := range w {
+			b := batch(job.ChannelPush, i*31, 31)
+			all = append(all, b.Messages...)
+			go func() { errs <- h.Sink.Publish(context.Background(), b) }()
+		}
+		for range w {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.Ordered = h.Ordered && w == 1
+		check(t, h, job.ChannelPush, all)
+	})
+	t.Run("Close", func(t *testing.T) {
+		t.Parallel()
+		h := setup(t)
+		// What Publish acknowledged is still there once the sink is
+		// closed: a sink that buffers flushes on Close.
+		b := batch(job.ChannelText, 0, 9)
+		if err := h.Sink.Publish(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Sink.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		check(t, h, job.ChannelText, b.Messages)
+	})
 	t.Run("Empty", func(t *testing.T) {
 		t.Parallel()
 		h := setup(t)
@@ -117,10 +168,7 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 // docs/decisions.md); a sink with no limit publishes it.
 func oversized(t *testing.T, h Harness) {
 	tables := dbtest.Project(t)
-	limit := 0
-	if l, ok := h.Sink.(publish.MessageLimiter); ok {
-		limit = l.MaxMessageBytes(job.ChannelPush)
-	}
+	limit := h.Sink.Capabilities().MaxMessageBytes
 	tokenLen := max(limit, 2<<20)
 	ins := func(user, token string) {
 		dbtest.Exec(t, `INSERT INTO `+tables.User+` (notifly_user_id, external_user_id, user_properties, random_bucket_number) VALUES ($1, $1, '{}', 0)`, user)

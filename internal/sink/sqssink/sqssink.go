@@ -26,7 +26,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/publish"
 )
 
@@ -52,7 +51,7 @@ type Config struct {
 	// flight. Default: DefaultInFlight.
 	InFlight int
 	// Window is how many batches the engine hands over at once (see
-	// publish.Windowed). Default: DefaultWindow.
+	// publish.Capabilities). Default: DefaultWindow.
 	Window int
 	// Retries is how many times failed entries are re-sent. Default:
 	// DefaultRetries.
@@ -159,8 +158,15 @@ func New(cfg Config) (*Sink, error) {
 	return &Sink{cfg: cfg, slots: make(chan struct{}, cfg.InFlight), idle: make(chan *request)}, nil
 }
 
-// Window implements publish.Windowed.
-func (s *Sink) Window() int { return s.cfg.Window }
+// Capabilities: Window batches at once, messages up to the queues' size
+// limit (Config.MaxMessageBytes).
+func (s *Sink) Capabilities() publish.Capabilities {
+	return publish.Capabilities{Window: s.cfg.Window, MaxMessageBytes: s.cfg.MaxMessageBytes}
+}
+
+// Close releases nothing: Publish returns only once SQS has accepted its
+// batch, and the HTTP client's idle connections close with the process.
+func (s *Sink) Close() error { return nil }
 
 // PoolOptions sizes an SQS client for inFlight concurrent requests: a
 // connection pool that keeps them all (the SDK's default keeps 10 idle
@@ -178,9 +184,6 @@ func PoolOptions(inFlight int) func(*sqs.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None })
 	}
 }
-
-// MaxMessageBytes is the queues' message size limit (Config.MaxMessageBytes).
-func (s *Sink) MaxMessageBytes(job.Channel) int { return s.cfg.MaxMessageBytes }
 
 // URLFor returns a channel's queue URL.
 func (s *Sink) URLFor(channel string) string {

@@ -247,8 +247,8 @@ func TestConcurrentBatchesShareInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Window() != 3 {
-		t.Fatalf("window %d, want 3", s.Window())
+	if w := s.Capabilities().Window; w != 3 {
+		t.Fatalf("window %d, want 3", w)
 	}
 	all := lines(400, 10)
 	var wg sync.WaitGroup
@@ -314,7 +314,7 @@ func TestMaxMessageBytes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.MaxMessageBytes(job.ChannelEmail); got != want {
+		if got := s.Capabilities().MaxMessageBytes; got != want {
 			t.Fatalf("%s: limit %d, want %d", url, got, want)
 		}
 		if got := s.URLFor("email"); got != "https://sqs.us-east-1.amazonaws.com/1/q-email" {

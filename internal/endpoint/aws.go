@@ -1,4 +1,4 @@
-package cli
+package endpoint
 
 import (
 	"context"
@@ -27,8 +27,9 @@ import (
 	"github.com/segpub/segpub/internal/sink/sqssink"
 )
 
-// awsOpener opens Amazon endpoints with the default AWS configuration
-// (environment, shared files, the ECS task role), loaded once on first use.
+// awsOpener opens Amazon endpoints (SQS, DynamoDB, Kinesis, S3) with the
+// default AWS configuration (environment, shared files, the ECS task
+// role), loaded once on first use.
 type awsOpener struct {
 	log  *slog.Logger
 	once sync.Once
@@ -36,7 +37,9 @@ type awsOpener struct {
 	err  error
 }
 
-func newAWSOpener(log *slog.Logger) *awsOpener { return &awsOpener{log: log} }
+// NewAWS returns the AWSOpener of this build: Amazon's SDK with the default
+// configuration.
+func NewAWS(log *slog.Logger) AWSOpener { return &awsOpener{log: log} }
 
 func (o *awsOpener) config(ctx context.Context) (aws.Config, error) {
 	o.once.Do(func() { o.cfg, o.err = config.LoadDefaultConfig(ctx) })
@@ -104,10 +107,11 @@ func (o *awsOpener) Kinesis(ctx context.Context) (events.KinesisAPI, error) {
 	return kinesis.NewFromConfig(cfg), nil
 }
 
-// openCSV opens CSV audiences: file:// with files, s3:// from S3 within
-// the same size cap.
-func openCSV(log *slog.Logger, files publish.FileOpener) func(context.Context, string) (io.ReadCloser, error) {
-	o := newAWSOpener(log)
+// CSVOpener opens CSV audiences: file:// with files, s3:// from S3 within
+// the same size cap. Every command that runs jobs (serve's worker, the
+// console's preview, publish, size, explain, why) opens them with it.
+func CSVOpener(log *slog.Logger, files publish.FileOpener) func(context.Context, string) (io.ReadCloser, error) {
+	o := &awsOpener{log: log}
 	return func(ctx context.Context, raw string) (io.ReadCloser, error) {
 		if !strings.HasPrefix(raw, "s3://") {
 			return files.Open(ctx, raw)
