@@ -177,7 +177,7 @@ func parseCampaign(o *object) (Campaign, error) {
 		return c, err
 	}
 	c.Channel = Channel(ch)
-	if !knownChannel(c.Channel) {
+	if !c.Channel.Known() {
 		names := make([]string, len(Channels))
 		for i, k := range Channels {
 			names[i] = string(k)
@@ -248,15 +248,6 @@ func parseCampaign(o *object) (Campaign, error) {
 		return c, err
 	}
 	return c, nil
-}
-
-func knownChannel(c Channel) bool {
-	for _, k := range Channels {
-		if k == c {
-			return true
-		}
-	}
-	return false
 }
 
 func parseAudience(o *object) (Audience, error) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segpub/segpub/internal/audience"
+	"github.com/segpub/segpub/internal/channel"
 	"github.com/segpub/segpub/internal/contact"
 	"github.com/segpub/segpub/internal/dedup"
 	"github.com/segpub/segpub/internal/failpoint"
@@ -24,8 +25,11 @@ import (
 // notifly_device_id) order (file order for CSV), so the first candidate of a
 // destination is the one the contract says wins.
 type checker struct {
-	p         *plan
-	channel   job.Channel
+	p *plan
+	// dest is the channel's destination; userContact reads its column
+	// from a user (nil for device destinations).
+	dest        *channel.Destination
+	userContact func(*message.Recipient) []byte
 	enc       *message.Encoder
 	seen      *dedup.Set
 	batchSize int
@@ -112,7 +116,7 @@ func (c *checker) alreadyPublished(cand *candidate) bool {
 func newChecker(p *plan, batchSize int) *checker {
 	c := &checker{
 		p:         p,
-		channel:   p.job.Campaign.Channel,
+		dest:      p.job.Campaign.Channel.Destination(),
 		enc:       message.NewEncoder(p.job),
 		seen:      dedup.New(int(p.estimate)),
 		batchSize: batchSize,
@@ -120,8 +124,9 @@ func newChecker(p *plan, batchSize int) *checker {
 		capacity:  job.ThrottleCapacity(p.reference, p.job.Campaign.Throttle),
 		waves:     map[int64]*waveClock{},
 	}
+	c.userContact = userContacts[c.dest.Column]
 	camp := p.job.Campaign
-	c.nightRule = camp.Advertising != nil && camp.Advertising.NightConsent != "" && camp.Channel != job.ChannelEmail
+	c.nightRule = camp.Advertising != nil && camp.Advertising.NightConsent != "" && camp.Channel.NightRule()
 	return c
 }
 
@@ -475,27 +480,29 @@ func (c *checker) localWave(at time.Time) *waveClock {
 	return w
 }
 
-// destination returns the published destination and its de-duplication key.
+// destination returns the published destination and its de-duplication key,
+// read and checked as the channel's table says: from the CSV row's contact
+// column, or the user's or device's column.
 func (c *checker) destination(cand *candidate) (dest, key []byte, st contact.Status) {
+	d := c.dest
+	var raw []byte
 	switch {
-	case c.channel == job.ChannelEmail:
-		raw, null := cand.Email, cand.Email == nil
-		if cand.CSV != nil {
-			raw, null = cand.Contact, cand.Contact == nil
-		}
-		return contact.Email(raw, null)
-	case c.channel.IsPhone():
-		raw, null := cand.Phone, cand.Phone == nil
-		if cand.CSV != nil {
-			raw, null = cand.Contact, cand.Contact == nil
-		}
-		dest, st = contact.Phone(raw, null)
-		return dest, dest, st
+	case d.Device && !cand.HasDevice:
+		return nil, nil, contact.Missing
+	case d.Device:
+		raw = cand.Token
+	case cand.CSV != nil:
+		raw = cand.Contact
 	default:
-		if !cand.HasDevice {
-			return nil, nil, contact.Missing
-		}
-		dest, st = contact.Token(cand.Token, cand.Token == nil)
-		return dest, dest, st
+		raw = c.userContact(&cand.Recipient)
 	}
+	return d.Check(raw, raw == nil)
+}
+
+// userContacts read a user's contact column (channel.Destination.Column)
+// from a database candidate; a test checks that every destination of the
+// channel table that is not a device has one.
+var userContacts = map[string]func(*message.Recipient) []byte{
+	"email":        func(r *message.Recipient) []byte { return r.Email },
+	"phone_number": func(r *message.Recipient) []byte { return r.Phone },
 }

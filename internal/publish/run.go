@@ -211,6 +211,11 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 	if err != nil {
 		return nil, job.Rejectf("project_id", "%v", err)
 	}
+	if !j.Campaign.Channel.Known() {
+		// The parser rejects it; a job built in code meets it here
+		// rather than as a run without destinations.
+		return nil, job.Rejectf("campaign.channel", "unknown channel %q", j.Campaign.Channel)
+	}
 	if err := r.checkProject(ctx, j, tables); err != nil {
 		return nil, err
 	}

@@ -278,12 +278,11 @@ func checkUserID(url string, cr *csv.Reader, id string) error {
 	return job.Rejectf(csvPath, "%s: line %d: user_id is not valid UTF-8 text without NUL characters", url, line)
 }
 
+// contactColumn is the CSV column that holds a channel's destination: ""
+// for device channels, whose rows name a user_id instead.
 func contactColumn(ch job.Channel) string {
-	switch {
-	case ch == job.ChannelEmail:
-		return "email"
-	case ch.IsPhone():
-		return "phone_number"
+	if d := ch.Destination(); d != nil {
+		return d.CSVColumn
 	}
 	return ""
 }
