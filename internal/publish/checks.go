@@ -30,9 +30,9 @@ type checker struct {
 	// from a user (nil for device destinations).
 	dest        *channel.Destination
 	userContact func(*message.Recipient) []byte
-	enc       *message.Encoder
-	seen      *dedup.Set
-	batchSize int
+	enc         *message.Encoder
+	seen        *dedup.Set
+	batchSize   int
 	// failpoints is nil outside tests.
 	failpoints *failpoint.Set
 
