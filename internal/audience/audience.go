@@ -17,17 +17,23 @@ import (
 	"github.com/segpub/segpub/internal/schema"
 )
 
-// Seoul is the time zone of event windows.
-var Seoul = mustLoad("Asia/Seoul")
+// DefaultZone is the contract's time zone (CONTRACT.md sections 3 and
+// 10): event windows count its calendar days, and the night-time rule reads
+// its clock. It is where Spec.Zone and publish.Config.Zone default to.
+const DefaultZone = "Asia/Seoul"
 
-func mustLoad(name string) *time.Location {
+// LoadZone loads a zone by IANA name; "" is DefaultZone.
+func LoadZone(name string) (*time.Location, error) {
+	if name == "" {
+		name = DefaultZone
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
-		// time/tzdata is linked into the binary (cmd/segpub), so this
-		// only fails on a broken build.
-		panic(fmt.Sprintf("load time zone %s: %v", name, err))
+		// time/tzdata is linked into the binary (cmd/segpub), so the
+		// contract's zone only fails to load on a broken build.
+		return nil, fmt.Errorf("load time zone %s: %w", name, err)
 	}
-	return loc
+	return loc, nil
 }
 
 // Columns of the compiled query, in order. Device columns are present only
@@ -81,6 +87,9 @@ type Spec struct {
 	ZoneKey, LanguageKey string
 	// Reference is the run's reference time.
 	Reference time.Time
+	// Zone is the zone whose calendar days event windows count; nil:
+	// DefaultZone.
+	Zone *time.Location
 	// Render renders {"template": ...} values. Templates are rejected when
 	// it is nil.
 	Render func(src string) (string, error)

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segpub/segpub/internal/audience"
 	"github.com/segpub/segpub/internal/channel"
 	"github.com/segpub/segpub/internal/contact"
 	"github.com/segpub/segpub/internal/dedup"
@@ -42,8 +41,9 @@ type checker struct {
 	// local_time, whose waves count per base time: waves).
 	wave waveClock
 	// nightRule: the job defers night-time messages to recipients
-	// without night-time consent.
+	// without night-time consent; zone is the clock it reads.
 	nightRule bool
+	zone      *time.Location
 	// capacity is the number of messages whose send_at fits before
 	// job.MaxTime.
 	capacity int64
@@ -113,7 +113,7 @@ func (c *checker) alreadyPublished(cand *candidate) bool {
 	return bytes.Compare(cand.UserID, c.resumeAfter) <= 0
 }
 
-func newChecker(p *plan, batchSize int) *checker {
+func newChecker(p *plan, batchSize int, zone *time.Location) *checker {
 	c := &checker{
 		p:         p,
 		dest:      p.job.Campaign.Channel.Destination(),
@@ -121,6 +121,7 @@ func newChecker(p *plan, batchSize int) *checker {
 		seen:      dedup.New(int(p.estimate)),
 		batchSize: batchSize,
 		wave:      waveClock{wave: -1},
+		zone:      zone,
 		capacity:  job.ThrottleCapacity(p.reference, p.job.Campaign.Throttle),
 		waves:     map[int64]*waveClock{},
 	}
@@ -144,11 +145,11 @@ type waveClock struct {
 
 // set makes message k of base time at (the reference time without
 // local_time) the clock's current wave: its send_at, whether that falls in
-// the night window, and the 08:00 it defers to (docs/governance.md: waves are
+// the night window of zone, and the 08:00 it defers to (docs/governance.md: waves are
 // numbered first, then deferred). ok is false past the last wave that fits
 // before job.MaxTime; the time is then what it would be, and the run stops
 // at it.
-func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool) (ok bool) {
+func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool, zone *time.Location) (ok bool) {
 	wave := int64(0)
 	if th != nil {
 		wave = k / th.MaxPerInterval
@@ -160,7 +161,7 @@ func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool)
 	w.sendAt = message.AppendSendAt(w.sendAt[:0], t)
 	w.night = false
 	if nightRule {
-		if next, night := NightDeferral(t); night {
+		if next, night := NightDeferral(t, zone); night {
 			w.night = true
 			w.deferred = message.AppendSendAt(w.deferred[:0], next)
 		}
@@ -179,16 +180,17 @@ func (w *waveClock) sendAtFor(nightConsent bool) ([]byte, bool) {
 }
 
 // Night-time rule (docs/governance.md): advertising sent at or after
-// 21:00 and before 08:00 Asia/Seoul needs night-time consent.
+// 21:00 and before 08:00 in the contract's zone (Config.Zone, Asia/Seoul)
+// needs night-time consent.
 const (
 	NightStartHour = 21
 	NightEndHour   = 8
 )
 
-// NightDeferral reports whether t falls in the night window in Asia/Seoul
-// and, if so, the next 08:00:00 Asia/Seoul.
-func NightDeferral(t time.Time) (time.Time, bool) {
-	local := t.In(audience.Seoul)
+// NightDeferral reports whether t falls in the night window in zone and,
+// if so, the next 08:00:00 there.
+func NightDeferral(t time.Time, zone *time.Location) (time.Time, bool) {
+	local := t.In(zone)
 	h := local.Hour()
 	if h >= NightEndHour && h < NightStartHour {
 		return t, false
@@ -197,7 +199,7 @@ func NightDeferral(t time.Time) (time.Time, bool) {
 	if h >= NightStartHour {
 		day = local.AddDate(0, 0, 1)
 	}
-	return time.Date(day.Year(), day.Month(), day.Day(), NightEndHour, 0, 0, 0, audience.Seoul), true
+	return time.Date(day.Year(), day.Month(), day.Day(), NightEndHour, 0, 0, 0, zone), true
 }
 
 func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- *rowBatch, out chan<- *Batch, freeOut <-chan *Batch, res *Result) error {
@@ -417,7 +419,7 @@ func (c *checker) deliver(cand *candidate, variantID string, dest, key []byte, b
 	if c.tg != nil && c.tg.local != nil {
 		clock = c.localWave(base.at)
 	} else {
-		clock.set(c.p.reference, c.p.job.Campaign.Throttle, k, c.nightRule)
+		clock.set(c.p.reference, c.p.job.Campaign.Throttle, k, c.nightRule, c.zone)
 	}
 	sendAt, deferred := clock.sendAtFor(cand.NightConsent)
 	locale := noLocale
@@ -474,7 +476,7 @@ func (c *checker) localWave(at time.Time) *waveClock {
 	}
 	k := w.n
 	w.n++
-	if !w.set(at, c.p.job.Campaign.Throttle, k, c.nightRule) && c.fail == nil {
+	if !w.set(at, c.p.job.Campaign.Throttle, k, c.nightRule, c.zone) && c.fail == nil {
 		c.fail = job.Rejectf("campaign.delivery.local_time", "a message's send_at would be after %s", job.MaxTime.Format(time.RFC3339))
 	}
 	return w

@@ -253,6 +253,7 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 		}
 	}
 	p.spec = specFor(j, tables, p.reference, p.publish)
+	p.spec.Zone = r.cfg.Zone
 	if rng != nil {
 		if c.Audience.Type == job.AudienceCSV {
 			return nil, errors.New("csv audiences have no key ranges")
@@ -357,7 +358,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		}
 		return r.streamDB(gctx, p.query, rowsCh, freeRows, &streamed)
 	})
-	ch := newChecker(p, r.cfg.BatchSize)
+	ch := newChecker(p, r.cfg.BatchSize, r.cfg.Zone)
 	ch.tg = p.targeting
 	defer ch.seen.Release()
 	ch.failpoints = r.cfg.Failpoints
