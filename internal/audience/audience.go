@@ -291,7 +291,7 @@ func (b *builder) pairQualifies(groups []job.Group, alias string) (string, error
 	hasDevice := false
 	for _, g := range groups {
 		for _, c := range g.Conditions {
-			if c.Kind == job.KindDevice {
+			if c.Kind.PerDevice() {
 				hasDevice = true
 			}
 		}
@@ -323,16 +323,9 @@ func (b *builder) group(g job.Group, alias string) (userPart, devPart []string, 
 	for _, c := range g.Conditions {
 		var expr string
 		mark, events := len(b.args), len(b.events)
-		switch c.Kind {
-		case job.KindUser:
-			expr, err = b.userCond(c)
-		case job.KindDevice:
-			expr, err = b.deviceCond(c, alias)
-		case job.KindEvent:
-			expr, err = b.eventCond(c)
-		case job.KindDelivery:
-			expr = b.deliveryCond(c)
-		default:
+		if k, ok := kindSQL[c.Kind]; ok {
+			expr, err = k.truth(b, c, alias)
+		} else {
 			err = job.Rejectf(c.Path+".kind", "unknown condition kind %q", c.Kind)
 		}
 		if err != nil {
@@ -349,7 +342,7 @@ func (b *builder) group(g job.Group, alias string) (userPart, devPart []string, 
 			// PostgreSQL rejects parameters the text does not use.
 			b.args, b.events = b.args[:mark], b.events[:events]
 		}
-		if c.Kind == job.KindDevice {
+		if c.Kind.PerDevice() {
 			devPart = append(devPart, expr)
 		} else {
 			userPart = append(userPart, expr)

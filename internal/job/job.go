@@ -102,16 +102,6 @@ type Group struct {
 	Conditions []Condition
 }
 
-// ConditionKind is what a condition looks at.
-type ConditionKind string
-
-const (
-	KindUser     ConditionKind = "user"
-	KindDevice   ConditionKind = "device"
-	KindEvent    ConditionKind = "event"
-	KindDelivery ConditionKind = "delivery"
-)
-
 // Operator compares a property with a condition's value.
 type Operator string
 
@@ -132,21 +122,6 @@ const (
 // Negative reports whether a missing or mismatched property makes the
 // condition true rather than false (docs/job.md).
 func (o Operator) Negative() bool { return o == OpNe || o == OpNotIn || o == OpNotExists }
-
-// Condition is one condition of a group. Which fields are set depends on
-// Kind; the parser guarantees the combination is valid.
-type Condition struct {
-	// Path is the condition's JSON path, for errors found after parsing.
-	Path       string
-	Kind       ConditionKind
-	Attribute  string // user, device
-	Event      string // event
-	CampaignID string // delivery
-	WithinDays int    // event, delivery; 0 = no window
-	Received   bool   // delivery
-	Operator   Operator
-	Value      Value
-}
 
 // ValueType is the JSON type of a condition value.
 type ValueType int
