@@ -106,38 +106,76 @@ func (o *Opener) Queue(ctx context.Context, rawURL string, role Role) (queue.Que
 	return nil, fmt.Errorf("queue URL %q: want embedded:, nats://… or an SQS queue URL", rawURL)
 }
 
-// Sink opens the channel output; pattern contains {channel}.
+// Sink opens the channel output; pattern contains {channel}. The first
+// entry of Sinks whose Match holds opens it.
 func (o *Opener) Sink(ctx context.Context, pattern string) (publish.Sink, func() error, error) {
 	if pattern == "" {
 		pattern = "embedded:"
 	}
-	noClose := func() error { return nil }
-	switch {
-	case strings.HasPrefix(pattern, "file://"):
-		s, err := filesink.New(pattern)
-		if err != nil {
-			return nil, nil, err
+	names := make([]string, len(Sinks))
+	for i, k := range Sinks {
+		if k.Match(pattern) {
+			return k.Open(ctx, o, pattern)
 		}
-		return s, s.Close, nil
-	case natsjs.IsURL(pattern):
-		conn, err := o.NATS.Connect(ctx, pattern)
-		if err != nil {
-			return nil, nil, err
-		}
-		s, err := jssink.New(ctx, jssink.Config{Conn: conn, MaxInFlight: o.MaxInFlight})
-		return s, noClose, err
-	case IsSQS(pattern):
-		if !strings.Contains(pattern, "{channel}") {
-			return nil, nil, fmt.Errorf("channel URL %q: an SQS pattern needs {channel}", pattern)
-		}
-		if o.AWS == nil {
-			return nil, nil, fmt.Errorf("channel URL %q: this build has no SQS support", pattern)
-		}
-		s, err := o.AWS.Sink(ctx, pattern, o.MaxInFlight)
-		return s, noClose, err
+		names[i] = k.Name
 	}
-	return nil, nil, fmt.Errorf("channel URL %q: want file://, embedded:, nats://… or an SQS queue URL with {channel}", pattern)
+	return nil, nil, fmt.Errorf("channel URL %q: want %s", pattern, strings.Join(names[:len(names)-1], ", ")+" or "+names[len(names)-1])
 }
+
+// SinkKind is one kind of channel output, recognised by its URL.
+type SinkKind struct {
+	// Name is how a rejection names the URL it wants.
+	Name string
+	// Match reports whether a channel URL names this output.
+	Match func(pattern string) bool
+	// Open opens it; the function returned closes it (flushes what the
+	// output buffers) once no run uses it.
+	Open func(ctx context.Context, o *Opener, pattern string) (publish.Sink, func() error, error)
+}
+
+// Sinks is the table of channel outputs, in the order they are matched: a
+// new output is an entry here (and its package, which passes sinktest).
+var Sinks = []SinkKind{
+	{
+		Name:  "file://",
+		Match: func(p string) bool { return strings.HasPrefix(p, "file://") },
+		Open: func(_ context.Context, _ *Opener, p string) (publish.Sink, func() error, error) {
+			s, err := filesink.New(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.Close, nil
+		},
+	},
+	{
+		Name:  "embedded:, nats://…",
+		Match: natsjs.IsURL,
+		Open: func(ctx context.Context, o *Opener, p string) (publish.Sink, func() error, error) {
+			conn, err := o.NATS.Connect(ctx, p)
+			if err != nil {
+				return nil, nil, err
+			}
+			s, err := jssink.New(ctx, jssink.Config{Conn: conn, MaxInFlight: o.MaxInFlight})
+			return s, noClose, err
+		},
+	},
+	{
+		Name:  "an SQS queue URL with {channel}",
+		Match: IsSQS,
+		Open: func(ctx context.Context, o *Opener, p string) (publish.Sink, func() error, error) {
+			if !strings.Contains(p, "{channel}") {
+				return nil, nil, fmt.Errorf("channel URL %q: an SQS pattern needs {channel}", p)
+			}
+			if o.AWS == nil {
+				return nil, nil, fmt.Errorf("channel URL %q: this build has no SQS support", p)
+			}
+			s, err := o.AWS.Sink(ctx, p, o.MaxInFlight)
+			return s, noClose, err
+		},
+	},
+}
+
+func noClose() error { return nil }
 
 // Store opens the claim-check message store.
 func (o *Opener) Store(ctx context.Context, rawURL string) (msgstore.Store, error) {
