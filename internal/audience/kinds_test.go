@@ -9,15 +9,6 @@ import (
 	"github.com/segpub/segpub/internal/schema"
 )
 
-// kindSamples holds one condition of every kind; a kind added to job's
-// table without a sample here, or without SQL in kindSQL, fails below.
-var kindSamples = map[job.ConditionKind]string{
-	job.KindUser:     `{"kind":"user","attribute":"tier","operator":"=","value":"gold"}`,
-	job.KindDevice:   `{"kind":"device","attribute":"app_version","operator":">=","value":"3.10"}`,
-	job.KindEvent:    `{"kind":"event","event":"purchase","within_days":30,"operator":">=","value":1}`,
-	job.KindDelivery: `{"kind":"delivery","campaign_id":"c0","within_days":7,"received":false}`,
-}
-
 // Every kind of job's table compiles in the audience query and in why's.
 func TestEveryKindCompiles(t *testing.T) {
 	tables, err := schema.For("p")
@@ -29,11 +20,8 @@ func TestEveryKindCompiles(t *testing.T) {
 			t.Errorf("kind %s: no SQL (kindSQL)", kind)
 			continue
 		}
-		sample, ok := kindSamples[kind]
-		if !ok {
-			t.Errorf("kind %s: no sample condition (kindSamples)", kind)
-			continue
-		}
+		info, _ := kind.Info()
+		sample := info.Example
 		j, err := job.Parse([]byte(`{"version":1,"action":"calculate-size","request_id":"r","project_id":"p","campaign":{"id":"c","channel":"push_notification",
 "audience":{"type":"segment","groups":[{"conditions":[` + sample + `]}]}}}`))
 		if err != nil {
@@ -44,7 +32,6 @@ func TestEveryKindCompiles(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kind %s: compile: %v", kind, err)
 		}
-		info, _ := kind.Info()
 		if table := info.Table(tables); table != "" && !strings.Contains(q.SQL, table) {
 			t.Errorf("kind %s: the query does not read %s, the table job's table names:\n%s", kind, table, q.SQL)
 		}

@@ -66,12 +66,16 @@ type KindInfo struct {
 	// Describe renders the condition as an operator wrote it, its value
 	// given as text.
 	Describe func(c Condition, value string) string
+	// Example is a condition of the kind as a job writes it; tests of
+	// every consumer of the table compile it.
+	Example string
 }
 
 // kinds is the table, in docs/job.md's order.
 var kinds = []KindInfo{
 	{
 		Kind: KindUser, Fields: []string{"attribute"}, Compared: true,
+		Example: `{"kind":"user","attribute":"tier","operator":"=","value":"gold"}`,
 		parse: func(o *object, c *Condition) error {
 			var err error
 			if c.Attribute, err = o.str("attribute", true); err != nil {
@@ -87,6 +91,7 @@ var kinds = []KindInfo{
 	},
 	{
 		Kind: KindDevice, Fields: []string{"attribute"}, Compared: true, PerDevice: true,
+		Example: `{"kind":"device","attribute":"app_version","operator":">=","value":"3.10"}`,
 		parse: func(o *object, c *Condition) error {
 			var err error
 			if c.Attribute, err = o.str("attribute", true); err != nil {
@@ -102,6 +107,7 @@ var kinds = []KindInfo{
 	},
 	{
 		Kind: KindEvent, Fields: []string{"event", "within_days"}, Compared: true,
+		Example: `{"kind":"event","event":"purchase","within_days":30,"operator":">=","value":1}`,
 		parse: func(o *object, c *Condition) error {
 			var err error
 			if c.Event, err = o.str("event", true); err != nil {
@@ -119,6 +125,7 @@ var kinds = []KindInfo{
 	},
 	{
 		Kind: KindDelivery, Fields: []string{"campaign_id", "within_days", "received"},
+		Example: `{"kind":"delivery","campaign_id":"c0","within_days":7,"received":false}`,
 		parse: func(o *object, c *Condition) error {
 			var err error
 			if c.CampaignID, err = o.str("campaign_id", true); err != nil {

@@ -33,6 +33,9 @@ func TestKindsTableIsComplete(t *testing.T) {
 		if got, ok := k.Kind.Info(); !ok || got.Kind != k.Kind || got.PerDevice != k.Kind.PerDevice() {
 			t.Errorf("kind %s: Info %+v, %v", k.Kind, got, ok)
 		}
+		if c, err := parseCondition(mustObject(t, k.Example)); err != nil || c.Kind != k.Kind {
+			t.Errorf("kind %s: example %s parses to %+v, %v", k.Kind, k.Example, c, err)
+		}
 		if d := k.Describe(Condition{Kind: k.Kind, Operator: OpEq}, "1"); d == "" {
 			t.Errorf("kind %s: empty description", k.Kind)
 		}
@@ -43,4 +46,13 @@ func TestKindsTableIsComplete(t *testing.T) {
 	if got := kindList(); got != "user, device, event or delivery" {
 		t.Errorf("kindList %q", got)
 	}
+}
+
+func mustObject(t *testing.T, text string) *object {
+	t.Helper()
+	o, err := toObject([]byte(text), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
