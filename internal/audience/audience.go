@@ -17,8 +17,8 @@ import (
 	"github.com/segpub/segpub/internal/schema"
 )
 
-// DefaultZone is the contract's time zone (CONTRACT.md sections 3 and
-// 10): event windows count its calendar days, and the night-time rule reads
+// DefaultZone is the job format's time zone (docs/job.md, docs/governance.md):
+// event windows count its calendar days, and the night-time rule reads
 // its clock. It is where Spec.Zone and publish.Config.Zone default to.
 const DefaultZone = "Asia/Seoul"
 

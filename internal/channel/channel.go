@@ -1,7 +1,8 @@
-// Package channel is the table of channels (CONTRACT.md sections 2, 4, 7
-// and 10): for each wire name, what its messages are addressed to, where
-// that contact is read from and how it is checked, the device platforms it
-// reaches and the governance rules that treat it apart. Job parsing, the
+// Package channel is the table of channels (docs/recipients.md,
+// docs/channel-message.md, docs/governance.md): for each wire name, what
+// its messages are addressed to, where that contact is read from and how
+// it is checked, the device platforms it reaches and the governance rules
+// that treat it apart. Job parsing, the
 // audience query, the candidate sources, the checks, the message encoder and
 // the job schema all read this table, so a new channel is one entry here.
 //
@@ -40,12 +41,12 @@ type Destination struct {
 	// platforms, not the user.
 	Device bool
 	// Check reads a raw contact (isNull: SQL NULL) and returns the
-	// published destination, its de-duplication key (section 4) and
+	// published destination, its de-duplication key (docs/recipients.md) and
 	// whether it is usable.
 	Check func(raw []byte, isNull bool) (dest, key []byte, st contact.Status)
 }
 
-// The contract's destinations (section 4).
+// The destinations (docs/recipients.md).
 var (
 	EmailAddress = &Destination{Column: "email", CSVColumn: "email", Field: "email", Check: contact.Email}
 	PhoneNumber  = &Destination{Column: "phone_number", CSVColumn: "phone_number", Field: "phone_number", Check: keyIsDest(contact.Phone)}
@@ -67,8 +68,8 @@ type Descriptor struct {
 	// Platforms are the device platforms the channel reaches; nil for
 	// destinations that are not devices.
 	Platforms []string
-	// NightRule: the night-time rule of section 10 applies (email is
-	// exempt).
+	// NightRule: the night-time rule applies (docs/governance.md; email
+	// is exempt).
 	NightRule bool
 }
 
@@ -144,8 +145,8 @@ func (n Name) Platforms() []string {
 	return nil
 }
 
-// NightRule reports whether section 10's night-time rule applies to the
-// channel.
+// NightRule reports whether the night-time rule (docs/governance.md)
+// applies to the channel.
 func (n Name) NightRule() bool {
 	d, ok := byName[n]
 	return ok && d.NightRule

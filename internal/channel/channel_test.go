@@ -7,7 +7,7 @@ import (
 	"github.com/segpub/segpub/internal/contact"
 )
 
-// The contract's wire names (CONTRACT.md section 2), in its order.
+// The job format's wire names (docs/job.md), in its order.
 var contractChannels = []Name{"push_notification", "web_push_notification", "kakao_alimtalk", "kakao_friendtalk", "text_message", "email"}
 
 func TestTableHasEveryContractChannel(t *testing.T) {
