@@ -214,6 +214,7 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 		}
 		ids = []string{}
 	}
+	device := ch.IsDevice()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -226,7 +227,7 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 			return nil, err
 		}
 		cp.rows++
-		if ch.IsDevice() || ids != nil {
+		if device || ids != nil {
 			// Looked up in the database: push recipients, and users to
 			// count against the frequency cap.
 			if err := checkUserID(url, rows.cr, rec[cp.userCol]); err != nil {
