@@ -67,7 +67,7 @@ func TestContractFacts(t *testing.T) {
 		{Email, false, nil, "email", false, " A@B.co ", "A@B.co"},
 	} {
 		d := tc.ch.Destination()
-		if tc.ch.IsDevice() != tc.device || !slices.Equal(tc.ch.Platforms(), tc.platforms) || d.Column != tc.column || tc.ch.NightRule() != tc.night {
+		if tc.ch.IsDevice() != tc.device || tc.ch.TargetsDevices() != tc.device || !slices.Equal(tc.ch.Platforms(), tc.platforms) || d.Column != tc.column || tc.ch.NightRule() != tc.night {
 			t.Errorf("%s: device %v platforms %v column %s night %v", tc.ch, tc.ch.IsDevice(), tc.ch.Platforms(), d.Column, tc.ch.NightRule())
 		}
 		dest, _, st := d.Check([]byte(tc.raw), false)
