@@ -17,17 +17,23 @@ import (
 	"github.com/segpub/segpub/internal/schema"
 )
 
-// Seoul is the time zone of event windows.
-var Seoul = mustLoad("Asia/Seoul")
+// DefaultZone is the job format's time zone (docs/job.md, docs/governance.md):
+// event windows count its calendar days, and the night-time rule reads
+// its clock. It is where Spec.Zone and publish.Config.Zone default to.
+const DefaultZone = "Asia/Seoul"
 
-func mustLoad(name string) *time.Location {
+// LoadZone loads a zone by IANA name; "" is DefaultZone.
+func LoadZone(name string) (*time.Location, error) {
+	if name == "" {
+		name = DefaultZone
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
-		// time/tzdata is linked into the binary (cmd/segpub), so this
-		// only fails on a broken build.
-		panic(fmt.Sprintf("load time zone %s: %v", name, err))
+		// time/tzdata is linked into the binary (cmd/segpub), so the
+		// contract's zone only fails to load on a broken build.
+		return nil, fmt.Errorf("load time zone %s: %w", name, err)
 	}
-	return loc
+	return loc, nil
 }
 
 // Columns of the compiled query, in order. Device columns are present only
@@ -81,6 +87,9 @@ type Spec struct {
 	ZoneKey, LanguageKey string
 	// Reference is the run's reference time.
 	Reference time.Time
+	// Zone is the zone whose calendar days event windows count; nil:
+	// DefaultZone.
+	Zone *time.Location
 	// Render renders {"template": ...} values. Templates are rejected when
 	// it is nil.
 	Render func(src string) (string, error)
@@ -282,7 +291,7 @@ func (b *builder) pairQualifies(groups []job.Group, alias string) (string, error
 	hasDevice := false
 	for _, g := range groups {
 		for _, c := range g.Conditions {
-			if c.Kind == job.KindDevice {
+			if c.Kind.PerDevice() {
 				hasDevice = true
 			}
 		}
@@ -314,16 +323,9 @@ func (b *builder) group(g job.Group, alias string) (userPart, devPart []string, 
 	for _, c := range g.Conditions {
 		var expr string
 		mark, events := len(b.args), len(b.events)
-		switch c.Kind {
-		case job.KindUser:
-			expr, err = b.userCond(c)
-		case job.KindDevice:
-			expr, err = b.deviceCond(c, alias)
-		case job.KindEvent:
-			expr, err = b.eventCond(c)
-		case job.KindDelivery:
-			expr = b.deliveryCond(c)
-		default:
+		if k, ok := kindSQL[c.Kind]; ok {
+			expr, err = k.truth(b, c, alias)
+		} else {
 			err = job.Rejectf(c.Path+".kind", "unknown condition kind %q", c.Kind)
 		}
 		if err != nil {
@@ -340,7 +342,7 @@ func (b *builder) group(g job.Group, alias string) (userPart, devPart []string, 
 			// PostgreSQL rejects parameters the text does not use.
 			b.args, b.events = b.args[:mark], b.events[:events]
 		}
-		if c.Kind == job.KindDevice {
+		if c.Kind.PerDevice() {
 			devPart = append(devPart, expr)
 		} else {
 			userPart = append(userPart, expr)

@@ -332,7 +332,14 @@ func (b *builder) eventCond(c job.Condition) (string, error) {
 func (b *builder) eventSum(c job.Condition) (string, error) {
 	var from, to string
 	if c.WithinDays > 0 {
-		ref := b.spec.Reference.In(Seoul)
+		zone := b.spec.Zone
+		if zone == nil {
+			var err error
+			if zone, err = LoadZone(DefaultZone); err != nil {
+				return "", err
+			}
+		}
+		ref := b.spec.Reference.In(zone)
 		end := time.Date(ref.Year(), ref.Month(), ref.Day(), 0, 0, 0, 0, time.UTC)
 		from, to = end.AddDate(0, 0, -(c.WithinDays-1)).Format(time.DateOnly), end.Format(time.DateOnly)
 	}

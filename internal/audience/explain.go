@@ -29,19 +29,15 @@ func ExplainUser(s Spec, externalID string) (*Query, []CondRef, error) {
 			if err != nil {
 				return nil, nil, err
 			}
-			var truth string
-			switch c.Kind {
-			case job.KindUser:
-				truth, err = b.userCond(c)
-			case job.KindDevice:
-				truth, err = b.deviceCond(c, "d")
+			k, ok := kindSQL[c.Kind]
+			if !ok {
+				return nil, nil, job.Rejectf(c.Path+".kind", "unknown condition kind %q", c.Kind)
+			}
+			truth, err := k.truth(b, c, "d")
+			if c.Kind.PerDevice() {
 				// The null device of a user without devices satisfies
-				// no device condition.
+				// no per-device condition.
 				truth = "(d.notifly_device_id IS NOT NULL AND " + truth + ")"
-			case job.KindEvent:
-				truth, err = b.eventCond(c)
-			case job.KindDelivery:
-				truth = b.deliveryCond(c)
 			}
 			if err != nil {
 				return nil, nil, err
@@ -66,27 +62,8 @@ func prefixComma(cols []string) string {
 
 // valueExpr is a condition's actual value as text, for display.
 func (b *builder) valueExpr(c job.Condition) (string, error) {
-	switch c.Kind {
-	case job.KindUser:
-		if col, ok := userColumnExprs[c.Attribute]; ok {
-			return col + "::text", nil
-		}
-		if c.Attribute == "$random_bucket_number" {
-			return "u.random_bucket_number::text", nil
-		}
-		return "(u.user_properties -> " + b.arg(c.Attribute) + "::text)::text", nil
-	case job.KindDevice:
-		return "d." + c.Attribute, nil
-	case job.KindEvent:
-		w := c
-		w.Operator, w.Value = job.OpExists, job.Value{}
-		// The sum itself: compile the condition's subquery and show it.
-		sum, err := b.eventSum(w)
-		return sum + "::text", err
-	case job.KindDelivery:
-		w := c
-		w.Received = true
-		return b.deliveryCond(w) + "::text", nil
+	if k, ok := kindSQL[c.Kind]; ok {
+		return k.value(b, c)
 	}
 	return "NULL", nil
 }

@@ -106,31 +106,67 @@ func (o *Opener) Queue(ctx context.Context, rawURL string, role Role) (queue.Que
 	return nil, fmt.Errorf("queue URL %q: want embedded:, nats://… or an SQS queue URL", rawURL)
 }
 
-// Sink opens the channel output; pattern contains {channel}. The caller
-// closes it (Sink.Close) once no run uses it.
+// Sink opens the channel output; pattern contains {channel}. The first
+// entry of Sinks whose Match holds opens it. The caller closes it
+// (Sink.Close) once no run uses it.
 func (o *Opener) Sink(ctx context.Context, pattern string) (publish.Sink, error) {
 	if pattern == "" {
 		pattern = "embedded:"
 	}
-	switch {
-	case strings.HasPrefix(pattern, "file://"):
-		return filesink.New(pattern)
-	case natsjs.IsURL(pattern):
-		conn, err := o.NATS.Connect(ctx, pattern)
-		if err != nil {
-			return nil, err
+	names := make([]string, len(Sinks))
+	for i, k := range Sinks {
+		if k.Match(pattern) {
+			return k.Open(ctx, o, pattern)
 		}
-		return jssink.New(ctx, jssink.Config{Conn: conn, MaxInFlight: o.MaxInFlight})
-	case IsSQS(pattern):
-		if !strings.Contains(pattern, "{channel}") {
-			return nil, fmt.Errorf("channel URL %q: an SQS pattern needs {channel}", pattern)
-		}
-		if o.AWS == nil {
-			return nil, fmt.Errorf("channel URL %q: this build has no SQS support", pattern)
-		}
-		return o.AWS.Sink(ctx, pattern, o.MaxInFlight)
+		names[i] = k.Name
 	}
-	return nil, fmt.Errorf("channel URL %q: want file://, embedded:, nats://… or an SQS queue URL with {channel}", pattern)
+	return nil, fmt.Errorf("channel URL %q: want %s", pattern, strings.Join(names[:len(names)-1], ", ")+" or "+names[len(names)-1])
+}
+
+// SinkKind is one kind of channel output, recognised by its URL.
+type SinkKind struct {
+	// Name is how a rejection names the URL it wants.
+	Name string
+	// Match reports whether a channel URL names this output.
+	Match func(pattern string) bool
+	// Open opens it; the sink's Close flushes what it buffers.
+	Open func(ctx context.Context, o *Opener, pattern string) (publish.Sink, error)
+}
+
+// Sinks is the table of channel outputs, in the order they are matched: a
+// new output is an entry here (and its package, which passes sinktest).
+var Sinks = []SinkKind{
+	{
+		Name:  "file://",
+		Match: func(p string) bool { return strings.HasPrefix(p, "file://") },
+		Open: func(_ context.Context, _ *Opener, p string) (publish.Sink, error) {
+			return filesink.New(p)
+		},
+	},
+	{
+		Name:  "embedded:, nats://…",
+		Match: natsjs.IsURL,
+		Open: func(ctx context.Context, o *Opener, p string) (publish.Sink, error) {
+			conn, err := o.NATS.Connect(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			return jssink.New(ctx, jssink.Config{Conn: conn, MaxInFlight: o.MaxInFlight})
+		},
+	},
+	{
+		Name:  "an SQS queue URL with {channel}",
+		Match: IsSQS,
+		Open: func(ctx context.Context, o *Opener, p string) (publish.Sink, error) {
+			if !strings.Contains(p, "{channel}") {
+				return nil, fmt.Errorf("channel URL %q: an SQS pattern needs {channel}", p)
+			}
+			if o.AWS == nil {
+				return nil, fmt.Errorf("channel URL %q: this build has no SQS support", p)
+			}
+			return o.AWS.Sink(ctx, p, o.MaxInFlight)
+		},
+	},
 }
 
 // Store opens the claim-check message store.

@@ -154,3 +154,26 @@ func TestWhyReadsAfterIt(t *testing.T) {
 		}
 	}
 }
+
+// Every index a condition kind names (job.KindInfo.Index) is one that
+// segpub migrate indexes creates: segpub explain warns when it is missing.
+func TestKindIndexesExist(t *testing.T) {
+	tables, err := schema.For("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range job.Kinds() {
+		if k.Index == "" {
+			continue
+		}
+		found := false
+		for _, ix := range For(tables) {
+			if ix.Name == k.Index+tables.Project && ix.Table == k.Table(tables) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("kind %s: no index %s%s on %s", k.Kind, k.Index, tables.Project, k.Table(tables))
+		}
+	}
+}

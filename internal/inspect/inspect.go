@@ -133,23 +133,28 @@ func missingIndexes(ctx context.Context, pool *pgxpool.Pool, t schema.Tables, j 
 // the event index for event conditions, the channel-deliveries index for
 // frequency caps.
 func usesIndex(j *job.Job, prefix string) bool {
-	kinds := map[job.ConditionKind]bool{}
-	for _, g := range j.Campaign.Audience.Groups {
-		for _, c := range g.Conditions {
-			kinds[c.Kind] = true
+	c := j.Campaign
+	perDevice := false
+	for _, g := range c.Audience.Groups {
+		for _, cond := range g.Conditions {
+			k, _ := cond.Kind.Info()
+			if k.Index != "" && k.Index == prefix {
+				return true
+			}
+			perDevice = perDevice || k.PerDevice
 		}
 	}
 	switch prefix {
 	case "sp_drcu_":
-		return kinds[job.KindDelivery] || j.Campaign.ExcludePreviousRecipients
+		return c.ExcludePreviousRecipients
 	case "sp_dut_":
-		return j.Campaign.Audience.Type == job.AudienceUserIDs && (j.Campaign.Channel.IsDevice() || kinds[job.KindDevice])
-	case "sp_evc_":
-		return kinds[job.KindEvent]
+		return c.Audience.Type == job.AudienceUserIDs && (c.Channel.IsDevice() || perDevice)
 	case "sp_drch_":
-		return j.Campaign.FrequencyCap != nil
+		return c.FrequencyCap != nil
 	}
-	return true // an index this list does not know: warn as before
+	// A condition kind's index the job does not use, or one this list
+	// does not know (warn as before).
+	return !slices.ContainsFunc(job.Kinds(), func(k job.KindInfo) bool { return k.Index == prefix })
 }
 
 // ConditionResult is one condition evaluated for one user (and device).
@@ -303,7 +308,7 @@ func evaluate(ctx context.Context, pool *pgxpool.Pool, spec audience.Spec, exter
 		device, _ := vals[1].(string)
 		for i, ref := range refs {
 			c := ref.Condition
-			if c.Kind != job.KindDevice && seenUserLevel[i] {
+			if !c.Kind.PerDevice() && seenUserLevel[i] {
 				continue // user-level conditions: once, not per device
 			}
 			seenUserLevel[i] = true
@@ -312,7 +317,7 @@ func evaluate(ctx context.Context, pool *pgxpool.Pool, spec audience.Spec, exter
 				r.Value = &v
 			}
 			r.Holds, _ = vals[4+2*i].(bool)
-			if c.Kind == job.KindDevice {
+			if c.Kind.PerDevice() {
 				r.DeviceID = device
 			}
 			ans.Conditions = append(ans.Conditions, r)
@@ -324,22 +329,8 @@ func evaluate(ctx context.Context, pool *pgxpool.Pool, spec audience.Spec, exter
 // describe renders a condition the way an operator wrote it, with the value
 // each template rendered for this run.
 func describe(c job.Condition, render func(string) (string, error)) string {
-	v := valueText(c.Value, render)
-	switch c.Kind {
-	case job.KindUser, job.KindDevice:
-		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", c.Kind, c.Attribute, c.Operator, v))
-	case job.KindEvent:
-		w := "all time"
-		if c.WithinDays > 0 {
-			w = fmt.Sprintf("last %d days", c.WithinDays)
-		}
-		return fmt.Sprintf("event %s (%s) %s %s", c.Event, w, c.Operator, v)
-	case job.KindDelivery:
-		w := "any time"
-		if c.WithinDays > 0 {
-			w = fmt.Sprintf("last %d days", c.WithinDays)
-		}
-		return fmt.Sprintf("delivery of %s (%s) received=%v", c.CampaignID, w, c.Received)
+	if k, ok := c.Kind.Info(); ok {
+		return k.Describe(c, valueText(c.Value, render))
 	}
 	return string(c.Kind)
 }

@@ -125,16 +125,11 @@ func checkLimits(path string, groups []Group) error {
 			return Rejectf(path+".groups", "more than the %d conditions allowed (over all groups)", MaxConditions)
 		}
 		for _, c := range g.Conditions {
-			var key string
-			switch c.Kind {
-			case KindEvent:
-				key = fmt.Sprintf("e\x00%s\x00%d", c.Event, c.WithinDays)
-			case KindDelivery:
-				key = fmt.Sprintf("d\x00%s\x00%d", c.CampaignID, c.WithinDays)
-			default:
+			k, ok := kindByName[c.Kind]
+			if !ok || k.Joined == nil {
 				continue
 			}
-			joined[key] = true
+			joined[k.Joined(c)] = true
 			if len(joined) > MaxJoinedConditions {
 				return Rejectf(c.Path, "more than %d distinct event and delivery tests (event or campaign_id with within_days) in one audience", MaxJoinedConditions)
 			}

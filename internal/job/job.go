@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/segpub/segpub/internal/channel"
 )
 
 // Action is what a job asks for.
@@ -19,44 +21,22 @@ const (
 	ActionCalculateSize Action = "calculate-size"
 )
 
-// Channel is a channel's wire name.
-type Channel string
+// Channel is a channel's wire name; what segpub knows of each channel is
+// package channel's table.
+type Channel = channel.Name
 
+// The contract's channels, under the names the job's users know them by.
 const (
-	ChannelPush            Channel = "push_notification"
-	ChannelWebPush         Channel = "web_push_notification"
-	ChannelKakaoAlimtalk   Channel = "kakao_alimtalk"
-	ChannelKakaoFriendtalk Channel = "kakao_friendtalk"
-	ChannelText            Channel = "text_message"
-	ChannelEmail           Channel = "email"
+	ChannelPush            = channel.Push
+	ChannelWebPush         = channel.WebPush
+	ChannelKakaoAlimtalk   = channel.KakaoAlimtalk
+	ChannelKakaoFriendtalk = channel.KakaoFriendtalk
+	ChannelText            = channel.Text
+	ChannelEmail           = channel.Email
 )
 
-// Channels lists every channel in a stable order.
-var Channels = []Channel{ChannelPush, ChannelWebPush, ChannelKakaoAlimtalk, ChannelKakaoFriendtalk, ChannelText, ChannelEmail}
-
-// IsDevice reports whether the channel's destination is a device token.
-func (c Channel) IsDevice() bool { return c == ChannelPush || c == ChannelWebPush }
-
-// TargetsDevices reports whether delivery.most_recent_device_only applies
-// to the channel (docs/delivery.md): it picks one device of a user,
-// so it needs a channel whose candidates are devices.
-func (c Channel) TargetsDevices() bool { return c.IsDevice() }
-
-// IsPhone reports whether the channel's destination is a phone number.
-func (c Channel) IsPhone() bool {
-	return c == ChannelText || c == ChannelKakaoAlimtalk || c == ChannelKakaoFriendtalk
-}
-
-// Platforms returns the device platforms a device channel reaches.
-func (c Channel) Platforms() []string {
-	switch c {
-	case ChannelPush:
-		return []string{"android", "ios"}
-	case ChannelWebPush:
-		return []string{"web"}
-	}
-	return nil
-}
+// Channels lists every channel in a stable order: channel's table.
+var Channels = channel.Names()
 
 // Job is a validated job message.
 type Job struct {
@@ -122,16 +102,6 @@ type Group struct {
 	Conditions []Condition
 }
 
-// ConditionKind is what a condition looks at.
-type ConditionKind string
-
-const (
-	KindUser     ConditionKind = "user"
-	KindDevice   ConditionKind = "device"
-	KindEvent    ConditionKind = "event"
-	KindDelivery ConditionKind = "delivery"
-)
-
 // Operator compares a property with a condition's value.
 type Operator string
 
@@ -152,21 +122,6 @@ const (
 // Negative reports whether a missing or mismatched property makes the
 // condition true rather than false (docs/job.md).
 func (o Operator) Negative() bool { return o == OpNe || o == OpNotIn || o == OpNotExists }
-
-// Condition is one condition of a group. Which fields are set depends on
-// Kind; the parser guarantees the combination is valid.
-type Condition struct {
-	// Path is the condition's JSON path, for errors found after parsing.
-	Path       string
-	Kind       ConditionKind
-	Attribute  string // user, device
-	Event      string // event
-	CampaignID string // delivery
-	WithinDays int    // event, delivery; 0 = no window
-	Received   bool   // delivery
-	Operator   Operator
-	Value      Value
-}
 
 // ValueType is the JSON type of a condition value.
 type ValueType int

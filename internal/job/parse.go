@@ -177,7 +177,7 @@ func parseCampaign(o *object) (Campaign, error) {
 		return c, err
 	}
 	c.Channel = Channel(ch)
-	if !knownChannel(c.Channel) {
+	if !c.Channel.Known() {
 		names := make([]string, len(Channels))
 		for i, k := range Channels {
 			names[i] = string(k)
@@ -248,15 +248,6 @@ func parseCampaign(o *object) (Campaign, error) {
 		return c, err
 	}
 	return c, nil
-}
-
-func knownChannel(c Channel) bool {
-	for _, k := range Channels {
-		if k == c {
-			return true
-		}
-	}
-	return false
 }
 
 func parseAudience(o *object) (Audience, error) {
@@ -393,12 +384,6 @@ func parseGroups(o *object) ([]Group, error) {
 	return groups, nil
 }
 
-// userColumns are the user attributes that name columns, not properties.
-var userColumns = map[string]bool{"$email": true, "$phone_number": true, "$external_user_id": true, "$random_bucket_number": true}
-
-// DeviceAttributes are the device columns a condition may name.
-var DeviceAttributes = map[string]bool{"platform": true, "os_version": true, "app_version": true, "sdk_version": true, "sdk_type": true}
-
 func parseCondition(o *object) (Condition, error) {
 	c := Condition{Path: o.path}
 	kind, err := o.str("kind", true)
@@ -406,50 +391,22 @@ func parseCondition(o *object) (Condition, error) {
 		return c, err
 	}
 	c.Kind = ConditionKind(kind)
-	switch c.Kind {
-	case KindUser, KindDevice:
-		if err := o.allow("kind", "attribute", "operator", "value"); err != nil {
-			return c, err
-		}
-		if c.Attribute, err = o.str("attribute", true); err != nil {
-			return c, err
-		}
-		if c.Kind == KindUser && strings.HasPrefix(c.Attribute, "$") && !userColumns[c.Attribute] {
-			return c, Rejectf(o.at("attribute"), "unknown column attribute %q (want $email, $phone_number, $external_user_id or $random_bucket_number)", c.Attribute)
-		}
-		if c.Kind == KindDevice && !DeviceAttributes[c.Attribute] {
-			return c, Rejectf(o.at("attribute"), "unknown device attribute %q (want platform, os_version, app_version, sdk_version or sdk_type)", c.Attribute)
-		}
-	case KindEvent:
-		if err := o.allow("kind", "event", "within_days", "operator", "value"); err != nil {
-			return c, err
-		}
-		if c.Event, err = o.str("event", true); err != nil {
-			return c, err
-		}
-		if c.WithinDays, err = withinDays(o); err != nil {
-			return c, err
-		}
-	case KindDelivery:
-		if err := o.allow("kind", "campaign_id", "within_days", "received"); err != nil {
-			return c, err
-		}
-		if c.CampaignID, err = o.str("campaign_id", true); err != nil {
-			return c, err
-		}
-		if c.WithinDays, err = withinDays(o); err != nil {
-			return c, err
-		}
-		raw, ok := o.m["received"]
-		if !ok {
-			return c, Rejectf(o.at("received"), "required")
-		}
-		if err := json.Unmarshal(raw, &c.Received); err != nil || isNull(raw) {
-			return c, Rejectf(o.at("received"), "want a boolean, got %s", jsonType(raw))
-		}
+	k, ok := kindByName[c.Kind]
+	if !ok {
+		return c, Rejectf(o.at("kind"), "unknown condition kind %q (want %s)", kind, kindList())
+	}
+	allowed := append([]string{"kind"}, k.Fields...)
+	if k.Compared {
+		allowed = append(allowed, "operator", "value")
+	}
+	if err := o.allow(allowed...); err != nil {
+		return c, err
+	}
+	if err := k.parse(o, &c); err != nil {
+		return c, err
+	}
+	if !k.Compared {
 		return c, nil
-	default:
-		return c, Rejectf(o.at("kind"), "unknown condition kind %q (want user, device, event or delivery)", kind)
 	}
 	op, err := o.str("operator", true)
 	if err != nil {
@@ -487,20 +444,6 @@ func parseCondition(o *object) (Condition, error) {
 		return c, Rejectf(vpath, "operator %q wants a string", op)
 	}
 	return c, nil
-}
-
-func withinDays(o *object) (int, error) {
-	if _, ok := o.m["within_days"]; !ok {
-		return 0, nil
-	}
-	n, err := o.integer("within_days", true)
-	if err != nil {
-		return 0, err
-	}
-	if n < 1 || n > 36500 {
-		return 0, Rejectf(o.at("within_days"), "must be between 1 and 36500, got %d", n)
-	}
-	return int(n), nil
 }
 
 func parseValue(raw json.RawMessage, path string, arrayOK bool) (Value, error) {

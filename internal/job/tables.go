@@ -10,8 +10,15 @@ var (
 	Actions = []Action{ActionPublish, ActionCalculateSize}
 	// AudienceTypes are the values of campaign.audience.type.
 	AudienceTypes = []AudienceType{AudienceAll, AudienceSegment, AudienceUserIDs, AudienceCSV}
-	// ConditionKinds are the values of a condition's kind.
-	ConditionKinds = []ConditionKind{KindUser, KindDevice, KindEvent, KindDelivery}
+	// ConditionKinds are the values of a condition's kind: the kinds
+	// table (conditions.go).
+	ConditionKinds = func() []ConditionKind {
+		out := make([]ConditionKind, len(kinds))
+		for i, k := range kinds {
+			out[i] = k.Kind
+		}
+		return out
+	}()
 	// Operators are the values of a condition's operator.
 	Operators = []Operator{OpEq, OpNe, OpGt, OpGe, OpLt, OpLe, OpIn, OpNotIn, OpExists, OpNotExists, OpContains}
 )

@@ -51,7 +51,11 @@ type Recipient struct {
 
 // Encoder encodes the messages of one run.
 type Encoder struct {
-	channel job.Channel
+	// device: the recipient is a device object; otherwise contactField
+	// (`,"email":`) names the member that carries the destination, as the
+	// channel's table says (nil for a name that is no channel).
+	device       bool
+	contactField []byte
 	// keyPrefix is "project\ncampaign\nrequest\nchannel\n", the fixed part
 	// of every idempotency key's input.
 	keyPrefix []byte
@@ -76,7 +80,11 @@ const NoLocale = -1
 // replace the campaign's message for recipients of that variant.
 func NewEncoder(j *job.Job) *Encoder {
 	c := j.Campaign
-	e := &Encoder{channel: c.Channel, messages: map[string][]byte{}}
+	e := &Encoder{messages: map[string][]byte{}}
+	if d := c.Channel.Destination(); d != nil {
+		e.device = d.Device
+		e.contactField = fmt.Appendf(nil, `,%q:`, d.Field)
+	}
 	e.keyPrefix = fmt.Appendf(nil, "%s\n%s\n%s\n%s\n", j.ProjectID, c.ID, j.RequestID, c.Channel)
 	h := []byte(`","request_id":`)
 	h = AppendString(h, j.RequestID)
@@ -162,14 +170,7 @@ func (e *Encoder) AppendLocale(buf []byte, key [sha256.Size]byte, variantID stri
 	seen.user.end = len(buf)
 	buf = append(buf, `,"external_user_id":`...)
 	buf = appendNullable(buf, r.ExternalUserID)
-	switch {
-	case e.channel == job.ChannelEmail:
-		buf = append(buf, `,"email":`...)
-		buf = appendBytes(buf, dest)
-	case e.channel.IsPhone():
-		buf = append(buf, `,"phone_number":`...)
-		buf = appendBytes(buf, dest)
-	case e.channel.IsDevice():
+	if e.device {
 		buf = append(buf, `,"device":{"notifly_device_id":`...)
 		seen.device = span{len(buf), 0}
 		buf = appendNullable(buf, r.DeviceID)
@@ -180,6 +181,9 @@ func (e *Encoder) AppendLocale(buf []byte, key [sha256.Size]byte, variantID stri
 		buf = appendDeviceTail(buf, r)
 		seen.tail.end = len(buf)
 		buf = append(buf, '}')
+	} else if e.contactField != nil {
+		buf = append(buf, e.contactField...)
+		buf = appendBytes(buf, dest)
 	}
 	buf = append(buf, `},"personalization":{"user":`...)
 	buf = appendUser(buf, r)

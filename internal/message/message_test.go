@@ -218,3 +218,24 @@ func nullable(b []byte) any {
 	}
 	return string(b)
 }
+
+// Every channel's message carries its destination in the member the
+// channel's table names.
+func TestEveryChannelRecipientField(t *testing.T) {
+	for _, ch := range job.Channels {
+		j := &job.Job{ProjectID: "p", RequestID: "r", Campaign: job.Campaign{ID: "c", Channel: ch, Message: json.RawMessage(`{}`)}}
+		e := NewEncoder(j)
+		r := &Recipient{UserID: []byte("u"), HasDevice: true, DeviceID: []byte("d"), Token: []byte("tok")}
+		msg := e.Append(nil, e.Key([]byte("dest")), "", []byte("2026-01-01T00:00:00Z"), r, []byte("dest"))
+		var m struct {
+			Recipient map[string]json.RawMessage `json:"recipient"`
+		}
+		if err := json.Unmarshal(msg, &m); err != nil {
+			t.Fatalf("%s: %v: %s", ch, err, msg)
+		}
+		field := ch.Destination().Field
+		if _, ok := m.Recipient[field]; !ok || len(m.Recipient) != 3 {
+			t.Errorf("%s: recipient %s, want notifly_user_id, external_user_id and %s", ch, msg, field)
+		}
+	}
+}

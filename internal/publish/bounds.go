@@ -51,13 +51,10 @@ func neededTables(j *job.Job, t schema.Tables) []string {
 	}
 	for _, g := range a.Groups {
 		for _, cond := range g.Conditions {
-			switch cond.Kind {
-			case job.KindDevice:
-				names = append(names, t.Device)
-			case job.KindEvent:
-				names = append(names, t.EventCounts)
-			case job.KindDelivery:
-				names = append(names, t.DeliveryResult)
+			if k, ok := cond.Kind.Info(); ok {
+				if name := k.Table(t); name != "" {
+					names = append(names, name)
+				}
 			}
 		}
 	}

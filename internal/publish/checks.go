@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segpub/segpub/internal/audience"
+	"github.com/segpub/segpub/internal/channel"
 	"github.com/segpub/segpub/internal/contact"
 	"github.com/segpub/segpub/internal/dedup"
 	"github.com/segpub/segpub/internal/failpoint"
@@ -24,11 +24,14 @@ import (
 // notifly_device_id) order (file order for CSV), so the first candidate of a
 // destination is the one the contract says wins.
 type checker struct {
-	p         *plan
-	channel   job.Channel
-	enc       *message.Encoder
-	seen      *dedup.Set
-	batchSize int
+	p *plan
+	// dest is the channel's destination; userContact reads its column
+	// from a user (nil for device destinations).
+	dest        *channel.Destination
+	userContact func(*message.Recipient) []byte
+	enc         *message.Encoder
+	seen        *dedup.Set
+	batchSize   int
 	// failpoints is nil outside tests.
 	failpoints *failpoint.Set
 
@@ -38,8 +41,9 @@ type checker struct {
 	// local_time, whose waves count per base time: waves).
 	wave waveClock
 	// nightRule: the job defers night-time messages to recipients
-	// without night-time consent.
+	// without night-time consent; zone is the clock it reads.
 	nightRule bool
+	zone      *time.Location
 	// capacity is the number of messages whose send_at fits before
 	// job.MaxTime.
 	capacity int64
@@ -109,19 +113,21 @@ func (c *checker) alreadyPublished(cand *candidate) bool {
 	return bytes.Compare(cand.UserID, c.resumeAfter) <= 0
 }
 
-func newChecker(p *plan, batchSize int) *checker {
+func newChecker(p *plan, batchSize int, zone *time.Location) *checker {
 	c := &checker{
 		p:         p,
-		channel:   p.job.Campaign.Channel,
+		dest:      p.job.Campaign.Channel.Destination(),
 		enc:       message.NewEncoder(p.job),
 		seen:      dedup.New(int(p.estimate)),
 		batchSize: batchSize,
 		wave:      waveClock{wave: -1},
+		zone:      zone,
 		capacity:  job.ThrottleCapacity(p.reference, p.job.Campaign.Throttle),
 		waves:     map[int64]*waveClock{},
 	}
+	c.userContact = userContacts[c.dest.Column]
 	camp := p.job.Campaign
-	c.nightRule = camp.Advertising != nil && camp.Advertising.NightConsent != "" && camp.Channel != job.ChannelEmail
+	c.nightRule = camp.Advertising != nil && camp.Advertising.NightConsent != "" && camp.Channel.NightRule()
 	return c
 }
 
@@ -139,11 +145,11 @@ type waveClock struct {
 
 // set makes message k of base time at (the reference time without
 // local_time) the clock's current wave: its send_at, whether that falls in
-// the night window, and the 08:00 it defers to (docs/governance.md: waves are
+// the night window of zone, and the 08:00 it defers to (docs/governance.md: waves are
 // numbered first, then deferred). ok is false past the last wave that fits
 // before job.MaxTime; the time is then what it would be, and the run stops
 // at it.
-func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool) (ok bool) {
+func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool, zone *time.Location) (ok bool) {
 	wave := int64(0)
 	if th != nil {
 		wave = k / th.MaxPerInterval
@@ -155,7 +161,7 @@ func (w *waveClock) set(at time.Time, th *job.Throttle, k int64, nightRule bool)
 	w.sendAt = message.AppendSendAt(w.sendAt[:0], t)
 	w.night = false
 	if nightRule {
-		if next, night := NightDeferral(t); night {
+		if next, night := NightDeferral(t, zone); night {
 			w.night = true
 			w.deferred = message.AppendSendAt(w.deferred[:0], next)
 		}
@@ -174,16 +180,17 @@ func (w *waveClock) sendAtFor(nightConsent bool) ([]byte, bool) {
 }
 
 // Night-time rule (docs/governance.md): advertising sent at or after
-// 21:00 and before 08:00 Asia/Seoul needs night-time consent.
+// 21:00 and before 08:00 in the contract's zone (Config.Zone, Asia/Seoul)
+// needs night-time consent.
 const (
 	NightStartHour = 21
 	NightEndHour   = 8
 )
 
-// NightDeferral reports whether t falls in the night window in Asia/Seoul
-// and, if so, the next 08:00:00 Asia/Seoul.
-func NightDeferral(t time.Time) (time.Time, bool) {
-	local := t.In(audience.Seoul)
+// NightDeferral reports whether t falls in the night window in zone and,
+// if so, the next 08:00:00 there.
+func NightDeferral(t time.Time, zone *time.Location) (time.Time, bool) {
+	local := t.In(zone)
 	h := local.Hour()
 	if h >= NightEndHour && h < NightStartHour {
 		return t, false
@@ -192,7 +199,7 @@ func NightDeferral(t time.Time) (time.Time, bool) {
 	if h >= NightStartHour {
 		day = local.AddDate(0, 0, 1)
 	}
-	return time.Date(day.Year(), day.Month(), day.Day(), NightEndHour, 0, 0, 0, audience.Seoul), true
+	return time.Date(day.Year(), day.Month(), day.Day(), NightEndHour, 0, 0, 0, zone), true
 }
 
 func (c *checker) run(ctx context.Context, in <-chan *rowBatch, freeRows chan<- *rowBatch, out chan<- *Batch, freeOut <-chan *Batch, res *Result) error {
@@ -412,7 +419,7 @@ func (c *checker) deliver(cand *candidate, variantID string, dest, key []byte, b
 	if c.tg != nil && c.tg.local != nil {
 		clock = c.localWave(base.at)
 	} else {
-		clock.set(c.p.reference, c.p.job.Campaign.Throttle, k, c.nightRule)
+		clock.set(c.p.reference, c.p.job.Campaign.Throttle, k, c.nightRule, c.zone)
 	}
 	sendAt, deferred := clock.sendAtFor(cand.NightConsent)
 	locale := noLocale
@@ -469,33 +476,35 @@ func (c *checker) localWave(at time.Time) *waveClock {
 	}
 	k := w.n
 	w.n++
-	if !w.set(at, c.p.job.Campaign.Throttle, k, c.nightRule) && c.fail == nil {
+	if !w.set(at, c.p.job.Campaign.Throttle, k, c.nightRule, c.zone) && c.fail == nil {
 		c.fail = job.Rejectf("campaign.delivery.local_time", "a message's send_at would be after %s", job.MaxTime.Format(time.RFC3339))
 	}
 	return w
 }
 
-// destination returns the published destination and its de-duplication key.
+// destination returns the published destination and its de-duplication key,
+// read and checked as the channel's table says: from the CSV row's contact
+// column, or the user's or device's column.
 func (c *checker) destination(cand *candidate) (dest, key []byte, st contact.Status) {
+	d := c.dest
+	var raw []byte
 	switch {
-	case c.channel == job.ChannelEmail:
-		raw, null := cand.Email, cand.Email == nil
-		if cand.CSV != nil {
-			raw, null = cand.Contact, cand.Contact == nil
-		}
-		return contact.Email(raw, null)
-	case c.channel.IsPhone():
-		raw, null := cand.Phone, cand.Phone == nil
-		if cand.CSV != nil {
-			raw, null = cand.Contact, cand.Contact == nil
-		}
-		dest, st = contact.Phone(raw, null)
-		return dest, dest, st
+	case d.Device && !cand.HasDevice:
+		return nil, nil, contact.Missing
+	case d.Device:
+		raw = cand.Token
+	case cand.CSV != nil:
+		raw = cand.Contact
 	default:
-		if !cand.HasDevice {
-			return nil, nil, contact.Missing
-		}
-		dest, st = contact.Token(cand.Token, cand.Token == nil)
-		return dest, dest, st
+		raw = c.userContact(&cand.Recipient)
 	}
+	return d.Check(raw, raw == nil)
+}
+
+// userContacts read a user's contact column (channel.Destination.Column)
+// from a database candidate; a test checks that every destination of the
+// channel table that is not a device has one.
+var userContacts = map[string]func(*message.Recipient) []byte{
+	"email":        func(r *message.Recipient) []byte { return r.Email },
+	"phone_number": func(r *message.Recipient) []byte { return r.Phone },
 }

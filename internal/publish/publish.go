@@ -24,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/segpub/segpub/internal/audience"
 	"github.com/segpub/segpub/internal/failpoint"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/tz"
@@ -151,6 +152,11 @@ type Config struct {
 	MaxCSVBytes int64
 	// Now is the clock for jobs without scheduled_at. Default: time.Now.
 	Now func() time.Time
+	// Zone is the contract's time zone: event windows count its calendar
+	// days (section 3) and the night-time rule reads its clock (section
+	// 10). Default: audience.DefaultZone (Asia/Seoul), as the contract
+	// says.
+	Zone *time.Location
 	// Progress, when set, is told every run's counts as they grow (see
 	// Hooks.Progress). It may be called from several goroutines at once.
 	Progress func(Progress)
@@ -256,7 +262,15 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg.withDefaults(), zones: tz.NewCache(tz.DefaultCacheSize)}, nil
+	out := cfg.withDefaults()
+	if out.Zone == nil {
+		zone, err := audience.LoadZone(audience.DefaultZone)
+		if err != nil {
+			return nil, fmt.Errorf("publish: Config.Zone: %w", err)
+		}
+		out.Zone = zone
+	}
+	return &Runner{cfg: out, zones: tz.NewCache(tz.DefaultCacheSize)}, nil
 }
 
 // Skipped counts candidates that were not published, by reason, in the

@@ -211,6 +211,11 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 	if err != nil {
 		return nil, job.Rejectf("project_id", "%v", err)
 	}
+	if !j.Campaign.Channel.Known() {
+		// The parser rejects it; a job built in code meets it here
+		// rather than as a run without destinations.
+		return nil, job.Rejectf("campaign.channel", "unknown channel %q", j.Campaign.Channel)
+	}
 	if err := r.checkProject(ctx, j, tables); err != nil {
 		return nil, err
 	}
@@ -248,6 +253,7 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 		}
 	}
 	p.spec = specFor(j, tables, p.reference, p.publish)
+	p.spec.Zone = r.cfg.Zone
 	if rng != nil {
 		if c.Audience.Type == job.AudienceCSV {
 			return nil, errors.New("csv audiences have no key ranges")
@@ -355,7 +361,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		}
 		return r.streamDB(gctx, p.query, rowsCh, freeRows, &streamed)
 	})
-	ch := newChecker(p, r.cfg.BatchSize)
+	ch := newChecker(p, r.cfg.BatchSize, r.cfg.Zone)
 	ch.tg = p.targeting
 	defer ch.seen.Release()
 	ch.failpoints = r.cfg.Failpoints

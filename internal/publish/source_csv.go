@@ -214,6 +214,7 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 		}
 		ids = []string{}
 	}
+	device := ch.IsDevice()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -226,7 +227,7 @@ func (r *Runner) prepareCSV(ctx context.Context, p *plan) (*csvPlan, error) {
 			return nil, err
 		}
 		cp.rows++
-		if ch.IsDevice() || ids != nil {
+		if device || ids != nil {
 			// Looked up in the database: push recipients, and users to
 			// count against the frequency cap.
 			if err := checkUserID(url, rows.cr, rec[cp.userCol]); err != nil {
@@ -278,12 +279,11 @@ func checkUserID(url string, cr *csv.Reader, id string) error {
 	return job.Rejectf(csvPath, "%s: line %d: user_id is not valid UTF-8 text without NUL characters", url, line)
 }
 
+// contactColumn is the CSV column that holds a channel's destination: ""
+// for device channels, whose rows name a user_id instead.
 func contactColumn(ch job.Channel) string {
-	switch {
-	case ch == job.ChannelEmail:
-		return "email"
-	case ch.IsPhone():
-		return "phone_number"
+	if d := ch.Destination(); d != nil {
+		return d.CSVColumn
 	}
 	return ""
 }
