@@ -120,8 +120,13 @@ var tenSkipKeys = []string{"unknown_user", "previously_received", "no_consent", 
 
 func runDeliveryJob(t *testing.T, project, channel, campaign string) deliveryRun {
 	t.Helper()
+	return runDeliveryJobAt(t, project, channel, deliveryRef, campaign)
+}
+
+func runDeliveryJobAt(t *testing.T, project, channel, ref, campaign string) deliveryRun {
+	t.Helper()
 	text := fmt.Sprintf(`{"version":1,"action":"publish","request_id":"r-%s","project_id":%q,"scheduled_at":%q,
-"campaign":{"id":"c","channel":%q,%s}}`, strings.ReplaceAll(t.Name(), "/", "-"), project, deliveryRef, channel, campaign)
+"campaign":{"id":"c","channel":%q,%s}}`, strings.ReplaceAll(t.Name(), "/", "-"), project, ref, channel, campaign)
 	path := filepath.Join(t.TempDir(), "job.json")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -395,5 +400,63 @@ func TestDeliveryContractCSVWithoutConsentColumn(t *testing.T) {
 		if r := run(t, "", args...); r.code != ExitRejected || !strings.Contains(r.stderr, "marketing_opt_in") {
 			t.Fatalf("%s: want a rejection naming the column, got exit %d: %s", cmd, r.code, r.stderr)
 		}
+	}
+}
+
+// Wall times that do not exist (clocks jump forward over them) or occur
+// twice, in both hemispheres and with a 30-minute shift (Lord Howe), reached
+// through next_day.
+func TestDeliveryContractDaylightSaving(t *testing.T) {
+	t.Parallel()
+	tb := dbtest.Project(t)
+	for i, zone := range []string{"America/New_York", "Australia/Sydney", "Australia/Lord_Howe"} {
+		id := fmt.Sprintf("z%d", i)
+		dbtest.Exec(t, `INSERT INTO `+tb.User+` (notifly_user_id, external_user_id, user_properties, random_bucket_number) VALUES ($1, $1, $2::jsonb, 0)`, id, `{"tz":"`+zone+`"}`)
+		dbtest.Exec(t, `INSERT INTO `+tb.Device+` (notifly_device_id, notifly_user_id, device_token, platform) VALUES ($1, $1, 'tok-'||$1, 'ios')`, id)
+	}
+	for _, tc := range []struct {
+		name, ref, time string
+		want            []string
+	}{
+		// New York's gap on Mar 8 (02:00 EST -> 03:00 EDT): 02:30 is read
+		// at -05:00, 07:30Z. Sydney (16:00 on Mar 8 there): passed, Mar 9
+		// 02:30 AEDT. Lord Howe (16:00 +11:00): passed, Mar 9 02:30 +11.
+		{"north gap", "2026-03-08T05:00:00Z", "02:30", []string{
+			"tok-z0 2026-03-08T07:30:00Z - default nil",
+			"tok-z1 2026-03-08T15:30:00Z - default nil",
+			"tok-z2 2026-03-08T15:30:00Z - default nil"}},
+		// Oct 3 22:00 in Sydney: 02:15 passed; on Oct 4 02:15 is in the
+		// gap (02:00 AEST -> 03:00 AEDT): +10:00, 16:15Z. Lord Howe jumps
+		// 02:00 -> 02:30: +10:30, 15:45Z. New York: Oct 4 02:15 EDT.
+		{"south gap", "2026-10-03T12:00:00Z", "02:15", []string{
+			"tok-z0 2026-10-04T06:15:00Z - default nil",
+			"tok-z1 2026-10-03T16:15:00Z - default nil",
+			"tok-z2 2026-10-03T15:45:00Z - default nil"}},
+		// New York falls back on Nov 1 (01:00-02:00 twice): 01:30 the
+		// next day is the earlier, EDT. Sydney Nov 2 01:30 AEDT. Lord
+		// Howe: Nov 2 01:30 +11.
+		{"north overlap", "2026-11-01T00:00:00Z", "01:30", []string{
+			"tok-z0 2026-11-01T05:30:00Z - default nil",
+			"tok-z1 2026-11-01T14:30:00Z - default nil",
+			"tok-z2 2026-11-01T14:30:00Z - default nil"}},
+		// Sydney falls back on Apr 5 (02:00-03:00 twice): 02:30 is the
+		// earlier, AEDT (15:30Z Apr 4); Lord Howe falls back 02:00 ->
+		// 01:30, so its 02:30 occurs once, at +10:30 (16:00Z), and its
+		// 01:45 twice, the earlier at +11 (14:45Z). Reference Apr 4 12:00Z
+		// (22:00 or 23:00 there): passed on Apr 4.
+		{"south overlap", "2026-04-04T12:00:00Z", "02:30", []string{
+			"tok-z0 2026-04-05T06:30:00Z - default nil",
+			"tok-z1 2026-04-04T15:30:00Z - default nil",
+			"tok-z2 2026-04-04T16:00:00Z - default nil"}},
+		{"south overlap lord howe", "2026-04-04T12:00:00Z", "01:45", []string{
+			"tok-z0 2026-04-05T05:45:00Z - default nil",
+			"tok-z1 2026-04-04T14:45:00Z - default nil",
+			"tok-z2 2026-04-04T14:45:00Z - default nil"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runDeliveryJobAt(t, tb.Project, "push_notification", tc.ref, `"audience":{"type":"all"},"message":{"title":"default"},
+"delivery":{"local_time":{"time":"`+tc.time+`","time_zone":"tz"}}}`)
+			checkDeliveryRun(t, got, "candidates=3 published=3 deferred=0", nil, tc.want...)
+		})
 	}
 }
