@@ -460,3 +460,54 @@ func TestDeliveryContractDaylightSaving(t *testing.T) {
 		})
 	}
 }
+
+// Without delivery a job behaves as sections 3 to 10 say, and its result
+// still carries the ten skip keys and deferred.
+func TestDeliveryContractOff(t *testing.T) {
+	t.Parallel()
+	tb := deliveryFixture(t)
+	campaign := `"audience":{"type":"all"},"message":{"title":"default"},"throttle":{"max_per_interval":4,"interval_minutes":1}`
+	got := runDeliveryJob(t, tb.Project, "push_notification", campaign)
+	// 16 candidates; no_contact d03a, u10; duplicates: u06's shared-1
+	// (u05's d05a has it) and u08's shared-2. Waves of 4 in (user, device)
+	// order.
+	checkDeliveryRun(t, got, "candidates=16 published=12 deferred=0 duplicate_destination=2 no_contact=2", nil,
+		"tok01a 2026-11-24T00:00:00Z - default nil",
+		"tok01b 2026-11-24T00:00:00Z - default nil",
+		"tok02B 2026-11-24T00:00:00Z - default nil",
+		"tok02a 2026-11-24T00:00:00Z - default nil",
+		"tok03b 2026-11-24T00:01:00Z - default nil",
+		"tok04b 2026-11-24T00:01:00Z - default nil",
+		"shared-1 2026-11-24T00:01:00Z - default nil",
+		"tok05b 2026-11-24T00:01:00Z - default nil",
+		"shared-2 2026-11-24T00:02:00Z - default nil",
+		"tok09a 2026-11-24T00:02:00Z - default nil",
+		"tok11a 2026-11-24T00:02:00Z - default nil",
+		"tok12a 2026-11-24T00:02:00Z - default nil",
+	)
+}
+
+// Waves of one base time straddle 21:00 in Seoul: the night-time rule
+// applies to each wave's send_at, after the waves are numbered.
+func TestDeliveryContractWavesIntoNight(t *testing.T) {
+	t.Parallel()
+	tb := dbtest.Project(t)
+	for i, p := range []string{`{"tz":"Asia/Tokyo","ok":true}`, `{"tz":"Asia/Tokyo","ok":true,"night":true}`, `{"tz":"Asia/Tokyo","ok":true}`, `{"tz":"Asia/Seoul","ok":true}`} {
+		id := fmt.Sprintf("w%d", i)
+		dbtest.Exec(t, `INSERT INTO `+tb.User+` (notifly_user_id, external_user_id, user_properties, random_bucket_number) VALUES ($1, $1, $2::jsonb, 0)`, id, p)
+		dbtest.Exec(t, `INSERT INTO `+tb.Device+` (notifly_device_id, notifly_user_id, device_token, platform) VALUES ($1, $1, 'tok-'||$1, 'ios')`, id)
+	}
+	// 20:50 in Tokyo and Seoul (the same offset) = 11:50Z; one per 10
+	// minutes: w0 20:50, w1 21:00 (night consent), w2 21:10 -> 08:00 Seoul
+	// on Nov 25 = 23:00Z; w3 is the same base time's fourth: 21:20,
+	// deferred.
+	got := runDeliveryJob(t, tb.Project, "push_notification", `"audience":{"type":"all"},"message":{"title":"default"},
+"throttle":{"max_per_interval":1,"interval_minutes":10},"advertising":{"consent":"ok","night_consent":"night"},
+"delivery":{"local_time":{"time":"20:50","time_zone":"tz"}}}`)
+	checkDeliveryRun(t, got, "candidates=4 published=4 deferred=2", nil,
+		"tok-w0 2026-11-24T11:50:00Z - default nil",
+		"tok-w1 2026-11-24T12:00:00Z - default nil",
+		"tok-w2 2026-11-24T23:00:00Z - default nil",
+		"tok-w3 2026-11-24T23:00:00Z - default nil",
+	)
+}
