@@ -511,3 +511,27 @@ func TestDeliveryContractWavesIntoNight(t *testing.T) {
 		"tok-w3 2026-11-24T23:00:00Z - default nil",
 	)
 }
+
+// A CSV email audience with a frequency cap by its user_id column, consent
+// and if_passed skip: a row whose user_id is a database user is capped by
+// that user's email deliveries; a blank or unknown user_id is not capped.
+func TestDeliveryContractCSVFrequencyCap(t *testing.T) {
+	t.Parallel()
+	tb := deliveryFixture(t)
+	abs, err := filepath.Abs(filepath.Join("testdata", "delivery_email_cap.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runDeliveryJob(t, tb.Project, "email", `"audience":{"type":"csv","url":"file://`+abs+`"},"message":{"title":"default"},
+"advertising":{"consent":"mkt"},"frequency_cap":{"max_messages":1,"within_days":7},
+"delivery":{"local_time":{"time":"09:00","time_zone":"zone","if_passed":"skip"},`+localizedAll+`}`)
+	// Row 1: u08 has an email delivery on Nov 23: capped. Row 2: u09's
+	// deliveries are push: not capped; UTC 09:00. Rows 3 and 4: blank and
+	// unknown user_id, Seoul 09:00 = the reference, not passed. Row 5: no
+	// consent comes before the cap.
+	checkDeliveryRun(t, got, "candidates=5 published=3 deferred=0 frequency_capped=1 no_consent=1", nil,
+		"e2@x.com 2026-11-24T09:00:00Z en en nil",
+		"e3@x.com 2026-11-24T00:00:00Z null default nil",
+		"e4@x.com 2026-11-24T00:00:00Z ko ko nil",
+	)
+}
