@@ -42,7 +42,7 @@ func deliveryFixture(t *testing.T) schema.Tables {
 		{"u02", `{"tz":"America/New_York","lang":"pt_br","ok":true}`, 200},
 		{"u03", `{"tz":"Asia/Kolkata","lang":"zh-Hant-TW","ok":true}`, 300},
 		{"u04", `{"tz":"Asia/Kathmandu","lang":" KO ","ok":"true"}`, 400},
-		{"u05", `{"tz":"Pacific/Kiritimati","lang":"zh","ok":true}`, 500},
+		{"u05", `{"tz":"Pacific/Kiritimati","lang":"zh","ok":true}`, 9600}, // control, but its time passes first
 		{"u06", `{"tz":"asia/seoul","lang":42,"ok":true,"night":true}`, 9500},
 		{"u07", `{"tz":5,"lang":"fr","ok":true}`, 600},
 		{"u08", `{"tz":"UTC","lang":"EN","ok":true}`, 700},
@@ -79,7 +79,8 @@ func deliveryFixture(t *testing.T) schema.Tables {
 	dbtest.Exec(t, `INSERT INTO `+tb.DeliveryResult+` (campaign_id, notifly_user_id, channel, status, created_at) VALUES
 ('old', 'u09', 'push_notification', 'sent', '2026-11-23T00:00:00Z'), ('old2', 'u09', 'push_notification', 'failed', '2026-11-17T00:00:00Z'),
 ('old', 'u08', 'email', 'sent', '2026-11-23T00:00:00Z'), ('old2', 'u08', 'push_notification', 'sent', '2026-11-16T23:59:59Z')`)
-	// Experiment x: va owns buckets 0-4999, the control vc 5000-9999 (u06).
+	// Experiment x: va owns buckets 0-4999, the control vc 5000-9999 (u05,
+	// u06).
 	dbtest.Exec(t, `INSERT INTO `+tb.Variants+` (id, experiment_id, campaign_id, name, weight) VALUES ('va', 'x', 'c', 'A', 1), ('vc', 'x', 'c', 'control', 1)`)
 	return tb
 }
@@ -300,8 +301,8 @@ func TestDeliveryContractExperiment(t *testing.T) {
 	got := runDeliveryJob(t, tb.Project, "push_notification", `"audience":{"type":"all"},"message":{"title":"default"},
 "experiment_id":"x","throttle":{"max_per_interval":3,"interval_minutes":5},
 "delivery":{"local_time":{"time":"09:00","time_zone":"tz","if_passed":"skip"},"most_recent_device_only":true}}`)
-	// local_time_passed: u02, u05 (2 each); control_group: u06 (bucket
-	// 9500); no_contact: d03a, u10; older_device: d01a; u08's shared-2 is
+	// local_time_passed: u02, u05 (2 each; u05's bucket is the control's,
+	// but eligibility comes first); control_group: u06 (bucket 9500); no_contact: d03a, u10; older_device: d01a; u08's shared-2 is
 	// u07's.
 	checkDeliveryRun(t, got, "candidates=16 published=7 deferred=0 control_group=1 duplicate_destination=1 local_time_passed=4 no_contact=2 older_device=1",
 		map[string]int64{"va": 7},
@@ -533,5 +534,28 @@ func TestDeliveryContractCSVFrequencyCap(t *testing.T) {
 		"e2@x.com 2026-11-24T09:00:00Z en en nil",
 		"e3@x.com 2026-11-24T00:00:00Z null default nil",
 		"e4@x.com 2026-11-24T00:00:00Z ko ko nil",
+	)
+}
+
+// most_recent_device_only picks among the user's qualifying devices only:
+// a newer device that a device condition excludes is not a candidate and
+// does not make the qualifying one older.
+func TestDeliveryContractMostRecentAmongQualifying(t *testing.T) {
+	t.Parallel()
+	tb := dbtest.Project(t)
+	dbtest.Exec(t, `INSERT INTO `+tb.User+` (notifly_user_id, external_user_id, random_bucket_number) VALUES ('m1', 'm1', 0), ('m2', 'm2', 0)`)
+	dbtest.Exec(t, `INSERT INTO `+tb.Device+` (notifly_device_id, notifly_user_id, device_token, platform, app_version, updated_at) VALUES
+('m1a', 'm1', 'tok-m1a', 'ios', '3.1', '2026-01-01T00:00:00Z'),
+('m1b', 'm1', 'tok-m1b', 'ios', '2.9', '2026-06-01T00:00:00Z'),
+('m2a', 'm2', 'tok-m2a', 'android', '3.0', '2026-01-01T00:00:00Z'),
+('m2b', 'm2', 'tok-m2b', 'ios', '3.10', '2026-01-01T00:00:01Z'),
+('m2c', 'm2', 'tok-m2c', 'web', '9.0', '2026-12-01T00:00:00Z')`)
+	got := runDeliveryJob(t, tb.Project, "push_notification", `"audience":{"type":"segment","groups":[{"conditions":[{"kind":"device","attribute":"app_version","operator":">=","value":"3.0"}]}]},
+"message":{"title":"default"},"delivery":{"most_recent_device_only":true}`)
+	// m1: only m1a qualifies. m2: m2a and m2b qualify (m2c is web), m2b
+	// is a second newer.
+	checkDeliveryRun(t, got, "candidates=3 published=2 deferred=0 older_device=1", nil,
+		"tok-m1a 2026-11-24T00:00:00Z - default nil",
+		"tok-m2b 2026-11-24T00:00:00Z - default nil",
 	)
 }
