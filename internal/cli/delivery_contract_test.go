@@ -13,10 +13,10 @@ import (
 	"github.com/segpub/segpub/internal/schema"
 )
 
-// These tests run jobs with CONTRACT.md section 11 (delivery targeting),
-// alone and with section 10 (governance), an A/B experiment with a control
-// group, throttles, id-list and CSV audiences, through segpub size and
-// publish. Every expectation was worked out by hand from the contract's
+// These tests run jobs with delivery targeting (section 11 of the
+// interface contract, docs/delivery.md), alone and with governance
+// (section 10), an A/B experiment with a control group, throttles, id-list
+// and CSV audiences, through segpub size and publish. Every expectation was worked out by hand from the contract's
 // text over the fixture below, never read from the code; the comments show
 // the working.
 //

@@ -7,9 +7,10 @@ import (
 	"testing"
 )
 
-// Every bad delivery value of CONTRACT.md section 11 is a rejection (exit 2,
-// nothing published) whose reason names the offending path; the values the
-// section allows (null members, false on any channel) are accepted. The
+// Every bad delivery value that section 11 of the interface contract names
+// is a rejection (exit 2, nothing published) whose reason names the
+// offending path; the values the section allows (null members, false on any
+// channel) are accepted. The
 // expectations are read from the contract, not from the parser.
 func TestDeliveryRejectionsNamePath(t *testing.T) {
 	t.Parallel()
