@@ -559,3 +559,20 @@ func TestDeliveryContractMostRecentAmongQualifying(t *testing.T) {
 		"tok-m2b 2026-11-24T00:00:00Z - default nil",
 	)
 }
+
+// no_consent and frequency_capped come before local_time_passed, and
+// local_time_passed before no_contact.
+func TestDeliveryContractEligibilityOrder(t *testing.T) {
+	t.Parallel()
+	tb := deliveryFixture(t)
+	got := runDeliveryJob(t, tb.Project, "push_notification", `"audience":{"type":"user_ids","user_ids":["u02","u03","u04","u09","u08"]},
+"message":{"title":"default"},"advertising":{"consent":"ok"},"frequency_cap":{"max_messages":2,"within_days":7},
+"delivery":{"local_time":{"time":"05:00","time_zone":"tz","if_passed":"skip"}}}`)
+	// 05:00 has passed in New York (Nov 23), Kolkata and Kathmandu (Nov
+	// 24), not in UTC. u04: no consent (and passed); u09: capped (its
+	// fallback Seoul passed too); u03's blank-token device is
+	// local_time_passed, not no_contact; u08's push row is 1 second too
+	// old to count.
+	checkDeliveryRun(t, got, "candidates=7 published=1 deferred=0 frequency_capped=1 local_time_passed=4 no_consent=1", nil,
+		"shared-2 2026-11-24T05:00:00Z - default nil")
+}
