@@ -576,3 +576,22 @@ func TestDeliveryContractEligibilityOrder(t *testing.T) {
 	checkDeliveryRun(t, got, "candidates=7 published=1 deferred=0 frequency_capped=1 local_time_passed=4 no_consent=1", nil,
 		"shared-2 2026-11-24T05:00:00Z - default nil")
 }
+
+// The reference time keeps its seconds: 09:00:00 in Seoul is earlier than
+// 09:00:30, so the time has passed.
+func TestDeliveryContractPassedBySeconds(t *testing.T) {
+	t.Parallel()
+	tb := dbtest.Project(t)
+	dbtest.Exec(t, `INSERT INTO `+tb.User+` (notifly_user_id, external_user_id, user_properties, random_bucket_number) VALUES ('s1', 's1', '{"tz":"Asia/Seoul"}', 0)`)
+	dbtest.Exec(t, `INSERT INTO `+tb.Device+` (notifly_device_id, notifly_user_id, device_token, platform) VALUES ('s1', 's1', 'tok-s1', 'ios')`)
+	t.Run("next_day", func(t *testing.T) {
+		got := runDeliveryJobAt(t, tb.Project, "push_notification", "2026-11-24T09:00:30+09:00", `"audience":{"type":"all"},"message":{"title":"default"},
+"delivery":{"local_time":{"time":"09:00","time_zone":"tz","if_passed":"next_day"}}}`)
+		checkDeliveryRun(t, got, "candidates=1 published=1 deferred=0", nil, "tok-s1 2026-11-25T00:00:00Z - default nil")
+	})
+	t.Run("skip", func(t *testing.T) {
+		got := runDeliveryJobAt(t, tb.Project, "push_notification", "2026-11-24T00:00:30Z", `"audience":{"type":"all"},"message":{"title":"default"},
+"delivery":{"local_time":{"time":"09:00","time_zone":"tz","if_passed":"skip"}}}`)
+		checkDeliveryRun(t, got, "candidates=1 published=0 deferred=0 local_time_passed=1", nil)
+	})
+}
