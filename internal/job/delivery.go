@@ -118,11 +118,14 @@ func parseLocalTime(o *object) (*LocalTime, error) {
 		}
 		lt.FallbackName = name
 	}
-	if ip, err := o.str("if_passed", false); err != nil {
-		return nil, err
-	} else {
+	// Absent or null is the default; "" is a value, and not one of the two.
+	if raw, ok := o.m["if_passed"]; ok && !isNull(raw) {
+		ip, err := o.str("if_passed", false)
+		if err != nil {
+			return nil, err
+		}
 		switch ip {
-		case "", "next_day":
+		case "next_day":
 		case "skip":
 			lt.SkipPassed = true
 		default:
