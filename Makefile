@@ -13,7 +13,7 @@ BENCH_DB_URL = $(shell scripts/pg-ensure segpub_bench)
 # detector.
 RACE_PKGS = ./internal/cli/ ./internal/publish/ ./internal/worker/ ./internal/scheduler/ \
 	./internal/queue/... ./internal/sink/... ./internal/seed/ ./internal/cleaner/ ./internal/lifecycle/ ./internal/natsjs/ \
-	./internal/console/
+	./internal/console/ ./internal/service/ ./internal/partition/ ./internal/state/ ./internal/httpserve/
 
 # The version segpub version reports: the nearest tag, commits since, and
 # -dirty for a modified tree (the commit hash alone without tags).
