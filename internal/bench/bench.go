@@ -65,6 +65,9 @@ type Config struct {
 	// Targeting seeds new projects with the properties delivery targeting
 	// reads (seed.Config.Targeting), for the push-all-delivery workload.
 	Targeting bool
+	// Generator is the shape of the data seeded into projects without
+	// tables (seed.Generators).
+	Generator seed.Generator
 	OutDir    string
 	Logger    *slog.Logger
 	// Step, when set, is called after each measurement.
@@ -327,8 +330,8 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 		return nil, fmt.Errorf("look up tables: %w", err)
 	}
 	if !exists {
-		log.Info("seeding", "project", p.ID, "users", p.Users)
-		if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: p.ID, Users: p.Users, Logger: log, Targeting: cfg.Targeting}); err != nil {
+		log.Info("seeding", "project", p.ID, "users", p.Users, "generator", cfg.Generator)
+		if _, err := seed.Run(ctx, cfg.Pool, seed.Config{ProjectID: p.ID, Users: p.Users, Logger: log, Targeting: cfg.Targeting, Generator: cfg.Generator}); err != nil {
 			return nil, err
 		}
 	}

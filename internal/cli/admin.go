@@ -65,6 +65,7 @@ type seedOptions struct {
 	seed      int64
 	replace   bool
 	targeting bool
+	generator string
 }
 
 // DefaultSeedUsers is how many users seed makes without --users.
@@ -78,6 +79,7 @@ func (a *App) seedCmd() *cobra.Command {
 	d.Int64(&o.seed, "seed", "", 1, "random seed: the same seed gives the same data")
 	d.fs.BoolVar(&o.replace, "replace", false, "drop the project's tables first if they exist")
 	d.fs.BoolVar(&o.targeting, "targeting", false, "also write the timezone and language properties delivery targeting reads")
+	d.String(&o.generator, "generator", "", string(seed.Uniform), "shape of the data: "+strings.Join(seed.Generators(), ", ")+" (docs/benchmarks.md)")
 	o.common.registerDB(d)
 	cmd.RunE = a.action(d, noArgs, func(ctx context.Context, _ []string) int { return runSeed(ctx, a.env, &o) })
 	return cmd
@@ -92,12 +94,16 @@ func runSeed(ctx context.Context, env *Env, o *seedOptions) int {
 	if *users < 0 {
 		return fail(env, "seed", fmt.Errorf("--users: must not be negative, got %d", *users))
 	}
+	gen, err := seed.ParseGenerator(o.generator)
+	if err != nil {
+		return fail(env, "seed", fmt.Errorf("--generator: %w", err))
+	}
 	pool, err := c.pool(ctx)
 	if err != nil {
 		return fail(env, "seed", err)
 	}
 	defer pool.Close()
-	cfg := seed.Config{ProjectID: *project, Users: *users, Seed: *seedN, Logger: c.logger(env), Replace: *replace, Targeting: o.targeting}
+	cfg := seed.Config{ProjectID: *project, Users: *users, Seed: *seedN, Logger: c.logger(env), Replace: *replace, Targeting: o.targeting, Generator: gen}
 	if env.term != nil {
 		cfg.Progress = env.term
 	}
@@ -116,7 +122,7 @@ func runSeed(ctx context.Context, env *Env, o *seedOptions) int {
 type benchOptions struct {
 	common
 	sizes, project, only, out, plots string
-	results                          string
+	results, generator               string
 	users, runs                      int
 	baselineMax                      int64
 	asJSON, keysOnly, targeting      bool
@@ -137,6 +143,7 @@ func (a *App) benchCmd() *cobra.Command {
 	d.String(&o.plots, "plots", "", "", "directory to write throughput.svg and memory.svg to")
 	d.String(&o.results, "results", "", "", "also write the report as JSON to this file, with its date and machine (make bench: docs/benchmarks.json, which segpub cost reads)")
 	d.fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	d.String(&o.generator, "generator", "", string(seed.Uniform), "shape of the data seeded into projects that have no tables: "+strings.Join(seed.Generators(), ", "))
 	d.fs.BoolVar(&o.keysOnly, "keys-only", false, "measure the tables with only their keys: do not create segpub's indexes first (existing ones stay)")
 	d.fs.BoolVar(&o.targeting, "targeting", false, "seed new projects with the timezone and language properties the push-all-delivery workload reads")
 	d.Duration(&o.sqsRTT, "sqs-rtt", "", 20*time.Millisecond, "round-trip time of the SQS workload's built-in endpoint (in-region SendMessageBatch takes about 20ms); 0 leaves the workload out")
@@ -154,6 +161,10 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 	}
 	if o.sqsRTT < 0 || o.sqsRTT > 10*time.Second {
 		return fail(env, "bench", fmt.Errorf("--sqs-rtt: %v out of range 0..10s", o.sqsRTT))
+	}
+	gen, err := seed.ParseGenerator(o.generator)
+	if err != nil {
+		return fail(env, "bench", fmt.Errorf("--generator: %w", err))
 	}
 	var projects []bench.Project
 	if *project != "" {
@@ -201,7 +212,7 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 	}
 	defer floorPool.Close()
 	cfg := bench.Config{Pool: pool, FloorPool: floorPool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
-		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, KeysOnly: o.keysOnly, Targeting: o.targeting, OutDir: *out, Logger: c.logger(env)}
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, KeysOnly: o.keysOnly, Targeting: o.targeting, Generator: gen, OutDir: *out, Logger: c.logger(env)}
 	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.progressOut()})
 	cfg.Step = func(string) { bar.Add(1) }
 	rep, err := bench.Run(ctx, cfg)

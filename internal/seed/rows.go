@@ -145,20 +145,27 @@ func (g *gen) properties(r interface {
 	if r.IntN(20) == 0 {
 		p["$custom"] = "dollar-named property"
 	}
-	if g.cfg.Targeting {
-		t := g.rng(streamTargeting, i)
-		if z := seedZones[t.IntN(len(seedZones))]; z != "" {
-			p["timezone"] = z
-		}
-		if l := seedLanguages[t.IntN(len(seedLanguages))]; l != "" {
-			p["language"] = l
-		}
-	}
+	g.targeting(p, i)
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(err) // plain values only
 	}
 	return string(b)
+}
+
+// targeting sets the properties delivery targeting reads when Targeting is
+// on, whatever the generator.
+func (g *gen) targeting(p map[string]any, i int) {
+	if !g.cfg.Targeting {
+		return
+	}
+	t := g.rng(streamTargeting, i)
+	if z := seedZones[t.IntN(len(seedZones))]; z != "" {
+		p["timezone"] = z
+	}
+	if l := seedLanguages[t.IntN(len(seedLanguages))]; l != "" {
+		p["language"] = l
+	}
 }
 
 // seedZones and seedLanguages are what Targeting draws from: mostly
@@ -263,7 +270,7 @@ func (g *gen) events(w *bufio.Writer, i int) int {
 		}
 		days := r.Perm(30)[:1+r.IntN(3)]
 		for _, d := range days {
-			field(w, g.UserID(i))
+			field(w, g.userID(i))
 			tab(w)
 			field(w, name)
 			tab(w)
@@ -289,7 +296,7 @@ func (g *gen) deliveries(w *bufio.Writer, i int) int {
 		}
 		field(w, c)
 		tab(w)
-		field(w, g.UserID(i))
+		field(w, g.userID(i))
 		tab(w)
 		field(w, []string{"email", "push_notification", "text_message"}[r.IntN(3)])
 		tab(w)

@@ -48,6 +48,8 @@ type Config struct {
 	// (docs/delivery.md): "timezone" and "language", from a stream of
 	// their own, so the other columns are those of a seed without them.
 	Targeting bool
+	// Generator is the shape of the data (Generators); default Uniform.
+	Generator Generator
 }
 
 // Stats counts the rows written.
@@ -67,6 +69,10 @@ const (
 func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 	start := time.Now()
 	cfg.Seed = cmp.Or(cfg.Seed, 1)
+	shapeName, err := ParseGenerator(string(cfg.Generator))
+	if err != nil {
+		return Stats{}, fmt.Errorf("seed: Generator: %w", err)
+	}
 	if cfg.Now.IsZero() {
 		cfg.Now = time.Now()
 	}
@@ -88,7 +94,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 			return Stats{}, fmt.Errorf("seed %s: %w", cfg.ProjectID, err)
 		}
 	}
-	g := &gen{cfg: cfg, seoulToday: seoulDate(cfg.Now)}
+	g := &gen{cfg: cfg, seoulToday: seoulDate(cfg.Now), shape: shapes[shapeName]}
 	// The bar counts users: those whose rows every table has received (the
 	// slowest of the three loads), so 100,000 users end at 100000/100000.
 	bar := progress.New(progress.Config{Label: "seed users", Total: int64(cfg.Users), Out: cfg.Progress, Logger: log})
@@ -123,8 +129,8 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 			return nil
 		})
 	}
-	load(t.User, "notifly_user_id, external_user_id, email, phone_number, user_properties, random_bucket_number", &st.Users, g.user)
-	load(t.Device, "notifly_device_id, notifly_user_id, external_device_id, device_token, platform, os_version, app_version, sdk_version, sdk_type", &st.Devices, g.devices)
+	load(t.User, "notifly_user_id, external_user_id, email, phone_number, user_properties, random_bucket_number", &st.Users, func(w *bufio.Writer, i int) int { return g.shape.user(g, w, i) })
+	load(t.Device, "notifly_device_id, notifly_user_id, external_device_id, device_token, platform, os_version, app_version, sdk_version, sdk_type", &st.Devices, func(w *bufio.Writer, i int) int { return g.shape.devices(g, w, i) })
 	load(t.EventCounts, "notifly_user_id, name, dt, count, sum_event_value", &st.Events, g.events)
 	if err := eg.Wait(); err != nil {
 		return st, err
@@ -211,7 +217,11 @@ func seoulDate(t time.Time) time.Time {
 type gen struct {
 	cfg        Config
 	seoulToday time.Time
+	shape      shape
 }
+
+// userID is user i's notifly_user_id in the generator's shape.
+func (g *gen) userID(i int) string { return g.shape.userID(g, i) }
 
 // Stream ids keep each table's random choices independent of the others'.
 const (

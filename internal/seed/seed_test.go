@@ -14,6 +14,11 @@ import (
 
 func seeded(t *testing.T, users int, s int64) schema.Tables {
 	t.Helper()
+	return seededWith(t, users, s, "")
+}
+
+func seededWith(t *testing.T, users int, s int64, g Generator) schema.Tables {
+	t.Helper()
 	pool := dbtest.Pool(t)
 	id := dbtest.NewProjectID()
 	tables, _ := schema.For(id)
@@ -22,7 +27,7 @@ func seeded(t *testing.T, users int, s int64) schema.Tables {
 			_, _ = pool.Exec(context.Background(), stmt)
 		}
 	})
-	st, err := Run(context.Background(), pool, Config{ProjectID: id, Users: users, Seed: s, Now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)})
+	st, err := Run(context.Background(), pool, Config{ProjectID: id, Users: users, Seed: s, Generator: g, Now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,5 +131,67 @@ func TestSeedProgressEndsAtTotal(t *testing.T) {
 	}
 	if !strings.Contains(tty.String(), "5000/5000") || strings.Contains(tty.String(), "15000") {
 		t.Fatalf("progress:\n%q", tty.String()[max(0, tty.Len()-200):])
+	}
+}
+
+// The skewed generator's data has the shapes it promises: ids of other
+// shapes, devices per user skewed both ways, short and long tokens,
+// properties from empty to several KB.
+func TestSeedSkewed(t *testing.T) {
+	t.Parallel()
+	pool := dbtest.Pool(t)
+	tb := seededWith(t, 6000, 3, Skewed)
+	checks := map[string]string{
+		"decimal user ids":            `SELECT count(*) FROM ` + tb.User + ` WHERE notifly_user_id ~ '^[0-9]+$'`,
+		"UUID user ids":               `SELECT count(*) FROM ` + tb.User + ` WHERE notifly_user_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4'`,
+		"device ids with - or _":      `SELECT count(*) FROM ` + tb.Device + ` WHERE notifly_device_id ~ '[-_]'`,
+		"users with 10 or more":       `SELECT count(*) FROM (SELECT notifly_user_id FROM ` + tb.Device + ` GROUP BY 1 HAVING count(*) >= 10) x`,
+		"APNs tokens (64 hex)":        `SELECT count(*) FROM ` + tb.Device + ` WHERE device_token ~ '^[0-9a-f]{64}$'`,
+		"FCM tokens (150+ chars)":     `SELECT count(*) FROM ` + tb.Device + ` WHERE length(device_token) > 150 AND device_token LIKE '%:APA91b%'`,
+		"blank tokens":                `SELECT count(*) FROM ` + tb.Device + ` WHERE btrim(device_token, E' \t') = ''`,
+		"empty properties":            `SELECT count(*) FROM ` + tb.User + ` WHERE user_properties = '{}'`,
+		"wide properties (over 2 KB)": `SELECT count(*) FROM ` + tb.User + ` WHERE length(user_properties::text) > 2048`,
+		"time zones":                  `SELECT count(*) FROM ` + tb.User + ` WHERE user_properties ? 'timezone'`,
+		"orphan devices":              `SELECT count(*) FROM ` + tb.Device + ` d WHERE NOT EXISTS (SELECT 1 FROM ` + tb.User + ` u WHERE u.notifly_user_id = d.notifly_user_id)`,
+		"events of seeded users":      `SELECT count(*) FROM ` + tb.EventCounts + ` e JOIN ` + tb.User + ` u USING (notifly_user_id)`,
+		"deliveries of seeded users":  `SELECT count(*) FROM ` + tb.DeliveryResult + ` e JOIN ` + tb.User + ` u USING (notifly_user_id)`,
+	}
+	for what, sql := range checks {
+		if n := query[int64](t, sql); n == 0 {
+			t.Errorf("no %s", what)
+		}
+	}
+	// Skewed both ways: many users without a device, a mean above one.
+	var none, users, devices float64
+	if err := pool.QueryRow(context.Background(), `SELECT
+  (SELECT count(*) FROM `+tb.User+` u WHERE NOT EXISTS (SELECT 1 FROM `+tb.Device+` d WHERE d.notifly_user_id = u.notifly_user_id)),
+  (SELECT count(*) FROM `+tb.User+`), (SELECT count(*) FROM `+tb.Device+`)`).Scan(&none, &users, &devices); err != nil {
+		t.Fatal(err)
+	}
+	if none/users < 0.4 || devices/users < 1.3 {
+		t.Errorf("%.0f%% of users without devices, %.2f devices a user: not skewed", 100*none/users, devices/users)
+	}
+}
+
+func TestSeedGeneratorsDeterministicAndDistinct(t *testing.T) {
+	t.Parallel()
+	ids := func(tb schema.Tables) string {
+		return query[string](t, `SELECT md5(string_agg(u.notifly_user_id || u.user_properties::text, ',' ORDER BY u.notifly_user_id)) FROM `+tb.User+` u`) +
+			query[string](t, `SELECT md5(string_agg(d.notifly_device_id || coalesce(d.device_token, ''), ',' ORDER BY d.notifly_device_id)) FROM `+tb.Device+` d`)
+	}
+	a, b, c := seededWith(t, 1500, 7, Skewed), seededWith(t, 1500, 7, Skewed), seededWith(t, 1500, 7, Uniform)
+	if ids(a) != ids(b) {
+		t.Fatal("same seed and generator, different data")
+	}
+	if ids(a) == ids(c) {
+		t.Fatal("different generators, same data")
+	}
+}
+
+func TestSeedUnknownGenerator(t *testing.T) {
+	t.Parallel()
+	_, err := Run(context.Background(), dbtest.Pool(t), Config{ProjectID: dbtest.NewProjectID(), Users: 10, Generator: "zipf"})
+	if err == nil || !strings.Contains(err.Error(), `Generator: unknown generator "zipf": one of skewed, uniform`) {
+		t.Fatalf("want the generator named, got %v", err)
 	}
 }
