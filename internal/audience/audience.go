@@ -106,6 +106,10 @@ type Spec struct {
 	After, Before string
 	// From bounds them inclusively from below: a partition's first key.
 	From string
+	// PlainInputs joins the tables themselves instead of their ordered
+	// readings (see orderedInputs): the join as an operator writes it, the
+	// benchmark's floor.
+	PlainInputs bool
 }
 
 // Query is a compiled statement and its parameters.
@@ -118,6 +122,30 @@ type Query struct {
 	// project, whose devices are best probed through an index on
 	// notifly_user_id (see Probing).
 	Listed bool
+	// UserOrder reports that the rows come in notifly_user_id byte order
+	// with a user's devices in no particular order: the reader puts each
+	// user's rows in notifly_device_id byte order (see orderedInputs).
+	UserOrder bool
+}
+
+// propertiesText is the ordered user reading's column holding
+// user_properties as text, cast by the parallel workers that read and sort
+// the users rather than by the leader after the join.
+const propertiesText = "segpub_properties_text"
+
+// orderedInputs reports whether the query joins the users and the devices
+// each read in byte order of notifly_user_id (the devices then of
+// notifly_device_id) and orders only by the user. On tables with only
+// their keys, sorting the joined rows sorts every user's columns once per
+// device (850 MB of external sort for 1.8M rows of the skewed generator's
+// 1M users); sorting the two inputs sorts each row once, in parallel
+// workers, and PostgreSQL merge-joins them in order. The merge join hands
+// a user's devices on in the device reading's order, but the planner does
+// not know it, so the final ORDER BY names the user alone and the reader
+// orders each user's few rows (bounded by one user's devices). Id lists
+// keep the probe plan and the full ORDER BY: their sort is small.
+func (b *builder) orderedInputs() bool {
+	return b.spec.Channel.IsDevice() && !b.listed && !b.spec.PlainInputs
 }
 
 // Probing is the planner setting under which a listed audience's query
@@ -171,13 +199,23 @@ func (b *builder) compile() (*Query, error) {
 	// The ids are selected in the ORDER BY's own collation: the sort then
 	// keys on output columns instead of carrying a collated copy of each.
 	sb.WriteString("SELECT u.notifly_user_id COLLATE \"C\", u.external_user_id, u.email, u.phone_number, ")
-	if s.WithProperties {
+	ids := s.ExternalIDs
+	if ids == nil && s.Audience.Type == job.AudienceUserIDs {
+		ids = s.Audience.UserIDs
+	}
+	b.joinEvents = ids == nil
+	b.listed = ids != nil
+	ordered := b.orderedInputs()
+	switch {
+	case !s.WithProperties:
+		sb.WriteString("NULL::text, ")
+	case ordered:
+		sb.WriteString("u." + propertiesText + ", ")
+	default:
 		// Cast here, the text is what the run reads anyway: in a parallel
 		// plan the workers then run jsonb's output function below the
 		// Gather, instead of the leader alone for every row it sends.
 		sb.WriteString("u.user_properties::text, ")
-	} else {
-		sb.WriteString("NULL::text, ")
 	}
 	sb.WriteString("u.random_bucket_number, ")
 	b.joinDeliveries = true
@@ -191,12 +229,6 @@ func (b *builder) compile() (*Query, error) {
 	if device {
 		sb.WriteString(", d.notifly_device_id COLLATE \"C\", d.external_device_id, d.device_token, d.platform, d.os_version, d.app_version, d.sdk_version, d.sdk_type, d.updated_at")
 	}
-	ids := s.ExternalIDs
-	if ids == nil && s.Audience.Type == job.AudienceUserIDs {
-		ids = s.Audience.UserIDs
-	}
-	b.joinEvents = ids == nil
-	b.listed = ids != nil
 
 	groups := s.Audience.Groups
 	where, err := b.groupsWhere(groups)
@@ -214,12 +246,17 @@ func (b *builder) compile() (*Query, error) {
 			deviceOn += " AND (" + pair + ")"
 		}
 	}
-	fmt.Fprintf(&sb, "\nFROM %s u", t.User)
+	users, devices := t.User, t.Device
+	if ordered {
+		users = `(SELECT *, user_properties::text AS ` + propertiesText + ` FROM ` + t.User + ` ORDER BY notifly_user_id COLLATE "C")`
+		devices = `(SELECT * FROM ` + t.Device + ` ORDER BY notifly_user_id COLLATE "C", notifly_device_id COLLATE "C")`
+	}
+	fmt.Fprintf(&sb, "\nFROM %s u", users)
 	for _, e := range b.events {
 		fmt.Fprintf(&sb, "\nLEFT JOIN (%s) %s ON %s.notifly_user_id = u.notifly_user_id", e.sql, e.alias, e.alias)
 	}
 	if device {
-		fmt.Fprintf(&sb, "\nLEFT JOIN %s d ON %s", t.Device, deviceOn)
+		fmt.Fprintf(&sb, "\nLEFT JOIN %s d ON %s", devices, deviceOn)
 	}
 	var conds []string
 	if ids != nil {
@@ -242,10 +279,10 @@ func (b *builder) compile() (*Query, error) {
 		sb.WriteString(strings.Join(conds, "\n  AND "))
 	}
 	sb.WriteString("\nORDER BY u.notifly_user_id COLLATE \"C\"")
-	if device {
+	if device && !ordered {
 		sb.WriteString(", d.notifly_device_id COLLATE \"C\"")
 	}
-	return &Query{SQL: sb.String(), Args: b.args, Device: device, Listed: b.listed}, nil
+	return &Query{SQL: sb.String(), Args: b.args, Device: device, Listed: b.listed, UserOrder: ordered}, nil
 }
 
 // sameUser joins a device alias to the user. Byte order ("C") lets a

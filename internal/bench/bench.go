@@ -366,13 +366,19 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 	if err != nil {
 		return nil, err
 	}
-	orderedSQL, err := literalQuery(j, tables)
+	orderedSQL, err := literalQuery(j, tables, false)
 	if err != nil {
 		return nil, err
 	}
-	plainSQL, ok := plainJoin(orderedSQL)
+	// The floor joins the tables themselves, not segpub's ordered readings
+	// of them.
+	plainInputs, err := literalQuery(j, tables, true)
+	if err != nil {
+		return nil, err
+	}
+	plainSQL, ok := plainJoin(plainInputs)
 	if !ok {
-		return nil, fmt.Errorf("the push audience query has no final ORDER BY: %s", orderedSQL)
+		return nil, fmt.Errorf("the push audience query has no final ORDER BY: %s", plainInputs)
 	}
 	var copyBest float64
 	for _, floor := range []struct {
@@ -567,9 +573,9 @@ ORDER BY random_bucket_number, notifly_user_id LIMIT $1`, idListSize)
 // literalQuery compiles the job's audience query with its parameters
 // written as literals: COPY takes no bind parameters. The benchmark's own
 // job is the only input, and its only parameter is the platform list.
-func literalQuery(j *job.Job, t schema.Tables) (string, error) {
+func literalQuery(j *job.Job, t schema.Tables, plainInputs bool) (string, error) {
 	q, err := audience.Compile(audience.Spec{Tables: t, Channel: j.Campaign.Channel, Audience: j.Campaign.Audience,
-		CampaignID: j.Campaign.ID, Reference: j.ScheduledAt, WithProperties: true})
+		CampaignID: j.Campaign.ID, Reference: j.ScheduledAt, WithProperties: true, PlainInputs: plainInputs})
 	if err != nil {
 		return "", err
 	}

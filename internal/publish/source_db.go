@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -70,32 +71,43 @@ func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *ro
 	if err != nil {
 		return err
 	}
+	// A batch ends only where a user ends, so that a user's rows can be put
+	// in device order (Query.UserOrder) and are never split.
+	userStart := 0
 	for rows.Next() {
 		vals := rows.RawValues()
+		start := !bytes.Equal(vals[audience.ColUserID], prevUser)
+		if start {
+			if q.UserOrder {
+				orderDevices(b.rows[userStart:])
+			}
+			if b.full() {
+				if err := r.cfg.Failpoints.Hit(failpoint.AfterFetch); err != nil {
+					return err
+				}
+				if err := sendRows(ctx, out, b); err != nil {
+					return err
+				}
+				if b, err = takeRows(ctx, free); err != nil {
+					return err
+				}
+			}
+			userStart = len(b.rows)
+			*users++
+		}
 		b.rows = append(b.rows, candidate{})
 		c := &b.rows[len(b.rows)-1]
 		if err := decodeRow(b, c, vals, q.Device); err != nil {
 			return err
 		}
-		c.Start = !bytes.Equal(c.UserID, prevUser)
-		if c.Start {
-			*users++
-		}
+		c.Start = start
 		prevUser = append(prevUser[:0], c.UserID...)
-		if b.full() {
-			if err := r.cfg.Failpoints.Hit(failpoint.AfterFetch); err != nil {
-				return err
-			}
-			if err := sendRows(ctx, out, b); err != nil {
-				return err
-			}
-			if b, err = takeRows(ctx, free); err != nil {
-				return err
-			}
-		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("stream audience: %w", err)
+	}
+	if q.UserOrder {
+		orderDevices(b.rows[userStart:])
 	}
 	if len(b.rows) > 0 {
 		if err := r.cfg.Failpoints.Hit(failpoint.AfterFetch); err != nil {
@@ -104,6 +116,21 @@ func (r *Runner) streamDB(ctx context.Context, q *audience.Query, out chan<- *ro
 		return sendRows(ctx, out, b)
 	}
 	return nil
+}
+
+// orderDevices puts one user's rows in notifly_device_id byte order, the
+// contract's order within a user, and keeps Start on the first. They
+// usually arrive in it already (see audience.Query.UserOrder): one pass
+// checks that before anything moves.
+func orderDevices(rows []candidate) {
+	byDevice := func(a, b candidate) int { return bytes.Compare(a.DeviceID, b.DeviceID) }
+	if len(rows) < 2 || slices.IsSortedFunc(rows, byDevice) {
+		return
+	}
+	slices.SortFunc(rows, byDevice)
+	for i := range rows {
+		rows[i].Start = i == 0
+	}
 }
 
 func takeRows(ctx context.Context, free <-chan *rowBatch) (*rowBatch, error) {
