@@ -142,10 +142,26 @@ const propertiesText = "segpub_properties_text"
 // workers, and PostgreSQL merge-joins them in order. The merge join hands
 // a user's devices on in the device reading's order, but the planner does
 // not know it, so the final ORDER BY names the user alone and the reader
-// orders each user's few rows (bounded by one user's devices). Id lists
-// keep the probe plan and the full ORDER BY: their sort is small.
+// orders each user's few rows (bounded by one user's devices).
+//
+// Only when every condition is a user condition: an event, delivery or
+// cap join, or a device condition's EXISTS, is a hash join above the
+// merge whose output PostgreSQL would sort again, and the sorted readings
+// would sort users the conditions drop. Id lists keep the probe plan and
+// the full ORDER BY: their sort is small.
 func (b *builder) orderedInputs() bool {
-	return b.spec.Channel.IsDevice() && !b.listed && !b.spec.PlainInputs
+	s := b.spec
+	if !s.Channel.IsDevice() || b.listed || s.PlainInputs || s.ExcludePrevious || s.FrequencyCap != nil {
+		return false
+	}
+	for _, g := range s.Audience.Groups {
+		for _, c := range g.Conditions {
+			if c.Kind != job.KindUser {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Probing is the planner setting under which a listed audience's query
