@@ -20,7 +20,7 @@ const (
 	// users, base64url for devices, so byte order and a locale's order
 	// disagree), devices per user skewed (45% none, a long tail with 10 to
 	// 40), platform-shaped tokens (64 hex for iOS, 163 characters for FCM,
-	// longer web-push endpoints) and properties from empty to several KB.
+	// longer web-push endpoints) and properties from empty to over 3 KB.
 	Skewed Generator = "skewed"
 )
 

@@ -136,7 +136,7 @@ func TestSeedProgressEndsAtTotal(t *testing.T) {
 
 // The skewed generator's data has the shapes it promises: ids of other
 // shapes, devices per user skewed both ways, short and long tokens,
-// properties from empty to several KB.
+// properties from empty to over 3 KB.
 func TestSeedSkewed(t *testing.T) {
 	t.Parallel()
 	pool := dbtest.Pool(t)

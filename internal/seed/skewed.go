@@ -70,7 +70,7 @@ var (
 
 // skewedProperties: a third empty, a quarter with one key, a third with a
 // handful, the rest wide (30 to 80 keys, nested values, long strings; the
-// widest several KB, which PostgreSQL stores compressed out of line).
+// widest over 3 KB, which PostgreSQL stores compressed).
 func (g *gen) skewedProperties(r *rand.Rand, i int) string {
 	p := map[string]any{}
 	switch q := r.Float64(); {
