@@ -69,7 +69,10 @@ type Config struct {
 	// tables (seed.Generators).
 	Generator seed.Generator
 	OutDir    string
-	Logger    *slog.Logger
+	// ProfileDir, when set, receives a CPU profile of every publish run
+	// (project-job-time.pprof), for go tool pprof.
+	ProfileDir string
+	Logger     *slog.Logger
 	// Step, when set, is called after each measurement.
 	Step func(name string)
 }
@@ -87,6 +90,7 @@ type Measurement struct {
 	Name      string  `json:"name"`
 	Seconds   float64 `json:"seconds"`
 	bodyBytes int
+	started   time.Time
 	Messages  int64   `json:"messages,omitempty"`
 	PerSecond float64 `json:"messages_per_second,omitempty"`
 	PeakRSSMB float64 `json:"peak_rss_mib,omitempty"`
@@ -107,6 +111,17 @@ type Measurement struct {
 	// VsSDK is PerSecond divided by it.
 	SDKPerSecond float64 `json:"sdk_messages_per_second,omitempty"`
 	VsSDK        float64 `json:"vs_sdk,omitempty"`
+	// VsSDKPaired is the median, over the runs, of each run's rate
+	// divided by the SDK alone's right after it.
+	VsSDKPaired float64 `json:"vs_sdk_paired,omitempty"`
+	// FirstMessageSeconds (SQS workloads) is how long after its start the
+	// process sent its first message: the time its audience query took to
+	// hand over a first row, during which the SDK alone would have been
+	// sending already.
+	FirstMessageSeconds float64 `json:"first_message_seconds,omitempty"`
+	// DatabaseCPUSeconds is the CPU time PostgreSQL's processes spent
+	// during the run, when the server runs on the benchmark's machine.
+	DatabaseCPUSeconds float64 `json:"database_cpu_seconds,omitempty"`
 	// VsPaired (workloads with a partner, e.g. push-all-delivery against
 	// push-all) is the median of the run-by-run ratios of this workload's
 	// seconds to its partner's, the two run alternately.
@@ -153,6 +168,7 @@ const (
 	JobCopy          = "copy"
 	JobCopyOrdered   = "copy-ordered"
 	JobPushSQS       = "push-all-sqs"
+	JobSegmentSQS    = "segment-bucket-sqs"
 	JobPushAll       = "push-all"
 	JobPushJetStream = "push-all-jetstream"
 	JobSegment       = "segment-event-device"
@@ -173,6 +189,9 @@ type workload struct {
 	out       string // publish: the --out URL, {dir} replaced by a scratch directory
 	build     func(project string, ids []string) []byte
 	baseline  bool
+	// sqs: out names the built-in SQS endpoint ({sqs}), and each run is
+	// followed by the SDK alone sending as many messages of the same size.
+	sqs bool
 	// pairedWith is a workload run alternately with this one (A, B, B,
 	// A, ...): VsPaired is the median of their run-by-run ratios, in
 	// which load from other processes mostly cancels out.
@@ -211,6 +230,16 @@ func segmentJob(project string, _ []string) []byte {
 "message":{"title":"Thanks","body":"For your purchase."}}}`)
 }
 
+// segmentBucketJob pushes to the users of random buckets below 3000 (3
+// users in 10): a segment of one user-column condition, as an operator's
+// holdout or staged rollout is.
+func segmentBucketJob(project string, _ []string) []byte {
+	return []byte(jobHeader(project, "bench-segment-bucket") + `"campaign":{"id":"bench_segment_bucket","channel":"push_notification",
+"audience":{"type":"segment","groups":[{"conditions":[
+ {"kind":"user","attribute":"$random_bucket_number","operator":"<","value":3000}]}]},
+"message":{"title":"Hello","body":"A benchmark message."}}}`)
+}
+
 func userIDsJob(project string, ids []string) []byte {
 	list, _ := json.Marshal(ids)
 	return []byte(jobHeader(project, "bench-user-ids") + `"campaign":{"id":"bench_ids","channel":"push_notification",
@@ -234,8 +263,10 @@ var workloads = []workload{
 	{job: JobUserIDs, name: "publish push, user_ids list of 200k", command: "publish", out: "file://{dir}/{channel}.ndjson", build: userIDsJob},
 	{job: JobSize, name: "calculate-size push, all users", command: "size", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
 	{job: JobABEmail, name: "publish email, A/B + throttle, all users", command: "publish", out: "file://{dir}/{channel}.ndjson", build: abEmailJob},
-	{job: JobPushSQS, name: "publish push, all users -> SQS endpoint with a round trip", command: "publish",
+	{job: JobPushSQS, name: "publish push, all users -> SQS endpoint with a {rtt} round trip", command: "publish", sqs: true,
 		out: "sqs+{sqs}/000000000000/bench-{channel}", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
+	{job: JobSegmentSQS, name: "publish push, segment random_bucket_number < 3000 -> SQS endpoint with a {rtt} round trip", command: "publish", sqs: true,
+		out: "sqs+{sqs}/000000000000/bench-{channel}", build: segmentBucketJob},
 	{job: JobPushJetStream, name: "publish push, all users -> embedded JetStream", command: "publish",
 		out: "embedded://{dir}/js?stream=BENCH&subject=bench.{channel}", build: func(p string, _ []string) []byte { return PushAllJob(p) }},
 	{job: JobPushDelivery, name: "publish push, all users, local_time + most_recent_device_only + localized_messages -> file://", command: "publish",
@@ -294,7 +325,7 @@ func (cfg *Config) applies(wl workload, users int64) bool {
 		return false
 	case wl.baseline:
 		return cfg.BaselineMaxUsers > 0 && users <= cfg.BaselineMaxUsers
-	case wl.job == JobPushSQS:
+	case wl.sqs:
 		return cfg.SQSRTT > 0
 	}
 	return true
@@ -415,13 +446,13 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 			continue
 		}
 		var sqs *SQSEndpoint
-		if wl.job == JobPushSQS {
+		if wl.sqs {
 			if sqs, err = StartSQSEndpoint(cfg.SQSRTT); err != nil {
 				return nil, err
 			}
 			defer sqs.Close()
 			wl.out = strings.ReplaceAll(wl.out, "{sqs}", sqs.URL)
-			wl.name = fmt.Sprintf("publish push, all users -> SQS endpoint with a %v round trip", cfg.SQSRTT)
+			wl.name = strings.ReplaceAll(wl.name, "{rtt}", cfg.SQSRTT.String())
 		}
 		jobPath := filepath.Join(dir, wl.job+".json")
 		text := wl.build(p.ID, ids)
@@ -434,7 +465,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 			// SQS workload run, so that both see the machine alike.
 			ceiling float64
 		)
-		var paired, pairs, cpuPairs []float64
+		var paired, pairs, cpuPairs, sdkPairs []float64
 		var partnerPath string
 		if pw := wl.pairedWith; pw != nil {
 			partnerPath = filepath.Join(dir, wl.job+"-pair.json")
@@ -493,6 +524,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 				}
 				if c.Entries > 0 {
 					m.bodyBytes = int(c.Bytes / c.Entries)
+					m.FirstMessageSeconds = c.First.Sub(m.started).Seconds()
 				}
 				if m.Messages > 0 {
 					// The same number of messages of the same mean size,
@@ -502,7 +534,10 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 						return nil, err
 					}
 					sqs.Counts()
-					log.Info("SDK ceiling", "project", p.ID, "run", i+1, "messages_per_second", rate)
+					sdkPairs = append(sdkPairs, float64(m.Messages)/m.Seconds/rate)
+					log.Info("SDK ceiling", "project", p.ID, "run", i+1, "messages_per_second", rate,
+						"segpub_messages_per_second", float64(m.Messages)/m.Seconds, "ratio", float64(m.Messages)/m.Seconds/rate,
+						"first_message_seconds", m.FirstMessageSeconds, "database_cpu_seconds", m.DatabaseCPUSeconds, "cpu_seconds", m.CPUSeconds)
 					ceiling = max(ceiling, rate)
 				}
 			}
@@ -532,7 +567,7 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 			best.PerSecond = float64(best.Messages) / best.Seconds
 		}
 		if ceiling > 0 {
-			best.SDKPerSecond, best.VsSDK = ceiling, best.PerSecond/ceiling
+			best.SDKPerSecond, best.VsSDK, best.VsSDKPaired = ceiling, best.PerSecond/ceiling, median(sdkPairs)
 		}
 		sr.Results = append(sr.Results, best)
 	}
@@ -679,6 +714,11 @@ func runChild(ctx context.Context, cfg Config, wl workload, jobPath, outDir stri
 	switch wl.command {
 	case "publish":
 		args = append(args, "--out", strings.ReplaceAll(wl.out, "{dir}", outDir), "--data-dir", outDir)
+		if cfg.ProfileDir != "" {
+			// jobPath is OutDir/project/job.json.
+			name := filepath.Base(filepath.Dir(jobPath)) + "-" + strings.TrimSuffix(filepath.Base(jobPath), ".json") + "-" + time.Now().UTC().Format("150405.000") + ".pprof"
+			args = append(args, "--cpuprofile", filepath.Join(cfg.ProfileDir, name))
+		}
 	case "baseline":
 		args = []string{"bench", "baseline", "--job", jobPath, "--database-url", cfg.DatabaseURL, "--out", filepath.Join(outDir, "out.ndjson")}
 	}
@@ -688,6 +728,7 @@ func runChild(ctx context.Context, cfg Config, wl workload, jobPath, outDir stri
 	var stdout, stderr strings.Builder
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
+	dbCPU := postgresCPU()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Measurement{}, fmt.Errorf("run %s: %w", wl.command, err)
@@ -695,11 +736,12 @@ func runChild(ctx context.Context, cfg Config, wl workload, jobPath, outDir stri
 	hwm := watchPeakRSS(cmd.Process.Pid)
 	err := cmd.Wait()
 	peak := hwm()
+	dbCPU = postgresCPU() - dbCPU
 	if err != nil {
 		return Measurement{}, fmt.Errorf("run %s: %w (%s %s)", wl.command, err, stdout.String(), tail(stderr.String(), 500))
 	}
-	m := Measurement{Seconds: time.Since(start).Seconds(), PeakRSSMB: float64(peak) / 1024,
-		CPUSeconds: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()}
+	m := Measurement{Seconds: time.Since(start).Seconds(), PeakRSSMB: float64(peak) / 1024, started: start,
+		CPUSeconds: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), DatabaseCPUSeconds: dbCPU}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && peak == 0 {
 		// No /proc: getrusage's figure, which on Linux is at least the
 		// benchmark's own peak (see watchPeakRSS).

@@ -148,13 +148,13 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "tables: %s; work_mem: COPY floors %s (the server's), segpub's sessions %s\n", tables, r.FloorWorkMem, r.WorkMem)
 	for _, s := range r.Sizes {
 		fmt.Fprintf(&b, "\n### %s: %d users, %d devices\n\n", s.ProjectID, s.Users, s.Devices)
-		b.WriteString("| workload | seconds | messages | messages/s | peak RSS MiB | vs COPY | vs COPY, paired | own query s | vs own query | SDK alone msg/s | vs SDK | vs partner, paired | CPU s | vs partner, paired CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| workload | seconds | messages | messages/s | peak RSS MiB | vs COPY | vs COPY, paired | own query s | vs own query | SDK alone msg/s | vs SDK | vs SDK, paired | first message s | vs partner, paired | CPU s | PostgreSQL CPU s | vs partner, paired CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, m := range s.Results {
-			fmt.Fprintf(&b, "| %s | %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.Seconds, blankZero(float64(m.Messages), "%.0f"),
+			fmt.Fprintf(&b, "| %s | %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.Seconds, blankZero(float64(m.Messages), "%.0f"),
 				blankZero(m.PerSecond, "%.0f"), blankZero(m.PeakRSSMB, "%.0f"), blankZero(m.VsCopy, "%.2fx"), blankZero(m.VsCopyPaired, "%.2fx"),
 				blankZero(m.QuerySeconds, "%.2f"), blankZero(m.VsQuery, "%.2fx"),
-				blankZero(m.SDKPerSecond, "%.0f"), blankZero(m.VsSDK, "%.2fx"), blankZero(m.VsPaired, "%.2fx"),
-				blankZero(m.CPUSeconds, "%.2f"), blankZero(m.VsPairedCPU, "%.2fx"))
+				blankZero(m.SDKPerSecond, "%.0f"), blankZero(m.VsSDK, "%.2fx"), blankZero(m.VsSDKPaired, "%.2fx"), blankZero(m.FirstMessageSeconds, "%.2f"),
+				blankZero(m.VsPaired, "%.2fx"), blankZero(m.CPUSeconds, "%.2f"), blankZero(m.DatabaseCPUSeconds, "%.2f"), blankZero(m.VsPairedCPU, "%.2fx"))
 		}
 	}
 	return b.String()

@@ -41,6 +41,9 @@ type SQSEndpoint struct {
 	entries atomic.Int64
 	bytes   atomic.Int64
 	reqs    atomic.Int64
+	// first is when the first entry since the last Counts arrived (Unix
+	// nanoseconds; 0: none yet).
+	first atomic.Int64
 }
 
 // StartSQSEndpoint listens on a loopback port.
@@ -61,6 +64,9 @@ func (e *SQSEndpoint) Close() error { return e.srv.Close() }
 // SQSCounts is what an SQSEndpoint accepted.
 type SQSCounts struct {
 	Entries, Distinct, Requests, Bytes int64
+	// First is when the first of those entries arrived: how long the
+	// publisher took to send anything.
+	First time.Time
 }
 
 // Counts returns what the endpoint accepted, then starts counting afresh.
@@ -68,6 +74,9 @@ func (e *SQSEndpoint) Counts() SQSCounts {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := SQSCounts{Entries: e.entries.Swap(0), Distinct: int64(len(e.keys)), Requests: e.reqs.Swap(0), Bytes: e.bytes.Swap(0)}
+	if f := e.first.Swap(0); f != 0 {
+		c.First = time.Unix(0, f)
+	}
 	e.keys = map[uint64]struct{}{}
 	return c
 }
@@ -85,6 +94,7 @@ type batchResult struct {
 
 func (e *SQSEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	e.first.CompareAndSwap(0, start.UnixNano())
 	if target := r.Header.Get("X-Amz-Target"); target != "AmazonSQS.SendMessageBatch" {
 		http.Error(w, `{"__type":"InvalidAction","message":"only SendMessageBatch"}`, http.StatusBadRequest)
 		return

@@ -122,7 +122,7 @@ func runSeed(ctx context.Context, env *Env, o *seedOptions) int {
 type benchOptions struct {
 	common
 	sizes, project, only, out, plots string
-	results, generator               string
+	results, generator, profileDir   string
 	users, runs                      int
 	baselineMax                      int64
 	asJSON, keysOnly, targeting      bool
@@ -143,6 +143,7 @@ func (a *App) benchCmd() *cobra.Command {
 	d.String(&o.plots, "plots", "", "", "directory to write throughput.svg and memory.svg to")
 	d.String(&o.results, "results", "", "", "also write the report as JSON to this file, with its date and machine (make bench: docs/benchmarks.json, which segpub cost reads)")
 	d.fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	d.String(&o.profileDir, "cpuprofile-dir", "", "", "write a CPU profile of every publish run to this directory (go tool pprof reads them)")
 	d.String(&o.generator, "generator", "", string(seed.Uniform), "shape of the data seeded into projects that have no tables: "+strings.Join(seed.Generators(), ", "))
 	d.fs.BoolVar(&o.keysOnly, "keys-only", false, "measure the tables with only their keys: do not create segpub's indexes first (existing ones stay)")
 	d.fs.BoolVar(&o.targeting, "targeting", false, "seed new projects with the timezone and language properties the push-all-delivery workload reads")
@@ -194,6 +195,11 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 			onlyList = append(onlyList, o)
 		}
 	}
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return fail(env, "bench", fmt.Errorf("--cpuprofile-dir: %w", err))
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fail(env, "bench", err)
@@ -212,7 +218,7 @@ func runBench(ctx context.Context, env *Env, o *benchOptions) int {
 	}
 	defer floorPool.Close()
 	cfg := bench.Config{Pool: pool, FloorPool: floorPool, DatabaseURL: c.databaseURL, Binary: self, Projects: projects,
-		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, KeysOnly: o.keysOnly, Targeting: o.targeting, Generator: gen, OutDir: *out, Logger: c.logger(env)}
+		Runs: *runs, BaselineMaxUsers: *baselineMax, Only: onlyList, SQSRTT: o.sqsRTT, KeysOnly: o.keysOnly, Targeting: o.targeting, Generator: gen, OutDir: *out, ProfileDir: o.profileDir, Logger: c.logger(env)}
 	bar := progress.New(progress.Config{Label: "measurements", Total: int64(bench.Steps(cfg)), Out: env.progressOut()})
 	cfg.Step = func(string) { bar.Add(1) }
 	rep, err := bench.Run(ctx, cfg)

@@ -215,8 +215,8 @@ const channelStream = "DEMO_CHANNELS"
 // the data directory, and the console.
 func (cfg Config) service(csvPath string, ln net.Listener, log *slog.Logger) service.Config {
 	c := service.Config{Audience: cfg.Pool, Logger: log, DataDir: cfg.DataDir,
-		Run:           []service.Module{service.Worker, service.Scheduler, service.Cleaner},
-		JobQueueURL:   "embedded:?stream=DEMO_JOBS&subject=demo.jobs",
+		Run:         []service.Module{service.Worker, service.Scheduler, service.Cleaner},
+		JobQueueURL: "embedded:?stream=DEMO_JOBS&subject=demo.jobs",
 		// The consumer keeps the name earlier demos gave it: a work-queue
 		// stream takes one consumer per subject, so a data directory from
 		// an earlier demo would refuse serve's default name.

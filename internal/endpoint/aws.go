@@ -80,7 +80,7 @@ func (o *awsOpener) Queue(ctx context.Context, raw string, visibility time.Durat
 func (o *awsOpener) Sink(ctx context.Context, pattern string, maxInFlight int) (publish.Sink, error) {
 	// SendMessageBatch carries up to 10 messages.
 	inFlight := (maxInFlight + 9) / 10
-	client, plain, err := o.sqsClient(ctx, pattern, sqssink.PoolOptions(inFlight))
+	client, plain, err := o.sqsClient(ctx, pattern, sqssink.SinkOptions(inFlight))
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/segpub/segpub/internal/audience"
 	"github.com/segpub/segpub/internal/job"
 	"github.com/segpub/segpub/internal/schema"
 )
@@ -48,7 +49,7 @@ func (c *Coordinator) Bounds(ctx context.Context, j *job.Job, rowsPerPart int) (
 	var est float64
 	if a.Type == job.AudienceUserIDs {
 		est = float64(len(a.UserIDs))
-	} else if err := pool.QueryRow(ctx, `SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass($1)`, t.User).Scan(&est); err != nil {
+	} else if est, err = audience.UserEstimate(ctx, pool, t); err != nil {
 		return nil, 0, fmt.Errorf("estimate audience of %s: %w", j.RequestID, err)
 	}
 	k := int(math.Ceil(est / float64(rowsPerPart)))
@@ -56,24 +57,26 @@ func (c *Coordinator) Bounds(ctx context.Context, j *job.Job, rowsPerPart int) (
 		return nil, 0, nil
 	}
 	k = min(k, maxParts)
-	var rows pgx.Rows
+	var sample []string
 	if a.Type == job.AudienceUserIDs {
-		rows, err = pool.Query(ctx, `SELECT notifly_user_id FROM `+t.User+` WHERE external_user_id = ANY($1::text[])`, a.UserIDs)
+		rows, err := pool.Query(ctx, `SELECT notifly_user_id FROM `+t.User+` WHERE external_user_id = ANY($1::text[])`, a.UserIDs)
+		if err == nil {
+			sample, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
+		}
+		slices.Sort(sample) // byte order, as the audience query streams
 	} else {
-		pct := math.Min(100, math.Max(0.01, 100*float64(2000*k)/est))
-		rows, err = pool.Query(ctx, `SELECT notifly_user_id FROM `+t.User+` TABLESAMPLE SYSTEM ($1::float8)`, pct)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
-	}
-	sample, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
+		s, err := audience.SampleUsers(ctx, pool, audience.Spec{Tables: t}, est, 2000*k)
+		if err != nil {
+			return nil, 0, fmt.Errorf("sample audience of %s: %w", j.RequestID, err)
+		}
+		sample = s.All
 	}
 	if len(sample) < 2*k {
 		return nil, 0, nil
 	}
-	slices.Sort(sample) // byte order, as the audience query streams
 	bounds = []string{""}
 	for i := 1; i < k; i++ {
 		if b := sample[i*len(sample)/k]; b > bounds[len(bounds)-1] {

@@ -42,7 +42,7 @@ type streamedKey struct {
 }
 
 // stream reads q as a run does and returns its rows' keys.
-func stream(t *testing.T, r *Runner, q *audience.Query) []streamedKey {
+func stream(t *testing.T, r *Runner, parts ...*audience.Query) []streamedKey {
 	t.Helper()
 	out, free := make(chan *rowBatch, 4), make(chan *rowBatch, 4)
 	for range 4 {
@@ -52,7 +52,7 @@ func stream(t *testing.T, r *Runner, q *audience.Query) []streamedKey {
 	var users int64
 	go func() {
 		defer close(out)
-		done <- r.streamDB(t.Context(), q, out, free, &users)
+		done <- r.streamDB(t.Context(), parts, out, free, &users)
 	}()
 	var keys []streamedKey
 	for b := range out {
@@ -77,7 +77,8 @@ func TestUserOrderedReadStreamsTheContractsOrder(t *testing.T) {
 	t.Parallel()
 	tables := skewedProject(t, 3000)
 	pool := dbtest.Pool(t)
-	r, err := New(Config{Pool: pool})
+	// Every project gets a head start (headStart).
+	r, err := New(Config{Pool: pool, HeadStartUsers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +129,18 @@ ORDER BY u.notifly_user_id COLLATE "C", d.notifly_device_id COLLATE "C"`)
 	if reversed.SQL == q.SQL {
 		t.Fatalf("no device reading to reverse in:\n%s", q.SQL)
 	}
-	for name, q := range map[string]*audience.Query{"as compiled": q, "devices reversed": &reversed} {
-		got := stream(t, r, q)
+	if _, err := pool.Exec(t.Context(), "ANALYZE "+tables.User); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.prepare(t.Context(), j, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.parts) != 2 || !strings.Contains(p.parts[0].SQL, `notifly_user_id COLLATE "C" < $`) || !strings.Contains(p.parts[1].SQL, `notifly_user_id COLLATE "C" >= $`) {
+		t.Fatalf("want a head start of two key ranges, got %d parts", len(p.parts))
+	}
+	for name, parts := range map[string][]*audience.Query{"as compiled": {q}, "devices reversed": {&reversed}, "head start": p.parts} {
+		got := stream(t, r, parts...)
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d rows, want %d", name, len(got), len(want))
 		}
@@ -159,5 +170,72 @@ func TestOrderDevices(t *testing.T) {
 	}
 	if !bytes.Equal([]byte(strings.Join(got, ",")), []byte("-c,B,_a,b")) {
 		t.Fatalf("byte order: got %v", got)
+	}
+}
+
+// A segment of a third of the users reads only their devices, in two key
+// ranges, and streams exactly the rows, in the contract's order, of the
+// plain query; a segment of most users reads every device.
+func TestSegmentReadShapes(t *testing.T) {
+	t.Parallel()
+	tables := skewedProject(t, 3000)
+	pool := dbtest.Pool(t)
+	if _, err := pool.Exec(t.Context(), "ANALYZE "+tables.User); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Pool: pool, HeadStartUsers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		below   int
+		devices bool
+	}{{3000, true}, {9000, false}} {
+		j, err := job.Parse([]byte(fmt.Sprintf(`{"version":1,"action":"publish","request_id":"r-1","project_id":%q,
+"campaign":{"id":"c1","channel":"push_notification","audience":{"type":"segment","groups":[{"conditions":[
+{"kind":"user","attribute":"$random_bucket_number","operator":"<","value":%d}]}]},"message":{"title":"hi"}}}`, tables.Project, tc.below)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.prepare(t.Context(), j, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.spec.DevicesOfAudience != tc.devices || strings.Contains(p.query.SQL, "EXISTS") != tc.devices {
+			t.Fatalf("below %d: DevicesOfAudience %v, want %v:\n%s", tc.below, p.spec.DevicesOfAudience, tc.devices, p.query.SQL)
+		}
+		if len(p.parts) != 2 || strings.Contains(p.parts[0].SQL, "EXISTS") || strings.Contains(p.parts[1].SQL, "EXISTS") != tc.devices {
+			t.Fatalf("below %d: %d parts, want 2 alike", tc.below, len(p.parts))
+		}
+		rows, err := pool.Query(t.Context(), `SELECT u.notifly_user_id, coalesce(d.notifly_device_id, '') FROM `+tables.User+` u
+LEFT JOIN `+tables.Device+` d ON d.notifly_user_id = u.notifly_user_id AND d.platform IN ('ios', 'android')
+WHERE u.random_bucket_number < $1
+ORDER BY u.notifly_user_id COLLATE "C", d.notifly_device_id COLLATE "C"`, tc.below)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []streamedKey
+		for rows.Next() {
+			var k streamedKey
+			if err := rows.Scan(&k.user, &k.device); err != nil {
+				t.Fatal(err)
+			}
+			k.start = len(want) == 0 || want[len(want)-1].user != k.user
+			want = append(want, k)
+		}
+		if rows.Err() != nil || len(want) < 500 {
+			t.Fatalf("reference: %v, %d rows", rows.Err(), len(want))
+		}
+		for name, parts := range map[string][]*audience.Query{"one query": {p.query}, "head start": p.parts} {
+			got := stream(t, r, parts...)
+			if len(got) != len(want) {
+				t.Fatalf("below %d, %s: %d rows, want %d", tc.below, name, len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("below %d, %s: row %d is %+v, want %+v", tc.below, name, i, got[i], want[i])
+				}
+			}
+		}
 	}
 }

@@ -168,18 +168,33 @@ func (s *Sink) Capabilities() publish.Capabilities {
 // batch, and the HTTP client's idle connections close with the process.
 func (s *Sink) Close() error { return nil }
 
+// requestWriteBuffer is the sink's HTTP connections' write buffer: a
+// batch of ten messages of a few kilobytes each fits in one write, where
+// the default 4 KiB buffer takes a system call per 4 KiB (7% of the sink's
+// CPU time on the benchmark's 3.5 KB messages).
+const requestWriteBuffer = 32 << 10
+
 // PoolOptions sizes an SQS client for inFlight concurrent requests: a
 // connection pool that keeps them all (the SDK's default keeps 10 idle
 // connections per host, so at 256 requests in flight most would open a new
 // TLS connection), and no client-side retry quota, which under sustained
 // throttling runs dry and turns retryable errors into failures; the sink
 // bounds its retries itself.
-func PoolOptions(inFlight int) func(*sqs.Options) {
+func PoolOptions(inFlight int) func(*sqs.Options) { return clientOptions(inFlight, 0) }
+
+// SinkOptions are PoolOptions with the sink's own write buffer
+// (requestWriteBuffer): the client the sink sends with.
+func SinkOptions(inFlight int) func(*sqs.Options) {
+	return clientOptions(inFlight, requestWriteBuffer)
+}
+
+func clientOptions(inFlight, writeBuffer int) func(*sqs.Options) {
 	inFlight = cmp.Or(inFlight, DefaultInFlight)
 	return func(o *sqs.Options) {
 		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConns = 2 * inFlight
 			t.MaxIdleConnsPerHost = inFlight
+			t.WriteBufferSize = writeBuffer // 0: net/http's default
 		})
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None })
 	}
