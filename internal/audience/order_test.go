@@ -54,3 +54,28 @@ func TestOrderedInputsOnlyWhereTheyPay(t *testing.T) {
 		}
 	}
 }
+
+// A key range bounds both ordered readings: PostgreSQL carries the users'
+// range to no other table, and a range's reading would sort every device
+// of the project. The bounds' values are bind parameters.
+func TestOrderedReadingsOfARange(t *testing.T) {
+	t.Parallel()
+	tables, err := schema.For("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Compile(Spec{Tables: tables, Channel: job.ChannelPush, Audience: job.Audience{Type: job.AudienceAll}, From: "4", Before: "5';--"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, devices, ok := strings.Cut(q.SQL, "LEFT JOIN (SELECT * FROM "+tables.Device)
+	if !q.UserOrder || !ok || strings.Contains(q.SQL, "5';--") {
+		t.Fatalf("want ordered readings with bound bounds:\n%s", q.SQL)
+	}
+	devices, _, _ = strings.Cut(devices, "ORDER BY")
+	for _, want := range []string{`notifly_user_id COLLATE "C" >= $`, `notifly_user_id COLLATE "C" < $`} {
+		if strings.Count(q.SQL, want) != 2 || !strings.Contains(devices, want) {
+			t.Errorf("%q not on both readings:\n%s", want, q.SQL)
+		}
+	}
+}

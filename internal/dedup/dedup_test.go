@@ -53,30 +53,40 @@ func BenchmarkAdd(b *testing.B) {
 }
 
 // A set sized for its audience never grows, and costs under 10 bytes per
-// destination (the zero set grows by half, never doubling).
+// destination; a large one that outgrows its size adds a table of half its
+// slots and keeps the one it has (no rehash holding both); a small one
+// rehashes into one table half again as large.
 func TestSizedSetDoesNotGrow(t *testing.T) {
 	t.Parallel()
 	const n = 1_000_000
 	s := New(n)
-	slots := len(s.slots)
+	slots := s.Slots()
 	r := rand.New(rand.NewPCG(3, 4))
 	for s.Len() < n {
 		s.Add(r.Uint64())
 	}
-	if len(s.slots) != slots {
-		t.Fatalf("grew from %d to %d slots", slots, len(s.slots))
+	if s.Slots() != slots || len(s.tables) != 1 {
+		t.Fatalf("grew from %d to %d slots", slots, s.Slots())
 	}
-	if perDest := float64(len(s.slots)*8) / n; perDest > 10 {
+	if perDest := float64(s.Slots()*8) / n; perDest > 10 {
 		t.Fatalf("%.1f bytes per destination", perDest)
+	}
+	first := &s.tables[0].slots[0]
+	for s.Len() < n*3/2 {
+		s.Add(r.Uint64())
+	}
+	if len(s.tables) != 2 || s.Slots() != slots+slots/2 || &s.tables[0].slots[0] != first {
+		t.Fatalf("outgrown: %d tables, %d slots, first table moved %v; want the first kept and half as many slots added",
+			len(s.tables), s.Slots(), &s.tables[0].slots[0] != first)
 	}
 	var g Set
 	g.Add(1)
-	before := len(g.slots)
+	before := g.Slots()
 	for i := uint64(2); g.Len() < before; i++ {
 		g.Add(i)
 	}
-	if len(g.slots) != before*3/2 {
-		t.Fatalf("grew from %d to %d slots, want half again", before, len(g.slots))
+	if len(g.tables) != 1 || g.Slots() != before*3/2 {
+		t.Fatalf("small set: %d tables of %d slots from %d, want one half again as large", len(g.tables), g.Slots(), before)
 	}
 }
 

@@ -163,20 +163,18 @@ type Config struct {
 	// Trace, when set, is told the outcome of every candidate (operator
 	// tools: segpub why). It runs on the engine's hot path: keep it cheap.
 	Trace func(Outcome)
-	// HeadStartUsers: a whole run over a project of at least this many
-	// users (the planner's estimate) whose audience is read in user order
-	// streams a first key range beside the rest (see headStart), so that
-	// it publishes while PostgreSQL sorts the rest. Default:
-	// DefaultHeadStartUsers; negative: never.
-	HeadStartUsers int
+	// ShapeUsers: a run over a project of at least this many users (the
+	// planner's estimate) samples them to choose how it reads a segment
+	// (see shapeRead). Default: DefaultShapeUsers; negative: never.
+	ShapeUsers int
 	// Failpoints lets tests fail a run at named points (internal/failpoint).
 	// Nil in production.
 	Failpoints *failpoint.Set
 }
 
-// DefaultHeadStartUsers is Config.HeadStartUsers's default: below it the
-// whole sort takes a fraction of a second.
-const DefaultHeadStartUsers = 100_000
+// DefaultShapeUsers is Config.ShapeUsers's default: below it, reading
+// every device costs a fraction of a second.
+const DefaultShapeUsers = 100_000
 
 // Outcome is what happened to one candidate.
 type Outcome struct {
@@ -241,7 +239,7 @@ func (c *Config) withDefaults() Config {
 		out.Open = OpenFile
 	}
 	out.MaxCSVBytes = cmp.Or(out.MaxCSVBytes, DefaultMaxCSVBytes)
-	out.HeadStartUsers = cmp.Or(out.HeadStartUsers, DefaultHeadStartUsers)
+	out.ShapeUsers = cmp.Or(out.ShapeUsers, DefaultShapeUsers)
 	if out.Now == nil {
 		out.Now = time.Now
 	}

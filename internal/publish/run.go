@@ -91,9 +91,6 @@ type plan struct {
 	split     *variant.Split
 	// query streams the audience (nil for CSV audiences).
 	query *audience.Query
-	// parts, when set, stream query's rows in consecutive key ranges
-	// instead, all started at once (see headStart).
-	parts []*audience.Query
 	spec  audience.Spec
 	// listed are the ids of a user_ids audience whose unknown ones this
 	// run counts (nil: none to count).
@@ -290,7 +287,7 @@ func (r *Runner) prepare(ctx context.Context, j *job.Job, rng *Range) (*plan, er
 	} else {
 		p.estimate = r.estimateRows(ctx, p.query)
 	}
-	if p.parts, err = r.headStart(ctx, p); err != nil {
+	if err := r.shapeRead(ctx, p); err != nil {
 		return nil, err
 	}
 	// A range does not count unknown ids: they belong to no range (the
@@ -365,11 +362,7 @@ func (r *Runner) execute(ctx context.Context, p *plan, sink Sink, res *Result, c
 		if p.csv != nil {
 			return r.streamCSV(gctx, p, rowsCh, freeRows)
 		}
-		parts := p.parts
-		if parts == nil {
-			parts = []*audience.Query{p.query}
-		}
-		return r.streamDB(gctx, parts, rowsCh, freeRows, &streamed)
+		return r.streamDB(gctx, p.query, rowsCh, freeRows, &streamed)
 	})
 	ch := newChecker(p, r.cfg.BatchSize, r.cfg.Zone)
 	ch.tg = p.targeting

@@ -409,7 +409,7 @@ func (r *Runner) emitDeviceChunk(ctx context.Context, p *plan, chunk [][]string,
 	go func() {
 		defer close(sub)
 		var users int64
-		done <- r.streamDB(ctx, []*audience.Query{q}, sub, subFree, &users)
+		done <- r.streamDB(ctx, q, sub, subFree, &users)
 	}()
 	subFree <- lookup
 	for rb := range sub {

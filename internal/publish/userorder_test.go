@@ -42,7 +42,7 @@ type streamedKey struct {
 }
 
 // stream reads q as a run does and returns its rows' keys.
-func stream(t *testing.T, r *Runner, parts ...*audience.Query) []streamedKey {
+func stream(t *testing.T, r *Runner, q *audience.Query) []streamedKey {
 	t.Helper()
 	out, free := make(chan *rowBatch, 4), make(chan *rowBatch, 4)
 	for range 4 {
@@ -52,7 +52,7 @@ func stream(t *testing.T, r *Runner, parts ...*audience.Query) []streamedKey {
 	var users int64
 	go func() {
 		defer close(out)
-		done <- r.streamDB(t.Context(), parts, out, free, &users)
+		done <- r.streamDB(t.Context(), q, out, free, &users)
 	}()
 	var keys []streamedKey
 	for b := range out {
@@ -77,8 +77,7 @@ func TestUserOrderedReadStreamsTheContractsOrder(t *testing.T) {
 	t.Parallel()
 	tables := skewedProject(t, 3000)
 	pool := dbtest.Pool(t)
-	// Every project gets a head start (headStart).
-	r, err := New(Config{Pool: pool, HeadStartUsers: 1})
+	r, err := New(Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,18 +128,8 @@ ORDER BY u.notifly_user_id COLLATE "C", d.notifly_device_id COLLATE "C"`)
 	if reversed.SQL == q.SQL {
 		t.Fatalf("no device reading to reverse in:\n%s", q.SQL)
 	}
-	if _, err := pool.Exec(t.Context(), "ANALYZE "+tables.User); err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.prepare(t.Context(), j, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.parts) != 2 || !strings.Contains(p.parts[0].SQL, `notifly_user_id COLLATE "C" < $`) || !strings.Contains(p.parts[1].SQL, `notifly_user_id COLLATE "C" >= $`) {
-		t.Fatalf("want a head start of two key ranges, got %d parts", len(p.parts))
-	}
-	for name, parts := range map[string][]*audience.Query{"as compiled": {q}, "devices reversed": {&reversed}, "head start": p.parts} {
-		got := stream(t, r, parts...)
+	for name, q := range map[string]*audience.Query{"as compiled": q, "devices reversed": &reversed} {
+		got := stream(t, r, q)
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d rows, want %d", name, len(got), len(want))
 		}
@@ -173,9 +162,9 @@ func TestOrderDevices(t *testing.T) {
 	}
 }
 
-// A segment of a third of the users reads only their devices, in two key
-// ranges, and streams exactly the rows, in the contract's order, of the
-// plain query; a segment of most users reads every device.
+// A segment of a third of the users reads only their devices; one of
+// most users reads every device; both stream exactly the rows, in the
+// contract's order, of the plain query.
 func TestSegmentReadShapes(t *testing.T) {
 	t.Parallel()
 	tables := skewedProject(t, 3000)
@@ -183,7 +172,8 @@ func TestSegmentReadShapes(t *testing.T) {
 	if _, err := pool.Exec(t.Context(), "ANALYZE "+tables.User); err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{Pool: pool, HeadStartUsers: 1})
+	// Every project is sampled (shapeRead).
+	r, err := New(Config{Pool: pool, ShapeUsers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +194,6 @@ func TestSegmentReadShapes(t *testing.T) {
 		if p.spec.DevicesOfAudience != tc.devices || strings.Contains(p.query.SQL, "EXISTS") != tc.devices {
 			t.Fatalf("below %d: DevicesOfAudience %v, want %v:\n%s", tc.below, p.spec.DevicesOfAudience, tc.devices, p.query.SQL)
 		}
-		if len(p.parts) != 2 || strings.Contains(p.parts[0].SQL, "EXISTS") || strings.Contains(p.parts[1].SQL, "EXISTS") != tc.devices {
-			t.Fatalf("below %d: %d parts, want 2 alike", tc.below, len(p.parts))
-		}
 		rows, err := pool.Query(t.Context(), `SELECT u.notifly_user_id, coalesce(d.notifly_device_id, '') FROM `+tables.User+` u
 LEFT JOIN `+tables.Device+` d ON d.notifly_user_id = u.notifly_user_id AND d.platform IN ('ios', 'android')
 WHERE u.random_bucket_number < $1
@@ -226,15 +213,13 @@ ORDER BY u.notifly_user_id COLLATE "C", d.notifly_device_id COLLATE "C"`, tc.bel
 		if rows.Err() != nil || len(want) < 500 {
 			t.Fatalf("reference: %v, %d rows", rows.Err(), len(want))
 		}
-		for name, parts := range map[string][]*audience.Query{"one query": {p.query}, "head start": p.parts} {
-			got := stream(t, r, parts...)
-			if len(got) != len(want) {
-				t.Fatalf("below %d, %s: %d rows, want %d", tc.below, name, len(got), len(want))
-			}
-			for i := range want {
-				if got[i] != want[i] {
-					t.Fatalf("below %d, %s: row %d is %+v, want %+v", tc.below, name, i, got[i], want[i])
-				}
+		got := stream(t, r, p.query)
+		if len(got) != len(want) {
+			t.Fatalf("below %d: %d rows, want %d", tc.below, len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("below %d: row %d is %+v, want %+v", tc.below, i, got[i], want[i])
 			}
 		}
 	}
