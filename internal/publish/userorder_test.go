@@ -36,6 +36,36 @@ func skewedProject(t *testing.T, users int) schema.Tables {
 	return tables
 }
 
+// referenceKeys is the push audience's (user, device) keys of the users
+// where holds ($1: arg), in the contract's order, read by a plain query.
+func referenceKeys(t *testing.T, tables schema.Tables, where string, arg int) []streamedKey {
+	t.Helper()
+	args := []any{}
+	if strings.Contains(where, "$1") {
+		args = append(args, arg)
+	}
+	rows, err := dbtest.Pool(t).Query(t.Context(), `SELECT u.notifly_user_id, coalesce(d.notifly_device_id, '') FROM `+tables.User+` u
+LEFT JOIN `+tables.Device+` d ON d.notifly_user_id = u.notifly_user_id AND d.platform IN ('ios', 'android')
+WHERE `+where+`
+ORDER BY u.notifly_user_id COLLATE "C", d.notifly_device_id COLLATE "C"`, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []streamedKey
+	for rows.Next() {
+		var k streamedKey
+		if err := rows.Scan(&k.user, &k.device); err != nil {
+			t.Fatal(err)
+		}
+		k.start = len(want) == 0 || want[len(want)-1].user != k.user
+		want = append(want, k)
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	return want
+}
+
 type streamedKey struct {
 	user, device string
 	start        bool
@@ -93,24 +123,7 @@ func TestUserOrderedReadStreamsTheContractsOrder(t *testing.T) {
 	if !q.UserOrder || strings.Contains(q.SQL[strings.LastIndex(q.SQL, "ORDER BY"):], "notifly_device_id") {
 		t.Fatalf("want a query ordered by the user alone:\n%s", q.SQL)
 	}
-	rows, err := pool.Query(t.Context(), `SELECT u.notifly_user_id, coalesce(d.notifly_device_id, '') FROM `+tables.User+` u
-LEFT JOIN `+tables.Device+` d ON d.notifly_user_id = u.notifly_user_id AND d.platform IN ('ios', 'android')
-ORDER BY u.notifly_user_id COLLATE "C", d.notifly_device_id COLLATE "C"`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []streamedKey
-	for rows.Next() {
-		var k streamedKey
-		if err := rows.Scan(&k.user, &k.device); err != nil {
-			t.Fatal(err)
-		}
-		k.start = len(want) == 0 || want[len(want)-1].user != k.user
-		want = append(want, k)
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
+	want := referenceKeys(t, tables, "true", 0)
 	many := 0
 	for i := 1; i < len(want); i++ {
 		if !want[i].start && want[i].user != want[i-1].user {
@@ -194,24 +207,9 @@ func TestSegmentReadShapes(t *testing.T) {
 		if p.spec.DevicesOfAudience != tc.devices || strings.Contains(p.query.SQL, "EXISTS") != tc.devices {
 			t.Fatalf("below %d: DevicesOfAudience %v, want %v:\n%s", tc.below, p.spec.DevicesOfAudience, tc.devices, p.query.SQL)
 		}
-		rows, err := pool.Query(t.Context(), `SELECT u.notifly_user_id, coalesce(d.notifly_device_id, '') FROM `+tables.User+` u
-LEFT JOIN `+tables.Device+` d ON d.notifly_user_id = u.notifly_user_id AND d.platform IN ('ios', 'android')
-WHERE u.random_bucket_number < $1
-ORDER BY u.notifly_user_id COLLATE "C", d.notifly_device_id COLLATE "C"`, tc.below)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want []streamedKey
-		for rows.Next() {
-			var k streamedKey
-			if err := rows.Scan(&k.user, &k.device); err != nil {
-				t.Fatal(err)
-			}
-			k.start = len(want) == 0 || want[len(want)-1].user != k.user
-			want = append(want, k)
-		}
-		if rows.Err() != nil || len(want) < 500 {
-			t.Fatalf("reference: %v, %d rows", rows.Err(), len(want))
+		want := referenceKeys(t, tables, "u.random_bucket_number < $1", tc.below)
+		if len(want) < 500 {
+			t.Fatalf("reference: %d rows", len(want))
 		}
 		got := stream(t, r, p.query)
 		if len(got) != len(want) {
