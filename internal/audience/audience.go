@@ -259,7 +259,6 @@ func (b *builder) compile() (*Query, error) {
 	if err != nil {
 		return nil, err
 	}
-	selected := where
 	var deviceOn string
 	if device {
 		deviceOn = b.sameUser("d") + ` AND d.platform = ANY(` + b.arg(s.Channel.Platforms()) + "::text[])"
@@ -283,13 +282,9 @@ func (b *builder) compile() (*Query, error) {
 	}
 	users, devices := t.User, t.Device
 	if ordered {
-		var uw string
-		if len(bounds) > 0 {
-			uw = " WHERE " + strings.Join(bounds, " AND ")
-		}
-		users = `(SELECT *, user_properties::text AS ` + propertiesText + ` FROM ` + t.User + uw + ` ORDER BY notifly_user_id COLLATE "C")`
+		users = `(SELECT *, user_properties::text AS ` + propertiesText + ` FROM ` + t.User + whereAll(bounds) + ` ORDER BY notifly_user_id COLLATE "C")`
 		devWhere := bounds
-		if s.DevicesOfAudience && selected != "" {
+		if s.DevicesOfAudience && where != "" {
 			// The groups' conditions are user conditions on alias u (see
 			// orderedInputs), which here names the inner reading: the
 			// outer u is not visible in a derived table.
@@ -297,13 +292,9 @@ func (b *builder) compile() (*Query, error) {
 			for _, bd := range bounds {
 				in = append(in, "u."+bd)
 			}
-			devWhere = append(slices.Clip(devWhere), `EXISTS (SELECT 1 FROM `+t.User+` u WHERE `+strings.Join(in, " AND ")+` AND (`+selected+`))`)
+			devWhere = append(slices.Clip(devWhere), `EXISTS (SELECT 1 FROM `+t.User+` u WHERE `+strings.Join(in, " AND ")+` AND (`+where+`))`)
 		}
-		var dw string
-		if len(devWhere) > 0 {
-			dw = " WHERE " + strings.Join(devWhere, " AND ")
-		}
-		devices = `(SELECT * FROM ` + t.Device + ` dv` + dw + ` ORDER BY notifly_user_id COLLATE "C", notifly_device_id COLLATE "C")`
+		devices = `(SELECT * FROM ` + t.Device + ` dv` + whereAll(devWhere) + ` ORDER BY notifly_user_id COLLATE "C", notifly_device_id COLLATE "C")`
 	}
 	fmt.Fprintf(&sb, "\nFROM %s u", users)
 	for _, e := range b.events {
@@ -333,6 +324,14 @@ func (b *builder) compile() (*Query, error) {
 		sb.WriteString(", d.notifly_device_id COLLATE \"C\"")
 	}
 	return &Query{SQL: sb.String(), Args: b.args, Device: device, Listed: b.listed, UserOrder: ordered}, nil
+}
+
+// whereAll is a WHERE clause of every condition, "" for none.
+func whereAll(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // sameUser joins a device alias to the user. Byte order ("C") lets a

@@ -534,9 +534,10 @@ func runProject(ctx context.Context, cfg Config, p Project) (*SizeReport, error)
 						return nil, err
 					}
 					sqs.Counts()
-					sdkPairs = append(sdkPairs, float64(m.Messages)/m.Seconds/rate)
+					own := float64(m.Messages) / m.Seconds
+					sdkPairs = append(sdkPairs, own/rate)
 					log.Info("SDK ceiling", "project", p.ID, "run", i+1, "messages_per_second", rate,
-						"segpub_messages_per_second", float64(m.Messages)/m.Seconds, "ratio", float64(m.Messages)/m.Seconds/rate,
+						"segpub_messages_per_second", own, "ratio", own/rate,
 						"first_message_seconds", m.FirstMessageSeconds, "database_cpu_seconds", m.DatabaseCPUSeconds, "cpu_seconds", m.CPUSeconds)
 					ceiling = max(ceiling, rate)
 				}
