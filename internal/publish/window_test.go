@@ -49,6 +49,20 @@ func (s *windowSink) Publish(ctx context.Context, b *Batch) error {
 	return nil
 }
 
+// holdSink acknowledges the first batch and holds every other until its
+// context ends.
+type holdSink struct{}
+
+func (holdSink) Capabilities() Capabilities { return Capabilities{Window: 1} }
+func (holdSink) Close() error               { return nil }
+func (holdSink) Publish(ctx context.Context, b *Batch) error {
+	if b.First == 0 {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 // With several batches in flight, checkpoints still advance in publishing
 // order and only past acknowledged batches; a failure stops the run with
 // no Publish call left running, and resuming from the last checkpoint
@@ -137,14 +151,18 @@ func TestOutputStoppedWithBatchesLeft(t *testing.T) {
 	defer cancel()
 	var acked atomic.Int64
 	var variants map[string]int64
-	sink := &windowSink{window: 1, failAt: -1, acked: map[int64]int{}}
+	// The first batch is acknowledged at once; the others only when the
+	// run's context ends, so that the first checkpoint is due (and
+	// recorded) before any other batch can be acknowledged: checkpoints
+	// coalesce behind batches acknowledged meanwhile.
+	sink := &holdSink{}
 	onAck := func(Checkpoint) error {
 		cancel() // the worker is stopped right after the first batch
 		return nil
 	}
 	err := r.output(ctx, &plan{publish: true}, sink, 1, outCh, freeOut, onAck, &acked, &variants, func() {})
 	if err == nil {
-		t.Fatalf("output returned nil with %d of 3 batches acknowledged", len(sink.acked))
+		t.Fatalf("output returned nil with %d of 3 messages acknowledged", acked.Load())
 	}
 	if acked.Load() != 1 {
 		t.Fatalf("acknowledged %d messages, want 1", acked.Load())
